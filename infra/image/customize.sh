@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# mmdebstrap --customize-hook for the sandbox image. Runs on the host, as root, once every package is
+# installed, with the chroot directory as $1. Part of the image's content hash (see build.sh).
+# Nothing here runs inside the chroot, so the image needs no passwd/adduser tooling.
+set -euo pipefail
+root=${1:?usage: customize.sh ROOTFS_DIR}
+[ -d "$root/etc" ] || { echo "customize.sh: $root is not a root filesystem" >&2; exit 1; }
+
+# --- the sandbox user: studio, uid/gid 1000, no password, no login shell for anyone else to use ---
+if grep -q '^[^:]*:[^:]*:1000:' "$root/etc/passwd" && ! grep -q '^studio:' "$root/etc/passwd"; then
+  echo "customize.sh: uid 1000 is already taken in the image" >&2
+  exit 1
+fi
+grep -q '^studio:' "$root/etc/group" || echo 'studio:x:1000:' >>"$root/etc/group"
+grep -q '^studio:' "$root/etc/passwd" ||
+  echo 'studio:x:1000:1000:Claude Studio sandbox user:/home/studio:/bin/bash' >>"$root/etc/passwd"
+if [ -f "$root/etc/shadow" ] && ! grep -q '^studio:' "$root/etc/shadow"; then
+  echo 'studio:!:::::::' >>"$root/etc/shadow" # locked: no password can ever match
+fi
+if [ -f "$root/etc/gshadow" ] && ! grep -q '^studio:' "$root/etc/gshadow"; then
+  echo 'studio:!::' >>"$root/etc/gshadow"
+fi
+
+install -d -m 0755 -o 1000 -g 1000 "$root/home/studio"
+cp -a "$root/etc/skel/." "$root/home/studio/"
+chown -R 1000:1000 "$root/home/studio"
+
+# --- host identity: mmdebstrap copies the build host's /etc/hostname and /etc/resolv.conf in; neither may
+# leak into a sandbox. Docker bind-mounts its own three files over these; under gVisor they are what a
+# sandbox sees (no network: localhost must still resolve for servers a sandbox runs and previews reach).
+printf 'sandbox\n' >"$root/etc/hostname"
+: >"$root/etc/resolv.conf"
+printf '127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
+chmod 0644 "$root/etc/hostname" "$root/etc/resolv.conf" "$root/etc/hosts"
+
+# --- mount points and writable places ---
+install -d -m 0755 -o 1000 -g 1000 "$root/workspace" # the session's workspace is mounted here
+install -d -m 0755 -o 0 -g 0 "$root/opt/studio"      # the in-sandbox agent is mounted here read-only
+chmod 1777 "$root/tmp" "$root/var/tmp"
+
+# --- no privilege-raising files: setuid/setgid bits and file capabilities go, the binaries stay ---
+# (su, mount, umount, newgrp, chfn, ... keep working for what they can do unprivileged). Directories too
+# (/var/mail, /var/local: setgid there only makes new files inherit the group), so that
+# `find / -xdev -perm /6000` inside a sandbox finds nothing at all.
+find "$root" -xdev -perm /6000 -exec chmod ug-s {} +
+if command -v getcap >/dev/null && command -v setcap >/dev/null; then
+  getcap -r "$root" 2>/dev/null | while read -r file _; do setcap -r "$file"; done
+fi
+
+# --- slim: documentation, manuals, translations, package caches and logs ---
+if [ -d "$root/usr/share/doc" ]; then
+  find "$root/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete # keep licence texts
+  find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
+fi
+rm -rf "$root/usr/share/man/"* "$root/usr/share/info/"* "$root/usr/share/lintian" "$root/usr/share/linda"
+find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} + 2>/dev/null || true
+# files only: the directory layout stays as apt and dpkg expect it
+find "$root/var/lib/apt/lists" "$root/var/cache/apt" "$root/var/log" -type f -delete
+rm -f "$root/var/cache/debconf/"*-old "$root/var/cache/ldconfig/aux-cache"

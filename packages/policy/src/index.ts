@@ -1,0 +1,137 @@
+// The public surface of @studio/policy. Everything a consumer may rely on is listed here by name; files under
+// src/lib/ are internal. Each subpath export (e.g. '@studio/policy/paths') exposes the same names per module.
+
+export type { PolicyErrorCode, PolicyErrorOptions } from './errors.ts';
+export { isPolicyError, POLICY_ERROR_CODES, PolicyError } from './errors.ts';
+export type { SecurityHeadersOptions } from './html.ts';
+export { escapeHtml, securityHeaders } from './html.ts';
+export type {
+  ExecLimits,
+  FilesLimits,
+  Policy,
+  PolicyOverrides,
+  PreviewLimits,
+  SandboxLimits,
+  SessionLimits,
+  TerminalLimits,
+  WebSocketLimits,
+} from './limits.ts';
+export { defaultPolicy, MAX_TOKEN_LENGTH, parsePolicy } from './limits.ts';
+export type { ResolveWorkspacePathOptions } from './paths.ts';
+export {
+  DEFAULT_MAX_PATH_BYTES,
+  DEFAULT_MAX_SEGMENT_BYTES,
+  isCanonicalWorkspacePath,
+  isWithinRoot,
+  joinWorkspacePath,
+  resolveWorkspacePath,
+} from './paths.ts';
+export type { CanonicalHost, HostKind } from './preview.ts';
+export {
+  BLOCKED_PREVIEW_PORTS,
+  canonicalizeHost,
+  isLoopbackOrPrivate,
+  PREVIEW_PORT_RANGE,
+  validatePreviewPort,
+} from './preview.ts';
+export type {
+  MemoryRateLimitStoreOptions,
+  RateLimit,
+  RateLimiter,
+  RateLimiterOptions,
+  RateLimitResult,
+  RateLimitState,
+  RateLimitStore,
+} from './rate-limit.ts';
+export {
+  createMemoryRateLimitStore,
+  createRateLimiter,
+  DEFAULT_LOGIN_LIMIT,
+  DEFAULT_SESSION_CREATE_LIMIT,
+  DEFAULT_WS_MESSAGE_LIMIT,
+  MAX_RATE_LIMIT,
+  MAX_RATE_LIMIT_KEY_LENGTH,
+  MAX_RATE_WINDOW_MS,
+  rateLimitedError,
+  rateLimitKey,
+} from './rate-limit.ts';
+export type {
+  Backend,
+  EventsSubscribeInput,
+  ExecRunInput,
+  FilesListInput,
+  FilesMkdirInput,
+  FilesReadInput,
+  FilesRemoveInput,
+  FilesRenameInput,
+  FilesWriteInput,
+  LoginInput,
+  PolicyIssueParams,
+  PolicySchemas,
+  PreviewRequestInput,
+  SessionByIdInput,
+  SessionCreateInput,
+  SessionId,
+  TerminalAuthMessage,
+  TerminalClientMessage,
+  TerminalInputMessage,
+  TerminalResizeMessage,
+  TokenCreateInput,
+  UserCreateInput,
+} from './schemas.ts';
+export {
+  backendSchema,
+  createPolicySchemas,
+  cursorSchema,
+  eventsSubscribeInput,
+  execRunInput,
+  filesListInput,
+  filesMkdirInput,
+  filesReadInput,
+  filesRemoveInput,
+  filesRenameInput,
+  filesWriteInput,
+  imageNameSchema,
+  isAllowedEnvName,
+  labelSchema,
+  loginInput,
+  newPasswordSchema,
+  passwordSchema,
+  previewPathSchema,
+  previewPortSchema,
+  previewRequestInput,
+  REFUSED_ENV_NAMES,
+  REFUSED_ENV_PREFIXES,
+  SESSION_ID_PREFIX,
+  sessionByIdInput,
+  sessionCreateInput,
+  sessionIdSchema,
+  terminalAuthMessage,
+  terminalClientMessage,
+  terminalInputMessage,
+  terminalResizeMessage,
+  tokenCreateInput,
+  userCreateInput,
+  userIdSchema,
+  usernameSchema,
+  workspaceDirSchema,
+  workspacePathSchema,
+} from './schemas.ts';
+export type {
+  SessionToken,
+  SessionTokenClaims,
+  SignSessionTokenOptions,
+  VerifySessionTokenOptions,
+} from './tokens.ts';
+export {
+  API_TOKEN_AUDIENCE,
+  DEFAULT_TOKEN_LIFETIME_MS,
+  MAX_TOKEN_LIFETIME_MS,
+  MIN_TOKEN_KEY_BYTES,
+  PREVIEW_TOKEN_AUDIENCE,
+  signSessionToken,
+  TOKEN_ALGORITHM,
+  TOKEN_CLOCK_TOLERANCE_S,
+  TOKEN_ISSUER,
+  verifySessionToken,
+} from './tokens.ts';

@@ -1,0 +1,301 @@
+import { z } from 'zod';
+import { PolicyError } from './errors.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+
+/**
+ * Longest token string (JWT or API token) any input accepts. Security meaning: tokens are refused by length
+ * before any base64 or JSON parsing, so a megabyte "token" costs nothing to reject.
+ */
+export const MAX_TOKEN_LENGTH = 4096;
+
+/** Per-sandbox resource limits (SECURITY.md §1). Every field is a ceiling enforced by the backend. */
+export interface SandboxLimits {
+  /** Memory cgroup limit. 64 MiB..16 GiB, default 1 GiB. */
+  readonly memoryBytes: number;
+  /**
+   * The memory+swap ceiling (Docker `HostConfig.MemorySwap`). Must equal `memoryBytes`, which means the
+   * sandbox gets no swap at all: a memory bomb hits the OOM killer instead of thrashing the host's disk.
+   */
+  readonly swapBytes: number;
+  /** CPU quota in CPUs (Docker `NanoCpus`), a hard cap rather than shares. 0.1..16, default 1. */
+  readonly cpus: number;
+  /**
+   * pids cgroup limit for the whole sandbox (threads count). 64..4096, default 512: an ordinary `npm install`
+   * plus a dev server (each Node process has about a dozen threads) fits; a fork bomb stops quickly.
+   */
+  readonly pids: number;
+  /** Workspace disk quota. 64 MiB..64 GiB, default 2 GiB. */
+  readonly diskBytes: number;
+  /** Workspace inode quota (against inode exhaustion). 1000..10M, default 200 000: a large node_modules fits. */
+  readonly inodes: number;
+  /** Size of the tmpfs at /tmp, which counts against memory. 1 MiB..memoryBytes, default 256 MiB. */
+  readonly tmpBytes: number;
+  /** Cap on the container log kept on the host (no unbounded logs). 64 KiB..1 GiB, default 10 MiB. */
+  readonly logBytes: number;
+}
+
+/** Limits on one command run (SECURITY.md §1). */
+export interface ExecLimits {
+  /** Wall-clock timeout when the caller gives none. 100 ms..maxTimeoutMs, default 30 s. */
+  readonly defaultTimeoutMs: number;
+  /** Largest timeout a caller may ask for; the process group is killed after it. 1 s..1 h, default 10 min. */
+  readonly maxTimeoutMs: number;
+  /** Output kept per exec (stdout + stderr); the rest is dropped and flagged. 1 KiB..64 MiB, default 1 MiB. */
+  readonly maxOutputBytes: number;
+  /** Largest stdin a caller may send. 1 KiB..16 MiB, default 1 MiB. */
+  readonly maxStdinBytes: number;
+}
+
+/** Limits on the files API. */
+export interface FilesLimits {
+  /** Largest file read or written through the API. 1 KiB..100 MiB, default 10 MiB. */
+  readonly maxFileBytes: number;
+  /** Most entries one directory listing returns. 1..100 000, default 5000. */
+  readonly maxListEntries: number;
+}
+
+/** Session lifetime limits. */
+export interface SessionLimits {
+  /** A session with no activity for this long is stopped. 1 min..ttlMs, default 30 min. */
+  readonly idleTimeoutMs: number;
+  /** A session is stopped this long after creation, active or not. 1 min..7 days, default 8 h. */
+  readonly ttlMs: number;
+}
+
+/** WebSocket limits (SECURITY.md §4, §5). */
+export interface WebSocketLimits {
+  /** Largest message accepted; bigger frames close the socket. 1 KiB..1 MiB, default 64 KiB. */
+  readonly maxMessageBytes: number;
+  /** The first message must authenticate within this time, else close 1008. 100 ms..5 s, default 5 s. */
+  readonly authTimeoutMs: number;
+  /** Messages accepted per session per minute. 1..10 000, default 1000. */
+  readonly messagesPerMinute: number;
+  /** Ping interval; a peer that misses a pong is dropped. 1 s..5 min, default 30 s. */
+  readonly heartbeatMs: number;
+}
+
+/** Terminal size ceilings; a resize beyond them is refused (huge sizes make the emulator allocate). */
+export interface TerminalLimits {
+  /** 1..500, default 500. */
+  readonly maxCols: number;
+  /** 1..200, default 200. */
+  readonly maxRows: number;
+}
+
+/** Preview proxy limits. */
+export interface PreviewLimits {
+  /** Largest proxied response body; the stream is cut after it. 1 KiB..1 GiB, default 50 MiB. */
+  readonly maxResponseBytes: number;
+  /** Time allowed for the sandbox to answer. 1 s..5 min, default 30 s. */
+  readonly timeoutMs: number;
+}
+
+/** Every tunable security limit of Studio, validated by {@link parsePolicy}. */
+export interface Policy {
+  /** Live sessions one user may hold, enforced atomically by the API. 1..5 (SECURITY.md §5), default 5. */
+  readonly maxLiveSessionsPerUser: number;
+  readonly sandbox: SandboxLimits;
+  readonly exec: ExecLimits;
+  readonly files: FilesLimits;
+  readonly session: SessionLimits;
+  readonly websocket: WebSocketLimits;
+  readonly terminal: TerminalLimits;
+  readonly preview: PreviewLimits;
+}
+
+const int = (min: number, max: number) => z.int().min(min).max(max);
+
+const sandboxShape = z.strictObject({
+  memoryBytes: int(64 * MiB, 16 * GiB),
+  swapBytes: int(64 * MiB, 16 * GiB),
+  cpus: z.number().min(0.1).max(16),
+  pids: int(64, 4096),
+  diskBytes: int(64 * MiB, 64 * GiB),
+  inodes: int(1000, 10_000_000),
+  tmpBytes: int(1 * MiB, 16 * GiB),
+  logBytes: int(64 * KiB, 1 * GiB),
+});
+const execShape = z.strictObject({
+  defaultTimeoutMs: int(100, HOUR),
+  maxTimeoutMs: int(SECOND, HOUR),
+  maxOutputBytes: int(KiB, 64 * MiB),
+  maxStdinBytes: int(KiB, 16 * MiB),
+});
+const filesShape = z.strictObject({
+  maxFileBytes: int(KiB, 100 * MiB),
+  maxListEntries: int(1, 100_000),
+});
+const sessionShape = z.strictObject({
+  idleTimeoutMs: int(MINUTE, 7 * DAY),
+  ttlMs: int(MINUTE, 7 * DAY),
+});
+const websocketShape = z.strictObject({
+  maxMessageBytes: int(KiB, MiB),
+  authTimeoutMs: int(100, 5 * SECOND),
+  messagesPerMinute: int(1, 10_000),
+  heartbeatMs: int(SECOND, 5 * MINUTE),
+});
+const terminalShape = z.strictObject({ maxCols: int(1, 500), maxRows: int(1, 200) });
+const previewShape = z.strictObject({
+  maxResponseBytes: int(KiB, GiB),
+  timeoutMs: int(SECOND, 5 * MINUTE),
+});
+
+const policySchema = z
+  .strictObject({
+    maxLiveSessionsPerUser: int(1, 5),
+    sandbox: sandboxShape,
+    exec: execShape,
+    files: filesShape,
+    session: sessionShape,
+    websocket: websocketShape,
+    terminal: terminalShape,
+    preview: previewShape,
+  })
+  .superRefine((p, ctx) => {
+    if (p.sandbox.swapBytes !== p.sandbox.memoryBytes) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sandbox', 'swapBytes'],
+        message: 'must equal sandbox.memoryBytes (the memory+swap ceiling equal to memory means no swap)',
+      });
+    }
+    if (p.sandbox.tmpBytes > p.sandbox.memoryBytes) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sandbox', 'tmpBytes'],
+        message: 'must not exceed sandbox.memoryBytes (tmpfs pages count against the memory limit)',
+      });
+    }
+    if (p.exec.defaultTimeoutMs > p.exec.maxTimeoutMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['exec', 'defaultTimeoutMs'],
+        message: 'must not exceed exec.maxTimeoutMs',
+      });
+    }
+    if (p.session.idleTimeoutMs > p.session.ttlMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['session', 'idleTimeoutMs'],
+        message: 'must not exceed session.ttlMs',
+      });
+    }
+  });
+
+const overridesSchema = z.strictObject({
+  maxLiveSessionsPerUser: int(1, 5).optional(),
+  sandbox: sandboxShape.partial().optional(),
+  exec: execShape.partial().optional(),
+  files: filesShape.partial().optional(),
+  session: sessionShape.partial().optional(),
+  websocket: websocketShape.partial().optional(),
+  terminal: terminalShape.partial().optional(),
+  preview: previewShape.partial().optional(),
+});
+
+/** Partial overrides accepted by {@link parsePolicy}: any subset of fields, two levels deep. */
+export type PolicyOverrides = z.input<typeof overridesSchema>;
+
+function deepFreeze<T extends object>(value: T): T {
+  for (const v of Object.values(value)) {
+    if (typeof v === 'object' && v !== null) deepFreeze(v);
+  }
+  return Object.freeze(value);
+}
+
+/**
+ * The default limits, deep-frozen. Security meaning: these are the numbers SECURITY.md requires (1 GiB memory
+ * with no swap, 1 CPU, 5 live sessions per user, 1000 WebSocket messages a minute, 5 s to authenticate, …).
+ */
+export const defaultPolicy: Policy = deepFreeze({
+  maxLiveSessionsPerUser: 5,
+  sandbox: {
+    memoryBytes: 1 * GiB,
+    swapBytes: 1 * GiB,
+    cpus: 1,
+    pids: 512,
+    diskBytes: 2 * GiB,
+    inodes: 200_000,
+    tmpBytes: 256 * MiB,
+    logBytes: 10 * MiB,
+  },
+  exec: {
+    defaultTimeoutMs: 30 * SECOND,
+    maxTimeoutMs: 10 * MINUTE,
+    maxOutputBytes: 1 * MiB,
+    maxStdinBytes: 1 * MiB,
+  },
+  files: { maxFileBytes: 10 * MiB, maxListEntries: 5000 },
+  session: { idleTimeoutMs: 30 * MINUTE, ttlMs: 8 * HOUR },
+  websocket: {
+    maxMessageBytes: 64 * KiB,
+    authTimeoutMs: 5 * SECOND,
+    messagesPerMinute: 1000,
+    heartbeatMs: 30 * SECOND,
+  },
+  terminal: { maxCols: 500, maxRows: 200 },
+  preview: { maxResponseBytes: 50 * MiB, timeoutMs: 30 * SECOND },
+});
+
+// A field explicitly set to undefined (an unset env variable) keeps its default rather than erasing it.
+function defined<T extends object>(
+  defaults: T,
+  overrides: Partial<T> | undefined,
+): { -readonly [K in keyof T]: T[K] } {
+  const out = { ...defaults };
+  for (const [key, value] of Object.entries(overrides ?? {})) {
+    if (value !== undefined) (out as Record<string, unknown>)[key] = value;
+  }
+  return out;
+}
+
+function refuse(error: z.ZodError): never {
+  const detail = error.issues
+    .slice(0, 5)
+    .map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(root)'}: ${issue.message}`)
+    .join('; ');
+  throw new PolicyError('POLICY_INVALID', `policy configuration is invalid (${detail}); fix those fields`, {
+    cause: error,
+  });
+}
+
+/**
+ * Builds the effective {@link Policy} from partial overrides (for example parsed from an app's env), deep-merged
+ * onto {@link defaultPolicy}, and returns it deep-frozen. `undefined` gives the defaults.
+ *
+ * Security meaning: configuration cannot switch a control off. Every field has a hard floor and ceiling
+ * (documented on each field; e.g. at most 5 live sessions per user, 5 s to authenticate), unknown keys are
+ * refused (a typo must not silently keep a default), swap must equal memory, and cross-field rules hold
+ * (default timeout ≤ max, idle ≤ ttl, /tmp ≤ memory). Overriding only `sandbox.memoryBytes` moves `swapBytes`
+ * with it. Any violation throws POLICY_INVALID naming the field path.
+ */
+export function parsePolicy(config: unknown): Policy {
+  const overrides = overridesSchema.safeParse(config === undefined ? {} : config);
+  if (!overrides.success) refuse(overrides.error);
+  const o = overrides.data;
+  const sandbox = defined(defaultPolicy.sandbox, o.sandbox);
+  if (o.sandbox?.memoryBytes !== undefined && o.sandbox.swapBytes === undefined) {
+    sandbox.swapBytes = o.sandbox.memoryBytes;
+  }
+  const merged = {
+    maxLiveSessionsPerUser: o.maxLiveSessionsPerUser ?? defaultPolicy.maxLiveSessionsPerUser,
+    sandbox,
+    exec: defined(defaultPolicy.exec, o.exec),
+    files: defined(defaultPolicy.files, o.files),
+    session: defined(defaultPolicy.session, o.session),
+    websocket: defined(defaultPolicy.websocket, o.websocket),
+    terminal: defined(defaultPolicy.terminal, o.terminal),
+    preview: defined(defaultPolicy.preview, o.preview),
+  };
+  const full = policySchema.safeParse(merged);
+  if (!full.success) refuse(full.error);
+  return deepFreeze(full.data);
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The two README commands: `npm start` and `npm test` (and `npm run bench`).
+# Works on a fresh Debian 12 clone with Node 20: installs what is missing, then runs.
+# Idempotent: every step checks before it acts, so a second run is fast.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CACHE="$ROOT/.cache"
+mkdir -p "$CACHE"
+
+log() { printf '\033[1;34m[studio]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[studio] %s\033[0m\n' "$*" >&2; exit 1; }
+in_ci() { [ "${CI:-}" = "true" ] || [ "${CI:-}" = "1" ]; }
+
+# npm ci when node_modules is missing or the lockfile changed since the last install.
+ensure_node_deps() {
+  local stamp="$CACHE/npm-ci.stamp" sum
+  sum=$(sha256sum package-lock.json | cut -d' ' -f1)
+  if [ -d node_modules ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then return; fi
+  log "installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$sum" > "$stamp"
+}
+
+# Docker, runsc and the sandbox image (infra/setup-runtimes.sh). In CI a failure is fatal; elsewhere
+# the tests that need a runtime skip with a one-line reason.
+prepare_runtimes() {
+  if STUDIO_CACHE="$CACHE" bash infra/setup-runtimes.sh; then return 0; fi
+  if in_ci; then die "the sandbox runtimes are required in CI and could not be prepared (see above)"; fi
+  log "warning: runtimes unavailable; the docker and gvisor tests will skip with a reason"
+}
+
+cmd=${1:-}
+case "$cmd" in
+  test)
+    ensure_node_deps
+    prepare_runtimes
+    log "lint (biome)"; npx biome ci .
+    log "typecheck"; npx turbo run typecheck --output-logs=errors-only
+    log "tests"; npx vitest run
+    ;;
+  start)
+    ensure_node_deps
+    prepare_runtimes
+    if [ -f apps/api/package.json ]; then exec npm run start -w @studio/api
+    else log "Studio's API is not built yet in this revision; the policy package is ready (npm test)."; fi
+    ;;
+  bench)
+    ensure_node_deps
+    prepare_runtimes
+    if [ -f bench/run.ts ]; then exec npx tsx bench/run.ts "${@:2}"; else die "no benchmarks yet"; fi
+    ;;
+  *) die "usage: scripts/studio.sh start|test|bench" ;;
+esac

@@ -1,0 +1,34 @@
+import { defineConfig } from 'vitest/config';
+
+// Named projects: `unit` is pure and fast; `docker` and `gvisor` need a real runtime (see scripts/studio.sh);
+// `e2e` drives a browser. A file's suffix picks its project.
+const runtimeSuffixes = ['**/*.docker.test.ts', '**/*.gvisor.test.ts', '**/*.e2e.test.ts'];
+const ignored = ['**/node_modules/**', '**/dist/**', '**/.next/**'];
+
+export default defineConfig({
+  test: {
+    projects: [
+      { test: { name: 'unit', include: ['{packages,apps}/*/src/**/*.test.ts'], exclude: [...ignored, ...runtimeSuffixes] } },
+      {
+        test: {
+          name: 'docker',
+          include: ['{packages,apps}/*/src/**/*.docker.test.ts'],
+          exclude: ignored,
+          testTimeout: 120_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'gvisor',
+          include: ['{packages,apps}/*/src/**/*.gvisor.test.ts'],
+          exclude: ignored,
+          testTimeout: 120_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
