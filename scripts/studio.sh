@@ -12,13 +12,15 @@ log() { printf '\033[1;34m[studio]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[studio] %s\033[0m\n' "$*" >&2; exit 1; }
 in_ci() { [ "${CI:-}" = "true" ] || [ "${CI:-}" = "1" ]; }
 
-# npm ci when node_modules is missing or the lockfile changed since the last install.
+# Installs npm dependencies when node_modules is missing or the lockfile changed since the last install.
+# `npm install`, not `npm ci`: npm 11.19 leaves other platforms' optional packages (Biome's, turbo's
+# binaries) out of the lockfile it writes, and its own `npm ci` then refuses that lockfile as out of sync.
 ensure_node_deps() {
   local stamp="$CACHE/npm-ci.stamp" sum
   sum=$(sha256sum package-lock.json | cut -d' ' -f1)
   if [ -d node_modules ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then return; fi
-  log "installing npm dependencies (npm ci)"
-  npm ci --no-audit --no-fund --loglevel=error
+  log "installing npm dependencies"
+  npm install --no-audit --no-fund --loglevel=error
   echo "$sum" > "$stamp"
 }
 
