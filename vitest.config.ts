@@ -8,7 +8,13 @@ const ignored = ['**/node_modules/**', '**/dist/**', '**/.next/**'];
 export default defineConfig({
   test: {
     projects: [
-      { test: { name: 'unit', include: ['{packages,apps}/*/src/**/*.test.ts'], exclude: [...ignored, ...runtimeSuffixes] } },
+      {
+        test: {
+          name: 'unit',
+          include: ['{packages,apps}/*/src/**/*.test.ts'],
+          exclude: [...ignored, ...runtimeSuffixes],
+        },
+      },
       {
         test: {
           name: 'docker',
