@@ -50,7 +50,7 @@ case "$cmd" in
   bench)
     ensure_node_deps
     prepare_runtimes
-    if [ -f bench/run.ts ]; then exec npx tsx bench/run.ts "${@:2}"; else die "no benchmarks yet"; fi
+    exec npx tsx bench/run.ts "${@:2}"
     ;;
   *) die "usage: scripts/studio.sh start|test|bench" ;;
 esac

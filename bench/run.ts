@@ -1,0 +1,23 @@
+// `npm run bench`: every figure beside a raw baseline measured in the same run. `--quick` for fewer samples.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { benchDocker } from './docker.bench.ts';
+import { formatRows, type Row } from './stats.ts';
+
+const quick = process.argv.includes('--quick');
+const root = fileURLToPath(new URL('..', import.meta.url));
+const image = process.env.STUDIO_SANDBOX_IMAGE ?? 'studio-sandbox:latest';
+
+const rows: Row[] = [];
+rows.push(...(await benchDocker({ image, dataDir: `${root}.cache/bench-data/docker`, quick })));
+
+const table = formatRows(rows);
+console.log(
+  `\nClaude Studio benchmarks (${new Date().toISOString()}, ${quick ? 'quick' : 'full'})\n\n${table}\n`,
+);
+mkdirSync(`${root}bench/results`, { recursive: true });
+writeFileSync(
+  `${root}bench/results/latest.json`,
+  JSON.stringify({ at: new Date().toISOString(), rows }, null, 2),
+);
+writeFileSync(`${root}bench/results/latest.md`, `${table}\n`);

@@ -1,0 +1,442 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import {
+  AgentSandbox,
+  type BackendCapabilities,
+  type IsolationBackend,
+  IsolationError,
+  isIsolationError,
+  type ListFilter,
+  LoopWorkspaces,
+  MANAGED_LABEL,
+  RESERVED_LABEL_PREFIX,
+  type SandboxInfo,
+  type SandboxSpec,
+  type SandboxState,
+  type SandboxStats,
+  type WorkspaceMode,
+} from '@studio/isolation';
+import { AGENT_COMMAND, AGENT_DIR, AgentClient } from '@studio/isolation/agent';
+import Docker from 'dockerode';
+import { containerConfig } from './hardening.ts';
+import { mapDockerError } from './map-error.ts';
+
+/** Options for {@link DockerBackend}. */
+export interface DockerBackendOptions {
+  /** Where workspace images live. Required: packages never guess a host path. */
+  dataDir: string;
+  /** A dockerode client; default: the local socket. */
+  docker?: Docker;
+  /** Written as the `studio.instance` label so one API finds what it created. */
+  instanceId?: string;
+  /** Seccomp profile (JSON file). Default: infra/seccomp/studio.json of this repository. */
+  seccompProfilePath?: string;
+  /** AppArmor profile name, applied only when the host kernel has AppArmor. */
+  apparmorProfile?: string;
+  /** `loop` (hard quota, needs root) or `volume` (no quota). Default: `loop` when running as root. */
+  workspaceMode?: WorkspaceMode;
+  /** Host directory with the agent, mounted read-only at /opt/studio. */
+  agentDir?: string;
+  /** How long to wait for the agent's hello after a start. */
+  agentTimeoutMs?: number;
+}
+
+const DEFAULT_SECCOMP = fileURLToPath(new URL('../../../infra/seccomp/studio.json', import.meta.url));
+const NAME_PREFIX = 'studio-';
+const LABEL_SANDBOX = 'studio.sandbox';
+const LABEL_WORKSPACE = 'studio.workspace';
+
+/**
+ * The isolation contract on a Docker daemon. Every sandbox is one container hardened per
+ * SECURITY.md §1 (see `hardening.ts`), with its workspace on a loop-mounted ext4 image for a real
+ * quota, and an agent inside spoken to over the container's attached stdio.
+ */
+export class DockerBackend implements IsolationBackend {
+  readonly name = 'docker';
+  readonly #docker: Docker;
+  readonly #options: DockerBackendOptions;
+  readonly #workspaces: LoopWorkspaces;
+  readonly #mode: WorkspaceMode;
+  #seccomp: string | undefined;
+
+  constructor(options: DockerBackendOptions) {
+    this.#options = options;
+    this.#docker = options.docker ?? new Docker();
+    this.#workspaces = new LoopWorkspaces(options.dataDir);
+    this.#mode = options.workspaceMode ?? (process.getuid?.() === 0 ? 'loop' : 'volume');
+  }
+
+  capabilities(): BackendCapabilities {
+    return {
+      pause: true,
+      checkpoint: false,
+      networkModes: ['none'],
+      terminal: true,
+      diskQuota: this.#mode === 'loop',
+      connect: true,
+    };
+  }
+
+  async available(): Promise<{ ok: true } | { ok: false; reason: string }> {
+    try {
+      await this.#docker.ping();
+    } catch (error) {
+      return { ok: false, reason: mapDockerError(error, 'Docker').message };
+    }
+    if (this.#mode === 'loop' && process.getuid?.() !== 0) {
+      return {
+        ok: false,
+        reason: "workspace quotas need root to loop-mount images: run as root or use workspaceMode 'volume'",
+      };
+    }
+    return { ok: true };
+  }
+
+  async create(spec: SandboxSpec): Promise<DockerSandbox> {
+    validateSpec(spec);
+    const id = `sbx-${randomBytes(8).toString('hex')}`;
+    const labels: Record<string, string> = {
+      ...(spec.labels ?? {}),
+      [MANAGED_LABEL]: 'true',
+      'studio.backend': this.name,
+      [LABEL_SANDBOX]: id,
+      [LABEL_WORKSPACE]: this.#mode,
+      ...(this.#options.instanceId ? { 'studio.instance': this.#options.instanceId } : {}),
+    };
+    let workspace: { type: 'bind' | 'volume'; source: string };
+    try {
+      if (this.#mode === 'loop') {
+        const source = await this.#workspaces.create(id, spec.resources.diskBytes, spec.resources.inodes);
+        workspace = { type: 'bind', source };
+      } else {
+        const volume = await this.#docker.createVolume({ Name: `${NAME_PREFIX}${id}`, Labels: labels });
+        workspace = { type: 'volume', source: volume.name };
+      }
+      const container = await this.#docker.createContainer(
+        containerConfig({
+          name: `${NAME_PREFIX}${id}`,
+          image: spec.image,
+          command: AGENT_COMMAND,
+          labels,
+          resources: spec.resources,
+          workspace,
+          agentDir: this.#options.agentDir ?? AGENT_DIR,
+          seccompProfile: this.#seccompProfile(),
+          apparmorProfile: hostHasAppArmor()
+            ? (this.#options.apparmorProfile ?? 'studio-sandbox')
+            : undefined,
+        }),
+      );
+      await container.start();
+      const sandbox = new DockerSandbox(this, id);
+      await sandbox.ready();
+      return sandbox;
+    } catch (error) {
+      await this.destroy(id).catch(() => undefined);
+      throw mapDockerError(error, `sandbox from image ${spec.image}`);
+    }
+  }
+
+  async get(id: string): Promise<DockerSandbox> {
+    await this.inspect(id);
+    return new DockerSandbox(this, id);
+  }
+
+  async list(filter: ListFilter = {}): Promise<SandboxInfo[]> {
+    const label = [`${MANAGED_LABEL}=true`, `studio.backend=${this.name}`];
+    for (const [k, v] of Object.entries(filter.labels ?? {})) label.push(`${k}=${v}`);
+    try {
+      const containers = await this.#docker.listContainers({ all: true, filters: { label } });
+      return containers.map((c) => ({
+        id: c.Labels[LABEL_SANDBOX] ?? c.Id,
+        backend: this.name,
+        image: c.Image,
+        state: stateOf(c.State),
+        labels: c.Labels,
+        createdAt: new Date(c.Created * 1000),
+      }));
+    } catch (error) {
+      throw mapDockerError(error, 'sandbox list');
+    }
+  }
+
+  async destroy(id: string): Promise<void> {
+    assertId(id);
+    try {
+      await this.#docker.getContainer(`${NAME_PREFIX}${id}`).remove({ force: true, v: true });
+    } catch (error) {
+      const mapped = mapDockerError(error, `sandbox ${id}`);
+      if (mapped.code !== 'NOT_FOUND' && !/removal.*in progress/i.test(mapped.message)) throw mapped;
+    }
+    await this.#docker
+      .getVolume(`${NAME_PREFIX}${id}`)
+      .remove()
+      .catch(() => undefined);
+    await this.#workspaces.destroy(id);
+  }
+
+  async close(): Promise<void> {}
+
+  /** @internal */
+  async inspect(id: string): Promise<Docker.ContainerInspectInfo> {
+    assertId(id);
+    try {
+      const info = await this.#docker.getContainer(`${NAME_PREFIX}${id}`).inspect();
+      if (info.Config.Labels?.[MANAGED_LABEL] !== 'true')
+        throw new IsolationError('NOT_FOUND', `sandbox ${id} not found`);
+      return info;
+    } catch (error) {
+      throw mapDockerError(error, `sandbox ${id}`);
+    }
+  }
+
+  /** @internal */
+  container(id: string): Docker.Container {
+    return this.#docker.getContainer(`${NAME_PREFIX}${id}`);
+  }
+
+  /** @internal */
+  get workspaces(): LoopWorkspaces {
+    return this.#workspaces;
+  }
+
+  /** @internal */
+  get modem(): {
+    demuxStream(stream: NodeJS.ReadableStream, out: NodeJS.WritableStream, err: NodeJS.WritableStream): void;
+  } {
+    return this.#docker.modem as never;
+  }
+
+  /** @internal */
+  get agentTimeoutMs(): number {
+    return this.#options.agentTimeoutMs ?? 15_000;
+  }
+
+  #seccompProfile(): string {
+    if (this.#seccomp) return this.#seccomp;
+    const path = this.#options.seccompProfilePath ?? DEFAULT_SECCOMP;
+    if (!existsSync(path)) {
+      throw new IsolationError(
+        'UNAVAILABLE',
+        `seccomp profile not found at ${path}: pass seccompProfilePath`,
+      );
+    }
+    // Parse to fail early on a broken file; Docker's API wants the profile's JSON text, not a path.
+    this.#seccomp = JSON.stringify(JSON.parse(readFileSync(path, 'utf8')));
+    return this.#seccomp;
+  }
+}
+
+/** A handle to one Docker sandbox. Cheap to create; the agent connection is opened on first use. */
+export class DockerSandbox extends AgentSandbox {
+  readonly backend = 'docker';
+  readonly id: string;
+  readonly #backend: DockerBackend;
+
+  constructor(backend: DockerBackend, id: string) {
+    super();
+    this.#backend = backend;
+    this.id = id;
+  }
+
+  /** Waits until the agent answers. */
+  async ready(): Promise<void> {
+    await this.agent();
+  }
+
+  protected async connectAgent(): Promise<AgentClient> {
+    const info = await this.#backend.inspect(this.id);
+    if (!info.State.Running || info.State.Paused) {
+      throw new IsolationError('INVALID_STATE', `sandbox ${this.id} is ${info.State.Status}: start it first`);
+    }
+    let stream: NodeJS.ReadWriteStream;
+    try {
+      stream = (await this.#backend.container(this.id).attach({
+        stream: true,
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        hijack: true,
+      })) as NodeJS.ReadWriteStream;
+    } catch (error) {
+      throw mapDockerError(error, `sandbox ${this.id}`);
+    }
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    stderr.resume();
+    this.#backend.modem.demuxStream(stream, stdout, stderr);
+    stream.on('end', () => stdout.end());
+    stream.on('close', () => stdout.end());
+    stream.on('error', () => stdout.end());
+    const client = new AgentClient({
+      input: stdout,
+      output: stream as unknown as NodeJS.WritableStream as never,
+    });
+    try {
+      await client.hello(this.#backend.agentTimeoutMs);
+    } catch (error) {
+      await client.close().catch(() => undefined);
+      throw await this.explainFailure(error);
+    }
+    return client;
+  }
+
+  protected override async explainFailure(error: unknown): Promise<unknown> {
+    if (!isIsolationError(error, 'UNAVAILABLE')) return error;
+    const info = await this.#backend.inspect(this.id).catch(() => undefined);
+    if (info?.State.OOMKilled) {
+      return new IsolationError(
+        'RESOURCE_LIMIT',
+        `sandbox ${this.id} ran out of memory and stopped; start it again`,
+        {
+          cause: error,
+          details: { limit: 'memory' },
+        },
+      );
+    }
+    return error;
+  }
+
+  async info(): Promise<SandboxInfo> {
+    const info = await this.#backend.inspect(this.id);
+    const failure = info.State.OOMKilled
+      ? ({ code: 'RESOURCE_LIMIT', reason: 'the sandbox ran out of memory' } as const)
+      : undefined;
+    return {
+      id: this.id,
+      backend: this.backend,
+      image: info.Config.Image,
+      state: stateOf(info.State.Status),
+      labels: info.Config.Labels ?? {},
+      createdAt: new Date(info.Created),
+      ...(failure ? { failure } : {}),
+    };
+  }
+
+  async stats(): Promise<SandboxStats> {
+    const info = await this.#backend.inspect(this.id);
+    let raw: Docker.ContainerStats;
+    try {
+      raw = (await this.#backend
+        .container(this.id)
+        .stats({ stream: false, 'one-shot': true } as never)) as never;
+    } catch (error) {
+      throw mapDockerError(error, `sandbox ${this.id}`);
+    }
+    const cache = (raw.memory_stats?.stats as { cache?: number } | undefined)?.cache ?? 0;
+    const disk =
+      info.Config.Labels?.[LABEL_WORKSPACE] === 'loop' ? await this.#backend.workspaces.usage(this.id) : null;
+    return {
+      memoryBytes: Math.max(0, (raw.memory_stats?.usage ?? 0) - cache),
+      memoryLimitBytes: info.HostConfig.Memory ?? 0,
+      cpuNanos: raw.cpu_stats?.cpu_usage?.total_usage ?? 0,
+      pids: raw.pids_stats?.current ?? 0,
+      diskUsedBytes: disk?.used ?? null,
+      diskLimitBytes: disk?.limit ?? null,
+    };
+  }
+
+  async stop(): Promise<void> {
+    await this.disconnectAgent();
+    try {
+      await this.#backend.container(this.id).stop({ t: 0 });
+    } catch (error) {
+      const mapped = mapDockerError(error, `sandbox ${this.id}`);
+      if (mapped.code !== 'INVALID_STATE') throw mapped;
+    }
+  }
+
+  async start(): Promise<void> {
+    const info = await this.#backend.inspect(this.id);
+    if (info.State.Running) return;
+    if (info.Config.Labels?.[LABEL_WORKSPACE] === 'loop') await this.#backend.workspaces.mount(this.id);
+    try {
+      await this.#backend.container(this.id).start();
+    } catch (error) {
+      throw mapDockerError(error, `sandbox ${this.id}`);
+    }
+    await this.agent();
+  }
+
+  async pause(): Promise<void> {
+    try {
+      await this.#backend.container(this.id).pause();
+    } catch (error) {
+      throw mapDockerError(error, `sandbox ${this.id}`);
+    }
+  }
+
+  async resume(): Promise<void> {
+    try {
+      await this.#backend.container(this.id).unpause();
+    } catch (error) {
+      throw mapDockerError(error, `sandbox ${this.id}`);
+    }
+  }
+
+  async destroy(): Promise<void> {
+    await this.disconnectAgent();
+    await this.#backend.destroy(this.id);
+  }
+}
+
+function stateOf(status: string): SandboxState {
+  switch (status) {
+    case 'running':
+      return 'running';
+    case 'paused':
+      return 'paused';
+    case 'created':
+      return 'creating';
+    case 'dead':
+      return 'failed';
+    default:
+      return 'stopped';
+  }
+}
+
+const ID_PATTERN = /^sbx-[0-9a-f]{16}$/;
+
+function assertId(id: string): void {
+  if (!ID_PATTERN.test(id))
+    throw new IsolationError('NOT_FOUND', `sandbox ${JSON.stringify(id).slice(0, 64)} not found`);
+}
+
+function validateSpec(spec: SandboxSpec): void {
+  const r = spec.resources;
+  const positive = (n: number) => Number.isFinite(n) && n > 0;
+  if (
+    !positive(r.memoryBytes) ||
+    !positive(r.cpus) ||
+    !positive(r.pids) ||
+    !positive(r.diskBytes) ||
+    !positive(r.inodes) ||
+    !positive(r.tmpBytes)
+  ) {
+    throw new IsolationError(
+      'INVALID_INPUT',
+      'every resource limit must be a positive number: check the policy',
+    );
+  }
+  if (r.memoryBytes < 32 * 1024 * 1024)
+    throw new IsolationError('INVALID_INPUT', 'memory must be at least 32 MiB');
+  if (r.diskBytes < 8 * 1024 * 1024) throw new IsolationError('INVALID_INPUT', 'disk must be at least 8 MiB');
+  if ((spec.network ?? 'none') !== 'none')
+    throw new IsolationError('UNSUPPORTED', 'only network mode "none" is supported');
+  for (const key of Object.keys(spec.labels ?? {})) {
+    if (
+      key.startsWith(RESERVED_LABEL_PREFIX) &&
+      key !== 'studio.session' &&
+      key !== 'studio.owner' &&
+      key !== 'studio.test'
+    ) {
+      throw new IsolationError('INVALID_INPUT', `label ${key} is reserved for the backend`);
+    }
+  }
+}
+
+function hostHasAppArmor(): boolean {
+  return existsSync('/sys/kernel/security/apparmor');
+}

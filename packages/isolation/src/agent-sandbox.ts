@@ -1,0 +1,115 @@
+import type { Duplex } from 'node:stream';
+import type { AgentClient } from './agent/client.ts';
+import { IsolationError } from './errors.ts';
+import type {
+  ExecOptions,
+  ExecResult,
+  FileEntry,
+  FileStat,
+  Sandbox,
+  SandboxInfo,
+  SandboxStats,
+  Terminal,
+  TerminalOptions,
+} from './types.ts';
+
+/**
+ * A `Sandbox` whose exec, terminals, files and connections all go through the in-sandbox agent, so
+ * every backend behaves the same there. A backend supplies only what differs: how to reach the agent
+ * and the lifecycle (info, stats, stop/start, pause, destroy).
+ */
+export abstract class AgentSandbox implements Sandbox {
+  abstract readonly id: string;
+  abstract readonly backend: string;
+  #client: Promise<AgentClient> | undefined;
+
+  /** Opens a fresh connection to the agent of a running sandbox (attach, stdio pipes, …). */
+  protected abstract connectAgent(): Promise<AgentClient>;
+  abstract info(): Promise<SandboxInfo>;
+  abstract stats(): Promise<SandboxStats>;
+  abstract stop(): Promise<void>;
+  abstract start(): Promise<void>;
+  abstract pause(): Promise<void>;
+  abstract resume(): Promise<void>;
+  abstract destroy(): Promise<void>;
+
+  /**
+   * Maps a failure of an agent call to what the caller should see; a backend overrides it to turn
+   * "agent went away" into `RESOURCE_LIMIT` when the runtime says the sandbox died of a limit.
+   */
+  protected async explainFailure(error: unknown): Promise<unknown> {
+    return error;
+  }
+
+  /** The live agent connection, reconnecting once if the last one closed (after a restart). */
+  protected async agent(): Promise<AgentClient> {
+    if (this.#client) {
+      const client = await this.#client.catch(() => undefined);
+      if (client && !client.isClosed) return client;
+    }
+    const pending = this.connectAgent();
+    this.#client = pending;
+    pending.catch(() => {
+      if (this.#client === pending) this.#client = undefined;
+    });
+    return pending;
+  }
+
+  /** Drops the current agent connection (on stop/destroy). */
+  protected async disconnectAgent(): Promise<void> {
+    const pending = this.#client;
+    this.#client = undefined;
+    const client = await pending?.catch(() => undefined);
+    await client?.close();
+  }
+
+  async #call<T>(fn: (client: AgentClient) => Promise<T>): Promise<T> {
+    const client = await this.agent();
+    try {
+      return await fn(client);
+    } catch (error) {
+      throw await this.explainFailure(error);
+    }
+  }
+
+  async exec(command: readonly string[], options: ExecOptions): Promise<ExecResult> {
+    if (command.length === 0)
+      throw new IsolationError('INVALID_INPUT', 'exec needs a command: pass at least argv[0]');
+    return this.#call((c) => c.exec(command, options));
+  }
+  openTerminal(options: TerminalOptions): Promise<Terminal> {
+    return this.#call((c) => c.openTerminal(options));
+  }
+  readFile(path: string, options?: { maxBytes?: number }): Promise<Uint8Array> {
+    return this.#call((c) => c.readFile(path, options));
+  }
+  writeFile(
+    path: string,
+    data: Uint8Array | string,
+    options?: { createParents?: boolean; mode?: number },
+  ): Promise<void> {
+    return this.#call((c) => c.writeFile(path, data, options));
+  }
+  list(path: string, options?: { maxEntries?: number }): Promise<FileEntry[]> {
+    return this.#call((c) => c.list(path, options));
+  }
+  stat(path: string): Promise<FileStat> {
+    return this.#call((c) => c.stat(path));
+  }
+  mkdir(path: string, options?: { recursive?: boolean }): Promise<void> {
+    return this.#call((c) => c.mkdir(path, options));
+  }
+  remove(path: string, options?: { recursive?: boolean }): Promise<void> {
+    return this.#call((c) => c.remove(path, options));
+  }
+  rename(from: string, to: string): Promise<void> {
+    return this.#call((c) => c.rename(from, to));
+  }
+  connect(port: number): Promise<Duplex> {
+    return this.#call((c) => c.connect(port));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.destroy();
+  }
+}

@@ -1,0 +1,206 @@
+import type { Duplex } from 'node:stream';
+
+/** Network modes a sandbox may have. `none` (loopback only) is the default and the only mode this release offers. */
+export type NetworkMode = 'none';
+
+/** Hard limits of one sandbox. Every field is a cap enforced by the runtime, not a hint. */
+export interface ResourceLimits {
+  /** Memory cap in bytes; swap is set equal to it (no extra swap). */
+  memoryBytes: number;
+  /** CPU quota in cores (e.g. 1 = one core's worth of time per period), a cap, not shares. */
+  cpus: number;
+  /** Maximum number of processes and threads in the sandbox. */
+  pids: number;
+  /** Workspace size quota in bytes. */
+  diskBytes: number;
+  /** Workspace inode quota. */
+  inodes: number;
+  /** Size of the sandbox's private /tmp in bytes. */
+  tmpBytes: number;
+}
+
+/**
+ * What to create. Deliberately small: callers (and so clients) never choose mounts, capabilities,
+ * devices, privileged mode, users or a working directory outside /workspace.
+ */
+export interface SandboxSpec {
+  /** The image: a name the backend resolves (Docker image tag, or a rootfs the gVisor backend knows). */
+  image: string;
+  resources: ResourceLimits;
+  /** Defaults to `none`. */
+  network?: NetworkMode;
+  /** Labels carried on everything the backend creates, for listing and reconciliation. Keys `studio.*` are reserved. */
+  labels?: Record<string, string>;
+}
+
+/** The lifecycle state of a sandbox as the runtime reports it. */
+export type SandboxState = 'creating' | 'running' | 'stopped' | 'paused' | 'failed';
+
+/** What `list()` and `Sandbox.info()` report. */
+export interface SandboxInfo {
+  id: string;
+  backend: string;
+  image: string;
+  state: SandboxState;
+  labels: Record<string, string>;
+  createdAt: Date;
+  /** Set when `state` is `failed`, or when the sandbox last stopped because of a limit. */
+  failure?: { code: 'RESOURCE_LIMIT' | 'INTERNAL'; reason: string };
+}
+
+/** What a backend can do, declared in advance so callers never discover it by failing. */
+export interface BackendCapabilities {
+  /** Freeze and thaw all processes. */
+  pause: boolean;
+  /** Save and restore the whole sandbox state. */
+  checkpoint: boolean;
+  networkModes: readonly NetworkMode[];
+  /** PTYs with resize. */
+  terminal: boolean;
+  /** A hard workspace quota (bytes and inodes). */
+  diskQuota: boolean;
+  /** `connect(port)` to a TCP port inside the sandbox. */
+  connect: boolean;
+}
+
+/** Options for {@link Sandbox.exec}. */
+export interface ExecOptions {
+  /** Working directory relative to /workspace (validated); default the workspace root. */
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Bytes written to the process's stdin, then stdin is closed. An async iterable streams it. */
+  stdin?: string | Uint8Array | AsyncIterable<Uint8Array>;
+  /** Wall-clock limit; past it the whole process group is killed and `timedOut` is true. */
+  timeoutMs: number;
+  /** Cap on stdout + stderr kept and streamed; output past it is dropped and `truncated` is true. */
+  maxOutputBytes: number;
+  onStdout?: (chunk: Uint8Array) => void;
+  onStderr?: (chunk: Uint8Array) => void;
+  /** Aborting kills the process group; the promise then rejects with `CANCELLED`. */
+  signal?: AbortSignal;
+}
+
+/** The outcome of an exec that ran (a timeout is an outcome, not an error). */
+export interface ExecResult {
+  /** Null when the process was killed by a signal. */
+  exitCode: number | null;
+  signal: string | null;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+  timedOut: boolean;
+  /** True when output passed `maxOutputBytes` and the rest was dropped. */
+  truncated: boolean;
+  /** True when the kernel's OOM killer ended the process (or, on gVisor, the sandbox). */
+  oomKilled: boolean;
+  durationMs: number;
+}
+
+/** Options for {@link Sandbox.openTerminal}. */
+export interface TerminalOptions {
+  cols: number;
+  rows: number;
+  /** Defaults to a login shell. */
+  command?: string[];
+  cwd?: string;
+  env?: Record<string, string>;
+}
+
+/** A PTY inside the sandbox. */
+export interface Terminal extends AsyncDisposable {
+  write(data: string | Uint8Array): void;
+  resize(cols: number, rows: number): void;
+  /** Output; the returned function unsubscribes. */
+  onData(listener: (chunk: Uint8Array) => void): () => void;
+  /** Resolves when the shell exits or the terminal is closed. */
+  readonly exited: Promise<{ exitCode: number | null; signal: string | null }>;
+  close(): Promise<void>;
+}
+
+/** A directory entry. Paths are relative to /workspace. */
+export interface FileEntry {
+  name: string;
+  type: 'file' | 'directory' | 'symlink' | 'other';
+  size: number;
+  mtimeMs: number;
+  mode: number;
+}
+
+export interface FileStat extends FileEntry {
+  path: string;
+}
+
+/** Point-in-time resource use. */
+export interface SandboxStats {
+  memoryBytes: number;
+  memoryLimitBytes: number;
+  /** Cumulative CPU time in nanoseconds. */
+  cpuNanos: number;
+  pids: number;
+  diskUsedBytes: number | null;
+  diskLimitBytes: number | null;
+}
+
+/**
+ * A handle to one sandbox. File paths are relative to /workspace and every file operation happens
+ * inside the sandbox as its user (uid 1000), resolving links so that nothing outside the workspace is
+ * ever read or written, even while sandbox code swaps links in and out.
+ */
+export interface Sandbox extends AsyncDisposable {
+  readonly id: string;
+  readonly backend: string;
+  info(): Promise<SandboxInfo>;
+  exec(command: readonly string[], options: ExecOptions): Promise<ExecResult>;
+  openTerminal(options: TerminalOptions): Promise<Terminal>;
+  readFile(path: string, options?: { maxBytes?: number }): Promise<Uint8Array>;
+  writeFile(
+    path: string,
+    data: Uint8Array | string,
+    options?: { createParents?: boolean; mode?: number },
+  ): Promise<void>;
+  list(path: string, options?: { maxEntries?: number }): Promise<FileEntry[]>;
+  stat(path: string): Promise<FileStat>;
+  mkdir(path: string, options?: { recursive?: boolean }): Promise<void>;
+  remove(path: string, options?: { recursive?: boolean }): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  /** A byte stream to 127.0.0.1:`port` inside the sandbox (previews). Never reaches the host. */
+  connect(port: number): Promise<Duplex>;
+  stats(): Promise<SandboxStats>;
+  /** Stops every process; the workspace is kept. */
+  stop(): Promise<void>;
+  /** Starts a stopped sandbox again with the same workspace. */
+  start(): Promise<void>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  /** Removes the sandbox and its workspace; nothing is left behind. Idempotent. */
+  destroy(): Promise<void>;
+}
+
+/** Filter for {@link IsolationBackend.list}: every given label must match. */
+export interface ListFilter {
+  labels?: Record<string, string>;
+}
+
+/**
+ * One way of isolating sandboxes (Docker, gVisor, …). Every implementation passes
+ * `runIsolationConformance()`; what it cannot do it declares in `capabilities()` and refuses with
+ * `UNSUPPORTED`, never degrading silently.
+ */
+export interface IsolationBackend {
+  readonly name: string;
+  capabilities(): BackendCapabilities;
+  /** Whether the runtime is usable here; `reason` names the fix when not. */
+  available(): Promise<{ ok: true } | { ok: false; reason: string }>;
+  create(spec: SandboxSpec): Promise<Sandbox>;
+  /** A handle to an existing sandbox; `NOT_FOUND` when there is none. */
+  get(id: string): Promise<Sandbox>;
+  list(filter?: ListFilter): Promise<SandboxInfo[]>;
+  /** Removes the sandbox and its workspace. Idempotent: an unknown id is not an error. */
+  destroy(id: string): Promise<void>;
+  /** Releases connections the backend holds (not the sandboxes). */
+  close(): Promise<void>;
+}
+
+/** Labels every backend writes; the `studio.` prefix is reserved for them. */
+export const RESERVED_LABEL_PREFIX = 'studio.';
+/** Label that marks a runtime object as created by a Studio isolation backend. */
+export const MANAGED_LABEL = 'studio.managed';
