@@ -32,11 +32,21 @@ prepare_runtimes() {
   log "warning: runtimes unavailable; the docker and gvisor tests will skip with a reason"
 }
 
+# PostgreSQL for the store's tests (the API itself runs on embedded PGlite by default).
+prepare_test_postgres() {
+  [ -n "${STUDIO_TEST_DATABASE_URL:-}" ] && return 0
+  local url
+  if url=$(STUDIO_CACHE="$CACHE" bash infra/setup-postgres.sh); then export STUDIO_TEST_DATABASE_URL=$url; return 0; fi
+  if in_ci; then die "PostgreSQL is required in CI for the store tests and could not be started (see above)"; fi
+  log "warning: PostgreSQL unavailable; the store's PostgreSQL tests will skip with a reason"
+}
+
 cmd=${1:-}
 case "$cmd" in
   test)
     ensure_node_deps
     prepare_runtimes
+    prepare_test_postgres
     log "lint (biome)"; npx biome ci .
     log "typecheck"; npx turbo run typecheck --output-logs=errors-only
     log "tests"; npx vitest run

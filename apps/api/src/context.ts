@@ -1,0 +1,99 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Policy, PolicySchemas } from '@studio/policy';
+import type { Auth, Principal } from './auth.ts';
+import type { Logger } from './logger.ts';
+import type { AuditContext, SessionManager } from './session-manager.ts';
+import type { Store } from './store/store.ts';
+
+/** The long-lived parts every procedure can use. */
+export interface AppDeps {
+  store: Store;
+  auth: Auth;
+  sessions: SessionManager;
+  policy: Policy;
+  schemas: PolicySchemas;
+  logger: Logger;
+  /** Extra origins allowed to send cookie-authenticated requests (besides the API's own). */
+  origins: readonly string[];
+  /** Trust X-Forwarded-For / X-Forwarded-Proto (only behind a proxy that sets them). */
+  trustProxy: boolean;
+}
+
+/** Per-request facts the HTTP layer computes before tRPC runs. */
+export interface RequestMeta {
+  requestId: string;
+  ip: string;
+  https: boolean;
+}
+
+/** Set by the server for every request; read by {@link createContextFactory}. */
+export const requestMeta = new WeakMap<IncomingMessage, RequestMeta>();
+
+/** The name of the login cookie (httpOnly, SameSite=Strict). */
+export const AUTH_COOKIE = 'studio_token';
+
+export interface Context {
+  deps: AppDeps;
+  req: IncomingMessage;
+  res: ServerResponse;
+  requestId: string;
+  ip: string;
+  https: boolean;
+  /** Where the credential came from, if any. */
+  credential: { value: string; source: 'bearer' | 'cookie' } | null;
+  principal: Principal | null;
+}
+
+function readCookie(header: string | undefined, name: string): string | undefined {
+  if (!header || header.length > 16_384) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq === -1) continue;
+    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+function readCredential(req: IncomingMessage): Context['credential'] {
+  const authorization = req.headers.authorization;
+  if (typeof authorization === 'string' && /^Bearer\s+/i.test(authorization)) {
+    return { value: authorization.replace(/^Bearer\s+/i, '').trim(), source: 'bearer' };
+  }
+  const cookie = readCookie(req.headers.cookie, AUTH_COOKIE);
+  return cookie ? { value: cookie, source: 'cookie' } : null;
+}
+
+/** Builds tRPC's createContext for the node-http adapter. */
+export function createContextFactory(deps: AppDeps) {
+  return ({ req, res }: { req: IncomingMessage; res: ServerResponse }): Context => {
+    const meta = requestMeta.get(req) ?? { requestId: 'req_unknown', ip: 'unknown', https: false };
+    return {
+      deps,
+      req,
+      res,
+      requestId: meta.requestId,
+      ip: meta.ip,
+      https: meta.https,
+      credential: readCredential(req),
+      principal: null,
+    };
+  };
+}
+
+/** The audit facts of a request. */
+export function auditOf(ctx: Context): AuditContext {
+  return { actorId: ctx.principal?.userId ?? null, ip: ctx.ip, requestId: ctx.requestId };
+}
+
+/** Sets (or clears, with `token` null) the login cookie. `Secure` when the request came over HTTPS. */
+export function setAuthCookie(ctx: Context, token: string | null, maxAgeS: number): void {
+  const parts = [
+    `${AUTH_COOKIE}=${token ?? ''}`,
+    'Path=/',
+    'HttpOnly',
+    'SameSite=Strict',
+    `Max-Age=${token === null ? 0 : Math.max(0, Math.floor(maxAgeS))}`,
+  ];
+  if (ctx.https) parts.push('Secure');
+  ctx.res.setHeader('Set-Cookie', parts.join('; '));
+}

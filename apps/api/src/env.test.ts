@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { parseEnv } from './env.ts';
+
+describe('parseEnv', () => {
+  it('has defaults that run on one machine', () => {
+    const env = parseEnv({});
+    expect(env).toMatchObject({
+      host: '127.0.0.1',
+      port: 4000,
+      databaseUrl: undefined,
+      jwtSecret: undefined,
+      backends: ['auto'],
+      images: ['studio-sandbox:latest'],
+      origins: [],
+      trustProxy: false,
+    });
+    expect(env.dataDir).toMatch(/\/\.data$/);
+    expect(env.policy.maxLiveSessionsPerUser).toBe(5);
+  });
+
+  it('reads every variable', () => {
+    const env = parseEnv({
+      STUDIO_HOST: '0.0.0.0',
+      STUDIO_PORT: '8080',
+      STUDIO_DATA_DIR: '/var/lib/studio',
+      DATABASE_URL: 'postgres://u:p@db:5432/studio',
+      STUDIO_JWT_SECRET: 'x'.repeat(40),
+      STUDIO_ADMIN_PASSWORD: 'correct horse battery',
+      STUDIO_BACKENDS: 'docker, gvisor',
+      STUDIO_ORIGINS: 'https://studio.example.com',
+      STUDIO_POLICY: '{"exec":{"maxOutputBytes":2048}}',
+      STUDIO_TRUST_PROXY: 'true',
+    });
+    expect(env).toMatchObject({
+      host: '0.0.0.0',
+      port: 8080,
+      dataDir: '/var/lib/studio',
+      databaseUrl: 'postgres://u:p@db:5432/studio',
+      backends: ['docker', 'gvisor'],
+      origins: ['https://studio.example.com'],
+      trustProxy: true,
+    });
+    expect(env.policy.exec.maxOutputBytes).toBe(2048);
+  });
+
+  it('treats empty values as unset', () => {
+    expect(parseEnv({ STUDIO_PORT: '', DATABASE_URL: '' })).toMatchObject({
+      port: 4000,
+      databaseUrl: undefined,
+    });
+  });
+
+  it.each([
+    [{ STUDIO_PORT: '70000' }, /STUDIO_PORT/],
+    [{ STUDIO_BACKENDS: 'kvm' }, /STUDIO_BACKENDS/],
+    [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL must start with postgres/],
+    [{ STUDIO_ORIGINS: 'https://x.example/path' }, /STUDIO_ORIGINS/],
+    [{ STUDIO_POLICY: '{"maxLiveSessionsPerUser":50}' }, /STUDIO_POLICY/],
+    [{ STUDIO_ADMIN_PASSWORD: 'short' }, /STUDIO_ADMIN_PASSWORD must be at least 12/],
+  ])('refuses %o naming the variable', (source, message) => {
+    expect(() => parseEnv(source)).toThrow(message);
+  });
+
+  it('never echoes a secret it refuses', () => {
+    try {
+      parseEnv({ STUDIO_JWT_SECRET: 'hunter2-too-short' });
+      expect.unreachable();
+    } catch (error) {
+      expect((error as Error).message).toMatch(/STUDIO_JWT_SECRET/);
+      expect((error as Error).message).not.toContain('hunter2');
+    }
+  });
+});

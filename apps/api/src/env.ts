@@ -1,0 +1,138 @@
+import { hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { type Policy, parsePolicy } from '@studio/policy';
+import { z } from 'zod';
+
+const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+const port = z.coerce.number().int().min(0).max(65_535);
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const origin = z.string().regex(/^https?:\/\/[A-Za-z0-9.[\]:-]+$/, {
+  error: 'each origin must look like http://host[:port] or https://host[:port], no path',
+});
+
+const schema = z.object({
+  STUDIO_HOST: z.string().min(1).default('127.0.0.1'),
+  STUDIO_PORT: port.default(4000),
+  STUDIO_DATA_DIR: z.string().min(1).optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, { error: 'DATABASE_URL must start with postgres:// or postgresql://' })
+    .optional(),
+  STUDIO_JWT_SECRET: z
+    .string()
+    .min(32, { error: 'STUDIO_JWT_SECRET must be at least 32 characters (try: openssl rand -base64 48)' })
+    .optional(),
+  STUDIO_ADMIN_PASSWORD: z
+    .string()
+    .min(12, { error: 'STUDIO_ADMIN_PASSWORD must be at least 12 characters' })
+    .max(1024)
+    .optional(),
+  STUDIO_BACKENDS: z
+    .string()
+    .default('auto')
+    .transform((v) => v.split(',').map((s) => s.trim().toLowerCase()))
+    .pipe(z.array(z.enum(['auto', 'docker', 'gvisor'])).min(1)),
+  STUDIO_ORIGINS: z
+    .string()
+    .optional()
+    .transform((v) =>
+      (v ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(origin).max(32)),
+  STUDIO_IMAGES: z
+    .string()
+    .default('studio-sandbox:latest')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.string().max(255)).min(1)),
+  STUDIO_INSTANCE_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/)
+    .optional(),
+  STUDIO_POLICY: z
+    .string()
+    .max(64 * 1024)
+    .optional(),
+  STUDIO_TRUST_PROXY: bool.default(false),
+  STUDIO_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+});
+
+/** The API's configuration, parsed once from the environment. */
+export interface Env {
+  host: string;
+  port: number;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  jwtSecret: string | undefined;
+  adminPassword: string | undefined;
+  backends: ('auto' | 'docker' | 'gvisor')[];
+  /** Origins allowed to make cookie-authenticated requests (besides the API's own). */
+  origins: string[];
+  /** Images `sessions.create` accepts; the first is the default. */
+  images: string[];
+  instanceId: string;
+  policy: Policy;
+  trustProxy: boolean;
+  logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+}
+
+/**
+ * Parses `source` (default `process.env`) into an {@link Env}. Throws one Error listing every bad variable and
+ * what to change; never echoes a secret's value.
+ */
+export function parseEnv(source: Record<string, string | undefined> = process.env): Env {
+  const picked: Record<string, string> = {};
+  for (const key of Object.keys(schema.shape)) {
+    const value = source[key];
+    if (value !== undefined && value !== '') picked[key] = value;
+  }
+  const parsed = schema.safeParse(picked);
+  if (!parsed.success) {
+    const detail = parsed.error.issues.map((i) => `${String(i.path[0] ?? '(env)')}: ${i.message}`).join('; ');
+    throw new Error(`invalid configuration: ${detail}`);
+  }
+  const e = parsed.data;
+  let policy: Policy;
+  try {
+    policy = parsePolicy(e.STUDIO_POLICY === undefined ? undefined : JSON.parse(e.STUDIO_POLICY));
+  } catch (error) {
+    throw new Error(`invalid configuration: STUDIO_POLICY: ${(error as Error).message}`);
+  }
+  return {
+    host: e.STUDIO_HOST,
+    port: e.STUDIO_PORT,
+    dataDir: e.STUDIO_DATA_DIR ?? `${REPO_ROOT}.data`,
+    databaseUrl: e.DATABASE_URL,
+    jwtSecret: e.STUDIO_JWT_SECRET,
+    adminPassword: e.STUDIO_ADMIN_PASSWORD,
+    backends: e.STUDIO_BACKENDS,
+    origins: e.STUDIO_ORIGINS,
+    images: e.STUDIO_IMAGES,
+    instanceId:
+      e.STUDIO_INSTANCE_ID ??
+      `api-${hostname()
+        .replace(/[^A-Za-z0-9_.-]/g, '-')
+        .slice(0, 50)}`,
+    policy,
+    trustProxy: e.STUDIO_TRUST_PROXY,
+    logLevel: e.STUDIO_LOG_LEVEL,
+  };
+}
+
+let cached: Env | undefined;
+
+/** The process's configuration, read from `process.env` on first use and never again. */
+export function loadEnv(): Env {
+  cached ??= parseEnv(process.env);
+  return cached;
+}

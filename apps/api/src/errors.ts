@@ -1,0 +1,228 @@
+import { isIsolationError } from '@studio/isolation';
+import { isPolicyError, type PolicyErrorCode } from '@studio/policy';
+import { TRPCError } from '@trpc/server';
+import type { TRPC_ERROR_CODE_KEY } from '@trpc/server/rpc';
+import { ZodError } from 'zod';
+
+/** Refusals the API itself makes (beyond policy and isolation codes). */
+export const APP_ERROR_CODES = [
+  'UNAUTHENTICATED',
+  'INVALID_CREDENTIALS',
+  'TOKEN_REVOKED',
+  'FORBIDDEN',
+  'ORIGIN_REFUSED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'SESSION_LIMIT',
+  'INVALID_STATE',
+  'IMAGE_NOT_ALLOWED',
+  'BACKEND_UNAVAILABLE',
+  'FILE_TOO_LARGE',
+  'FILE_NOT_TEXT',
+  'INPUT_TOO_LARGE',
+  'LIMIT_EXCEEDED',
+  'INPUT_INVALID',
+  'INTERNAL',
+] as const;
+
+export type AppErrorCode = (typeof APP_ERROR_CODES)[number];
+
+/** An API refusal with a stable `code` and a message that tells the caller what to do. */
+export class AppError extends Error {
+  override readonly name = 'AppError';
+  readonly code: AppErrorCode;
+  constructor(code: AppErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+  }
+}
+
+/** What a client sees of any failure: the tRPC code (HTTP status), a stable Studio code and a safe message. */
+export interface MappedError {
+  trpcCode: TRPC_ERROR_CODE_KEY;
+  /** Stable, documented: an `AppErrorCode`, a `PolicyErrorCode`, an isolation code or a tRPC code. */
+  studioCode: string;
+  message: string;
+  /** True when the message was replaced because the original may hold internals (host paths, SQL). */
+  hidden: boolean;
+}
+
+const APP_TO_TRPC: Record<AppErrorCode, TRPC_ERROR_CODE_KEY> = {
+  UNAUTHENTICATED: 'UNAUTHORIZED',
+  INVALID_CREDENTIALS: 'UNAUTHORIZED',
+  TOKEN_REVOKED: 'UNAUTHORIZED',
+  FORBIDDEN: 'FORBIDDEN',
+  ORIGIN_REFUSED: 'FORBIDDEN',
+  NOT_FOUND: 'NOT_FOUND',
+  ALREADY_EXISTS: 'CONFLICT',
+  SESSION_LIMIT: 'PRECONDITION_FAILED',
+  INVALID_STATE: 'CONFLICT',
+  IMAGE_NOT_ALLOWED: 'BAD_REQUEST',
+  BACKEND_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
+  FILE_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  FILE_NOT_TEXT: 'UNPROCESSABLE_CONTENT',
+  INPUT_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  LIMIT_EXCEEDED: 'BAD_REQUEST',
+  INPUT_INVALID: 'BAD_REQUEST',
+  INTERNAL: 'INTERNAL_SERVER_ERROR',
+};
+
+const POLICY_TO_TRPC: Record<PolicyErrorCode, TRPC_ERROR_CODE_KEY> = {
+  INPUT_INVALID: 'BAD_REQUEST',
+  PATH_EMPTY: 'BAD_REQUEST',
+  PATH_ABSOLUTE: 'BAD_REQUEST',
+  PATH_TRAVERSAL: 'BAD_REQUEST',
+  PATH_ENCODING: 'BAD_REQUEST',
+  PATH_CONTROL_CHAR: 'BAD_REQUEST',
+  PATH_TOO_LONG: 'BAD_REQUEST',
+  SEGMENT_TOO_LONG: 'BAD_REQUEST',
+  PATH_BACKSLASH: 'BAD_REQUEST',
+  PATH_IS_ROOT: 'BAD_REQUEST',
+  PORT_INVALID: 'BAD_REQUEST',
+  PORT_OUT_OF_RANGE: 'BAD_REQUEST',
+  PORT_BLOCKED: 'BAD_REQUEST',
+  HOST_INVALID: 'BAD_REQUEST',
+  TOKEN_INVALID: 'UNAUTHORIZED',
+  TOKEN_EXPIRED: 'UNAUTHORIZED',
+  TOKEN_CLAIMS: 'UNAUTHORIZED',
+  // Server misconfiguration: the caller can do nothing about it.
+  KEY_INVALID: 'INTERNAL_SERVER_ERROR',
+  POLICY_INVALID: 'INTERNAL_SERVER_ERROR',
+  CSP_INVALID: 'INTERNAL_SERVER_ERROR',
+  RATE_LIMITED: 'TOO_MANY_REQUESTS',
+};
+
+const ISOLATION_TO_TRPC: Record<string, TRPC_ERROR_CODE_KEY> = {
+  NOT_FOUND: 'NOT_FOUND',
+  TIMEOUT: 'TIMEOUT',
+  RESOURCE_LIMIT: 'UNPROCESSABLE_CONTENT',
+  UNAVAILABLE: 'SERVICE_UNAVAILABLE',
+  UNSUPPORTED: 'NOT_IMPLEMENTED',
+  INVALID_INPUT: 'BAD_REQUEST',
+  ALREADY_EXISTS: 'CONFLICT',
+  FORBIDDEN: 'FORBIDDEN',
+  INVALID_STATE: 'CONFLICT',
+  CANCELLED: 'CLIENT_CLOSED_REQUEST',
+  INTERNAL: 'INTERNAL_SERVER_ERROR',
+};
+
+const INTERNAL_MESSAGE = 'internal error; the server log has the details under this request id';
+const MAX_MESSAGE = 500;
+
+const clip = (s: string): string => (s.length > MAX_MESSAGE ? `${s.slice(0, MAX_MESSAGE)}…` : s);
+
+function fromZod(error: ZodError): MappedError {
+  const issues = error.issues.slice(0, 3);
+  const first = issues[0];
+  const where = (path: readonly PropertyKey[]) => (path.length > 0 ? `${path.map(String).join('.')}: ` : '');
+  const message = clip(issues.map((i) => `${where(i.path)}${i.message}`).join('; ') || 'invalid input');
+  const policyCode = (first as { params?: { policyCode?: unknown } } | undefined)?.params?.policyCode;
+  if (typeof policyCode === 'string') {
+    const trpcCode = POLICY_TO_TRPC[policyCode as PolicyErrorCode] ?? 'BAD_REQUEST';
+    return { trpcCode, studioCode: policyCode, message, hidden: false };
+  }
+  // Size refusals: zod's own too_big, and the policy schemas' custom "larger than" / "longer than" checks.
+  // Size refusals: zod's too_big on strings and arrays, and the policy schemas' custom size checks ("larger
+  // than", "longer than", "at most N"). A number above its bound (memoryMb, timeoutMs) is LIMIT_EXCEEDED.
+  const tooBig = issues.some(
+    (i) =>
+      (i.code === 'too_big' && (i.origin === 'string' || i.origin === 'array')) ||
+      (i.code === 'custom' && /\b(larger|longer) than\b/.test(i.message)) ||
+      (i.code === 'custom' && /^at most \d+/.test(i.message)),
+  );
+  if (tooBig) return { trpcCode: 'PAYLOAD_TOO_LARGE', studioCode: 'INPUT_TOO_LARGE', message, hidden: false };
+  if (issues.some((i) => i.code === 'too_big')) {
+    return { trpcCode: 'BAD_REQUEST', studioCode: 'LIMIT_EXCEEDED', message, hidden: false };
+  }
+  return { trpcCode: 'BAD_REQUEST', studioCode: 'INPUT_INVALID', message, hidden: false };
+}
+
+/**
+ * THE mapping from any failure to what a client sees. Order: our own `AppError`, policy refusals, zod input
+ * errors (a policy code carried in the issue wins), isolation errors, tRPC's own errors; anything else is
+ * INTERNAL with its message hidden. Messages that may carry internals (INTERNAL, UNAVAILABLE from a backend,
+ * server misconfiguration) are replaced; the original stays in the server log.
+ */
+export function mapError(error: unknown): MappedError {
+  if (error instanceof TRPCError && error.cause !== undefined && !(error.cause instanceof TRPCError)) {
+    // tRPC wraps what procedures throw, and input parsers' errors, in a TRPCError: map the original.
+    const inner = mapError(error.cause);
+    if (inner.studioCode !== 'INTERNAL' || error.code === 'INTERNAL_SERVER_ERROR') return inner;
+  }
+  if (error instanceof AppError) {
+    const hidden = error.code === 'INTERNAL';
+    return {
+      trpcCode: APP_TO_TRPC[error.code],
+      studioCode: error.code,
+      message: hidden ? INTERNAL_MESSAGE : clip(error.message),
+      hidden,
+    };
+  }
+  if (isPolicyError(error)) {
+    const trpcCode = POLICY_TO_TRPC[error.code];
+    const hidden = trpcCode === 'INTERNAL_SERVER_ERROR';
+    return {
+      trpcCode,
+      studioCode: hidden ? 'INTERNAL' : error.code,
+      message: hidden ? INTERNAL_MESSAGE : clip(error.message),
+      hidden,
+    };
+  }
+  if (error instanceof ZodError) return fromZod(error);
+  if (isIsolationError(error)) {
+    const trpcCode = ISOLATION_TO_TRPC[error.code] ?? 'INTERNAL_SERVER_ERROR';
+    if (error.code === 'UNAVAILABLE') {
+      return {
+        trpcCode,
+        studioCode: 'BACKEND_UNAVAILABLE',
+        message: 'the sandbox or its backend is unavailable; retry, or start the session again',
+        hidden: true,
+      };
+    }
+    const hidden = trpcCode === 'INTERNAL_SERVER_ERROR';
+    return {
+      trpcCode,
+      studioCode: hidden ? 'INTERNAL' : error.code,
+      message: hidden ? INTERNAL_MESSAGE : clip(error.message),
+      hidden,
+    };
+  }
+  if (error instanceof TRPCError) {
+    const hidden = error.code === 'INTERNAL_SERVER_ERROR';
+    return {
+      trpcCode: error.code,
+      studioCode: hidden ? 'INTERNAL' : error.code,
+      message: hidden ? INTERNAL_MESSAGE : clip(error.message),
+      hidden,
+    };
+  }
+  return {
+    trpcCode: 'INTERNAL_SERVER_ERROR',
+    studioCode: 'INTERNAL',
+    message: INTERNAL_MESSAGE,
+    hidden: true,
+  };
+}
+
+/** Carries a {@link MappedError} on a TRPCError so the error formatter can publish `data.studioCode`. */
+export class MappedCause extends Error {
+  override readonly name = 'MappedCause';
+  readonly mapped: MappedError;
+  readonly original: unknown;
+  constructor(mapped: MappedError, original: unknown) {
+    super(mapped.message);
+    this.mapped = mapped;
+    this.original = original;
+  }
+}
+
+/** Converts any failure to the TRPCError the client receives. */
+export function toTRPCError(error: unknown): TRPCError {
+  if (error instanceof TRPCError && error.cause instanceof MappedCause) return error;
+  const mapped = mapError(error);
+  return new TRPCError({
+    code: mapped.trpcCode,
+    message: mapped.message,
+    cause: new MappedCause(mapped, error),
+  });
+}

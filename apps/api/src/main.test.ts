@@ -1,0 +1,97 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+// `npm start`'s entry point as a real process: first start, printed login, persistence, SIGTERM.
+
+const API_DIR = fileURLToPath(new URL('..', import.meta.url));
+const TSX = fileURLToPath(new URL('../../../node_modules/.bin/tsx', import.meta.url));
+const dataDir = mkdtempSync(join(tmpdir(), 'studio-main-'));
+
+interface Started {
+  child: ChildProcess;
+  url: string;
+  stderr: () => string;
+  stdout: () => string;
+}
+
+function start(): Promise<Started> {
+  const child = spawn(TSX, ['src/main.ts'], {
+    cwd: API_DIR,
+    env: {
+      ...process.env,
+      STUDIO_DATA_DIR: dataDir,
+      STUDIO_PORT: '0',
+      STUDIO_BACKENDS: 'docker',
+      STUDIO_LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  let out = '';
+  child.stdout?.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no start within 60 s:\n${err}`)), 60_000);
+    child.stderr?.on('data', (c: Buffer) => {
+      err += c.toString();
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err);
+      if (m && /or from TypeScript/.test(err)) {
+        clearTimeout(timer);
+        resolve({ child, url: m[1] as string, stderr: () => err, stdout: () => out });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`exited with ${code}:\n${err}`)));
+  });
+}
+
+function stop(s: Started): Promise<number | null> {
+  return new Promise((resolve) => {
+    s.child.once('exit', (code) => resolve(code));
+    s.child.kill('SIGTERM');
+  });
+}
+
+async function login(url: string, password: string): Promise<Response> {
+  return fetch(`${url}/trpc/auth.login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'admin', password }),
+  });
+}
+
+describe('main.ts', () => {
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('first start prints a one-time admin password once; logins survive a restart; SIGTERM exits 0', async () => {
+    const first = await start();
+    const password = /one-time password: (\S+)/.exec(first.stderr())?.[1];
+    expect(password).toMatch(/^[A-Za-z0-9_-]{24}$/);
+    expect((await fetch(`${first.url}/healthz`)).status).toBe(200);
+    const res = await login(first.url, password as string);
+    expect(res.status).toBe(200);
+    const { token } = ((await res.json()) as { result: { data: { token: string } } }).result.data;
+    expect(statSync(join(dataDir, 'jwt-secret')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dataDir, 'pglite')).isDirectory()).toBe(true);
+    expect(await stop(first)).toBe(0);
+    // Structured logs: JSON lines, never the password or the token.
+    const lines = first.stdout().trim().split('\n');
+    expect(lines.every((l) => JSON.parse(l).level !== undefined)).toBe(true);
+    expect(first.stdout()).not.toContain(password);
+    expect(first.stdout()).not.toContain(token);
+    expect(first.stdout()).toContain('"msg":"shutting down"');
+
+    const second = await start();
+    try {
+      expect(second.stderr()).not.toContain('one-time password');
+      const me = await fetch(`${second.url}/trpc/auth.me`, { headers: { authorization: `Bearer ${token}` } });
+      expect(me.status).toBe(200);
+    } finally {
+      expect(await stop(second)).toBe(0);
+    }
+  }, 120_000);
+});

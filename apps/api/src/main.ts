@@ -1,0 +1,50 @@
+import { createApp } from './app.ts';
+import { loadEnv } from './env.ts';
+import { createLogger } from './logger.ts';
+import { startServer } from './server.ts';
+
+const env = loadEnv();
+const logger = createLogger({ level: env.logLevel });
+const app = await createApp({ env, logger });
+const api = await startServer(app, { host: env.host, port: env.port });
+
+const ready = await app.deps.sessions.ready();
+for (const b of ready.backends) {
+  if (!b.available) logger.warn('backend unavailable', { backend: b.name, reason: b.reason });
+}
+logger.info('listening', { url: api.url, store: app.deps.store.db.kind, dataDir: env.dataDir });
+
+// Human-readable lines on stderr: where to go and how to sign in. The generated password appears only here,
+// only once (it is never logged as a field and never stored in clear).
+const lines = [`Claude Studio API listening on ${api.url} (tRPC at ${api.url}/trpc)`];
+if (app.bootstrap?.generated) {
+  lines.push(
+    `First start: created user "${app.bootstrap.username}" with one-time password: ${app.bootstrap.password}`,
+    'Store it now; it is not shown again. (Set STUDIO_ADMIN_PASSWORD to choose it instead.)',
+  );
+} else if (app.bootstrap) {
+  lines.push(
+    `First start: created user "${app.bootstrap.username}" with the password from STUDIO_ADMIN_PASSWORD.`,
+  );
+}
+lines.push(
+  `Sign in: curl -s -X POST ${api.url}/trpc/auth.login -H 'content-type: application/json' -d '{"username":"admin","password":"…"}'`,
+  "or from TypeScript: createStudioClient({ url, token }) from '@studio/client'",
+);
+process.stderr.write(`${lines.join('\n')}\n`);
+
+let stopping = false;
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('shutting down', { signal });
+    api.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error('shutdown failed', { error });
+        process.exit(1);
+      },
+    );
+  });
+}

@@ -1,0 +1,24 @@
+import { authRouter } from './routers/auth.ts';
+import { backendsRouter } from './routers/backends.ts';
+import { execRouter } from './routers/exec.ts';
+import { filesRouter } from './routers/files.ts';
+import { sessionsRouter } from './routers/sessions.ts';
+import { systemRouter } from './routers/system.ts';
+import { tokensRouter } from './routers/tokens.ts';
+import { usersRouter } from './routers/users.ts';
+import { router } from './trpc.ts';
+
+/** Every procedure of the API, by domain. Procedure names are the public contract. */
+export const appRouter = router({
+  auth: authRouter,
+  tokens: tokensRouter,
+  users: usersRouter,
+  backends: backendsRouter,
+  sessions: sessionsRouter,
+  files: filesRouter,
+  exec: execRouter,
+  system: systemRouter,
+});
+
+/** The router's type: the only thing clients (web, MCP, @studio/client) import from the API. */
+export type AppRouter = typeof appRouter;

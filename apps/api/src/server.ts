@@ -1,0 +1,196 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import type { App } from './app.ts';
+import { createContextFactory, requestMeta } from './context.ts';
+import { newId } from './ids.ts';
+import { appRouter } from './router.ts';
+
+/** Where tRPC is served. */
+export const TRPC_PATH = '/trpc';
+
+const API_HEADERS: Record<string, string> = {
+  'Content-Security-Policy': "default-src 'none'; frame-ancestors 'none'",
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+  'X-Frame-Options': 'DENY',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+  'Cache-Control': 'no-store',
+};
+
+const PROCEDURES = new Set(Object.keys(appRouter._def.procedures));
+
+/** A listening API. */
+export interface StudioServer {
+  server: Server;
+  /** `http://host:port` */
+  url: string;
+  registry: Registry;
+  /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then closes the app. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Options for {@link startServer}. */
+export interface StartServerOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+}
+
+function clientIp(req: IncomingMessage, trustProxy: boolean): string {
+  if (trustProxy) {
+    const forwarded = req.headers['x-forwarded-for'];
+    const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0]?.trim();
+    if (first && first.length <= 64) return first;
+  }
+  return req.socket.remoteAddress ?? 'unknown';
+}
+
+function isHttps(req: IncomingMessage, trustProxy: boolean): boolean {
+  if ((req.socket as TLSSocket).encrypted) return true;
+  return trustProxy && req.headers['x-forwarded-proto'] === 'https';
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json');
+  res.end(JSON.stringify(body));
+}
+
+/**
+ * Serves the app over node:http: tRPC under `/trpc`, plus `/healthz` (the process is up), `/readyz` (the store
+ * answers and a backend is available) and `/metrics` (Prometheus). Every response carries `X-Request-Id` and
+ * strict security headers; one JSON log line per request, without credentials or query strings.
+ */
+export async function startServer(app: App, options: StartServerOptions): Promise<StudioServer> {
+  const { deps } = app;
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const requests = new Counter({
+    name: 'studio_http_requests_total',
+    help: 'HTTP requests by route and status',
+    labelNames: ['route', 'status'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'studio_http_request_duration_seconds',
+    help: 'HTTP request duration by route',
+    labelNames: ['route'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+    registers: [registry],
+  });
+
+  const maxFile = deps.policy.files.maxFileBytes;
+  const trpc = createHTTPHandler({
+    router: appRouter,
+    createContext: createContextFactory(deps),
+    basePath: `${TRPC_PATH}/`,
+    // A base64 file at the policy's size, JSON-escaped, with room for the envelope.
+    maxBodySize: 2 * maxFile + 1024 * 1024,
+  });
+
+  const handle = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
+    if (path === '/healthz') return sendJson(res, 200, { ok: true });
+    if (path === '/readyz') {
+      const store = await deps.store.ping().then(
+        () => true,
+        () => false,
+      );
+      const ready = await deps.sessions.ready().catch(() => ({ ok: false, backends: [] }));
+      const ok = store && ready.ok;
+      return sendJson(res, ok ? 200 : 503, {
+        ok,
+        store,
+        backends: ready.backends.map((b) => ({ name: b.name, available: b.available })),
+      });
+    }
+    if (path === '/metrics' && req.method === 'GET') {
+      res.setHeader('Content-Type', registry.contentType);
+      res.end(await registry.metrics());
+      return;
+    }
+    if (path.startsWith(`${TRPC_PATH}/`)) {
+      trpc(req, res);
+      await new Promise<void>((resolve) => res.once('close', resolve));
+      return;
+    }
+    sendJson(res, 404, {
+      error: { code: 'NOT_FOUND', message: `no route ${path}; the API is under ${TRPC_PATH}` },
+    });
+  };
+
+  const server = createServer((req, res) => {
+    const started = process.hrtime.bigint();
+    const requestId = newId('req_');
+    requestMeta.set(req, {
+      requestId,
+      ip: clientIp(req, deps.trustProxy),
+      https: isHttps(req, deps.trustProxy),
+    });
+    res.setHeader('X-Request-Id', requestId);
+    for (const [k, v] of Object.entries(API_HEADERS)) res.setHeader(k, v);
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const procedure = path.startsWith(`${TRPC_PATH}/`) ? path.slice(TRPC_PATH.length + 1) : undefined;
+    const route =
+      procedure === undefined
+        ? ['/healthz', '/readyz', '/metrics'].includes(path)
+          ? path
+          : 'other'
+        : PROCEDURES.has(procedure)
+          ? procedure
+          : 'trpc_other';
+    res.once('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      requests.inc({ route, status: String(res.statusCode) });
+      duration.observe({ route }, seconds);
+      if (route !== '/healthz' && route !== '/metrics') {
+        deps.logger.info('request', {
+          requestId,
+          method: req.method,
+          route,
+          status: res.statusCode,
+          durationMs: Math.round(seconds * 1000),
+        });
+      }
+    });
+    handle(req, res, path).catch((error: unknown) => {
+      deps.logger.error('request failed', { requestId, error });
+      if (!res.headersSent)
+        sendJson(res, 500, { error: { code: 'INTERNAL', message: 'internal error', requestId } });
+      else res.destroy();
+    });
+  });
+  server.headersTimeout = 30_000;
+  server.requestTimeout = 15 * 60_000;
+  server.keepAliveTimeout = 5_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  deps.sessions.startSweeper();
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    url: `http://${host}:${address.port}`,
+    registry,
+    close(graceMs = 10_000) {
+      closing ??= (async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+        await closed;
+        clearTimeout(timer);
+        await app.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,117 @@
+import { mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { IsolationBackend } from '@studio/isolation';
+import type { RateLimiter } from '@studio/policy';
+import { type App, createApp } from '../app.ts';
+import { parseEnv } from '../env.ts';
+import { createLogger } from '../logger.ts';
+import { type StudioServer, startServer } from '../server.ts';
+import { openDb } from '../store/db.ts';
+
+/** Where API tests keep data (JWT secret, Docker workspaces). */
+export const TEST_DATA_DIR = fileURLToPath(new URL('../../../../.cache/test-data/api', import.meta.url));
+
+export const ADMIN_PASSWORD = 'admin-password-for-tests';
+export const JWT_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
+
+export interface TestApi {
+  app: App;
+  api: StudioServer;
+  url: string;
+  /** Raw tRPC over HTTP: a query (GET) or mutation (POST). Returns status and parsed body. */
+  call(
+    kind: 'query' | 'mutation',
+    path: string,
+    input: unknown,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; body: TrpcBody; headers: Headers }>;
+  login(username: string, password: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface TrpcBody {
+  result?: { data: unknown };
+  error?: {
+    message: string;
+    code: number;
+    data: {
+      code: string;
+      httpStatus: number;
+      studioCode: string;
+      path: string | null;
+      requestId: string | null;
+      stack?: unknown;
+    };
+  };
+}
+
+/** Starts the real API on 127.0.0.1 with a random port, an in-memory PGlite store and the given backends. */
+export async function startTestApi(options: {
+  backends: IsolationBackend[];
+  labels?: Record<string, string>;
+  loginLimiter?: RateLimiter;
+  createLimiter?: RateLimiter;
+  env?: Record<string, string>;
+}): Promise<TestApi> {
+  mkdirSync(TEST_DATA_DIR, { recursive: true });
+  const env = parseEnv({
+    STUDIO_PORT: '0',
+    STUDIO_DATA_DIR: TEST_DATA_DIR,
+    STUDIO_JWT_SECRET: JWT_SECRET,
+    STUDIO_ADMIN_PASSWORD: ADMIN_PASSWORD,
+    STUDIO_INSTANCE_ID: 'api-test',
+    ...options.env,
+  });
+  const app = await createApp({
+    env,
+    db: await openDb({}),
+    backends: options.backends,
+    logger: createLogger({ level: process.env.STUDIO_TEST_LOG === '1' ? 'debug' : 'silent' }),
+    ...(options.labels ? { sandboxLabels: options.labels } : {}),
+    ...(options.loginLimiter ? { loginLimiter: options.loginLimiter } : {}),
+    ...(options.createLimiter ? { createLimiter: options.createLimiter } : {}),
+  });
+  const api = await startServer(app, { host: '127.0.0.1', port: 0 });
+  const call: TestApi['call'] = async (kind, path, input, headers = {}) => {
+    const target = `${api.url}/trpc/${path}`;
+    const res =
+      kind === 'query'
+        ? await fetch(
+            input === undefined ? target : `${target}?input=${encodeURIComponent(JSON.stringify(input))}`,
+            {
+              headers,
+            },
+          )
+        : await fetch(target, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', ...headers },
+            body: input === undefined ? undefined : JSON.stringify(input),
+          });
+    const text = await res.text();
+    let body: TrpcBody;
+    try {
+      body = JSON.parse(text) as TrpcBody;
+    } catch {
+      body = {
+        error: {
+          message: text,
+          code: 0,
+          data: { code: 'NON_JSON', httpStatus: res.status, studioCode: 'NON_JSON', path, requestId: null },
+        },
+      };
+    }
+    return { status: res.status, body, headers: res.headers };
+  };
+  return {
+    app,
+    api,
+    url: api.url,
+    call,
+    async login(username, password) {
+      const r = await call('mutation', 'auth.login', { username, password });
+      if (!r.body.result) throw new Error(`login failed: ${JSON.stringify(r.body)}`);
+      return (r.body.result.data as { token: string }).token;
+    },
+    close: () => api.close(1000),
+  };
+}

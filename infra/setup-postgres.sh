@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# A private PostgreSQL server on 127.0.0.1 for the store's tests (the API itself defaults to embedded
+# PGlite). Installs Debian's postgresql when missing, keeps its cluster under $STUDIO_CACHE/postgres, and
+# prints the URL the tests read as STUDIO_TEST_DATABASE_URL on stdout. Idempotent: a running server is reused.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${STUDIO_CACHE:-$ROOT/.cache}
+PORT=${STUDIO_TEST_PG_PORT:-54329}
+DATA=$CACHE/postgres/data
+SOCK=$CACHE/postgres/sock
+LOG=$CACHE/postgres/server.log
+log() { printf '[studio] %s\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
+
+if ! dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q 'install ok installed'; then
+  log "installing Debian package: postgresql"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2 \
+    || { log "error: apt-get install postgresql failed: run it by hand as root"; exit 1; }
+fi
+BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -x "$BIN/pg_ctl" ] || { log "error: PostgreSQL binaries not found under /usr/lib/postgresql: apt-get install postgresql"; exit 1; }
+
+# The server refuses to run as root: run it as the postgres user Debian's package creates.
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+mkdir -p "$SOCK"
+if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$CACHE/postgres"; chmod 755 "$CACHE" "$CACHE/postgres"; fi
+
+if [ ! -f "$DATA/PG_VERSION" ]; then
+  log "creating a test PostgreSQL cluster in $DATA"
+  as_pg "$BIN/initdb" -D "$DATA" -U postgres -A trust --no-sync -E UTF8 >/dev/null
+fi
+if ! as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
+  log "starting PostgreSQL on 127.0.0.1:$PORT"
+  as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 30 \
+    -o "-c listen_addresses=127.0.0.1 -p $PORT -k $SOCK -c fsync=off -c max_connections=200" start >/dev/null \
+    || { tail -20 "$LOG" >&2; log "error: PostgreSQL did not start (log: $LOG)"; exit 1; }
+fi
+if ! as_pg "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='studio_test'" | grep -q 1; then
+  as_pg "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres studio_test
+fi
+echo "postgres://postgres@127.0.0.1:$PORT/studio_test"
