@@ -1,6 +1,7 @@
 // `npm run bench`: every figure beside a raw baseline measured in the same run. `--quick` for fewer samples.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { benchApi } from './api.bench.ts';
 import { benchDocker } from './docker.bench.ts';
 import { formatRows, type Row } from './stats.ts';
 
@@ -10,6 +11,7 @@ const image = process.env.STUDIO_SANDBOX_IMAGE ?? 'studio-sandbox:latest';
 
 const rows: Row[] = [];
 rows.push(...(await benchDocker({ image, dataDir: `${root}.cache/bench-data/docker`, quick })));
+rows.push(...(await benchApi({ quick })));
 
 const table = formatRows(rows);
 console.log(

@@ -1,51 +1,11 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { ADMIN_PASSWORD, startTestApi, TEST_DATA_DIR } from '@studio/api/testing';
 import { createStudioClient } from '@studio/client';
 import { DockerBackend } from '@studio/isolation-docker';
 import { createRateLimiter, defaultPolicy } from '@studio/policy';
-import { ADMIN_PASSWORD, startTestApi, TEST_DATA_DIR } from '../testing/api-fixture.ts';
-
-/** Median, p95 (nearest rank), min, max of a sample in ms. Same shape as bench/stats.ts. */
-export interface Summary {
-  n: number;
-  median: number;
-  p95: number;
-  min: number;
-  max: number;
-}
-
-/** One row: the API beside its raw baseline, measured in the same run. */
-export interface Row {
-  name: string;
-  unit: string;
-  ours: Summary;
-  baseline: Summary;
-  baselineName: string;
-}
-
-function summarize(samples: readonly number[]): Summary {
-  const s = [...samples].sort((a, b) => a - b);
-  const rank = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] as number;
-  return {
-    n: s.length,
-    median: rank(0.5),
-    p95: rank(0.95),
-    min: s[0] as number,
-    max: s[s.length - 1] as number,
-  };
-}
-
-async function sample(n: number, fn: () => Promise<unknown>, warmup = 3): Promise<number[]> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t = performance.now();
-    await fn();
-    out.push(performance.now() - t);
-  }
-  return out;
-}
+import { type Row, sample, summarize } from './stats.ts';
 
 // Times only `measure`; `after` (cleanup) runs outside the clock.
 async function sampleWith<T>(
