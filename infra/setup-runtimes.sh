@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares the sandbox runtimes on a Debian 12 host for `npm start`, `npm test` and CI:
-#   1. installs the Debian packages that are missing (docker.io e2fsprogs apparmor mmdebstrap runsc);
+#   1. installs the Debian packages that are missing (docker.io e2fsprogs apparmor mmdebstrap runsc gcc libc6-dev);
 #   2. starts dockerd in the background when it does not answer (no systemd on these machines);
 #   3. checks that the AppArmor profile compiles (infra/apparmor/check.sh);
 #   4. builds the sandbox image and rootfs if their recipe changed (infra/image/build.sh).
@@ -11,7 +11,8 @@
 # Uses sudo when not root; with neither, prints the commands to run as root and fails.
 
 STUDIO_INFRA=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-STUDIO_PACKAGES=(docker.io e2fsprogs apparmor mmdebstrap runsc)
+# gcc and libc6-dev build the gVisor backend's statx shim (packages/isolation-gvisor/guest).
+STUDIO_PACKAGES=(docker.io e2fsprogs apparmor mmdebstrap runsc gcc libc6-dev)
 
 _studio_log() { printf '[studio] %s\n' "$*" >&2; }
 _studio_fail() {
@@ -92,6 +93,16 @@ _studio_docker() {
   _studio_fail "dockerd did not answer within 30 s (log: $log): fix the error above, or start it by hand: nohup dockerd &"
 }
 
+# gVisor's ptrace platform costs host threads per guest process (about 110 for an idle sandbox, thousands
+# under a fork bomb), so the kernel's default pid_max of 32768 is too small for several busy sandboxes.
+_studio_pid_max() {
+  local want=4194304 have
+  have=$(cat /proc/sys/kernel/pid_max 2>/dev/null || echo 0)
+  [ "$have" -ge "$want" ] && return 0
+  _studio_as_root sh -c "echo $want > /proc/sys/kernel/pid_max" 2>/dev/null ||
+    _studio_log "warning: kernel.pid_max is $have; raise it (sysctl -w kernel.pid_max=$want) for busy gVisor sandboxes"
+}
+
 studio_setup_runtimes() {
   local CACHE=${STUDIO_CACHE:-$(cd "$STUDIO_INFRA/.." && pwd)/.cache}
   mkdir -p "$CACHE" || {
@@ -105,6 +116,7 @@ studio_setup_runtimes() {
     _studio_fail "runsc not found: apt-get install runsc"
     return 1
   }
+  _studio_pid_max
   bash "$STUDIO_INFRA/apparmor/check.sh" >/dev/null || {
     _studio_fail "the AppArmor profile infra/apparmor/studio-sandbox does not compile: fix it (see above)"
     return 1

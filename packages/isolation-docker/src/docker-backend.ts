@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import {
+  AgentConnections,
   AgentSandbox,
   type BackendCapabilities,
   type IsolationBackend,
@@ -59,6 +60,8 @@ export class DockerBackend implements IsolationBackend {
   readonly #options: DockerBackendOptions;
   readonly #workspaces: LoopWorkspaces;
   readonly #mode: WorkspaceMode;
+  /** @internal One agent connection per sandbox, shared by every handle. */
+  readonly agents = new AgentConnections();
   #seccomp: string | undefined;
 
   constructor(options: DockerBackendOptions) {
@@ -163,7 +166,9 @@ export class DockerBackend implements IsolationBackend {
   }
 
   async destroy(id: string): Promise<void> {
-    assertId(id);
+    // Idempotent: an id this backend could never have made names nothing to remove.
+    if (!ID_PATTERN.test(id)) return;
+    await this.agents.drop(id);
     try {
       await this.#docker.getContainer(`${NAME_PREFIX}${id}`).remove({ force: true, v: true });
     } catch (error) {
@@ -177,7 +182,9 @@ export class DockerBackend implements IsolationBackend {
     await this.#workspaces.destroy(id);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.agents.dropAll();
+  }
 
   /** @internal */
   async inspect(id: string): Promise<Docker.ContainerInspectInfo> {
@@ -239,6 +246,10 @@ export class DockerSandbox extends AgentSandbox {
     super();
     this.#backend = backend;
     this.id = id;
+  }
+
+  protected get connections(): AgentConnections {
+    return this.#backend.agents;
   }
 
   /** Waits until the agent answers. */
@@ -406,19 +417,21 @@ function assertId(id: string): void {
 
 function validateSpec(spec: SandboxSpec): void {
   const r = spec.resources;
-  const positive = (n: number) => Number.isFinite(n) && n > 0;
+  const count = (n: number) => Number.isSafeInteger(n) && n > 0;
   if (
-    !positive(r.memoryBytes) ||
-    !positive(r.cpus) ||
-    !positive(r.pids) ||
-    !positive(r.diskBytes) ||
-    !positive(r.inodes) ||
-    !positive(r.tmpBytes)
+    !count(r.memoryBytes) ||
+    !count(r.pids) ||
+    !count(r.diskBytes) ||
+    !count(r.inodes) ||
+    !count(r.tmpBytes)
   ) {
     throw new IsolationError(
       'INVALID_INPUT',
-      'every resource limit must be a positive number: check the policy',
+      'memory, pids, disk, inodes and tmp limits must be positive whole numbers',
     );
+  }
+  if (!(Number.isFinite(r.cpus) && r.cpus > 0)) {
+    throw new IsolationError('INVALID_INPUT', 'the CPU limit must be a positive number of cores');
   }
   if (r.memoryBytes < 32 * 1024 * 1024)
     throw new IsolationError('INVALID_INPUT', 'memory must be at least 32 MiB');

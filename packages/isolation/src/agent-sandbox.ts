@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream';
 import type { AgentClient } from './agent/client.ts';
+import type { AgentConnections } from './agent-connections.ts';
 import { IsolationError } from './errors.ts';
 import type {
   ExecOptions,
@@ -21,9 +22,10 @@ import type {
 export abstract class AgentSandbox implements Sandbox {
   abstract readonly id: string;
   abstract readonly backend: string;
-  #client: Promise<AgentClient> | undefined;
 
-  /** Opens a fresh connection to the agent of a running sandbox (attach, stdio pipes, …). */
+  /** The backend's connections, shared by every handle to the same sandbox. */
+  protected abstract readonly connections: AgentConnections;
+  /** Opens a new connection to the agent of a running sandbox (attach, stdio pipes, …). */
   protected abstract connectAgent(): Promise<AgentClient>;
   abstract info(): Promise<SandboxInfo>;
   abstract stats(): Promise<SandboxStats>;
@@ -41,26 +43,14 @@ export abstract class AgentSandbox implements Sandbox {
     return error;
   }
 
-  /** The live agent connection, reconnecting once if the last one closed (after a restart). */
-  protected async agent(): Promise<AgentClient> {
-    if (this.#client) {
-      const client = await this.#client.catch(() => undefined);
-      if (client && !client.isClosed) return client;
-    }
-    const pending = this.connectAgent();
-    this.#client = pending;
-    pending.catch(() => {
-      if (this.#client === pending) this.#client = undefined;
-    });
-    return pending;
+  /** The sandbox's live agent connection, opening one if there is none (after a restart, say). */
+  protected agent(): Promise<AgentClient> {
+    return this.connections.get(this.id, () => this.connectAgent());
   }
 
-  /** Drops the current agent connection (on stop/destroy). */
-  protected async disconnectAgent(): Promise<void> {
-    const pending = this.#client;
-    this.#client = undefined;
-    const client = await pending?.catch(() => undefined);
-    await client?.close();
+  /** Closes the agent connection for every handle (on stop and destroy). */
+  protected disconnectAgent(): Promise<void> {
+    return this.connections.drop(this.id);
   }
 
   async #call<T>(fn: (client: AgentClient) => Promise<T>): Promise<T> {

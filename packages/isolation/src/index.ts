@@ -1,3 +1,4 @@
+export { AgentConnections } from './agent-connections.ts';
 export { AgentSandbox } from './agent-sandbox.ts';
 export type { IsolationErrorCode, IsolationErrorOptions } from './errors.ts';
 export { ISOLATION_ERROR_CODES, IsolationError, isIsolationError } from './errors.ts';

@@ -1,0 +1,107 @@
+/**
+ * Every case of the isolation conformance suite, by a stable id. A backend that cannot pass a case skips it
+ * by id with a written reason (`skip: { 'security.seccomp': 'gVisor filters in its own kernel' }`); ids are
+ * never renamed or reused, so a skip list keeps meaning the same thing. README.md maps each id to the
+ * SECURITY.md line it proves.
+ */
+export const CONFORMANCE_CASE_IDS = [
+  'backend.available',
+
+  'lifecycle.create-info',
+  'lifecycle.create-rejects-invalid-spec',
+  'lifecycle.get',
+  'lifecycle.get-unknown',
+  'lifecycle.list-by-labels',
+  'lifecycle.state-transitions',
+  'lifecycle.stop-start-keeps-workspace',
+  'lifecycle.pause-resume',
+  'lifecycle.stats',
+  'lifecycle.destroy-idempotent',
+
+  'exec.exit-code',
+  'exec.signal',
+  'exec.stdout-stderr',
+  'exec.stdin',
+  'exec.argv-exact',
+  'exec.env',
+  'exec.cwd',
+  'exec.cwd-escape',
+  'exec.invalid-input',
+  'exec.streaming',
+  'exec.timeout-kills-group',
+  'exec.output-cap',
+  'exec.cancel',
+  'exec.zombies-reaped',
+
+  'terminal.echo-exit',
+  'terminal.resize',
+
+  'files.text-roundtrip',
+  'files.binary-roundtrip',
+  'files.list',
+  'files.stat',
+  'files.mkdir',
+  'files.rename',
+  'files.remove',
+  'files.owner-uid',
+  'files.exec-visible',
+  'files.not-found',
+
+  'connect.http',
+  'connect.closed-port',
+  'connect.invalid-port',
+  'connect.isolated-per-sandbox',
+  'connect.never-reaches-host',
+
+  'security.uid-gid',
+  'security.all-processes-unprivileged',
+  'security.capabilities',
+  'security.no-new-privs',
+  'security.seccomp',
+  'security.read-only-root',
+  'security.writable-paths',
+  'security.tmp-size-limit',
+  'security.no-network',
+  'security.no-docker-socket',
+  'security.no-host-mounts',
+  'security.private-namespaces',
+  'security.pid-namespace',
+  'security.no-devices',
+  'security.mount',
+  'security.unshare',
+  'security.setns',
+  'security.raw-socket',
+  'security.keyring',
+  'security.sysrq',
+  'security.proc-sys-write',
+  'security.cgroup-release-agent',
+  'security.setuid-binaries',
+  'security.ptrace',
+  'security.proc-self-exe',
+  'security.leaked-fds',
+  'security.kcore',
+
+  'files-escape.path-traversal',
+  'files-escape.symlink-read',
+  'files-escape.symlink-write',
+  'files-escape.symlink-dangling-write',
+  'files-escape.symlink-list',
+  'files-escape.symlink-mkdir-rename',
+  'files-escape.symlink-remove',
+  'files-escape.symlink-itself',
+  'files-escape.hardlink',
+  'files-escape.symlink-race',
+
+  'resources.fork-bomb',
+  'resources.memory-bomb',
+  'resources.disk-fill',
+  'resources.inode-fill',
+  'resources.output-flood',
+  'resources.infinite-loop',
+  'resources.long-sleep',
+
+  'lifecycle.destroy-leaves-nothing',
+] as const;
+
+/** The id of one conformance case. */
+export type ConformanceCaseId = (typeof CONFORMANCE_CASE_IDS)[number];

@@ -1,0 +1,167 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { describe, expect } from 'vitest';
+import { isIsolationError } from '../../errors.ts';
+import { describeError, expectIsolationError, expectOk, nonce, run, settle, sh, text } from '../fixtures.ts';
+import type { ConformanceHarness } from '../harness.ts';
+
+/** File operations of the Sandbox handle, in per-case directories of the shared sandbox. */
+export function filesCases(h: ConformanceHarness): void {
+  describe('files', () => {
+    h.case(
+      'files.text-roundtrip',
+      'writeFile/readFile keep UTF-8 text exactly, as seen from inside',
+      async () => {
+        const sandbox = await h.shared();
+        const dir = nonce('text');
+        const content = `line one\r\nünïcødé ✓ 🚀\n\ttabbed\n${nonce('t')}`;
+        await sandbox.writeFile(`${dir}/note.txt`, content, { createParents: true });
+        expect(text(await sandbox.readFile(`${dir}/note.txt`))).toBe(content);
+        const inside = await run(sandbox, ['cat', `/workspace/${dir}/note.txt`]);
+        expect(inside.out).toBe(content);
+      },
+    );
+
+    h.case('files.binary-roundtrip', 'every byte value survives a round trip', async () => {
+      const sandbox = await h.shared();
+      const dir = nonce('bin');
+      const every = Uint8Array.from({ length: 256 * 4 }, (_, i) => i % 256);
+      const bulk = new Uint8Array(randomBytes(2 * 2 ** 20));
+      await sandbox.mkdir(dir);
+      await sandbox.writeFile(`${dir}/every.bin`, every);
+      await sandbox.writeFile(`${dir}/bulk.bin`, bulk);
+      expect(Buffer.from(await sandbox.readFile(`${dir}/every.bin`)).equals(Buffer.from(every))).toBe(true);
+      expect(Buffer.from(await sandbox.readFile(`${dir}/bulk.bin`)).equals(Buffer.from(bulk))).toBe(true);
+      const sum = await run(sandbox, ['sha256sum', `/workspace/${dir}/bulk.bin`]);
+      expect(sum.out.split(' ')[0]).toBe(createHash('sha256').update(bulk).digest('hex'));
+      await sandbox.writeFile(`${dir}/empty.bin`, new Uint8Array(0));
+      expect((await sandbox.readFile(`${dir}/empty.bin`)).byteLength).toBe(0);
+    });
+
+    h.case('files.list', 'list() names files, directories and links with their types and sizes', async () => {
+      const sandbox = await h.shared();
+      const dir = nonce('list');
+      await sandbox.writeFile(`${dir}/a.txt`, 'abc', { createParents: true });
+      await sandbox.mkdir(`${dir}/sub`);
+      expectOk(await sh(sandbox, `ln -s a.txt /workspace/${dir}/link`), 'ln -s inside the workspace');
+      const entries = await sandbox.list(dir);
+      const byName = Object.fromEntries(entries.map((e) => [e.name, e]));
+      expect(Object.keys(byName).sort()).toEqual(['a.txt', 'link', 'sub']);
+      expect(byName['a.txt']).toMatchObject({ type: 'file', size: 3 });
+      expect(byName.sub?.type).toBe('directory');
+      expect(byName.link?.type, 'a link is listed as a link, not followed').toBe('symlink');
+      for (const e of entries) expect(e.name).not.toContain('/');
+      // maxEntries caps the answer: either at most that many entries, or RESOURCE_LIMIT.
+      const capped = await settle(sandbox.list(dir, { maxEntries: 2 }));
+      if (capped.ok) expect(capped.value.length).toBeLessThanOrEqual(2);
+      else expect(isIsolationError(capped.error, 'RESOURCE_LIMIT'), describeError(capped.error)).toBe(true);
+    });
+
+    h.case('files.stat', 'stat() reports type, size, mode and mtime', async () => {
+      const sandbox = await h.shared();
+      const dir = nonce('stat');
+      const before = Date.now();
+      await sandbox.writeFile(`${dir}/f.txt`, 'hello', { createParents: true, mode: 0o640 });
+      const s = await sandbox.stat(`${dir}/f.txt`);
+      expect(s).toMatchObject({ path: `${dir}/f.txt`, name: 'f.txt', type: 'file', size: 5 });
+      expect(s.mode & 0o777).toBe(0o640);
+      expect(s.mtimeMs).toBeGreaterThan(before - 24 * 3600_000); // the clock inside may drift a little
+      const inside = await run(sandbox, ['stat', '-c', '%a %s', `/workspace/${dir}/f.txt`]);
+      expect(inside.out.trim()).toBe('640 5');
+      const d = await sandbox.stat(dir);
+      expect(d.type).toBe('directory');
+    });
+
+    h.case('files.mkdir', 'mkdir() creates one level, or all with recursive', async () => {
+      const sandbox = await h.shared();
+      const dir = nonce('mkdir');
+      await sandbox.mkdir(`${dir}/a/b/c`, { recursive: true });
+      expectOk(await run(sandbox, ['test', '-d', `/workspace/${dir}/a/b/c`]), 'nested directory exists');
+      await sandbox.mkdir(`${dir}/a/b/c`, { recursive: true }); // mkdir -p on an existing path is fine
+      await expectIsolationError(sandbox.mkdir(`${dir}/a`), ['ALREADY_EXISTS'], 'mkdir of an existing dir');
+      await expectIsolationError(
+        sandbox.mkdir(`${dir}/missing/x`),
+        ['NOT_FOUND'],
+        'mkdir without recursive under a missing parent',
+      );
+    });
+
+    h.case('files.rename', 'rename() moves files and directories', async () => {
+      const sandbox = await h.shared();
+      const dir = nonce('rename');
+      await sandbox.writeFile(`${dir}/old.txt`, 'moved', { createParents: true });
+      await sandbox.rename(`${dir}/old.txt`, `${dir}/new.txt`);
+      expect(text(await sandbox.readFile(`${dir}/new.txt`))).toBe('moved');
+      await expectIsolationError(sandbox.readFile(`${dir}/old.txt`), ['NOT_FOUND'], 'old name after rename');
+      await sandbox.mkdir(`${dir}/d1`);
+      await sandbox.writeFile(`${dir}/d1/inner.txt`, 'inner');
+      await sandbox.rename(`${dir}/d1`, `${dir}/d2`);
+      expect(text(await sandbox.readFile(`${dir}/d2/inner.txt`))).toBe('inner');
+    });
+
+    h.case('files.remove', 'remove() deletes files, and trees only with recursive', async () => {
+      const sandbox = await h.shared();
+      const dir = nonce('remove');
+      await sandbox.writeFile(`${dir}/tree/a/b/deep.txt`, 'x', { createParents: true });
+      await sandbox.writeFile(`${dir}/single.txt`, 'x');
+      await sandbox.remove(`${dir}/single.txt`);
+      await expectIsolationError(sandbox.stat(`${dir}/single.txt`), ['NOT_FOUND'], 'removed file');
+      const refused = await settle(sandbox.remove(`${dir}/tree`));
+      expect(refused.ok, 'remove of a non-empty directory without recursive').toBe(false);
+      if (!refused.ok) {
+        expect(
+          isIsolationError(refused.error) && !['NOT_FOUND', 'INTERNAL'].includes(refused.error.code),
+          `remove of a non-empty directory: ${describeError(refused.error)}`,
+        ).toBe(true);
+      }
+      expectOk(await run(sandbox, ['test', '-f', `/workspace/${dir}/tree/a/b/deep.txt`]), 'tree kept');
+      await sandbox.remove(`${dir}/tree`, { recursive: true });
+      expect((await run(sandbox, ['test', '-e', `/workspace/${dir}/tree`])).exitCode).toBe(1);
+    });
+
+    h.case('files.owner-uid', 'what the API writes is owned by the sandbox user 1000:1000', async () => {
+      const sandbox = await h.shared();
+      const dir = nonce('owner');
+      await sandbox.writeFile(`${dir}/sub/f.txt`, 'x', { createParents: true });
+      await sandbox.mkdir(`${dir}/made`);
+      const r = await run(sandbox, [
+        'stat',
+        '-c',
+        '%u:%g %n',
+        `/workspace/${dir}`,
+        `/workspace/${dir}/sub`,
+        `/workspace/${dir}/sub/f.txt`,
+        `/workspace/${dir}/made`,
+      ]);
+      expectOk(r, 'stat');
+      for (const line of r.out.trim().split('\n')) expect(line).toMatch(/^1000:1000 /);
+    });
+
+    h.case('files.exec-visible', 'files written by exec are read by the API and the reverse', async () => {
+      const sandbox = await h.shared();
+      const dir = nonce('visible');
+      const token = nonce('v');
+      expectOk(
+        await sh(sandbox, `mkdir /workspace/${dir} && printf %s ${token} > /workspace/${dir}/from-exec`),
+        'exec write',
+      );
+      expect(text(await sandbox.readFile(`${dir}/from-exec`))).toBe(token);
+      await sandbox.writeFile(`${dir}/from-api`, token);
+      expect((await run(sandbox, ['cat', `/workspace/${dir}/from-api`])).out).toBe(token);
+      expect((await sandbox.list(dir)).map((e) => e.name).sort()).toEqual(['from-api', 'from-exec']);
+    });
+
+    h.case('files.not-found', 'operations on missing paths reject NOT_FOUND', async () => {
+      const sandbox = await h.shared();
+      const missing = `${nonce('missing')}/nothing.txt`;
+      await expectIsolationError(sandbox.readFile(missing), ['NOT_FOUND'], 'readFile');
+      await expectIsolationError(sandbox.stat(missing), ['NOT_FOUND'], 'stat');
+      await expectIsolationError(sandbox.list(missing), ['NOT_FOUND'], 'list');
+      await expectIsolationError(sandbox.rename(missing, 'elsewhere.txt'), ['NOT_FOUND'], 'rename');
+      await expectIsolationError(
+        sandbox.writeFile(missing, 'x'),
+        ['NOT_FOUND'],
+        'writeFile without createParents',
+      );
+    });
+  });
+}
