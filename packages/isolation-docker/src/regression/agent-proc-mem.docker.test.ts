@@ -1,0 +1,73 @@
+import { mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DockerBackend, type DockerSandbox } from '../index.ts';
+
+// Regression: sandbox code (uid 1000) could open /proc/<pid>/mem of init and of the agent, which run
+// as the same uid, and rewrite the agent that enforces timeouts, output caps and path checks. Fixed by
+// running both from execute-only binaries, which the kernel makes non-dumpable.
+const dataDir = fileURLToPath(new URL('../../../../.cache/test-data/docker-regression', import.meta.url));
+const image = process.env.STUDIO_SANDBOX_IMAGE ?? 'studio-sandbox:latest';
+const backend = new DockerBackend({ dataDir, instanceId: 'regression' });
+const MiB = 1024 * 1024;
+let sandbox: DockerSandbox | undefined;
+let skipReason: string | undefined;
+
+beforeAll(async () => {
+  mkdirSync(dataDir, { recursive: true });
+  const available = await backend.available();
+  if (!available.ok) {
+    if (process.env.CI === 'true') throw new Error(`Docker is required in CI: ${available.reason}`);
+    skipReason = available.reason;
+    return;
+  }
+  sandbox = await backend.create({
+    image,
+    resources: {
+      memoryBytes: 256 * MiB,
+      cpus: 1,
+      pids: 128,
+      diskBytes: 64 * MiB,
+      inodes: 4096,
+      tmpBytes: 16 * MiB,
+    },
+  });
+});
+afterAll(async () => {
+  await sandbox?.destroy();
+  await backend.close();
+});
+
+const probe = `
+import os, sys
+me = os.getpid()
+results = []
+for pid in [p for p in os.listdir('/proc') if p.isdigit()]:
+    pid = int(pid)
+    if pid == me:
+        continue
+    try:
+        cmd = open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode()
+    except OSError:
+        continue
+    if 'studio-agent' not in cmd and 'tini' not in cmd:
+        continue
+    try:
+        with open(f'/proc/{pid}/mem', 'r+b'):
+            results.append(f'OPENED {pid} {cmd}')
+    except PermissionError:
+        results.append(f'denied {pid}')
+print('\\n'.join(results))
+`;
+
+describe('regression: agent and init memory through /proc/<pid>/mem', () => {
+  it('refuses sandbox code access to the memory of init and the agent', async (ctx) => {
+    if (!sandbox) return ctx.skip(skipReason ?? 'no sandbox');
+    const r = await sandbox.exec(['python3', '-c', probe], { timeoutMs: 20_000, maxOutputBytes: 65_536 });
+    const out = new TextDecoder().decode(r.stdout);
+    expect(r.exitCode, new TextDecoder().decode(r.stderr)).toBe(0);
+    // Both init (tini) and the agent must have been found, and neither opened.
+    expect(out.match(/^denied /gm)?.length ?? 0).toBeGreaterThanOrEqual(2);
+    expect(out).not.toMatch(/OPENED/);
+  });
+});

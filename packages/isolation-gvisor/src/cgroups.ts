@@ -1,0 +1,80 @@
+import { readFile, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const ROOT = '/sys/fs/cgroup';
+
+/** How often a sandbox's host cgroup hit its limits (counters start at 0 with every start). */
+export interface LimitEvents {
+  /** Processes of the sandbox (its kernel, gofer, stubs) killed by the memory cgroup's OOM killer. */
+  oomKills: number;
+  /** Forks refused by the pids cgroup. */
+  pidsRefused: number;
+}
+
+async function read(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function counter(text: string | undefined, key: string): number | undefined {
+  if (text === undefined) return undefined;
+  const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(text);
+  return m?.[1] === undefined ? undefined : Number(m[1]);
+}
+
+/**
+ * The limit counters of the cgroup runsc made for a sandbox (`cgroupsPath`), cgroup v1 or v2. Readable
+ * until `runsc delete` removes the cgroup, so a dead sandbox's cause is read before it is deleted.
+ */
+export async function limitEvents(cgroupsPath: string): Promise<LimitEvents | undefined> {
+  const rel = cgroupsPath.replace(/^\/+/, '');
+  const [v1Memory, v1Pids, v2Memory, v2Pids] = await Promise.all([
+    read(join(ROOT, 'memory', rel, 'memory.oom_control')),
+    read(join(ROOT, 'pids', rel, 'pids.events')),
+    read(join(ROOT, rel, 'memory.events')),
+    read(join(ROOT, rel, 'pids.events')),
+  ]);
+  const oomKills = counter(v1Memory, 'oom_kill') ?? counter(v2Memory, 'oom_kill');
+  const pidsRefused = counter(v1Pids, 'max') ?? counter(v2Pids, 'max');
+  if (oomKills === undefined && pidsRefused === undefined) return undefined;
+  return { oomKills: oomKills ?? 0, pidsRefused: pidsRefused ?? 0 };
+}
+
+/** Memory the sandbox costs the host (what its limit applies to), less reclaimable file cache. */
+export async function memoryUsage(cgroupsPath: string): Promise<number | undefined> {
+  const rel = cgroupsPath.replace(/^\/+/, '');
+  const v1 = await read(join(ROOT, 'memory', rel, 'memory.usage_in_bytes'));
+  if (v1 !== undefined) {
+    const stat = await read(join(ROOT, 'memory', rel, 'memory.stat'));
+    return Math.max(0, Number(v1.trim()) - (counter(stat, 'total_inactive_file') ?? 0));
+  }
+  const v2 = await read(join(ROOT, rel, 'memory.current'));
+  if (v2 !== undefined) {
+    const stat = await read(join(ROOT, rel, 'memory.stat'));
+    return Math.max(0, Number(v2.trim()) - (counter(stat, 'inactive_file') ?? 0));
+  }
+  return undefined;
+}
+
+/** Removes a sandbox's cgroup directories that runsc left behind (only empty ones can go). */
+export async function removeCgroups(cgroupsPath: string): Promise<void> {
+  const rel = cgroupsPath.replace(/^\/+/, '');
+  const controllers = [
+    'memory',
+    'pids',
+    'cpu',
+    'cpuacct',
+    'cpuset',
+    'devices',
+    'freezer',
+    'blkio',
+    'systemd',
+  ];
+  await Promise.all([
+    ...controllers.map((c) => rmdir(join(ROOT, c, rel)).catch(() => undefined)),
+    rmdir(join(ROOT, rel)).catch(() => undefined),
+  ]);
+}

@@ -1,0 +1,131 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ResourceLimits } from '@studio/isolation';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GVisorBackend } from './gvisor-backend.ts';
+
+// gVisor-specific behaviour the shared conformance suite cannot see: what the backend does on the host.
+const dataDir = fileURLToPath(new URL('../../../.cache/test-data/gvisor-backend', import.meta.url));
+const image = 'studio-sandbox:latest';
+const limits: ResourceLimits = {
+  memoryBytes: 256 * 2 ** 20,
+  cpus: 1,
+  pids: 128,
+  diskBytes: 64 * 2 ** 20,
+  inodes: 4096,
+  tmpBytes: 16 * 2 ** 20,
+};
+const opts = { timeoutMs: 20_000, maxOutputBytes: 1 << 20 };
+
+function rootfs(): string {
+  if (process.env.STUDIO_SANDBOX_ROOTFS) return process.env.STUDIO_SANDBOX_ROOTFS;
+  const script = fileURLToPath(new URL('../../../infra/image/build.sh', import.meta.url));
+  try {
+    return execFileSync('bash', [script, '--print-rootfs'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+  } catch (error) {
+    return String((error as { stdout?: unknown }).stdout ?? '').trim();
+  }
+}
+
+const images = { [image]: rootfs() };
+const make = (reconcileOnStart = false) =>
+  new GVisorBackend({ dataDir, instanceId: 'backend-test', images, reconcileOnStart });
+let unavailable: string | undefined;
+
+beforeAll(async () => {
+  mkdirSync(dataDir, { recursive: true });
+  const a = await make().available();
+  if (!a.ok) {
+    if (process.env.CI === 'true') throw new Error(`gVisor unavailable in CI: ${a.reason}`);
+    unavailable = a.reason;
+  }
+});
+
+afterAll(async () => {
+  if (unavailable) return;
+  const backend = make();
+  for (const info of await backend.list({ labels: { 'studio.test': 'gvisor-backend' } }))
+    await backend.destroy(info.id);
+  await backend.close();
+});
+
+const text = (b: Uint8Array) => Buffer.from(b).toString();
+const labels = { 'studio.test': 'gvisor-backend' };
+
+describe('GVisorBackend on the host', () => {
+  it('keeps the shared image untouched, runs coreutils through the statx shim, and filters every process', async (ctx) => {
+    if (unavailable) ctx.skip(unavailable);
+    const before = readdirSync(join(images[image] ?? '', 'etc')).sort();
+    const backend = make();
+    await using sandbox = await backend.create({ image, resources: limits, labels });
+    const r = await sandbox.exec(
+      [
+        'sh',
+        '-c',
+        'ls -l /workspace >/dev/null && stat -c %U /etc && grep Seccomp /proc/1/status /proc/self/status',
+      ],
+      opts,
+    );
+    expect(text(r.stderr)).toBe('');
+    expect(text(r.stdout)).toBe('root\n/proc/1/status:Seccomp:\t2\n/proc/self/status:Seccomp:\t2\n');
+    // Mount points runsc creates land in the sandbox's overlay, never in the image every sandbox shares.
+    expect(readdirSync(join(images[image] ?? '', 'etc')).sort()).toEqual(before);
+    expect(existsSync(join(images[image] ?? '', 'etc', 'ld.so.preload'))).toBe(false);
+    await backend.close();
+  });
+
+  it('reconcile() removes half-created sandboxes, stray runsc processes and workspaces without a sandbox', async (ctx) => {
+    if (unavailable) ctx.skip(unavailable);
+    const backend = make();
+    const sandbox = await backend.create({ image, resources: limits, labels });
+    const stateDir = join(dataDir, 'runsc');
+    // A crash that lost runsc's record of a live sandbox (e.g. `runsc create` over an existing id does that).
+    for (const f of readdirSync(stateDir).filter((f) => f.startsWith(`${sandbox.id}_`)))
+      rmSync(join(stateDir, f));
+    // A create that died before writing its config, and a workspace image whose sandbox is gone.
+    const half = 'sbx-00000000000000aa';
+    mkdirSync(join(dataDir, 'sandboxes', half), { recursive: true });
+    const lonely = 'sbx-00000000000000bb';
+    mkdirSync(join(dataDir, 'workspaces'), { recursive: true });
+    writeFileSync(join(dataDir, 'workspaces', `${lonely}.img`), '');
+    await backend.close();
+
+    const restarted = make();
+    const report = await restarted.reconcile();
+    expect(report.killed.length, 'the sandbox and gofer processes runsc forgot').toBeGreaterThanOrEqual(2);
+    expect(report.removed).toEqual(expect.arrayContaining([half, lonely]));
+    expect(existsSync(join(dataDir, 'sandboxes', half))).toBe(false);
+    expect(existsSync(join(dataDir, 'workspaces', `${lonely}.img`))).toBe(false);
+    expect((await restarted.info(sandbox.id)).state).toBe('stopped');
+    // The workspace survived: the sandbox starts again.
+    const again = await restarted.get(sandbox.id);
+    await again.start();
+    expect(text((await again.exec(['echo', 'back'], opts)).stdout)).toBe('back\n');
+    await again.destroy();
+    expect(readdirSync(stateDir).filter((f) => f.includes(sandbox.id))).toEqual([]);
+    await restarted.close();
+  });
+
+  it('a sandbox outlives the backend that made it and is adopted by the next one', async (ctx) => {
+    if (unavailable) ctx.skip(unavailable);
+    const first = make();
+    const sandbox = await first.create({ image, resources: limits, labels });
+    await sandbox.writeFile('kept.txt', 'still here');
+    await first.close(); // the API goes away: its agent connection ends, the sandbox does not
+    const second = make(true);
+    const adopted = await second.get(sandbox.id);
+    expect((await adopted.info()).state).toBe('running');
+    expect(text(await adopted.readFile('kept.txt'))).toBe('still here');
+    await adopted.destroy();
+    expect(existsSync(join(dataDir, 'sandboxes', sandbox.id))).toBe(false);
+    expect(existsSync(join(dataDir, 'workspaces', `${sandbox.id}.img`))).toBe(false);
+    expect(statSync(dataDir).isDirectory()).toBe(true);
+    expect(readFileSync('/proc/self/mounts', 'utf8')).not.toContain(sandbox.id);
+    await second.close();
+  });
+});

@@ -1,0 +1,847 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import {
+  AgentConnections,
+  AgentSandbox,
+  type BackendCapabilities,
+  type IsolationBackend,
+  IsolationError,
+  isIsolationError,
+  type ListFilter,
+  LoopWorkspaces,
+  MANAGED_LABEL,
+  RESERVED_LABEL_PREFIX,
+  type ResourceLimits,
+  type SandboxInfo,
+  type SandboxSpec,
+  type SandboxState,
+  type SandboxStats,
+} from '@studio/isolation';
+import { AGENT_COMMAND, AGENT_DIR, AgentClient } from '@studio/isolation/agent';
+import { execa, type ResultPromise } from 'execa';
+import { limitEvents, memoryUsage, removeCgroups } from './cgroups.ts';
+import { mapRunscError } from './map-error.ts';
+import { filtered, labelsOf, type OciSpec, ociSpec, sandboxProcess } from './oci-spec.ts';
+import { Runsc, type RunscState } from './runsc.ts';
+import { GuestLayer, mountTable, SandboxRoot, unmountAll } from './sandbox-root.ts';
+
+/** Options for {@link GVisorBackend}. */
+export interface GVisorBackendOptions {
+  /** Where bundles, workspaces and runsc's state live. Required: packages never guess a host path. */
+  dataDir: string;
+  /**
+   * Image names a spec may use, each mapped to a root filesystem directory. Default:
+   * `studio-sandbox:latest` → the rootfs `infra/image/build.sh` builds (`--print-rootfs`).
+   */
+  images?: Record<string, string>;
+  /** Written as the `studio.instance` label; reconciliation only touches sandboxes of this instance. */
+  instanceId?: string;
+  /** The runsc binary. Default `runsc` (on PATH). */
+  runscPath?: string;
+  /** runsc's `--root`. Default `<dataDir>/runsc`. */
+  stateDir?: string;
+  /** gVisor platform. Default `ptrace` (KVM hangs in nested VMs). */
+  platform?: 'ptrace' | 'kvm' | 'systrap';
+  /** Host directory with the agent, mounted read-only at /opt/studio. */
+  agentDir?: string;
+  /** How long to wait for the agent's hello after a start (Node starts slowly under ptrace). */
+  agentTimeoutMs?: number;
+  /** Docker-format seccomp profile compiled for every sandbox process. Default: infra/seccomp/studio.json. */
+  seccompProfilePath?: string;
+  /** Host cgroup under which each sandbox gets `<cgroupParent>/<id>`. Default `studio-gvisor`. */
+  cgroupParent?: string;
+  /** C compiler for the statx shim. Default `cc`. */
+  compiler?: string;
+  /** Limit of one runsc call. Default 60 s. */
+  runscTimeoutMs?: number;
+  /** Run {@link GVisorBackend.reconcile} when the backend is constructed. Default true. */
+  reconcileOnStart?: boolean;
+}
+
+/** What {@link GVisorBackend.reconcile} cleaned up. */
+export interface ReconcileReport {
+  /** Dead or bundle-less runsc containers deleted. */
+  deleted: string[];
+  /** Host processes of sandboxes runsc no longer knew (killed). */
+  killed: number[];
+  /** Half-created sandboxes and workspaces without a sandbox, removed. */
+  removed: string[];
+  /** Root overlays of sandboxes that are not running, unmounted. */
+  unmounted: string[];
+}
+
+const REPO_ROOT = new URL('../../../', import.meta.url);
+const DEFAULT_SECCOMP = fileURLToPath(new URL('infra/seccomp/studio.json', REPO_ROOT));
+const BUILD_SCRIPT = fileURLToPath(new URL('infra/image/build.sh', REPO_ROOT));
+const DEFAULT_IMAGE = 'studio-sandbox:latest';
+const LABEL_SANDBOX = 'studio.sandbox';
+const LABEL_INSTANCE = 'studio.instance';
+const ANNOTATION_IMAGE = 'studio.image';
+const ANNOTATION_CREATED = 'studio.created';
+const ID_PATTERN = /^sbx-[0-9a-f]{16}$/;
+/** Labels a caller may set under the reserved prefix (the same set the Docker backend accepts). */
+const CALLER_STUDIO_LABELS = new Set(['studio.session', 'studio.owner', 'studio.test']);
+
+/** A sandbox's failure, kept in its bundle so it survives an API restart. */
+type Failure = NonNullable<SandboxInfo['failure']> & { limit?: 'memory' | 'pids' };
+
+/**
+ * The isolation contract on gVisor: every sandbox is one runsc container (its own kernel, the Sentry)
+ * hardened per SECURITY.md §1 (see `oci-spec.ts`), with its workspace on a loop-mounted ext4 image for a
+ * real quota, a private overlay root, and an agent inside started per connection with `runsc exec`.
+ */
+export class GVisorBackend implements IsolationBackend {
+  readonly name = 'gvisor';
+  readonly #o: GVisorBackendOptions;
+  readonly #runsc: Runsc;
+  readonly #workspaces: LoopWorkspaces;
+  readonly #guest: GuestLayer;
+  readonly #sandboxesDir: string;
+  readonly #locks = new Map<string, Promise<unknown>>();
+  /** @internal One agent connection per sandbox, shared by every handle. */
+  readonly agents = new AgentConnections();
+  readonly #reconciled: Promise<unknown>;
+  #images: Promise<Record<string, string>> | undefined;
+  #closed = false;
+
+  constructor(options: GVisorBackendOptions) {
+    this.#o = options;
+    this.#runsc = new Runsc({
+      binary: options.runscPath ?? 'runsc',
+      root: options.stateDir ?? join(options.dataDir, 'runsc'),
+      platform: options.platform ?? 'ptrace',
+      timeoutMs: options.runscTimeoutMs ?? 60_000,
+    });
+    this.#workspaces = new LoopWorkspaces(options.dataDir);
+    this.#guest = new GuestLayer({
+      dir: join(options.dataDir, 'guest'),
+      seccompProfilePath: options.seccompProfilePath ?? DEFAULT_SECCOMP,
+      compiler: options.compiler ?? 'cc',
+    });
+    this.#sandboxesDir = join(options.dataDir, 'sandboxes');
+    this.#reconciled =
+      options.reconcileOnStart === false || process.getuid?.() !== 0
+        ? Promise.resolve()
+        : this.reconcile().catch((error: unknown) => error);
+  }
+
+  capabilities(): BackendCapabilities {
+    return {
+      pause: true,
+      // runsc checkpoint/restore exists but is not wired up or verified here.
+      checkpoint: false,
+      networkModes: ['none'],
+      terminal: true,
+      diskQuota: true,
+      connect: true,
+    };
+  }
+
+  async available(): Promise<{ ok: true } | { ok: false; reason: string }> {
+    try {
+      await this.#runsc.version();
+    } catch (error) {
+      return { ok: false, reason: mapRunscError(error, 'runsc').message };
+    }
+    if (process.getuid?.() !== 0) {
+      return {
+        ok: false,
+        reason: 'gVisor sandboxes need root (runsc, cgroups, loop and overlay mounts): run Studio as root',
+      };
+    }
+    if (!(await readFile('/proc/filesystems', 'utf8').catch(() => '')).includes('overlay')) {
+      return { ok: false, reason: 'the kernel has no overlay filesystem: modprobe overlay' };
+    }
+    try {
+      await this.#guest.path();
+      for (const image of Object.keys(await this.#imageMap())) await this.#rootfsFor(image);
+    } catch (error) {
+      return { ok: false, reason: (error as Error).message };
+    }
+    return { ok: true };
+  }
+
+  async create(spec: SandboxSpec): Promise<GVisorSandbox> {
+    this.#assertOpen();
+    await this.#reconciled;
+    validateSpec(spec);
+    const rootfs = await this.#rootfsFor(spec.image);
+    const layer = await this.#guest.path();
+    const id = `sbx-${randomBytes(8).toString('hex')}`;
+    const labels: Record<string, string> = {
+      ...(spec.labels ?? {}),
+      [MANAGED_LABEL]: 'true',
+      'studio.backend': this.name,
+      [LABEL_SANDBOX]: id,
+      'studio.workspace': 'loop',
+      ...(this.#o.instanceId ? { [LABEL_INSTANCE]: this.#o.instanceId } : {}),
+    };
+    try {
+      await this.#withLock(id, async () => {
+        const bundle = this.bundleDir(id);
+        await mkdir(this.#sandboxesDir, { recursive: true, mode: 0o700 });
+        await mkdir(bundle, { mode: 0o700 });
+        const workspace = await this.#workspaces.create(id, spec.resources.diskBytes, spec.resources.inodes);
+        const root = await new SandboxRoot(bundle).mount(rootfs, layer);
+        const config = ociSpec({
+          rootfs: root,
+          workspace,
+          agentDir: this.#o.agentDir ?? AGENT_DIR,
+          resources: spec.resources,
+          cgroupsPath: this.#cgroupsPath(id),
+          labels,
+        });
+        config.annotations[ANNOTATION_IMAGE] = spec.image;
+        config.annotations[ANNOTATION_CREATED] = new Date().toISOString();
+        await writeJson(join(bundle, 'agent.json'), sandboxProcess(filtered(agentCommand()), spec.resources));
+        // config.json last: a bundle without it is a create that never finished (reconcile removes it).
+        await writeJson(join(bundle, 'config.json'), config);
+        await this.#runsc.create(bundle, id);
+        await this.#runsc.run(['start', id], `sandbox ${id}`);
+      });
+      const sandbox = new GVisorSandbox(this, id);
+      await sandbox.ready();
+      return sandbox;
+    } catch (error) {
+      await this.destroy(id).catch(() => undefined);
+      throw mapRunscError(error, `sandbox from image ${spec.image}`);
+    }
+  }
+
+  async get(id: string): Promise<GVisorSandbox> {
+    await this.#reconciled;
+    await this.readBundle(id);
+    return new GVisorSandbox(this, id);
+  }
+
+  async list(filter: ListFilter = {}): Promise<SandboxInfo[]> {
+    await this.#reconciled;
+    const ids = (await readdir(this.#sandboxesDir).catch(() => [] as string[])).filter((n) =>
+      ID_PATTERN.test(n),
+    );
+    const states = new Map((await this.#runsc.list()).map((s) => [s.id, s]));
+    const out: SandboxInfo[] = [];
+    for (const id of ids) {
+      const config = await this.readBundle(id).catch(() => undefined);
+      if (config === undefined) continue;
+      const labels = labelsOf(config.annotations);
+      if (labels[MANAGED_LABEL] !== 'true' || labels['studio.backend'] !== this.name) continue;
+      if (!Object.entries(filter.labels ?? {}).every(([k, v]) => labels[k] === v)) continue;
+      const info = await this.#info(id, config, states.get(id)).catch((error: unknown) => {
+        if (isIsolationError(error, 'NOT_FOUND')) return undefined; // destroyed meanwhile
+        throw error;
+      });
+      if (info) out.push(info);
+    }
+    return out;
+  }
+
+  async destroy(id: string): Promise<void> {
+    // Idempotent: an id this backend could never have made names nothing to remove.
+    if (!ID_PATTERN.test(id)) return;
+    await this.#withLock(id, async () => {
+      await this.agents.drop(id);
+      const bundle = this.bundleDir(id);
+      try {
+        await this.#runsc.run(['delete', '--force', id], `sandbox ${id}`);
+      } catch (error) {
+        if (!isIsolationError(error, 'NOT_FOUND')) throw error;
+      }
+      await this.#killStray(id);
+      await removeCgroups(this.#cgroupsPath(id));
+      await unmountAll(bundle);
+      await this.#workspaces.destroy(id);
+      await rm(bundle, { recursive: true, force: true });
+      await this.#removeState(id);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.agents.dropAll();
+  }
+
+  /**
+   * Cleans what a crash left behind, for this instance only (all of `stateDir` when no instanceId):
+   * dead runsc containers are deleted (their failure recorded first), containers without a bundle or
+   * left `created` by an interrupted create or start are deleted, runsc-sandbox/runsc-gofer processes of this root that runsc no longer knows are killed,
+   * half-created bundles and workspaces without a sandbox are removed, root overlays of sandboxes that
+   * are not running are unmounted, and guest layers no sandbox uses are pruned. Runs at construction.
+   */
+  async reconcile(): Promise<ReconcileReport> {
+    const report: ReconcileReport = { deleted: [], killed: [], removed: [], unmounted: [] };
+    const containers = await this.#runsc.list();
+    const known = new Set(containers.map((c) => c.id));
+    for (const c of containers) {
+      if (!ID_PATTERN.test(c.id) || this.#locks.has(c.id)) continue;
+      const labels = labelsOf(c.annotations);
+      if (!this.#mine(labels)) continue;
+      const config = await this.readBundle(c.id).catch(() => undefined);
+      // `created`: a create or start that a crash interrupted; the sandbox is then simply stopped.
+      if (config === undefined || c.status === 'stopped' || c.status === 'created') {
+        await this.#withLock(c.id, async () => {
+          if (config !== undefined && c.status === 'stopped') await this.#recordFailure(c.id, config);
+          await this.#runsc.run(['delete', '--force', c.id], `sandbox ${c.id}`).catch(() => undefined);
+        });
+        report.deleted.push(c.id);
+      }
+    }
+    for (const pid of await this.#strayProcesses(known)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+        report.killed.push(pid);
+      } catch {
+        // already gone
+      }
+    }
+    const running = new Set(
+      containers.filter((c) => c.status === 'running' || c.status === 'paused').map((c) => c.id),
+    );
+    for (const id of (await readdir(this.#sandboxesDir).catch(() => [] as string[])).filter((n) =>
+      ID_PATTERN.test(n),
+    )) {
+      if (this.#locks.has(id)) continue;
+      const config = await this.readBundle(id).catch(() => undefined);
+      if (config === undefined) {
+        await this.destroy(id);
+        report.removed.push(id);
+      } else if (this.#mine(labelsOf(config.annotations)) && !running.has(id)) {
+        const root = new SandboxRoot(this.bundleDir(id));
+        if ((await mountTable()).some((m) => m.point === root.mountPoint)) {
+          await root.unmount();
+          report.unmounted.push(id);
+        }
+      }
+    }
+    const bundles = new Set(await readdir(this.#sandboxesDir).catch(() => [] as string[]));
+    for (const name of await readdir(join(this.#o.dataDir, 'workspaces')).catch(() => [] as string[])) {
+      const id = name.replace(/\.img$/, '');
+      if (ID_PATTERN.test(id) && !bundles.has(id) && !this.#locks.has(id) && !report.removed.includes(id)) {
+        await this.#workspaces.destroy(id);
+        report.removed.push(id);
+      }
+    }
+    const mounts = await mountTable();
+    for (const dir of await this.#guest.others()) {
+      if (!mounts.some((m) => m.options.includes(dir))) await rm(dir, { recursive: true, force: true });
+    }
+    return report;
+  }
+
+  // ------------------------------------------------------------------------ internals used by GVisorSandbox
+
+  /** @internal */
+  bundleDir(id: string): string {
+    return join(this.#sandboxesDir, id);
+  }
+
+  /** @internal The sandbox's OCI config; NOT_FOUND when it has none. */
+  async readBundle(id: string): Promise<OciSpec> {
+    assertId(id);
+    try {
+      return JSON.parse(await readFile(join(this.bundleDir(id), 'config.json'), 'utf8')) as OciSpec;
+    } catch (error) {
+      throw new IsolationError('NOT_FOUND', `sandbox ${id} not found`, { cause: error });
+    }
+  }
+
+  /** @internal */
+  async info(id: string): Promise<SandboxInfo> {
+    const config = await this.readBundle(id);
+    return this.#info(id, config, await this.#runsc.state(id));
+  }
+
+  /** @internal */
+  async stats(id: string): Promise<SandboxStats> {
+    const config = await this.readBundle(id);
+    const state = await this.#runsc.state(id);
+    if (state?.status !== 'running' && state?.status !== 'paused') {
+      throw new IsolationError('INVALID_STATE', `sandbox ${id} is stopped: start it first`);
+    }
+    const [raw, host, disk] = await Promise.all([
+      this.#runsc.stats(id),
+      memoryUsage(config.linux.cgroupsPath),
+      this.#workspaces.usage(id),
+    ]);
+    const limit = config.linux.resources.memory.limit;
+    return {
+      memoryBytes: Math.min(limit, host ?? raw.memory?.usage?.usage ?? 0),
+      memoryLimitBytes: limit,
+      cpuNanos: raw.cpu?.usage?.total ?? 0,
+      pids: raw.pids?.current ?? 0,
+      diskUsedBytes: disk?.used ?? null,
+      diskLimitBytes: disk?.limit ?? null,
+    };
+  }
+
+  /** @internal Stops every process; keeps the bundle and the workspace. */
+  async stop(id: string): Promise<void> {
+    await this.#withLock(id, async () => {
+      await this.agents.drop(id);
+      const config = await this.readBundle(id);
+      const state = await this.#runsc.state(id);
+      if (state?.status === 'stopped') await this.#recordFailure(id, config);
+      if (state !== undefined) {
+        try {
+          await this.#runsc.run(['delete', '--force', id], `sandbox ${id}`);
+        } catch (error) {
+          if (!isIsolationError(error, 'NOT_FOUND')) throw error;
+        }
+      }
+      await new SandboxRoot(this.bundleDir(id)).unmount();
+    });
+  }
+
+  /** @internal Starts a stopped sandbox again from its bundle, with the same workspace. */
+  async start(id: string): Promise<void> {
+    await this.#withLock(id, async () => {
+      const config = await this.readBundle(id);
+      const state = await this.#runsc.state(id);
+      if (state?.status === 'running') return;
+      if (state?.status === 'paused') {
+        throw new IsolationError('INVALID_STATE', `sandbox ${id} is paused: resume it instead`);
+      }
+      if (state !== undefined) {
+        // A sandbox that died (a limit, its init killed): note why, then clear runsc's record of it.
+        // Never `create` over an existing id: runsc then drops the old container's state.
+        if (state.status === 'stopped') await this.#recordFailure(id, config);
+        await this.#runsc.run(['delete', '--force', id], `sandbox ${id}`);
+      }
+      await this.agents.drop(id);
+      const image = config.annotations[ANNOTATION_IMAGE] ?? DEFAULT_IMAGE;
+      await this.#workspaces.mount(id);
+      await new SandboxRoot(this.bundleDir(id)).mount(await this.#rootfsFor(image), await this.#guest.path());
+      await removeCgroups(config.linux.cgroupsPath);
+      await this.#runsc.create(this.bundleDir(id), id);
+      await this.#runsc.run(['start', id], `sandbox ${id}`);
+      await rm(join(this.bundleDir(id), 'failure.json'), { force: true });
+    });
+  }
+
+  /** @internal */
+  async pause(id: string): Promise<void> {
+    await this.#withLock(id, async () => {
+      await this.readBundle(id);
+      await this.#runsc.run(['pause', id], `sandbox ${id}`);
+    });
+  }
+
+  /** @internal */
+  async resume(id: string): Promise<void> {
+    await this.#withLock(id, async () => {
+      await this.readBundle(id);
+      await this.#runsc.run(['resume', id], `sandbox ${id}`);
+    });
+  }
+
+  /** @internal Opens a new agent connection: one `runsc exec` of the agent under the seccomp wrapper. */
+  connectAgent(id: string): Promise<AgentClient> {
+    return this.#connect(id);
+  }
+
+  /**
+   * @internal Turns "the agent went away" into the cause when the runtime knows it: the sandbox ran out
+   * of memory or processes (gVisor's kernel is one host process under the limits, so it dies whole).
+   */
+  async explain(id: string, error: unknown): Promise<unknown> {
+    if (!isIsolationError(error, 'UNAVAILABLE')) return error;
+    const config = await this.readBundle(id).catch(() => undefined);
+    if (config === undefined)
+      return new IsolationError('NOT_FOUND', `sandbox ${id} not found`, { cause: error });
+    // The agent's pipe closes a moment before runsc sees the sandbox process gone.
+    let state: RunscState | undefined;
+    for (let i = 0; i < 20; i++) {
+      state = await this.#runsc.state(id).catch(() => undefined);
+      if (state?.status !== 'running') break;
+      await sleep(150);
+    }
+    if (state?.status === 'running' || state?.status === 'paused') return error;
+    const failure =
+      state?.status === 'stopped'
+        ? await this.#recordFailure(id, config)
+        : await readFailure(this.bundleDir(id));
+    if (failure?.code === 'RESOURCE_LIMIT') {
+      const what = failure.limit === 'pids' ? 'processes' : 'memory';
+      return new IsolationError(
+        'RESOURCE_LIMIT',
+        `sandbox ${id} ran out of ${what} and stopped; start it again`,
+        {
+          cause: error,
+          details: { limit: failure.limit ?? 'memory' },
+        },
+      );
+    }
+    return new IsolationError('INVALID_STATE', `sandbox ${id} stopped; start it again`, { cause: error });
+  }
+
+  /** @internal */
+  async dropAgent(id: string): Promise<void> {
+    await this.agents.drop(id);
+  }
+
+  /** @internal */
+  get agentTimeoutMs(): number {
+    return this.#o.agentTimeoutMs ?? 30_000;
+  }
+
+  // ---------------------------------------------------------------------------------------------- private
+
+  async #connect(id: string): Promise<AgentClient> {
+    this.#assertOpen();
+    await this.readBundle(id);
+    const state = await this.#runsc.state(id);
+    if (state?.status !== 'running') {
+      const status = state?.status === 'paused' ? 'paused' : 'stopped';
+      throw new IsolationError(
+        'INVALID_STATE',
+        `sandbox ${id} is ${status}: ${status === 'paused' ? 'resume' : 'start'} it first`,
+      );
+    }
+    let child: ResultPromise;
+    try {
+      child = execa(
+        this.#runsc.binary,
+        [...this.#runsc.globalArgs(), 'exec', '--process', join(this.bundleDir(id), 'agent.json'), id],
+        { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false, reject: false },
+      );
+    } catch (error) {
+      throw mapRunscError(error, `sandbox ${id}`);
+    }
+    let stderr = '';
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
+      stderr = (stderr + chunk).slice(-8192);
+    });
+    const exited = child.then(
+      () => undefined,
+      () => undefined,
+    );
+    const stdout = child.stdout;
+    const stdin = child.stdin;
+    if (!stdout || !stdin) throw new IsolationError('INTERNAL', 'runsc exec has no stdio pipes');
+    const client = new AgentClient({ input: stdout, output: stdin });
+    // The agent exits when its stdin closes; runsc exec follows. A stuck one is killed.
+    client.closed.then(() => {
+      setTimeout(() => child.kill('SIGKILL'), 5_000).unref();
+    });
+    try {
+      await client.hello(this.agentTimeoutMs);
+    } catch (error) {
+      await client.close().catch(() => undefined);
+      child.kill('SIGKILL');
+      await exited;
+      const why = stderr.trim().split('\n').slice(-3).join(' ').slice(0, 500);
+      if (isIsolationError(error, 'UNAVAILABLE') && why) {
+        throw new IsolationError('UNAVAILABLE', `${error.message} (runsc exec: ${why})`, { cause: error });
+      }
+      throw error;
+    }
+    return client;
+  }
+
+  async #info(id: string, config: OciSpec, state: RunscState | undefined): Promise<SandboxInfo> {
+    let failure: Failure | undefined;
+    if (state?.status === 'stopped') {
+      failure = await this.#withLock(id, () => this.#recordFailure(id, config));
+    } else if (state === undefined) {
+      failure = await readFailure(this.bundleDir(id));
+    }
+    const annotations = config.annotations ?? {};
+    return {
+      id,
+      backend: this.name,
+      image: annotations[ANNOTATION_IMAGE] ?? DEFAULT_IMAGE,
+      state: stateOf(state),
+      labels: labelsOf(annotations),
+      createdAt: new Date(annotations[ANNOTATION_CREATED] ?? 0),
+      ...(failure ? { failure: { code: failure.code, reason: failure.reason } } : {}),
+    };
+  }
+
+  /**
+   * For a sandbox runsc reports dead: reads why from its cgroup (before anything deletes it) and keeps
+   * the answer in the bundle. Idempotent; returns the recorded failure.
+   */
+  async #recordFailure(id: string, config: OciSpec): Promise<Failure | undefined> {
+    const known = await readFailure(this.bundleDir(id));
+    const events = await limitEvents(config.linux.cgroupsPath);
+    let failure: Failure | undefined = known;
+    if (events && events.oomKills > 0) {
+      failure = {
+        code: 'RESOURCE_LIMIT',
+        limit: 'memory',
+        reason: `the sandbox ran out of memory (limit ${config.linux.resources.memory.limit} bytes) and its kernel was killed`,
+      };
+    } else if (events && events.pidsRefused > 0) {
+      failure = {
+        code: 'RESOURCE_LIMIT',
+        limit: 'pids',
+        reason: 'the sandbox ran out of processes and its kernel could not continue',
+      };
+    } else if (failure === undefined && events !== undefined) {
+      failure = { code: 'INTERNAL', reason: "the sandbox's init process exited" };
+    }
+    if (failure && JSON.stringify(failure) !== JSON.stringify(known)) {
+      await writeJson(join(this.bundleDir(id), 'failure.json'), failure).catch(() => undefined);
+    }
+    return failure;
+  }
+
+  /** Host processes of `id` (sandbox or gofer) that outlived runsc's record of it. */
+  async #killStray(id: string): Promise<void> {
+    for (const pid of await this.#strayProcesses(new Set(), id)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  /**
+   * runsc-sandbox and runsc-gofer processes started with this backend's `--root` whose container is not
+   * in `known` (or, with `only`, that belong to that container). Found by their command lines: runsc
+   * passes `--root=<dir>`, the bundle path and (for the sandbox) the container id.
+   */
+  async #strayProcesses(known: ReadonlySet<string>, only?: string): Promise<number[]> {
+    const rootFlag = `--root=${this.#runsc.root}`;
+    const pids: number[] = [];
+    for (const name of await readdir('/proc').catch(() => [] as string[])) {
+      if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+      const argv = (await readFile(`/proc/${name}/cmdline`, 'latin1').catch(() => '')).split('\0');
+      if (!argv.includes(rootFlag) || !/^runsc-(sandbox|gofer)$/.test(argv[0] ?? '')) continue;
+      const bundleArg =
+        argv.find((a) => a.startsWith('--bundle='))?.slice('--bundle='.length) ??
+        argv[argv.indexOf('--bundle') + 1];
+      const id =
+        bundleArg?.startsWith(`${this.#sandboxesDir}/`) === true
+          ? bundleArg.slice(this.#sandboxesDir.length + 1).replace(/\/$/, '')
+          : argv.filter(Boolean).at(-1);
+      if (id === undefined || !ID_PATTERN.test(id)) continue;
+      if (only !== undefined ? id === only : !known.has(id) && !this.#locks.has(id)) pids.push(Number(name));
+    }
+    return pids;
+  }
+
+  async #removeState(id: string): Promise<void> {
+    const entries = await readdir(this.#runsc.root).catch(() => [] as string[]);
+    await Promise.all(
+      entries
+        .filter((e) => e.startsWith(`${id}_`))
+        .map((e) => rm(join(this.#runsc.root, e), { force: true })),
+    );
+  }
+
+  #mine(labels: Record<string, string>): boolean {
+    return this.#o.instanceId === undefined || labels[LABEL_INSTANCE] === this.#o.instanceId;
+  }
+
+  #cgroupsPath(id: string): string {
+    return `/${this.#o.cgroupParent ?? 'studio-gvisor'}/${id}`;
+  }
+
+  #imageMap(): Promise<Record<string, string>> {
+    this.#images ??= this.#o.images ? Promise.resolve(this.#o.images) : defaultImages();
+    return this.#images.catch((error: unknown) => {
+      this.#images = undefined;
+      throw error;
+    });
+  }
+
+  async #rootfsFor(image: string): Promise<string> {
+    const images = await this.#imageMap();
+    const rootfs = Object.hasOwn(images, image) ? images[image] : undefined;
+    if (rootfs === undefined) {
+      throw new IsolationError(
+        'NOT_FOUND',
+        `image ${image} is not known to the gVisor backend (known: ${Object.keys(images).join(', ')})`,
+      );
+    }
+    const s = await stat(join(rootfs, 'usr')).catch(() => undefined);
+    if (!s?.isDirectory()) {
+      throw new IsolationError(
+        'NOT_FOUND',
+        `image ${image}: no root filesystem at ${rootfs}; build it with infra/image/build.sh`,
+      );
+    }
+    return rootfs;
+  }
+
+  /** Runs `fn` alone for this sandbox id (lifecycle operations never interleave in this process). */
+  async #withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(id) ?? Promise.resolve();
+    const run = previous.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.#locks.set(id, tail);
+    tail.then(() => {
+      if (this.#locks.get(id) === tail) this.#locks.delete(id);
+    });
+    return run;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new IsolationError('INVALID_STATE', 'the gVisor backend is closed');
+  }
+}
+
+/** A handle to one gVisor sandbox. Cheap to create; the agent connection is opened on first use. */
+export class GVisorSandbox extends AgentSandbox {
+  readonly backend = 'gvisor';
+  readonly id: string;
+  readonly #backend: GVisorBackend;
+
+  constructor(backend: GVisorBackend, id: string) {
+    super();
+    this.#backend = backend;
+    this.id = id;
+  }
+
+  /** Waits until the agent answers. */
+  async ready(): Promise<void> {
+    await this.agent();
+  }
+
+  protected get connections(): AgentConnections {
+    return this.#backend.agents;
+  }
+
+  protected connectAgent(): Promise<AgentClient> {
+    return this.#backend.connectAgent(this.id);
+  }
+
+  protected override explainFailure(error: unknown): Promise<unknown> {
+    return this.#backend.explain(this.id, error);
+  }
+
+  info(): Promise<SandboxInfo> {
+    return this.#backend.info(this.id);
+  }
+
+  stats(): Promise<SandboxStats> {
+    return this.#backend.stats(this.id);
+  }
+
+  async stop(): Promise<void> {
+    await this.disconnectAgent();
+    await this.#backend.stop(this.id);
+  }
+
+  async start(): Promise<void> {
+    await this.disconnectAgent();
+    await this.#backend.start(this.id);
+    await this.agent();
+  }
+
+  pause(): Promise<void> {
+    return this.#backend.pause(this.id);
+  }
+
+  resume(): Promise<void> {
+    return this.#backend.resume(this.id);
+  }
+
+  async destroy(): Promise<void> {
+    await this.disconnectAgent();
+    await this.#backend.destroy(this.id);
+  }
+}
+
+/**
+ * The agent's argv without the init in front of it (`AGENT_COMMAND` is tini -- node agent). gVisor's
+ * loader reads an executable with the caller's credentials, so the image's execute-only node (which
+ * makes the agent non-dumpable under Linux) cannot run here (EACCES): the agent uses the ordinary one.
+ */
+function agentCommand(): string[] {
+  const at = AGENT_COMMAND.indexOf('--');
+  const argv = at === -1 ? [...AGENT_COMMAND] : AGENT_COMMAND.slice(at + 1);
+  return argv.map((arg) => (arg === '/usr/libexec/studio/node' ? '/usr/bin/node' : arg));
+}
+
+function stateOf(state: RunscState | undefined): SandboxState {
+  switch (state?.status) {
+    case 'running':
+      return 'running';
+    case 'paused':
+      return 'paused';
+    case 'created':
+      return 'creating';
+    default:
+      return 'stopped';
+  }
+}
+
+async function readFailure(bundle: string): Promise<Failure | undefined> {
+  try {
+    const f = JSON.parse(await readFile(join(bundle, 'failure.json'), 'utf8')) as Failure;
+    return f.code === 'RESOURCE_LIMIT' || f.code === 'INTERNAL' ? f : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function writeJson(path: string, value: unknown): Promise<void> {
+  const tmp = `${path}.tmp-${randomBytes(4).toString('hex')}`;
+  await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`, { mode: 0o600 });
+  await rename(tmp, path);
+}
+
+/** `studio-sandbox:latest` → the rootfs `infra/image/build.sh --print-rootfs` names. */
+async function defaultImages(): Promise<Record<string, string>> {
+  try {
+    const r = await execa('bash', [BUILD_SCRIPT, '--print-rootfs'], { stdin: 'ignore', timeout: 30_000 });
+    return { [DEFAULT_IMAGE]: r.stdout.trim() };
+  } catch (error) {
+    const e = error as { stdout?: string };
+    const path = typeof e.stdout === 'string' ? e.stdout.trim() : '';
+    if (path) return { [DEFAULT_IMAGE]: path };
+    throw new IsolationError(
+      'NOT_FOUND',
+      `image ${DEFAULT_IMAGE}: cannot locate its rootfs: run infra/image/build.sh`,
+      {
+        cause: error,
+      },
+    );
+  }
+}
+
+function assertId(id: string): void {
+  if (!ID_PATTERN.test(id))
+    throw new IsolationError('NOT_FOUND', `sandbox ${JSON.stringify(id).slice(0, 64)} not found`);
+}
+
+function validateSpec(spec: SandboxSpec): void {
+  if (typeof spec.image !== 'string' || spec.image === '') {
+    throw new IsolationError('INVALID_INPUT', 'image must be a non-empty image name');
+  }
+  const r: ResourceLimits = spec.resources;
+  const positive = (n: number) => typeof n === 'number' && Number.isFinite(n) && n > 0;
+  const integer = (n: number) => positive(n) && Number.isSafeInteger(n);
+  if (
+    !integer(r.memoryBytes) ||
+    !positive(r.cpus) ||
+    !integer(r.pids) ||
+    !integer(r.diskBytes) ||
+    !integer(r.inodes) ||
+    !integer(r.tmpBytes)
+  ) {
+    throw new IsolationError(
+      'INVALID_INPUT',
+      'every resource limit must be a positive number (integers but cpus): check the policy',
+    );
+  }
+  if (r.memoryBytes < 64 * 1024 * 1024)
+    throw new IsolationError('INVALID_INPUT', 'memory must be at least 64 MiB');
+  if (r.diskBytes < 8 * 1024 * 1024) throw new IsolationError('INVALID_INPUT', 'disk must be at least 8 MiB');
+  if (r.pids < 16) throw new IsolationError('INVALID_INPUT', 'pids must be at least 16');
+  if ((spec.network ?? 'none') !== 'none')
+    throw new IsolationError('UNSUPPORTED', 'only network mode "none" is supported');
+  for (const [key, value] of Object.entries(spec.labels ?? {})) {
+    if (key.startsWith(RESERVED_LABEL_PREFIX) && !CALLER_STUDIO_LABELS.has(key)) {
+      throw new IsolationError('INVALID_INPUT', `label ${key} is reserved for the backend`);
+    }
+    if (typeof value !== 'string') throw new IsolationError('INVALID_INPUT', `label ${key} must be a string`);
+  }
+}

@@ -1,0 +1,157 @@
+import { describe, expect, it } from 'vitest';
+import {
+  filtered,
+  GUEST_SECCOMP_EXEC,
+  GUEST_SECCOMP_FILTER,
+  HOST_PIDS_BASE,
+  HOST_PIDS_PER_TASK,
+  hostPidsLimit,
+  INIT_COMMAND,
+  LABEL_ANNOTATION_PREFIX,
+  labelsOf,
+  ociSpec,
+  sandboxProcess,
+} from './oci-spec.ts';
+
+const resources = {
+  memoryBytes: 1024 ** 3,
+  cpus: 1.5,
+  pids: 256,
+  diskBytes: 2 * 1024 ** 3,
+  inodes: 100_000,
+  tmpBytes: 64 * 1024 ** 2,
+};
+const spec = ociSpec({
+  rootfs: '/data/sandboxes/sbx-0000000000000000/rootfs',
+  workspace: '/data/workspaces/sbx-0000000000000000',
+  agentDir: '/opt/agent',
+  resources,
+  cgroupsPath: '/studio-gvisor/sbx-0000000000000000',
+  labels: {
+    'studio.managed': 'true',
+    'io.kubernetes.cri.container-type': 'container',
+    'dev.gvisor.flag.network': 'host',
+  },
+});
+
+// The live attacks are in the conformance suite; this pins the settings so a refactor cannot drop one silently.
+describe('ociSpec (SECURITY.md §1)', () => {
+  it('runs PID 1 (the seccomp wrapper as init) as 1000:1000 with no capabilities and no new privileges', () => {
+    const p = spec.process;
+    expect(p.user).toEqual({ uid: 1000, gid: 1000, additionalGids: [] });
+    expect(p.capabilities).toEqual({
+      bounding: [],
+      effective: [],
+      inheritable: [],
+      permitted: [],
+      ambient: [],
+    });
+    expect(p.noNewPrivileges).toBe(true);
+    expect(p.terminal).toBe(false);
+    expect(p.cwd).toBe('/workspace');
+    expect(p.args).toEqual([
+      '/usr/bin/python3',
+      '-I',
+      '-S',
+      GUEST_SECCOMP_EXEC,
+      GUEST_SECCOMP_FILTER,
+      '--init',
+    ]);
+    expect(p.args).toEqual(INIT_COMMAND);
+    expect(p.env).toContain('HOME=/tmp/home');
+    expect(p.env).toContain('STUDIO_WORKSPACE=/workspace');
+    expect(p.env.some((e) => e.startsWith('LD_'))).toBe(false);
+  });
+
+  it('caps files, core dumps and tasks with rlimits (RLIMIT_NPROC is per sandbox in gVisor)', () => {
+    expect(spec.process.rlimits).toEqual([
+      { type: 'RLIMIT_NOFILE', hard: 4096, soft: 4096 },
+      { type: 'RLIMIT_CORE', hard: 0, soft: 0 },
+      { type: 'RLIMIT_NPROC', hard: 256, soft: 256 },
+    ]);
+  });
+
+  it('has a read-only root and mounts only proc, dev, sys, a sized /tmp, the workspace and the read-only agent', () => {
+    expect(spec.root).toEqual({ path: '/data/sandboxes/sbx-0000000000000000/rootfs', readonly: true });
+    expect(spec.mounts.map((m) => m.destination)).toEqual([
+      '/proc',
+      '/dev',
+      '/sys',
+      '/tmp',
+      '/workspace',
+      '/opt/studio',
+    ]);
+    const by = Object.fromEntries(spec.mounts.map((m) => [m.destination, m]));
+    expect(by['/sys']?.options).toContain('ro');
+    expect(by['/tmp']).toEqual({
+      destination: '/tmp',
+      type: 'tmpfs',
+      source: 'tmpfs',
+      options: ['nosuid', 'nodev', `size=${64 * 1024 ** 2}`, 'mode=1777'],
+    });
+    expect(by['/workspace']).toEqual({
+      destination: '/workspace',
+      type: 'bind',
+      source: '/data/workspaces/sbx-0000000000000000',
+      options: ['rbind', 'rw', 'nosuid', 'nodev'],
+    });
+    expect(by['/opt/studio']).toEqual({
+      destination: '/opt/studio',
+      type: 'bind',
+      source: '/opt/agent',
+      options: ['rbind', 'ro', 'nosuid', 'nodev'],
+    });
+    // Only the workspace and the agent come from the host.
+    expect(spec.mounts.filter((m) => m.type === 'bind').map((m) => m.source)).toEqual([
+      '/data/workspaces/sbx-0000000000000000',
+      '/opt/agent',
+    ]);
+  });
+
+  it('creates every namespace anew and joins none of the host’s', () => {
+    expect(spec.linux.namespaces.map((n) => n.type).sort()).toEqual([
+      'ipc',
+      'mount',
+      'network',
+      'pid',
+      'uts',
+    ]);
+    expect(spec.linux.namespaces.every((n) => n.path === undefined)).toBe(true);
+  });
+
+  it('caps memory with swap equal to memory, CPU by quota and host pids with headroom for gVisor’s own threads', () => {
+    expect(spec.linux.resources.memory).toEqual({ limit: 1024 ** 3, swap: 1024 ** 3 });
+    expect(spec.linux.resources.cpu).toEqual({ quota: 150_000, period: 100_000 });
+    expect(spec.linux.resources.pids.limit).toBe(hostPidsLimit(256));
+    expect(hostPidsLimit(256)).toBe(HOST_PIDS_BASE + HOST_PIDS_PER_TASK * 256);
+    expect(hostPidsLimit(128)).toBeGreaterThan(2_100); // a fork bomb held at 128 guest tasks peaked at ~2,000
+    expect(spec.linux.cgroupsPath).toBe('/studio-gvisor/sbx-0000000000000000');
+  });
+
+  it('keeps labels under a prefix runsc never interprets, and reads them back', () => {
+    expect(Object.keys(spec.annotations).every((k) => k.startsWith(LABEL_ANNOTATION_PREFIX))).toBe(true);
+    expect(spec.annotations['io.kubernetes.cri.container-type']).toBeUndefined();
+    expect(spec.annotations['dev.gvisor.flag.network']).toBeUndefined();
+    expect(labelsOf({ ...spec.annotations, 'studio.image': 'x' })).toEqual({
+      'studio.managed': 'true',
+      'io.kubernetes.cri.container-type': 'container',
+      'dev.gvisor.flag.network': 'host',
+    });
+  });
+
+  it('starts agents the same way: unprivileged, filtered, same limits', () => {
+    const p = sandboxProcess(filtered(['/usr/bin/node', '/opt/studio/studio-agent.cjs']), resources);
+    expect(p.user.uid).toBe(1000);
+    expect(p.noNewPrivileges).toBe(true);
+    expect(Object.values(p.capabilities).flat()).toEqual([]);
+    expect(p.args.slice(0, 5)).toEqual([
+      '/usr/bin/python3',
+      '-I',
+      '-S',
+      GUEST_SECCOMP_EXEC,
+      GUEST_SECCOMP_FILTER,
+    ]);
+    expect(p.args.slice(5)).toEqual(['/usr/bin/node', '/opt/studio/studio-agent.cjs']);
+    expect(p.rlimits).toEqual(spec.process.rlimits);
+  });
+});

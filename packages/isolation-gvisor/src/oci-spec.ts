@@ -1,0 +1,209 @@
+import type { ResourceLimits } from '@studio/isolation';
+
+/** Where the backend's helper files appear inside a sandbox (in its private root overlay, read-only). */
+export const GUEST_LIB_DIR = '/usr/local/lib/studio';
+/** The seccomp wrapper every sandbox process starts through (see `guest/seccomp-exec.py`). */
+export const GUEST_SECCOMP_EXEC = `${GUEST_LIB_DIR}/seccomp-exec.py`;
+/** The compiled seccomp filter the wrapper installs. */
+export const GUEST_SECCOMP_FILTER = `${GUEST_LIB_DIR}/seccomp.bpf`;
+/** The statx compatibility shim, preloaded through /etc/ld.so.preload (see `guest/statx-compat.c`). */
+export const GUEST_STATX_SHIM = `${GUEST_LIB_DIR}/statx-compat.so`;
+
+/** The python3 that runs the guest helpers (every image Studio runs has it: the terminal helper needs it). */
+const PYTHON: readonly string[] = ['/usr/bin/python3', '-I', '-S'];
+
+/**
+ * PID 1 of every sandbox: the seccomp wrapper in init mode. It installs the filter, makes itself
+ * non-dumpable, reaps orphans and never exits (as PID 1 it ignores every signal sent from inside, so
+ * sandbox code cannot stop the sandbox by killing it). Agents come and go through `runsc exec`.
+ */
+export const INIT_COMMAND: readonly string[] = Object.freeze([
+  ...PYTHON,
+  GUEST_SECCOMP_EXEC,
+  GUEST_SECCOMP_FILTER,
+  '--init',
+]);
+
+/** Environment of every sandbox process (HOME under /tmp: only /workspace and /tmp are writable). */
+export const SANDBOX_ENV: readonly string[] = Object.freeze([
+  'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  'HOME=/tmp/home',
+  'STUDIO_WORKSPACE=/workspace',
+  'LANG=C.UTF-8',
+]);
+
+/** Prefix of the OCI annotations that carry a sandbox's labels (never a key runsc itself interprets). */
+export const LABEL_ANNOTATION_PREFIX = 'studio.label.';
+
+const CPU_PERIOD_US = 100_000;
+const NOFILE = 4096;
+
+/**
+ * Host threads the sandbox's own kernel may use on top of the guest's tasks. Measured here (runsc
+ * 0.0~20221219, ptrace platform, 2 CPUs): an idle sandbox holds about 40 host threads (Sentry, gofer,
+ * stubs), about 110 with its agent connected, and every guest process costs more: a ptrace stub process
+ * with one thread per Sentry thread that has run it, kept for reuse after the guest process exits. The
+ * cost per process grows with the number of processes (the Sentry runs more threads): a fork bomb held
+ * at 128 guest tasks peaked at about 2,000 host threads, one at 256 went past 5,300.
+ */
+export const HOST_PIDS_BASE = 256;
+/** Host threads allowed per guest task (see {@link HOST_PIDS_BASE}). */
+export const HOST_PIDS_PER_TASK = 20;
+
+/**
+ * The host cgroup's pids limit for a sandbox whose guest may run `pids` tasks. The guest's own limit is
+ * RLIMIT_NPROC, which gVisor's kernel enforces per sandbox (fork and clone fail with EAGAIN); this one
+ * is the backstop that keeps a sandbox from exhausting the host's pid space. Up to about 128 guest tasks
+ * the guest limit is reached first; past that a fork bomb can reach this one first, which stops the
+ * whole sandbox (reported as RESOURCE_LIMIT, `limit: 'pids'`; start() brings it back).
+ */
+export function hostPidsLimit(pids: number): number {
+  return HOST_PIDS_BASE + HOST_PIDS_PER_TASK * pids;
+}
+
+/** The argv that runs `command` under the seccomp wrapper. */
+export function filtered(command: readonly string[]): string[] {
+  return [...PYTHON, GUEST_SECCOMP_EXEC, GUEST_SECCOMP_FILTER, ...command];
+}
+
+/** Inputs of {@link ociSpec}; nothing here comes from a client except validated limits and labels. */
+export interface OciSpecOptions {
+  /** The sandbox's private root (an overlay over the image's rootfs), mounted read-only. */
+  rootfs: string;
+  /** Host directory mounted at /workspace (the loop-mounted workspace image). */
+  workspace: string;
+  /** Host directory with the agent, mounted read-only at /opt/studio. */
+  agentDir: string;
+  resources: ResourceLimits;
+  /** Host cgroup path (relative to each controller's root). */
+  cgroupsPath: string;
+  /** Labels of the sandbox, stored as annotations under {@link LABEL_ANNOTATION_PREFIX}. */
+  labels: Record<string, string>;
+  /** PID 1's argv. Default: {@link INIT_COMMAND}. */
+  init?: readonly string[];
+}
+
+/** OCI runtime spec (the subset runsc reads). */
+export interface OciSpec {
+  ociVersion: string;
+  process: OciProcess;
+  root: { path: string; readonly: boolean };
+  hostname: string;
+  mounts: OciMount[];
+  annotations: Record<string, string>;
+  linux: {
+    namespaces: Array<{ type: string; path?: string }>;
+    cgroupsPath: string;
+    resources: {
+      memory: { limit: number; swap: number };
+      cpu: { quota: number; period: number };
+      pids: { limit: number };
+    };
+  };
+}
+
+export interface OciProcess {
+  terminal: boolean;
+  user: { uid: number; gid: number; additionalGids?: number[] };
+  args: string[];
+  env: string[];
+  cwd: string;
+  capabilities: Record<'bounding' | 'effective' | 'inheritable' | 'permitted' | 'ambient', string[]>;
+  noNewPrivileges: boolean;
+  rlimits: Array<{ type: string; hard: number; soft: number }>;
+}
+
+export interface OciMount {
+  destination: string;
+  type: string;
+  source: string;
+  options: string[];
+}
+
+/**
+ * A sandbox process: uid/gid 1000 and no other group, no capability in any set, no new privileges,
+ * RLIMIT_NPROC at the sandbox's pids limit (gVisor counts it per sandbox: its kernel holds only this
+ * sandbox's tasks), 4096 files, no core dumps.
+ */
+export function sandboxProcess(args: readonly string[], resources: ResourceLimits): OciProcess {
+  return {
+    terminal: false,
+    user: { uid: 1000, gid: 1000, additionalGids: [] },
+    args: [...args],
+    env: [...SANDBOX_ENV],
+    cwd: '/workspace',
+    capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
+    noNewPrivileges: true,
+    rlimits: [
+      { type: 'RLIMIT_NOFILE', hard: NOFILE, soft: NOFILE },
+      { type: 'RLIMIT_CORE', hard: 0, soft: 0 },
+      { type: 'RLIMIT_NPROC', hard: resources.pids, soft: resources.pids },
+    ],
+  };
+}
+
+/**
+ * The OCI bundle config of one sandbox: SECURITY.md §1 as runsc settings. Read-only root, writable only
+ * /workspace and a size-limited /tmp, the agent read-only at /opt/studio, new pid/ipc/uts/mount/network
+ * namespaces (runsc runs with --network=none: loopback only), memory capped with no swap on top, a CPU
+ * quota, and the pids backstop of {@link hostPidsLimit}.
+ *
+ * gVisor's /tmp tmpfs honours `size` and `mode` and ignores `nosuid`/`nodev` (kept here for intent: its
+ * kernel grants nothing to setuid files of uid 1000 anyway, and the image has none).
+ */
+export function ociSpec(o: OciSpecOptions): OciSpec {
+  const r = o.resources;
+  const annotations: Record<string, string> = {};
+  for (const [key, value] of Object.entries(o.labels))
+    annotations[`${LABEL_ANNOTATION_PREFIX}${key}`] = value;
+  return {
+    ociVersion: '1.0.2',
+    process: sandboxProcess(o.init ?? INIT_COMMAND, r),
+    root: { path: o.rootfs, readonly: true },
+    hostname: 'sandbox',
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755'] },
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+      {
+        destination: '/tmp',
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'nodev', `size=${r.tmpBytes}`, 'mode=1777'],
+      },
+      {
+        destination: '/workspace',
+        type: 'bind',
+        source: o.workspace,
+        options: ['rbind', 'rw', 'nosuid', 'nodev'],
+      },
+      {
+        destination: '/opt/studio',
+        type: 'bind',
+        source: o.agentDir,
+        options: ['rbind', 'ro', 'nosuid', 'nodev'],
+      },
+    ],
+    annotations,
+    linux: {
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }],
+      cgroupsPath: o.cgroupsPath,
+      resources: {
+        memory: { limit: r.memoryBytes, swap: r.memoryBytes },
+        cpu: { quota: Math.max(1000, Math.round(r.cpus * CPU_PERIOD_US)), period: CPU_PERIOD_US },
+        pids: { limit: hostPidsLimit(r.pids) },
+      },
+    },
+  };
+}
+
+/** Labels of a sandbox read back from its spec's annotations. */
+export function labelsOf(annotations: Record<string, string> | undefined): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const [key, value] of Object.entries(annotations ?? {})) {
+    if (key.startsWith(LABEL_ANNOTATION_PREFIX) && typeof value === 'string') {
+      labels[key.slice(LABEL_ANNOTATION_PREFIX.length)] = value;
+    }
+  }
+  return labels;
+}
