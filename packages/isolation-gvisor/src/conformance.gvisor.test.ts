@@ -1,27 +1,12 @@
-import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { runIsolationConformance } from '@studio/isolation/testing';
 import { GVisorBackend } from './gvisor-backend.ts';
+import { sandboxRootfs } from './test-rootfs.ts';
 
 const dataDir = fileURLToPath(new URL('../../../.cache/test-data/gvisor', import.meta.url));
 mkdirSync(dataDir, { recursive: true });
 const image = 'studio-sandbox:latest';
-
-/** The rootfs infra/image/build.sh builds (scripts/studio.sh builds it before the tests), or STUDIO_SANDBOX_ROOTFS. */
-function sandboxRootfs(): string {
-  if (process.env.STUDIO_SANDBOX_ROOTFS) return process.env.STUDIO_SANDBOX_ROOTFS;
-  const script = fileURLToPath(new URL('../../../infra/image/build.sh', import.meta.url));
-  try {
-    return execFileSync('bash', [script, '--print-rootfs'], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    }).trim();
-  } catch (error) {
-    // Status 1 with the path on stdout: not built yet; available() then names the fix.
-    return String((error as { stdout?: unknown }).stdout ?? '').trim();
-  }
-}
 
 runIsolationConformance({
   createBackend: () =>

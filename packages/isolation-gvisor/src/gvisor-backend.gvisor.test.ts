@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ResourceLimits } from '@studio/isolation';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GVisorBackend } from './gvisor-backend.ts';
+import { sandboxRootfs } from './test-rootfs.ts';
 
 // gVisor-specific behaviour the shared conformance suite cannot see: what the backend does on the host.
 const dataDir = fileURLToPath(new URL('../../../.cache/test-data/gvisor-backend', import.meta.url));
@@ -19,20 +19,7 @@ const limits: ResourceLimits = {
 };
 const opts = { timeoutMs: 20_000, maxOutputBytes: 1 << 20 };
 
-function rootfs(): string {
-  if (process.env.STUDIO_SANDBOX_ROOTFS) return process.env.STUDIO_SANDBOX_ROOTFS;
-  const script = fileURLToPath(new URL('../../../infra/image/build.sh', import.meta.url));
-  try {
-    return execFileSync('bash', [script, '--print-rootfs'], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    }).trim();
-  } catch (error) {
-    return String((error as { stdout?: unknown }).stdout ?? '').trim();
-  }
-}
-
-const images = { [image]: rootfs() };
+const images = { [image]: sandboxRootfs() };
 const make = (reconcileOnStart = false) =>
   new GVisorBackend({ dataDir, instanceId: 'backend-test', images, reconcileOnStart });
 let unavailable: string | undefined;
