@@ -5,7 +5,10 @@ import { createPolicySchemas, type RateLimiter } from '@studio/policy';
 import { Auth, ensureAdmin, loadJwtKey } from './auth.ts';
 import type { AppDeps } from './context.ts';
 import type { Env } from './env.ts';
+import { EventBus } from './event-bus.ts';
+import { ExecRegistry } from './exec-registry.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { PreviewGrants } from './preview.ts';
 import { SessionManager } from './session-manager.ts';
 import { type Db, openDb } from './store/db.ts';
 import { Store } from './store/store.ts';
@@ -86,6 +89,9 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     policy: env.policy,
     schemas: createPolicySchemas(env.policy),
     logger,
+    events: new EventBus(),
+    execs: new ExecRegistry(),
+    previews: new PreviewGrants(),
     origins: env.origins,
     trustProxy: env.trustProxy,
   };

@@ -1,7 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Policy, PolicySchemas } from '@studio/policy';
 import type { Auth, Principal } from './auth.ts';
+import type { EventBus } from './event-bus.ts';
+import type { ExecRegistry } from './exec-registry.ts';
 import type { Logger } from './logger.ts';
+import type { PreviewGrants } from './preview.ts';
 import type { AuditContext, SessionManager } from './session-manager.ts';
 import type { Store } from './store/store.ts';
 
@@ -13,6 +16,12 @@ export interface AppDeps {
   policy: Policy;
   schemas: PolicySchemas;
   logger: Logger;
+  /** Live events per session (events.subscribe). */
+  events: EventBus;
+  /** Streamed execs whose stdin is open (exec.write, exec.closeStdin). */
+  execs: ExecRegistry;
+  /** Preview grants (previews.create) and the preview origin. */
+  previews: PreviewGrants;
   /** Extra origins allowed to send cookie-authenticated requests (besides the API's own). */
   origins: readonly string[];
   /** Trust X-Forwarded-For / X-Forwarded-Proto (only behind a proxy that sets them). */

@@ -22,6 +22,7 @@ describe('parseEnv', () => {
     const env = parseEnv({
       STUDIO_HOST: '0.0.0.0',
       STUDIO_PORT: '8080',
+      STUDIO_PREVIEW_PORT: '8081',
       STUDIO_DATA_DIR: '/var/lib/studio',
       DATABASE_URL: 'postgres://u:p@db:5432/studio',
       STUDIO_JWT_SECRET: 'x'.repeat(40),
@@ -34,6 +35,7 @@ describe('parseEnv', () => {
     expect(env).toMatchObject({
       host: '0.0.0.0',
       port: 8080,
+      previewPort: 8081,
       dataDir: '/var/lib/studio',
       databaseUrl: 'postgres://u:p@db:5432/studio',
       backends: ['docker', 'gvisor'],

@@ -16,6 +16,7 @@ const origin = z.string().regex(/^https?:\/\/[A-Za-z0-9.[\]:-]+$/, {
 const schema = z.object({
   STUDIO_HOST: z.string().min(1).default('127.0.0.1'),
   STUDIO_PORT: port.default(4000),
+  STUDIO_PREVIEW_PORT: port.optional(),
   STUDIO_DATA_DIR: z.string().min(1).optional(),
   DATABASE_URL: z
     .string()
@@ -71,6 +72,8 @@ const schema = z.object({
 export interface Env {
   host: string;
   port: number;
+  /** The preview proxy's port (a separate origin); undefined: previews are off. 0: any free port. */
+  previewPort: number | undefined;
   dataDir: string;
   databaseUrl: string | undefined;
   jwtSecret: string | undefined;
@@ -111,6 +114,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
   return {
     host: e.STUDIO_HOST,
     port: e.STUDIO_PORT,
+    previewPort: e.STUDIO_PREVIEW_PORT,
     dataDir: e.STUDIO_DATA_DIR ?? `${REPO_ROOT}.data`,
     databaseUrl: e.DATABASE_URL,
     jwtSecret: e.STUDIO_JWT_SECRET,

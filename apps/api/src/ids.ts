@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 
 /** A random id: `prefix` + 22 URL-safe characters (128 bits). Session ids use `ses_`, as the policy requires. */
-export function newId(prefix: 'ses_' | 'usr_' | 'tok_' | 'req_'): string {
+export function newId(prefix: 'ses_' | 'usr_' | 'tok_' | 'req_' | 'exe_' | 'wat_'): string {
   return `${prefix}${randomBytes(16).toString('base64url')}`;
 }
 

@@ -12,7 +12,12 @@ const ready = await app.deps.sessions.ready();
 for (const b of ready.backends) {
   if (!b.available) logger.warn('backend unavailable', { backend: b.name, reason: b.reason });
 }
-logger.info('listening', { url: api.url, store: app.deps.store.db.kind, dataDir: env.dataDir });
+logger.info('listening', {
+  url: api.url,
+  previewUrl: api.previewUrl ?? null,
+  store: app.deps.store.db.kind,
+  dataDir: env.dataDir,
+});
 
 // Human-readable lines on stderr: where to go and how to sign in. The generated password appears only here,
 // only once (it is never logged as a field and never stored in clear).

@@ -1,7 +1,9 @@
 import { authRouter } from './routers/auth.ts';
 import { backendsRouter } from './routers/backends.ts';
+import { eventsRouter } from './routers/events.ts';
 import { execRouter } from './routers/exec.ts';
 import { filesRouter } from './routers/files.ts';
+import { previewsRouter } from './routers/previews.ts';
 import { sessionsRouter } from './routers/sessions.ts';
 import { systemRouter } from './routers/system.ts';
 import { tokensRouter } from './routers/tokens.ts';
@@ -17,6 +19,8 @@ export const appRouter = router({
   sessions: sessionsRouter,
   files: filesRouter,
   exec: execRouter,
+  events: eventsRouter,
+  previews: previewsRouter,
   system: systemRouter,
 });
 

@@ -6,7 +6,9 @@ import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client
 import type { App } from './app.ts';
 import { createContextFactory, requestMeta } from './context.ts';
 import { newId } from './ids.ts';
+import { startPreviewServer } from './preview.ts';
 import { appRouter } from './router.ts';
+import { attachTerminal } from './terminal.ts';
 
 /** Where tRPC is served. */
 export const TRPC_PATH = '/trpc';
@@ -27,6 +29,8 @@ export interface StudioServer {
   server: Server;
   /** `http://host:port` */
   url: string;
+  /** The preview proxy's origin, when STUDIO_PREVIEW_PORT is set. */
+  previewUrl: string | undefined;
   registry: Registry;
   /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then closes the app. */
   close(graceMs?: number): Promise<void>;
@@ -60,7 +64,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 }
 
 /**
- * Serves the app over node:http: tRPC under `/trpc`, plus `/healthz` (the process is up), `/readyz` (the store
+ * Serves the app over node:http: tRPC under `/trpc`, the terminal WebSocket on `/terminal`, plus `/healthz` (the process is up), `/readyz` (the store
  * answers and a backend is available) and `/metrics` (Prometheus). Every response carries `X-Request-Id` and
  * strict security headers; one JSON log line per request, without credentials or query strings.
  */
@@ -173,6 +177,21 @@ export async function startServer(app: App, options: StartServerOptions): Promis
       resolve();
     });
   });
+  const dropped = new Counter({
+    name: 'studio_terminal_dropped_bytes_total',
+    help: 'PTY output dropped because a terminal client did not keep up',
+    registers: [registry],
+  });
+  const terminals = attachTerminal(server, deps, { onDropped: (bytes) => dropped.inc(bytes) });
+  const previews =
+    app.env.previewPort === undefined
+      ? undefined
+      : await startPreviewServer(deps, { host: options.host, port: app.env.previewPort }).catch(
+          async (error: unknown) => {
+            await new Promise<void>((resolve) => server.close(() => resolve()));
+            throw error;
+          },
+        );
   deps.sessions.startSweeper();
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
@@ -180,9 +199,12 @@ export async function startServer(app: App, options: StartServerOptions): Promis
   return {
     server,
     url: `http://${host}:${address.port}`,
+    previewUrl: previews?.url,
     registry,
     close(graceMs = 10_000) {
       closing ??= (async () => {
+        terminals.close();
+        await previews?.close();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         const timer = setTimeout(() => server.closeAllConnections(), graceMs);

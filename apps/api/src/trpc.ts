@@ -5,6 +5,12 @@ import { auditOf, type Context } from './context.ts';
 import { AppError, MappedCause, mapError, toTRPCError } from './errors.ts';
 
 const t = initTRPC.context<Context>().create({
+  // Subscriptions go over server-sent events; pings keep proxies from closing idle streams, and a client that
+  // hears nothing for 40 s reconnects (with its last event id).
+  sse: {
+    ping: { enabled: true, intervalMs: 15_000 },
+    client: { reconnectAfterInactivityMs: 40_000 },
+  },
   // Clients get a stable shape: tRPC code, HTTP status, Studio code, procedure path and request id. Never a
   // stack or a cause (they can hold host paths, SQL, runtime details): those go to the server log only.
   errorFormatter({ shape, error, ctx }) {

@@ -1,5 +1,14 @@
 import type { AppRouter } from '@studio/api';
-import { createTRPCClient, httpLink, type TRPCClient, TRPCClientError } from '@trpc/client';
+import {
+  createTRPCClient,
+  httpLink,
+  httpSubscriptionLink,
+  splitLink,
+  type TRPCClient,
+  TRPCClientError,
+} from '@trpc/client';
+
+export { type OpenTerminalOptions, openTerminal, type StudioTerminal } from './terminal.ts';
 
 /** Options for {@link createStudioClient}. */
 export interface StudioClientOptions {
@@ -11,7 +20,17 @@ export interface StudioClientOptions {
   fetch?: typeof globalThis.fetch;
   /** Extra headers on every request (never put credentials here; use `token`). */
   headers?: Record<string, string>;
+  /**
+   * The EventSource class for subscriptions (`events.subscribe`, `exec.stream`), which run over server-sent
+   * events. Default the global one (browsers: authenticated by the login cookie). In Node pass the
+   * `eventsource` package's class (v3+), which gets `token` as a bearer header through its `fetch` option.
+   */
+  EventSource?: EventSourceConstructor;
 }
+
+/** The constructor shape tRPC's SSE link needs (the global EventSource, or the `eventsource` package's). */
+// biome-ignore lint/suspicious/noExplicitAny: any EventSource-compatible class
+export type EventSourceConstructor = new (url: string, init?: any) => EventSource;
 
 /** The typed client: `client.sessions.create.mutate({ image })`, `client.files.read.query({ … })`, … */
 export type StudioClient = TRPCClient<AppRouter>;
@@ -94,6 +113,10 @@ export function toStudioClientError(error: unknown): StudioClientError {
 
 const CALLS = new Set(['query', 'mutate']);
 
+interface SubscribeOptions {
+  onError?: (error: unknown) => void;
+}
+
 // Wraps the tRPC proxy so that every query/mutate rejects with a StudioClientError; types are unchanged.
 function wrap<T extends object>(target: T): T {
   return new Proxy(target, {
@@ -108,6 +131,18 @@ function wrap<T extends object>(target: T): T {
             throw toStudioClientError(error);
           }
         };
+      }
+      if (key === 'subscribe' && typeof value === 'function') {
+        // Calling it subscribes (errors become StudioClientErrors); reading from it reaches a procedure
+        // named `subscribe` (events.subscribe.subscribe).
+        // Reflect.apply: `value.call` would be read through tRPC's proxy as a path segment.
+        const call = (input: unknown, opts: SubscribeOptions = {}) =>
+          Reflect.apply(value as (...a: unknown[]) => unknown, obj, [
+            input,
+            { ...opts, onError: (error: unknown) => opts.onError?.(toStudioClientError(error)) },
+          ]);
+        const inner = wrap(value as object);
+        return new Proxy(call, { get: (_target, k) => Reflect.get(inner, k) });
       }
       if ((typeof value === 'object' || typeof value === 'function') && value !== null) {
         return wrap(value as object);
@@ -140,12 +175,28 @@ export function createStudioClient(options: StudioClientOptions): StudioClient {
   }
   const headers: Record<string, string> = { ...options.headers };
   if (options.token) headers.authorization = `Bearer ${options.token}`;
+  const fetchImpl = options.fetch ?? globalThis.fetch;
   const client = createTRPCClient<AppRouter>({
     links: [
-      httpLink({
-        url: `${base}/trpc`,
-        headers: () => headers,
-        ...(options.fetch ? { fetch: options.fetch } : {}),
+      splitLink({
+        condition: (op) => op.type === 'subscription',
+        true: httpSubscriptionLink({
+          url: `${base}/trpc`,
+          ...(options.EventSource ? { EventSource: options.EventSource } : {}),
+          eventSourceOptions: () => ({
+            // Read by the `eventsource` package (browsers ignore it and send the cookie).
+            fetch: (input: string | URL, init: RequestInit = {}) =>
+              fetchImpl(input, {
+                ...init,
+                headers: { ...(init.headers as Record<string, string>), ...headers },
+              }),
+          }),
+        }),
+        false: httpLink({
+          url: `${base}/trpc`,
+          headers: () => headers,
+          ...(options.fetch ? { fetch: options.fetch } : {}),
+        }),
       }),
     ],
   });

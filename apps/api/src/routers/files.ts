@@ -7,9 +7,19 @@ import {
   filesRenameInput,
   type PolicySchemas,
 } from '@studio/policy';
+import type { Context } from '../context.ts';
 import { auditOf } from '../context.ts';
 import { AppError } from '../errors.ts';
-import { authedProcedure, passThrough, router } from '../trpc.ts';
+import { actorOf, type SessionEventBody } from '../event-bus.ts';
+import { authedProcedure, passThrough, principalOf, router } from '../trpc.ts';
+
+function changed(
+  ctx: Context,
+  sessionId: string,
+  body: Omit<Extract<SessionEventBody, { type: 'file.changed' }>, 'type'>,
+) {
+  ctx.deps.events.publish(sessionId, actorOf(principalOf(ctx)), { type: 'file.changed', ...body });
+}
 
 // Every path below is the canonical output of the policy's workspace-path schemas, and every operation runs
 // inside the sandbox as its user through the backend's agent, which resolves each component without following
@@ -83,6 +93,7 @@ export const filesRouter = router({
         auditOf(ctx),
         async (sandbox) => {
           await sandbox.writeFile(input.path, bytes, { createParents: input.createParents === true });
+          changed(ctx, input.sessionId, { op: 'write', path: input.path });
           return { path: input.path, size: bytes.byteLength };
         },
       );
@@ -91,6 +102,7 @@ export const filesRouter = router({
   mkdir: authedProcedure.input(filesMkdirInput).mutation(({ ctx, input }) =>
     ctx.deps.sessions.withSandbox(ctx.principal.userId, input.sessionId, auditOf(ctx), async (sandbox) => {
       await sandbox.mkdir(input.path, { recursive: input.createParents === true });
+      changed(ctx, input.sessionId, { op: 'mkdir', path: input.path });
       return { path: input.path };
     }),
   ),
@@ -99,6 +111,7 @@ export const filesRouter = router({
   remove: authedProcedure.input(filesRemoveInput).mutation(({ ctx, input }) =>
     ctx.deps.sessions.withSandbox(ctx.principal.userId, input.sessionId, auditOf(ctx), async (sandbox) => {
       await sandbox.remove(input.path, { recursive: input.recursive === true });
+      changed(ctx, input.sessionId, { op: 'remove', path: input.path });
       return { path: input.path };
     }),
   ),
@@ -107,6 +120,7 @@ export const filesRouter = router({
   rename: authedProcedure.input(filesRenameInput).mutation(({ ctx, input }) =>
     ctx.deps.sessions.withSandbox(ctx.principal.userId, input.sessionId, auditOf(ctx), async (sandbox) => {
       await sandbox.rename(input.from, input.to);
+      changed(ctx, input.sessionId, { op: 'rename', path: input.from, to: input.to });
       return { from: input.from, to: input.to };
     }),
   ),

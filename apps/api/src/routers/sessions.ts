@@ -1,8 +1,16 @@
 import { type PolicySchemas, sessionByIdInput } from '@studio/policy';
 import { z } from 'zod';
-import { auditOf } from '../context.ts';
+import { auditOf, type Context } from '../context.ts';
+import { actorOf } from '../event-bus.ts';
 import type { SessionRecord } from '../store/store.ts';
-import { authedProcedure, passThrough, router } from '../trpc.ts';
+import { authedProcedure, passThrough, principalOf, router } from '../trpc.ts';
+
+/** Publishes the session's state to its watchers and returns the client view. */
+function announced(ctx: Context, s: SessionRecord) {
+  ctx.deps.events.publish(s.id, actorOf(principalOf(ctx)), { type: 'session.status', state: s.state });
+  if (s.state === 'destroyed') ctx.deps.events.drop(s.id);
+  return sessionView(s);
+}
 
 /** What clients see of a session (no sandbox ids or instance ids). */
 export const sessionView = (s: SessionRecord) => ({
@@ -25,7 +33,7 @@ export const sessionsRouter = router({
     .input(passThrough<PolicySchemas['sessionCreateInput']>)
     .mutation(async ({ ctx, input }) => {
       const parsed = ctx.deps.schemas.sessionCreateInput.parse(input);
-      return sessionView(await ctx.deps.sessions.create(ctx.principal.userId, parsed, auditOf(ctx)));
+      return announced(ctx, await ctx.deps.sessions.create(ctx.principal.userId, parsed, auditOf(ctx)));
     }),
 
   /** The caller's live sessions, or all of them (newest first, at most 500) with `includeEnded`. */
@@ -45,20 +53,20 @@ export const sessionsRouter = router({
   stop: authedProcedure
     .input(sessionByIdInput)
     .mutation(async ({ ctx, input }) =>
-      sessionView(await ctx.deps.sessions.stop(ctx.principal.userId, input.sessionId, auditOf(ctx))),
+      announced(ctx, await ctx.deps.sessions.stop(ctx.principal.userId, input.sessionId, auditOf(ctx))),
     ),
 
   start: authedProcedure
     .input(sessionByIdInput)
     .mutation(async ({ ctx, input }) =>
-      sessionView(await ctx.deps.sessions.start(ctx.principal.userId, input.sessionId, auditOf(ctx))),
+      announced(ctx, await ctx.deps.sessions.start(ctx.principal.userId, input.sessionId, auditOf(ctx))),
     ),
 
   /** Removes the sandbox and its workspace for good. Idempotent. */
   destroy: authedProcedure
     .input(sessionByIdInput)
     .mutation(async ({ ctx, input }) =>
-      sessionView(await ctx.deps.sessions.destroy(ctx.principal.userId, input.sessionId, auditOf(ctx))),
+      announced(ctx, await ctx.deps.sessions.destroy(ctx.principal.userId, input.sessionId, auditOf(ctx))),
     ),
 
   /** Resource use of a running session (`stats: null` when it is not running). */

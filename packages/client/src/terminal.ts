@@ -1,0 +1,133 @@
+/** A control message from the terminal endpoint (PTY output arrives as binary frames instead). */
+export type TerminalServerMessage =
+  | { type: 'ready'; sessionId: string }
+  | { type: 'exit'; exitCode: number | null; signal: string | null }
+  | { type: 'dropped'; bytes: number }
+  | { type: 'error'; code: string; message: string };
+
+/** The WebSocket shape the helper needs: the browser's, Node 22's global, or the `ws` package's class. */
+export interface WebSocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: string, listener: (event: never) => void): void;
+}
+
+/** Options for {@link openTerminal}. */
+export interface OpenTerminalOptions {
+  /** The API's base URL (`http://…` or `https://…`); the socket goes to `ws(s)://…/terminal`. */
+  url: string;
+  /** A login JWT or an API token; sent as the first message, never in the URL. */
+  token: string;
+  sessionId: string;
+  /** Initial size, sent once the server is ready. */
+  cols?: number;
+  rows?: number;
+  /** The WebSocket class; default the global one (pass `ws`'s in Node 20). */
+  WebSocket?: new (
+    url: string,
+  ) => WebSocketLike;
+}
+
+/** A terminal in a session's sandbox. */
+export interface StudioTerminal {
+  /** Resolves when the server has authenticated the socket and opened the PTY; rejects if it closes first. */
+  readonly ready: Promise<void>;
+  /** Resolves with the close code and reason (1008: refused; see the API README). */
+  readonly closed: Promise<{ code: number; reason: string }>;
+  write(data: string): void;
+  /** Refused by the server (an `error` message) beyond the policy's 500 columns × 200 rows. */
+  resize(cols: number, rows: number): void;
+  /** PTY output; returns an unsubscribe function. */
+  onData(listener: (chunk: Uint8Array) => void): () => void;
+  /** Control messages (`ready`, `exit`, `dropped`, `error`); returns an unsubscribe function. */
+  onMessage(listener: (message: TerminalServerMessage) => void): () => void;
+  close(): void;
+  readonly socket: WebSocketLike;
+}
+
+/**
+ * Opens a terminal over the API's WebSocket endpoint: authenticates with the first message, then forwards
+ * keystrokes and resizes as JSON and PTY output as bytes.
+ *
+ * ```ts
+ * const term = openTerminal({ url: 'http://127.0.0.1:4000', token, sessionId, WebSocket });
+ * term.onData((b) => process.stdout.write(b));
+ * await term.ready;
+ * term.write('ls\n');
+ * ```
+ */
+export function openTerminal(options: OpenTerminalOptions): StudioTerminal {
+  const Ctor =
+    options.WebSocket ?? (globalThis as { WebSocket?: new (url: string) => WebSocketLike }).WebSocket;
+  if (!Ctor) throw new Error('no WebSocket class: pass one (e.g. the `ws` package) as options.WebSocket');
+  const base = options.url.replace(/\/+$/, '').replace(/^http/, 'ws');
+  const socket = new Ctor(`${base}/terminal`);
+  socket.binaryType = 'arraybuffer';
+  const dataListeners = new Set<(chunk: Uint8Array) => void>();
+  const messageListeners = new Set<(message: TerminalServerMessage) => void>();
+  let markReady: () => void = () => undefined;
+  let failReady: (error: Error) => void = () => undefined;
+  const ready = new Promise<void>((resolve, reject) => {
+    markReady = resolve;
+    failReady = reject;
+  });
+  ready.catch(() => undefined);
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
+    socket.addEventListener('close', (event: { code: number; reason: string }) => {
+      failReady(new Error(`terminal closed (${event.code} ${event.reason})`));
+      resolve({ code: event.code, reason: String(event.reason) });
+    });
+  });
+  socket.addEventListener('open', () => {
+    socket.send(JSON.stringify({ type: 'auth', token: options.token, sessionId: options.sessionId }));
+  });
+  socket.addEventListener('message', (event: { data: unknown }) => {
+    if (typeof event.data === 'string') {
+      let message: TerminalServerMessage;
+      try {
+        message = JSON.parse(event.data) as TerminalServerMessage;
+      } catch {
+        return;
+      }
+      if (message.type === 'ready') {
+        if (options.cols !== undefined && options.rows !== undefined) {
+          socket.send(JSON.stringify({ type: 'resize', cols: options.cols, rows: options.rows }));
+        }
+        markReady();
+      }
+      for (const l of messageListeners) l(message);
+      return;
+    }
+    const chunk =
+      event.data instanceof ArrayBuffer
+        ? new Uint8Array(event.data)
+        : ArrayBuffer.isView(event.data)
+          ? new Uint8Array(event.data.buffer, event.data.byteOffset, event.data.byteLength)
+          : undefined;
+    if (chunk) for (const l of dataListeners) l(chunk);
+  });
+  return {
+    ready,
+    closed,
+    socket,
+    write(data) {
+      socket.send(JSON.stringify({ type: 'input', data }));
+    },
+    resize(cols, rows) {
+      socket.send(JSON.stringify({ type: 'resize', cols, rows }));
+    },
+    onData(listener) {
+      dataListeners.add(listener);
+      return () => dataListeners.delete(listener);
+    },
+    onMessage(listener) {
+      messageListeners.add(listener);
+      return () => messageListeners.delete(listener);
+    },
+    close() {
+      socket.close(1000, 'bye');
+    },
+  };
+}
