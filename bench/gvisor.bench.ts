@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -104,7 +104,16 @@ export async function benchGvisor(options: {
     const idleDir = join(rawRoot, idleId);
     rawBundle(idleDir, options.rootfs, ['/bin/sleep', 'infinity']);
     const rawArgs = ['--root', join(rawRoot, 'state'), ...FLAGS];
-    await run('runsc', [...rawArgs, 'run', '--detach', '--bundle', idleDir, idleId]);
+    // The detached sandbox inherits runsc's stdio: with pipes, waiting for them to close would never end.
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn('runsc', [...rawArgs, 'run', '--detach', '--bundle', idleDir, idleId], {
+        stdio: 'ignore',
+      });
+      child.on('error', reject);
+      child.on('exit', (code) =>
+        code === 0 ? resolve() : reject(new Error(`runsc run --detach exited ${code}`)),
+      );
+    });
     try {
       const oursExec = await sample(execs, () =>
         sandbox.exec(['true'], { timeoutMs: 10_000, maxOutputBytes: 1024 }),
