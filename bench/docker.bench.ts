@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { DockerBackend } from '@studio/isolation-docker';
 import Docker from 'dockerode';
-import { type Row, sample, summarize } from './stats.ts';
+import { type Row, sample, sampleWith, summarize } from './stats.ts';
 
 const MiB = 1024 * 1024;
 const resources = {
@@ -40,17 +40,17 @@ export async function benchDocker(options: {
   const execs = options.quick ? 50 : 300;
 
   // 1. Create to first exec output.
-  const oursCreate = await sample(
+  const oursCreate = await sampleWith(
     creates,
     async () => {
       const s = await backend.create({ image: options.image, resources, labels: { 'studio.test': 'bench' } });
       const r = await s.exec(['echo', 'ready'], { timeoutMs: 10_000, maxOutputBytes: 1024 });
       if (!new TextDecoder().decode(r.stdout).includes('ready')) throw new Error('no output');
-      await s.destroy();
+      return s;
     },
-    1,
+    (s) => s.destroy(),
   );
-  const rawCreate = await sample(
+  const rawCreate = await sampleWith(
     creates,
     async () => {
       const c = await docker.createContainer({
@@ -61,9 +61,9 @@ export async function benchDocker(options: {
       await c.start();
       const out = await rawExec(docker, c, ['echo', 'ready']);
       if (!out.includes('ready')) throw new Error('no output');
-      await c.remove({ force: true });
+      return c;
     },
-    1,
+    (c) => c.remove({ force: true }),
   );
   rows.push({
     name: 'docker: create to first exec output',

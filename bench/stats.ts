@@ -31,6 +31,24 @@ export async function sample(n: number, fn: () => Promise<unknown>, warmup = 3):
   return out;
 }
 
+/** Like {@link sample}, but times only `measure`; `after` (cleanup, e.g. destroy) runs outside the clock. */
+export async function sampleWith<T>(
+  n: number,
+  measure: () => Promise<T>,
+  after: (value: T) => Promise<unknown>,
+  warmup = 1,
+): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n + warmup; i++) {
+    const t = performance.now();
+    const value = await measure();
+    const elapsed = performance.now() - t;
+    await after(value);
+    if (i >= warmup) out.push(elapsed);
+  }
+  return out;
+}
+
 /** One benchmark row: ours beside the raw baseline measured in the same run. */
 export interface Row {
   name: string;
