@@ -27,11 +27,14 @@ as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 mkdir -p "$SOCK"
 if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$CACHE/postgres"; chmod 755 "$CACHE" "$CACHE/postgres"; fi
 
-if [ ! -f "$DATA/PG_VERSION" ]; then
+# A server already answering on the port (another checkout's, say) is reused rather than fought over.
+if as_pg "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT"; then
+  : # reuse it
+elif [ ! -f "$DATA/PG_VERSION" ]; then
   log "creating a test PostgreSQL cluster in $DATA"
   as_pg "$BIN/initdb" -D "$DATA" -U postgres -A trust --no-sync -E UTF8 >/dev/null
 fi
-if ! as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
+if ! as_pg "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT"; then
   log "starting PostgreSQL on 127.0.0.1:$PORT"
   as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 30 \
     -o "-c listen_addresses=127.0.0.1 -p $PORT -k $SOCK -c fsync=off -c max_connections=200" start >/dev/null \
