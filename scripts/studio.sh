@@ -16,7 +16,7 @@ in_ci() { [ "${CI:-}" = "true" ] || [ "${CI:-}" = "1" ]; }
 # `npm install`, not `npm ci`: npm 11.19 leaves other platforms' optional packages (Biome's, turbo's
 # binaries) out of the lockfile it writes, and its own `npm ci` then refuses that lockfile as out of sync.
 ensure_node_deps() {
-  local stamp="$CACHE/npm-ci.stamp" sum
+  local stamp="$CACHE/npm-install.stamp" sum
   sum=$(sha256sum package-lock.json | cut -d' ' -f1)
   if [ -d node_modules ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then return; fi
   log "installing npm dependencies"
@@ -29,7 +29,7 @@ ensure_node_deps() {
 prepare_runtimes() {
   if STUDIO_CACHE="$CACHE" bash infra/setup-runtimes.sh; then return 0; fi
   if in_ci; then die "the sandbox runtimes are required in CI and could not be prepared (see above)"; fi
-  log "warning: runtimes unavailable; the docker and gvisor tests will skip with a reason"
+  log "warning: sandbox runtimes unavailable (see above): sessions cannot start, and their tests skip with a reason"
 }
 
 # PostgreSQL for the store's tests (the API itself runs on embedded PGlite by default).
@@ -54,8 +54,7 @@ case "$cmd" in
   start)
     ensure_node_deps
     prepare_runtimes
-    if [ -f apps/api/package.json ]; then exec npm run start -w @studio/api
-    else log "Studio's API is not built yet in this revision; the policy package is ready (npm test)."; fi
+    exec npm run start -w @studio/api
     ;;
   bench)
     ensure_node_deps
