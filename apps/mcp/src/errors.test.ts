@@ -1,0 +1,63 @@
+import { StudioClientError } from '@studio/client';
+import { filesReadInput } from '@studio/policy';
+import { describe, expect, it } from 'vitest';
+import { errorResult, fixFor, McpToolError, toToolError } from './errors.ts';
+
+const clientError = (code: string, message: string) =>
+  new StudioClientError(message, { code, trpcCode: null, httpStatus: 404, path: 'x', requestId: 'req_1' });
+
+describe('toToolError', () => {
+  it('keeps the policy code of a refused path and names the field', () => {
+    const parsed = filesReadInput.safeParse({ sessionId: 'ses_0123456789abcdefgh', path: 'a/../../b' });
+    expect(parsed.success).toBe(false);
+    const body = toToolError(parsed.error);
+    expect(body).toMatchObject({ code: 'PATH_TRAVERSAL', fix: fixFor('PATH_TRAVERSAL') });
+    expect(body.message).toMatch(/^path: /);
+  });
+
+  it('reports other schema failures as INPUT_INVALID with every issue', () => {
+    const parsed = filesReadInput.safeParse({ sessionId: 'nope', path: 'a', more: 1 });
+    const body = toToolError(parsed.error);
+    expect(body.code).toBe('INPUT_INVALID');
+    expect(body.message).toContain('sessionId: session id must be ses_');
+    expect(body.message).toContain('more');
+  });
+
+  it("passes the API's Studio code through with the request id and a fix", () => {
+    expect(toToolError(clientError('SESSION_LIMIT', 'you already have 5 live sessions'))).toEqual({
+      code: 'SESSION_LIMIT',
+      message: 'you already have 5 live sessions (request req_1)',
+      fix: fixFor('SESSION_LIMIT'),
+    });
+    expect(toToolError(clientError('NETWORK', 'fetch failed')).fix).toMatch(/STUDIO_API_URL/);
+    expect(toToolError(clientError('SOMETHING_NEW', 'x')).fix).toMatch(/retry/);
+  });
+
+  it('keeps the code and fix of a deliberate tool error', () => {
+    expect(toToolError(new McpToolError('TIMEOUT', 'slow', 'be quicker'))).toEqual({
+      code: 'TIMEOUT',
+      message: 'slow',
+      fix: 'be quicker',
+    });
+  });
+
+  it('never leaks the message or stack of an unexpected failure', () => {
+    const body = toToolError(new TypeError('secret internals at /work/x.ts:1'));
+    expect(body).toEqual({
+      code: 'INTERNAL',
+      message: 'the MCP server failed unexpectedly',
+      fix: fixFor('INTERNAL'),
+    });
+  });
+});
+
+describe('errorResult', () => {
+  it('is an MCP tool error with the body as JSON text and structured content', () => {
+    const body = { code: 'NOT_FOUND', message: 'm', fix: 'f' };
+    expect(errorResult(body)).toEqual({
+      isError: true,
+      content: [{ type: 'text', text: '{"error":{"code":"NOT_FOUND","message":"m","fix":"f"}}' }],
+      structuredContent: { error: body },
+    });
+  });
+});

@@ -1,0 +1,109 @@
+import { isStudioClientError } from '@studio/client';
+import { z } from 'zod';
+
+/**
+ * What a failed tool call returns to the agent: a stable `code` (the API's Studio code, a policy code such as
+ * `PATH_TRAVERSAL`, or `INPUT_INVALID`), a `message` saying what went wrong and a `fix` saying what to do next.
+ * Never a stack trace or a cause.
+ */
+export interface ToolErrorBody {
+  code: string;
+  message: string;
+  fix: string;
+}
+
+/** An error a tool raises on purpose, with its code and fix (e.g. a preview body that is not text). */
+export class McpToolError extends Error {
+  override readonly name = 'McpToolError';
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly fix: string,
+  ) {
+    super(message);
+  }
+}
+
+// What an agent can do about each code. Codes not listed get the generic fix.
+const FIXES: Record<string, string> = {
+  INPUT_INVALID: 'correct the arguments named in the message and call the tool again',
+  PATH_TRAVERSAL: "use a path relative to the workspace root without '..' segments, e.g. 'src/app.js'",
+  PATH_ABSOLUTE:
+    "use a path relative to the workspace root, e.g. 'src/app.js' instead of '/workspace/src/app.js'",
+  PATH_EMPTY: "give a path relative to the workspace root, e.g. 'src/app.js'",
+  PATH_IS_ROOT: "name a file, not the workspace root, e.g. 'README.md'",
+  PATH_ENCODING: 'write the path plainly, without percent-encoding',
+  PATH_CONTROL_CHAR: 'remove control characters from the path',
+  PATH_BACKSLASH: "use '/' as the separator, never '\\'",
+  PATH_TOO_LONG: 'use a shorter path',
+  SEGMENT_TOO_LONG: 'use shorter file and directory names',
+  PORT_INVALID: 'give the port as an integer between 3000 and 9999',
+  NOT_FOUND:
+    'check the id or path: list_sessions lists your sessions (another user’s session is NOT_FOUND), list_files lists a directory',
+  ALREADY_EXISTS: 'choose another name, or remove the existing one first',
+  SESSION_LIMIT: 'destroy a session you no longer need with destroy_session, then retry',
+  INVALID_STATE:
+    'the session is not in a state that allows this: check its state with list_sessions; start a stopped one with start_session, or create a new one',
+  IMAGE_NOT_ALLOWED: 'call capabilities to see the images this server accepts',
+  BACKEND_UNAVAILABLE: 'the sandbox runtime is down: retry later or ask the Studio operator',
+  FILE_TOO_LARGE: 'write or read a smaller file, or split the content; large outputs can be read with exec',
+  INPUT_TOO_LARGE: 'send less data in one call',
+  FILE_NOT_TEXT: 'read it again with encoding "base64"',
+  LIMIT_EXCEEDED: 'lower the number named in the message to within the policy limit',
+  PORT_BLOCKED: 'serve on another port between 3000 and 9999',
+  PORT_OUT_OF_RANGE: 'serve on a port between 3000 and 9999',
+  TIMEOUT: 'raise timeoutMs (within the policy limit) or run the command in the background',
+  RATE_LIMITED: 'wait a little and retry',
+  UNAUTHENTICATED: 'the MCP server’s STUDIO_API_TOKEN was refused: set a valid API token and restart it',
+  TOKEN_REVOKED: 'the API token was revoked: create a new one and set STUDIO_API_TOKEN',
+  TOKEN_EXPIRED: 'the API token expired: create a new one and set STUDIO_API_TOKEN',
+  TOKEN_INVALID: 'STUDIO_API_TOKEN is not a valid token: copy it again from the Studio web app',
+  FORBIDDEN: 'this token is not allowed to do that',
+  NETWORK: 'the Studio API was not reached: check STUDIO_API_URL and that the API is running',
+  PREVIEW_UNAVAILABLE: 'the API has no preview proxy: start it with STUDIO_PREVIEW_PORT set',
+  CANCELLED: 'the call was cancelled; run it again if you still need it',
+  INTERNAL: 'retry once; if it fails again, report the message to the Studio operator',
+};
+
+const GENERIC_FIX = 'read the message, correct the call and retry';
+
+/** The fix suggested for a code. */
+export function fixFor(code: string): string {
+  return FIXES[code] ?? GENERIC_FIX;
+}
+
+/** Turns zod issues into one error: the policy code of the first refusal that came from a policy rule, else INPUT_INVALID. */
+export function fromZodError(error: z.ZodError): ToolErrorBody {
+  let code = 'INPUT_INVALID';
+  for (const issue of error.issues) {
+    const params = (issue as { params?: { policyCode?: unknown } }).params;
+    if (typeof params?.policyCode === 'string') {
+      code = params.policyCode;
+      break;
+    }
+  }
+  const message = error.issues
+    .map((i) => (i.path.length > 0 ? `${i.path.map(String).join('.')}: ${i.message}` : i.message))
+    .join('; ');
+  return { code, message, fix: fixFor(code) };
+}
+
+/** Shapes anything a tool threw into a {@link ToolErrorBody}; unknown failures become INTERNAL without details. */
+export function toToolError(error: unknown): ToolErrorBody {
+  if (error instanceof McpToolError) return { code: error.code, message: error.message, fix: error.fix };
+  if (error instanceof z.ZodError) return fromZodError(error);
+  if (isStudioClientError(error)) {
+    const suffix = error.requestId ? ` (request ${error.requestId})` : '';
+    return { code: error.code, message: `${error.message}${suffix}`, fix: fixFor(error.code) };
+  }
+  return { code: 'INTERNAL', message: 'the MCP server failed unexpectedly', fix: fixFor('INTERNAL') };
+}
+
+/** An MCP tool result carrying an error: `isError: true`, the body as JSON text and as structured content. */
+export function errorResult(body: ToolErrorBody) {
+  return {
+    isError: true as const,
+    content: [{ type: 'text' as const, text: JSON.stringify({ error: body }) }],
+    structuredContent: { error: body },
+  };
+}

@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import { inputJsonSchema, studioTools } from './tools.ts';
+
+const SID = 'ses_0123456789abcdefgh';
+const byName = (name: string) => {
+  const tool = studioTools.find((t) => t.name === name);
+  if (!tool) throw new Error(`no tool ${name}`);
+  return tool;
+};
+const parse = (name: string, args: unknown) => byName(name).input.safeParse(args);
+const policyCode = (name: string, args: unknown) => {
+  const r = parse(name, args);
+  if (r.success) return 'accepted';
+  const params = (r.error.issues[0] as { params?: { policyCode?: string } }).params;
+  return params?.policyCode ?? r.error.issues[0]?.code;
+};
+
+describe('tool inputs are the policy schemas', () => {
+  it('advertises an object JSON Schema for every tool, refusing unknown keys', () => {
+    for (const tool of studioTools) {
+      const schema = inputJsonSchema(tool);
+      expect(schema.type).toBe('object');
+      expect(schema.additionalProperties).toBe(false);
+      expect(schema.$schema).toBeUndefined();
+    }
+  });
+
+  it('refuses paths outside the workspace', () => {
+    expect(policyCode('read_file', { sessionId: SID, path: '../x' })).toBe('PATH_TRAVERSAL');
+    expect(policyCode('write_file', { sessionId: SID, path: '/etc/passwd', content: '' })).toBe(
+      'PATH_ABSOLUTE',
+    );
+    expect(policyCode('list_files', { sessionId: SID, path: 'a/%2e%2e/b' })).toBe('PATH_TRAVERSAL');
+    expect(policyCode('exec', { sessionId: SID, command: ['ls'], cwd: '../..' })).toBe('PATH_TRAVERSAL');
+    expect(parse('list_files', { sessionId: SID }).data).toEqual({ sessionId: SID, path: '' });
+  });
+
+  it('refuses bad session ids, shell strings, dangerous env and over-long timeouts', () => {
+    expect(parse('stop_session', { sessionId: 'ses_../../x' }).success).toBe(false);
+    expect(parse('exec', { sessionId: SID, command: 'rm -rf /' }).success).toBe(false);
+    expect(parse('exec', { sessionId: SID, command: ['sh'], env: { LD_PRELOAD: '/x.so' } }).success).toBe(
+      false,
+    );
+    expect(parse('exec', { sessionId: SID, command: ['sh'], timeoutMs: 10 ** 9 }).success).toBe(false);
+    expect(parse('exec', { sessionId: SID, command: ['sh', '-c', 'echo hi'], timeoutMs: 1000 }).success).toBe(
+      true,
+    );
+  });
+
+  it('refuses registry hosts in images and defaults the image later', () => {
+    expect(parse('create_session', { image: 'localhost:5000/x' }).success).toBe(false);
+    expect(parse('create_session', { privileged: true }).success).toBe(false);
+    expect(parse('create_session', {}).data).toEqual({ backend: 'auto' });
+  });
+
+  it('checks preview ports and paths with the policy', () => {
+    expect(policyCode('preview_fetch', { sessionId: SID, port: 22 })).toBe('PORT_BLOCKED');
+    expect(policyCode('preview_fetch', { sessionId: SID, port: 80 })).toBe('PORT_BLOCKED');
+    expect(policyCode('preview_fetch', { sessionId: SID, port: 10000 })).toBe('PORT_OUT_OF_RANGE');
+    expect(parse('preview_fetch', { sessionId: SID, port: 3000, path: '//evil.example/' }).success).toBe(
+      false,
+    );
+    expect(parse('preview_fetch', { sessionId: SID, port: '3000' }).data).toEqual({
+      sessionId: SID,
+      port: 3000,
+      path: '/',
+      maxBytes: 64 * 1024,
+    });
+  });
+
+  it('bounds get_events', () => {
+    expect(parse('get_events', { sessionId: SID, cursor: 'a b' }).success).toBe(false);
+    expect(parse('get_events', { sessionId: SID, waitMs: 60_000 }).success).toBe(false);
+    expect(parse('get_events', { sessionId: SID }).data).toEqual({
+      sessionId: SID,
+      waitMs: 1000,
+      limit: 200,
+    });
+  });
+});

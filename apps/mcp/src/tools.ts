@@ -1,0 +1,359 @@
+import type { StudioClient } from '@studio/client';
+import {
+  defaultPolicy,
+  eventsSubscribeInput,
+  execRunInput,
+  filesListInput,
+  filesReadInput,
+  filesWriteInput,
+  imageNameSchema,
+  previewPathSchema,
+  previewRequestInput,
+  sessionByIdInput,
+  sessionCreateInput,
+} from '@studio/policy';
+import { z } from 'zod';
+import { McpToolError } from './errors.ts';
+import type { PreviewFetcher } from './preview-fetch.ts';
+
+/** What a tool gets besides its parsed input. */
+export interface ToolContext {
+  /** The Studio API client (authenticated with STUDIO_API_TOKEN; subscriptions over SSE). */
+  client: StudioClient;
+  /** The image `create_session` uses when none is given. */
+  defaultImage: string;
+  previews: PreviewFetcher;
+  /** Aborts when the MCP client cancels the call. */
+  signal: AbortSignal;
+  /** Sends a progress notification when the caller asked for them (a no-op otherwise). */
+  progress: (message: string) => Promise<void>;
+}
+
+/** A tool with its input schema erased: `call` validates raw arguments with the schema, then runs. */
+export interface StudioTool {
+  name: string;
+  title: string;
+  description: string;
+  input: z.ZodType;
+  annotations: { readOnlyHint?: boolean; destructiveHint?: boolean; idempotentHint?: boolean };
+  /** Throws a ZodError for invalid arguments (shaped by `toToolError`), or whatever the API call threw. */
+  call(args: unknown, ctx: ToolContext): Promise<Record<string, unknown>>;
+}
+
+function defineTool<S extends z.ZodType>(tool: {
+  name: string;
+  title: string;
+  description: string;
+  input: S;
+  annotations?: StudioTool['annotations'];
+  run(input: z.output<S>, ctx: ToolContext): Promise<Record<string, unknown>>;
+}): StudioTool {
+  return {
+    name: tool.name,
+    title: tool.title,
+    description: tool.description,
+    input: tool.input,
+    annotations: tool.annotations ?? {},
+    async call(args, ctx) {
+      return tool.run(await tool.input.parseAsync(args ?? {}), ctx);
+    },
+  };
+}
+
+/** The most output characters `exec` returns per stream; the rest is dropped and `outputCut` set. */
+export const MAX_EXEC_TEXT = 256 * 1024;
+const HEARTBEAT_MS = 2000;
+const EXEC_GRACE_MS = 30_000;
+
+const getEventsInput = eventsSubscribeInput.extend({
+  waitMs: z.int().min(0).max(10_000).default(1000).describe('how long to collect events, in ms'),
+  limit: z.int().min(1).max(500).default(200).describe('return early once this many events arrived'),
+});
+
+const previewFetchInput = previewRequestInput.extend({
+  path: previewPathSchema.default('/'),
+  maxBytes: z
+    .int()
+    .min(1)
+    .max(1024 * 1024)
+    .default(64 * 1024)
+    .describe('body bytes to return at most'),
+});
+
+/** Runs a command through exec.stream, reporting output as progress, and resolves with its result. */
+function streamExec(input: z.output<typeof execRunInput>, ctx: ToolContext) {
+  const { cwd, ...rest } = input;
+  const request = { ...rest, ...(cwd ? { cwd } : {}) };
+  return new Promise<Record<string, unknown>>((resolve, reject) => {
+    const out = { stdout: '', stderr: '', cut: false };
+    let execId: string | null = null;
+    let settled = false;
+    const started = Date.now();
+    const append = (stream: 'stdout' | 'stderr', data: string) => {
+      const room = MAX_EXEC_TEXT - out[stream].length;
+      if (data.length > room) out.cut = true;
+      out[stream] += data.slice(0, Math.max(0, room));
+    };
+    const lastLine = (data: string) => data.trimEnd().split('\n').pop()?.slice(0, 200) ?? '';
+    const heartbeat = setInterval(() => {
+      void ctx.progress(`running for ${Math.round((Date.now() - started) / 1000)} s`);
+    }, HEARTBEAT_MS);
+    // The API kills the command at its timeout; this only guards against a stream that never ends (the SSE
+    // link reconnects on network errors rather than failing).
+    const limitMs = (input.timeoutMs ?? defaultPolicy.exec.defaultTimeoutMs) + EXEC_GRACE_MS;
+    const guard = setTimeout(() => {
+      sub.unsubscribe();
+      finish(() =>
+        reject(
+          new McpToolError(
+            'TIMEOUT',
+            `no result from the API ${Math.round(limitMs / 1000)} s after the command started`,
+            'check that the Studio API is reachable (STUDIO_API_URL), then run the command again',
+          ),
+        ),
+      );
+    }, limitMs);
+    const finish = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearInterval(heartbeat);
+      clearTimeout(guard);
+      ctx.signal.removeEventListener('abort', onAbort);
+      fn();
+    };
+    const sub = ctx.client.exec.stream.subscribe(request, {
+      onData: (event) => {
+        if (event.type === 'started') {
+          execId = event.execId;
+          void ctx.progress('started');
+        } else if (event.type === 'stdout' || event.type === 'stderr') {
+          append(event.type, event.data);
+          void ctx.progress(`${event.type}: ${lastLine(event.data)}`);
+        } else if (event.type === 'exit') {
+          finish(() =>
+            resolve({
+              execId,
+              exitCode: event.exitCode,
+              signal: event.signal,
+              timedOut: event.timedOut,
+              oomKilled: event.oomKilled,
+              durationMs: event.durationMs,
+              stdout: out.stdout,
+              stderr: out.stderr,
+              truncated: event.truncated || out.cut,
+            }),
+          );
+        }
+      },
+      onError: (error) => finish(() => reject(error)),
+      onComplete: () =>
+        finish(() =>
+          reject(
+            new McpToolError(
+              'INTERNAL',
+              'the exec stream ended before the command exited',
+              'retry once; check the session with list_sessions',
+            ),
+          ),
+        ),
+    });
+    const onAbort = () => {
+      sub.unsubscribe();
+      finish(() =>
+        reject(
+          new McpToolError('CANCELLED', 'the call was cancelled; the command was killed', 'run it again'),
+        ),
+      );
+    };
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Subscribes to a session's events from `cursor` and returns what arrives within `waitMs`. */
+function collectEvents(input: z.output<typeof getEventsInput>, ctx: ToolContext) {
+  return new Promise<Record<string, unknown>>((resolve, reject) => {
+    const events: unknown[] = [];
+    let cursor = input.cursor ?? null;
+    let settled = false;
+    const finish = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      ctx.signal.removeEventListener('abort', done);
+      // Deferred: onData may run inside subscribe() before `sub` is assigned.
+      queueMicrotask(() => sub.unsubscribe());
+      fn();
+    };
+    const done = () => finish(() => resolve({ events, cursor, more: events.length >= input.limit }));
+    const timer = setTimeout(done, input.waitMs);
+    const sub = ctx.client.events.subscribe.subscribe(
+      { sessionId: input.sessionId, ...(input.cursor ? { cursor: input.cursor } : {}) },
+      {
+        onData: ({ id, data }) => {
+          if (settled) return;
+          events.push(data);
+          cursor = id;
+          if (events.length >= input.limit) done();
+        },
+        onError: (error) => finish(() => reject(error)),
+      },
+    );
+    ctx.signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Every tool of the server, in the order `tools/list` shows them. */
+export const studioTools: readonly StudioTool[] = [
+  defineTool({
+    name: 'create_session',
+    title: 'Create a sandbox session',
+    description:
+      'Creates a session: a hardened sandbox (Linux container) with its own /workspace. Returns the session (its `id` is used by every other tool). `image` defaults to the server default (see capabilities); `resources` can only lower the policy limits.',
+    input: sessionCreateInput.extend({ image: imageNameSchema.optional() }),
+    async run(input, ctx) {
+      return ctx.client.sessions.create.mutate({ ...input, image: input.image ?? ctx.defaultImage });
+    },
+  }),
+  defineTool({
+    name: 'list_sessions',
+    title: 'List sessions',
+    description:
+      'Lists your live sessions (id, state, image, backend, resources); with includeEnded also stopped/destroyed ones.',
+    input: z.strictObject({ includeEnded: z.boolean().optional() }),
+    annotations: { readOnlyHint: true },
+    async run(input, ctx) {
+      return { sessions: await ctx.client.sessions.list.query(input) };
+    },
+  }),
+  defineTool({
+    name: 'capabilities',
+    title: 'Sandbox capabilities',
+    description:
+      'The isolation backends this Studio server offers, whether each is available now and what it supports; and the default image create_session uses.',
+    input: z.strictObject({}),
+    annotations: { readOnlyHint: true },
+    async run(_input, ctx) {
+      return { backends: await ctx.client.backends.list.query(), defaultImage: ctx.defaultImage };
+    },
+  }),
+  defineTool({
+    name: 'list_files',
+    title: 'List a directory',
+    description:
+      "Lists a directory of a session's workspace (name, path, type, size, mtimeMs). `path` is relative to the workspace root and defaults to it.",
+    input: filesListInput,
+    annotations: { readOnlyHint: true },
+    async run(input, ctx) {
+      const entries = await ctx.client.files.list.query({
+        sessionId: input.sessionId,
+        ...(input.path ? { path: input.path } : {}),
+      });
+      return { path: input.path, entries };
+    },
+  }),
+  defineTool({
+    name: 'read_file',
+    title: 'Read a file',
+    description:
+      'Reads a file of the workspace as UTF-8 text (FILE_NOT_TEXT if it is not: read it with encoding "base64"). Paths are relative to the workspace root.',
+    input: filesReadInput,
+    annotations: { readOnlyHint: true },
+    async run(input, ctx) {
+      return ctx.client.files.read.query(input);
+    },
+  }),
+  defineTool({
+    name: 'write_file',
+    title: 'Write a file',
+    description:
+      'Writes a file of the workspace atomically (text, or binary with encoding "base64"); createParents makes missing directories. Watchers of the session see the change live.',
+    input: filesWriteInput,
+    annotations: { idempotentHint: true },
+    async run(input, ctx) {
+      return ctx.client.files.write.mutate(input);
+    },
+  }),
+  defineTool({
+    name: 'exec',
+    title: 'Run a command',
+    description:
+      "Runs a command (argv, no shell: use ['sh', '-c', '…'] for one) in the session and returns exitCode, stdout, stderr, durationMs, timedOut. Sends progress notifications with its output while it runs when the call has a progressToken. `timeoutMs` is bounded by the policy; to leave a server running, start it in the background with its output redirected, e.g. ['sh', '-c', 'nohup node server.js >/tmp/server.log 2>&1 &'].",
+    input: execRunInput,
+    async run(input, ctx) {
+      return streamExec(input, ctx);
+    },
+  }),
+  defineTool({
+    name: 'get_events',
+    title: "Read a session's events",
+    description:
+      "Returns a session's live events after `cursor` (file changes, exec start/output/exit, status, who joined or left; each names its actor), collected for `waitMs`. Without a cursor, events from now. Pass the returned `cursor` next time to continue without missing any (a `gap` event says some were lost).",
+    input: getEventsInput,
+    annotations: { readOnlyHint: true },
+    async run(input, ctx) {
+      return collectEvents(input, ctx);
+    },
+  }),
+  defineTool({
+    name: 'get_watchers',
+    title: 'Who is watching a session',
+    description:
+      'Who is connected to the session now (event subscribers such as the web IDE, terminals), each with its actor: whether a person is watching what you do.',
+    input: sessionByIdInput,
+    annotations: { readOnlyHint: true },
+    async run(input, ctx) {
+      return { watchers: await ctx.client.events.watchers.query(input) };
+    },
+  }),
+  defineTool({
+    name: 'preview_fetch',
+    title: 'Fetch a page served in the sandbox',
+    description:
+      "GETs `path` (default '/') on a port (3000-9999) of the session through Studio's preview proxy, the way a browser would see it. Returns status, headers and at most `maxBytes` of the body; redirects are returned, not followed. 502: nothing listens on that port.",
+    input: previewFetchInput,
+    annotations: { readOnlyHint: true },
+    async run(input, ctx) {
+      return ctx.previews.fetch(input, ctx.signal);
+    },
+  }),
+  defineTool({
+    name: 'stop_session',
+    title: 'Stop a session',
+    description: 'Stops every process of the session; its workspace is kept.',
+    input: sessionByIdInput,
+    annotations: { destructiveHint: true, idempotentHint: true },
+    async run(input, ctx) {
+      return ctx.client.sessions.stop.mutate(input);
+    },
+  }),
+  defineTool({
+    name: 'start_session',
+    title: 'Start a stopped session',
+    description: 'Starts a stopped session again, with its workspace as it was (processes are not restored).',
+    input: sessionByIdInput,
+    annotations: { idempotentHint: true },
+    async run(input, ctx) {
+      return ctx.client.sessions.start.mutate(input);
+    },
+  }),
+  defineTool({
+    name: 'destroy_session',
+    title: 'Destroy a session',
+    description:
+      'Removes the sandbox and its workspace for good (idempotent). Frees a slot of your session limit.',
+    input: sessionByIdInput,
+    annotations: { destructiveHint: true, idempotentHint: true },
+    async run(input, ctx) {
+      return ctx.client.sessions.destroy.mutate(input);
+    },
+  }),
+];
+
+/** The JSON Schema `tools/list` advertises for a tool: the input side of its policy schema. */
+export function inputJsonSchema(tool: StudioTool): { type: 'object'; [key: string]: unknown } {
+  const { $schema: _ignored, ...schema } = z.toJSONSchema(tool.input, {
+    io: 'input',
+    unrepresentable: 'any',
+  });
+  return { ...schema, type: 'object' };
+}
