@@ -1,12 +1,12 @@
 // `npm run bench`: every figure beside a raw baseline measured in the same run.
-// Flags: `--quick` for fewer samples; `--only docker,api,gvisor,tasks` for some sections.
+// Flags: `--quick` for fewer samples; `--only=docker,api,realtime,gvisor,tasks` for some sections.
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DockerBackend } from '@studio/isolation-docker';
 import { GVisorBackend } from '@studio/isolation-gvisor';
-import { benchApi } from './api.bench.ts';
+import { benchApi, benchApiRealtime } from './api.bench.ts';
 import { benchDocker } from './docker.bench.ts';
 import { benchGvisor } from './gvisor.bench.ts';
 import { formatRows, type Row } from './stats.ts';
@@ -14,7 +14,7 @@ import { benchTasks } from './tasks.bench.ts';
 
 const quick = process.argv.includes('--quick');
 const onlyArg = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
-const only = new Set((onlyArg ?? 'docker,api,gvisor,tasks').split(','));
+const only = new Set((onlyArg ?? 'docker,api,realtime,gvisor,tasks').split(','));
 const root = fileURLToPath(new URL('..', import.meta.url));
 const image = process.env.STUDIO_SANDBOX_IMAGE ?? 'studio-sandbox:latest';
 const dockerData = `${root}.cache/bench-data/docker`;
@@ -25,6 +25,7 @@ const rootfs = (): string =>
 const rows: Row[] = [];
 if (only.has('docker')) rows.push(...(await benchDocker({ image, dataDir: dockerData, quick })));
 if (only.has('api')) rows.push(...(await benchApi({ quick })));
+if (only.has('realtime')) rows.push(...(await benchApiRealtime({ quick })));
 if (only.has('gvisor'))
   rows.push(...(await benchGvisor({ image, rootfs: rootfs(), dataDir: gvisorData, quick })));
 if (only.has('tasks')) {

@@ -1,17 +1,19 @@
 import { join } from 'node:path';
 import type { IsolationBackend } from '@studio/isolation';
 import { DockerBackend } from '@studio/isolation-docker';
+import { GVisorBackend } from '@studio/isolation-gvisor';
 import { createPolicySchemas, type RateLimiter } from '@studio/policy';
 import { Auth, ensureAdmin, loadJwtKey } from './auth.ts';
 import type { AppDeps } from './context.ts';
-import type { Env } from './env.ts';
+import { type Env, resolveSandboxRootfs } from './env.ts';
 import { EventBus } from './event-bus.ts';
 import { ExecRegistry } from './exec-registry.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { PreviewGrants } from './preview.ts';
-import { SessionManager } from './session-manager.ts';
+import { defaultResources, SessionManager } from './session-manager.ts';
 import { type Db, openDb } from './store/db.ts';
 import { Store } from './store/store.ts';
+import { WarmPool } from './warm-pool.ts';
 
 /** Options for {@link createApp}. Everything but `env` can be injected (tests pass backends and a database). */
 export interface CreateAppOptions {
@@ -36,20 +38,67 @@ export interface App {
   close(): Promise<void>;
 }
 
-/** The backends named by STUDIO_BACKENDS. `auto` means every backend this API knows how to build. */
+/**
+ * The backends named by STUDIO_BACKENDS, constructed (not yet checked). `auto` means every backend this API
+ * knows how to build (Docker and gVisor); {@link selectBackends} then keeps those that are available.
+ */
 export function backendsFromEnv(env: Env): IsolationBackend[] {
-  const names = new Set(env.backends.includes('auto') ? ['docker'] : env.backends);
+  const names = new Set(env.backends.includes('auto') ? ['docker', 'gvisor'] : env.backends);
   const backends: IsolationBackend[] = [];
   for (const name of names) {
     if (name === 'docker') {
       backends.push(new DockerBackend({ dataDir: join(env.dataDir, 'docker'), instanceId: env.instanceId }));
-    } else {
-      throw new Error(
-        `STUDIO_BACKENDS: backend ${name} is not wired into the API yet; use STUDIO_BACKENDS=docker (or auto)`,
+    } else if (name === 'gvisor') {
+      let rootfs: string | undefined;
+      try {
+        rootfs = resolveSandboxRootfs(env);
+      } catch {
+        rootfs = undefined; // the backend's own default; available() then names what is missing
+      }
+      backends.push(
+        new GVisorBackend({
+          dataDir: join(env.dataDir, 'gvisor'),
+          instanceId: env.instanceId,
+          ...(rootfs ? { images: Object.fromEntries(env.images.map((i) => [i, rootfs])) } : {}),
+        }),
       );
     }
   }
   return backends;
+}
+
+/**
+ * Checks each backend once and logs one line per backend (available, or why not). With `auto`, the unavailable
+ * ones are dropped (closed); with an explicit list they are kept (reported by `backends.list`, refused on
+ * create with the reason).
+ */
+export async function selectBackends(
+  env: Env,
+  backends: IsolationBackend[],
+  logger: Logger,
+): Promise<IsolationBackend[]> {
+  const auto = env.backends.includes('auto');
+  const kept: IsolationBackend[] = [];
+  for (const b of backends) {
+    const a = await b.available().catch((e: unknown) => ({ ok: false as const, reason: String(e) }));
+    if (a.ok) {
+      logger.info('backend available', { backend: b.name });
+      kept.push(b);
+    } else if (auto) {
+      logger.info('backend not available, skipped', { backend: b.name, reason: a.reason });
+      await b.close().catch(() => undefined);
+    } else {
+      logger.warn('backend unavailable', { backend: b.name, reason: a.reason });
+      kept.push(b);
+    }
+  }
+  if (kept.length === 0) {
+    logger.warn(
+      'no sandbox backend is available: install Docker (https://docs.docker.com/engine/install/) or gVisor (runsc, as root)',
+      {},
+    );
+  }
+  return kept;
 }
 
 /** Opens the store (running migrations), loads the signing key, creates the first admin, wires the services. */
@@ -72,9 +121,21 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     key,
     ...(options.loginLimiter ? { loginLimiter: options.loginLimiter } : {}),
   });
+  const backends = options.backends ?? (await selectBackends(env, backendsFromEnv(env), logger));
+  const pool = new WarmPool({
+    backends,
+    sizes: env.warmPool,
+    images: env.images,
+    resources: defaultResources(env.policy),
+    instanceId: env.instanceId,
+    ...(options.sandboxLabels ? { labels: options.sandboxLabels } : {}),
+    logger,
+  });
   const sessions = new SessionManager({
     store,
-    backends: options.backends ?? backendsFromEnv(env),
+    backends,
+    ...(pool.enabled ? { pool } : {}),
+    orphanGraceMs: env.orphanGraceMs,
     policy: env.policy,
     instanceId: env.instanceId,
     images: env.images,

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { type Policy, parsePolicy } from '@studio/policy';
@@ -64,6 +65,32 @@ const schema = z.object({
     .string()
     .max(64 * 1024)
     .optional(),
+  STUDIO_SANDBOX_ROOTFS: z.string().min(1).optional(),
+  STUDIO_RECONCILE_INTERVAL_MS: z.coerce.number().int().min(0).max(86_400_000).default(60_000),
+  STUDIO_ORPHAN_GRACE_MS: z.coerce.number().int().min(0).max(86_400_000).default(60_000),
+  STUDIO_WARM_POOL: z
+    .string()
+    .default('1')
+    .transform((v, ctx) => {
+      const sizes: Record<string, number> = {};
+      if (/^\d+$/.test(v.trim())) {
+        sizes.docker = Number(v.trim());
+        return sizes;
+      }
+      for (const part of v
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean)) {
+        const m = /^(docker|gvisor)=(\d+)$/.exec(part);
+        if (!m) {
+          ctx.addIssue({ code: 'custom', message: 'use a size (Docker only) or docker=N,gvisor=N' });
+          return z.NEVER;
+        }
+        sizes[m[1] as string] = Number(m[2]);
+      }
+      return sizes;
+    })
+    .pipe(z.record(z.string(), z.number().int().min(0).max(32))),
   STUDIO_TRUST_PROXY: bool.default(false),
   STUDIO_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
 });
@@ -85,6 +112,14 @@ export interface Env {
   images: string[];
   instanceId: string;
   policy: Policy;
+  /** gVisor: the root filesystem of `studio-sandbox:latest`; unset: computed once by {@link resolveSandboxRootfs}. */
+  sandboxRootfs: string | undefined;
+  /** How often reconciliation with the backends runs (ms); 0: only at start-up. */
+  reconcileIntervalMs: number;
+  /** How long a sandbox labelled with this instance but unknown to the store lives before it is removed (ms). */
+  orphanGraceMs: number;
+  /** Warm pool size per backend name (sandboxes per image); missing or 0: no pool. Default docker=1. */
+  warmPool: Record<string, number>;
   trustProxy: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
 }
@@ -128,11 +163,31 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
         .replace(/[^A-Za-z0-9_.-]/g, '-')
         .slice(0, 50)}`,
     policy,
+    sandboxRootfs: e.STUDIO_SANDBOX_ROOTFS,
+    reconcileIntervalMs: e.STUDIO_RECONCILE_INTERVAL_MS,
+    orphanGraceMs: e.STUDIO_ORPHAN_GRACE_MS,
+    warmPool: e.STUDIO_WARM_POOL,
     trustProxy: e.STUDIO_TRUST_PROXY,
     logLevel: e.STUDIO_LOG_LEVEL,
   };
 }
 
+/**
+ * The gVisor root filesystem of `studio-sandbox:latest`: `STUDIO_SANDBOX_ROOTFS`, else what
+ * `bash infra/image/build.sh --print-rootfs` prints (computed once; it does not build anything).
+ */
+export function resolveSandboxRootfs(env: Env): string {
+  if (env.sandboxRootfs) return env.sandboxRootfs;
+  rootfsCache ??= execFileSync('bash', [`${REPO_ROOT}infra/image/build.sh`, '--print-rootfs'], {
+    cwd: REPO_ROOT,
+    encoding: 'utf8',
+    timeout: 30_000,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }).trim();
+  return rootfsCache;
+}
+
+let rootfsCache: string | undefined;
 let cached: Env | undefined;
 
 /** The process's configuration, read from `process.env` on first use and never again. */

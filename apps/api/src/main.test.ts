@@ -26,6 +26,7 @@ function start(): Promise<Started> {
       STUDIO_DATA_DIR: dataDir,
       STUDIO_PORT: '0',
       STUDIO_BACKENDS: 'docker',
+      STUDIO_WARM_POOL: '0',
       STUDIO_LOG_LEVEL: 'info',
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -6,12 +6,16 @@ import { startServer } from './server.ts';
 const env = loadEnv();
 const logger = createLogger({ level: env.logLevel });
 const app = await createApp({ env, logger });
+// Recovery (SECURITY.md §7): adopt, fail or remove what the last run left, before serving; then periodically.
+const report = await app.deps.sessions.reconcile().catch((error: unknown) => {
+  logger.error('start-up reconciliation failed', { error });
+  return null;
+});
+if (report) logger.info('reconciled', { ...report });
+app.deps.sessions.startReconciler(env.reconcileIntervalMs);
+// The warm pool fills in the background (STUDIO_WARM_POOL); a failure only means cold creates.
+app.deps.sessions.startPool().catch((error: unknown) => logger.warn('warm pool did not start', { error }));
 const api = await startServer(app, { host: env.host, port: env.port });
-
-const ready = await app.deps.sessions.ready();
-for (const b of ready.backends) {
-  if (!b.available) logger.warn('backend unavailable', { backend: b.name, reason: b.reason });
-}
 logger.info('listening', {
   url: api.url,
   previewUrl: api.previewUrl ?? null,

@@ -18,7 +18,7 @@ describe('SessionManager', () => {
 
   beforeEach(async () => {
     store = await Store.open(await openDb({}));
-    backend = new FakeBackend();
+    backend = new FakeBackend('docker', 'test');
     manager = new SessionManager({
       store,
       backends: [backend],
@@ -40,7 +40,12 @@ describe('SessionManager', () => {
   it('labels every sandbox with session, owner and the extra labels', async () => {
     const s = await manager.create(owner, input, audit);
     const [info] = await backend.list();
-    expect(info?.labels).toEqual({ 'studio.test': 'unit', 'studio.session': s.id, 'studio.owner': owner });
+    expect(info?.labels).toEqual({
+      'studio.test': 'unit',
+      'studio.session': s.id,
+      'studio.owner': owner,
+      'studio.instance': 'test',
+    });
   });
 
   it('destroying a session while its sandbox is being created leaves no sandbox behind', async () => {
@@ -79,5 +84,67 @@ describe('SessionManager', () => {
     });
     await limited.create(owner, input, audit);
     await expect(limited.create(owner, input, audit)).rejects.toMatchObject({ code: 'RATE_LIMITED' });
+  });
+
+  describe('reconcile', () => {
+    it('adopts running sessions and marks one whose sandbox vanished failed with a reason', async () => {
+      const a = await manager.create(owner, input, audit);
+      const b = await manager.create(owner, input, audit);
+      await backend.destroy(b.sandboxId as string); // behind the API's back
+      const report = await manager.reconcile();
+      expect(report.adopted).toEqual([a.id]);
+      expect(report.failed).toEqual([b.id]);
+      const failed = await manager.get(owner, b.id, audit);
+      expect(failed.state).toBe('failed');
+      expect(failed.failureReason).toMatch(/vanished/);
+      expect((await store.listAudit({ limit: 50 })).some((e) => e.action === 'session.fail')).toBe(true);
+    });
+
+    it('removes orphans of this instance after the grace period, never pool sandboxes or other instances', async () => {
+      const spec = { image: 'i', resources: {} as never, network: 'none' as const };
+      const orphan = await backend.create({
+        ...spec,
+        labels: { 'studio.instance': 'test', 'studio.session': 'ses_x' },
+      });
+      const pooled = await backend.create({
+        ...spec,
+        labels: { 'studio.instance': 'test', 'studio.session': 'pool' },
+      });
+      const foreign = await backend.create({ ...spec, labels: { 'studio.instance': 'other' } });
+      const t0 = Date.now();
+      expect((await manager.reconcile(t0)).orphansRemoved).toEqual([]); // first seen: within the grace period
+      expect((await manager.reconcile(t0 + 61_000)).orphansRemoved).toEqual([orphan.id]);
+      expect([...backend.sandboxes.keys()].sort()).toEqual([pooled.id, foreign.id].sort());
+    });
+
+    it('a sandbox that failed fails its session and is kept (not an orphan) until the session is destroyed', async () => {
+      const s = await manager.create(owner, input, audit);
+      (backend.sandboxes.get(s.sandboxId as string) as { state: string }).state = 'failed';
+      expect((await manager.reconcile()).failed).toEqual([s.id]);
+      expect((await manager.get(owner, s.id, audit)).failureReason).toMatch(/sandbox failed/);
+      const t0 = Date.now();
+      await manager.reconcile(t0);
+      expect((await manager.reconcile(t0 + 120_000)).orphansRemoved).toEqual([]);
+      expect(backend.sandboxes.has(s.sandboxId as string)).toBe(true);
+      await manager.destroy(owner, s.id, audit);
+      expect(backend.sandboxes.size).toBe(0);
+    });
+
+    it('detects a backend restart: sessions whose sandboxes were stopped by it become stopped and start again', async () => {
+      const s = await manager.create(owner, input, audit);
+      backend.available_ = { ok: false, reason: 'Cannot connect to the Docker daemon' };
+      expect((await manager.reconcile()).backendsDown).toEqual(['docker']);
+      expect((await manager.get(owner, s.id, audit)).state).toBe('running'); // left alone while down
+      // The daemon is back; like dockerd, it left the container stopped (no restart policy).
+      (backend.sandboxes.get(s.sandboxId as string) as { state: string }).state = 'stopped';
+      backend.available_ = { ok: true };
+      expect((await manager.reconcile()).stopped).toEqual([s.id]);
+      expect((await manager.get(owner, s.id, audit)).state).toBe('stopped');
+      expect((await manager.start(owner, s.id, audit)).state).toBe('running');
+      const r = await manager.withSandbox(owner, s.id, audit, (sb) =>
+        sb.exec(['echo', 'hi'], { timeoutMs: 5000, maxOutputBytes: 1024 }),
+      );
+      expect(r.exitCode).toBe(0);
+    });
   });
 });

@@ -3,6 +3,7 @@ import {
   type IsolationBackend,
   isIsolationError,
   type Sandbox,
+  type SandboxInfo,
   type SandboxStats,
 } from '@studio/isolation';
 import {
@@ -17,6 +18,7 @@ import { AppError } from './errors.ts';
 import { newId } from './ids.ts';
 import type { Logger } from './logger.ts';
 import type { AuditEvent, SessionRecord, SessionResources, Store } from './store/store.ts';
+import { POOL_LABEL, POOL_VALUE, type WarmPool } from './warm-pool.ts';
 
 const MiB = 1024 * 1024;
 
@@ -25,6 +27,28 @@ export interface AuditContext {
   actorId: string | null;
   ip: string | null;
   requestId: string | null;
+}
+
+/** The resources of a session created without `resources` (what the warm pool creates). */
+export function defaultResources(policy: Policy): SessionResources {
+  const s = policy.sandbox;
+  return {
+    memoryBytes: s.memoryBytes,
+    cpus: s.cpus,
+    pids: s.pids,
+    diskBytes: s.diskBytes,
+    inodes: s.inodes,
+    tmpBytes: Math.min(s.tmpBytes, s.memoryBytes),
+  };
+}
+
+/** What {@link SessionManager.reconcile} did (session ids, orphan sandbox ids, backend names). */
+export interface ReconcileReport {
+  adopted: string[];
+  stopped: string[];
+  failed: string[];
+  orphansRemoved: string[];
+  backendsDown: string[];
 }
 
 /** What `backends.list` reports for one backend. */
@@ -48,6 +72,10 @@ export interface SessionManagerOptions {
   images: readonly string[];
   /** Extra labels on every sandbox (tests add `studio.test`). */
   labels?: Record<string, string>;
+  /** Orphans (sandboxes of this instance unknown to the store) are removed once seen this long (ms). Default 60 s. */
+  orphanGraceMs?: number;
+  /** The warm pool `create` claims from; none: every create is cold. */
+  pool?: WarmPool;
   /** Session creations per user; default the policy's 10 a minute. */
   createLimiter?: RateLimiter;
   logger: Logger;
@@ -66,6 +94,14 @@ export class SessionManager {
   readonly #lastTouch = new Map<string, number>();
   readonly #createLimiter: RateLimiter;
   #sweeper: NodeJS.Timeout | undefined;
+  #reconciler: NodeJS.Timeout | undefined;
+  #reconciling: Promise<ReconcileReport> | undefined;
+  /** Orphan sandbox id → when reconciliation first saw it (ms). */
+  readonly #orphansSeen = new Map<string, number>();
+  /** Backends whose last availability check failed (a daemon down or restarting). */
+  readonly #down = new Set<string>();
+  /** Sessions created by this process from the warm pool. */
+  readonly #pooled = new Set<string>();
 
   constructor(options: SessionManagerOptions) {
     this.#o = options;
@@ -177,20 +213,28 @@ export class SessionManager {
         throw error;
       });
     let sandbox: Sandbox;
-    try {
-      sandbox = await backend.create({
-        image: input.image,
-        resources,
-        network: 'none',
-        labels: { ...this.#o.labels, 'studio.session': record.id, 'studio.owner': ownerId },
-      });
-    } catch (error) {
-      const reason = isIsolationError(error) ? `${error.code}: ${error.message}` : 'the backend failed';
-      this.#o.logger.warn('sandbox create failed', { sessionId: record.id, error });
-      await this.#o.store.transitionSession(record.id, ['creating'], 'failed', { failureReason: reason });
-      await this.#audit({ ...audit, action: 'session.create', outcome: 'failure', target: record.id });
-      throw error;
-    }
+    // A warm sandbox (reset, default resources) when the pool has one; otherwise a cold create.
+    const pooled = await this.#o.pool?.claim(backend.name, input.image, resources).catch(() => undefined);
+    if (pooled) sandbox = pooled;
+    else
+      try {
+        sandbox = await backend.create({
+          image: input.image,
+          resources,
+          network: 'none',
+          labels: {
+            ...this.#o.labels,
+            'studio.session': record.id,
+            'studio.owner': ownerId,
+          },
+        });
+      } catch (error) {
+        const reason = isIsolationError(error) ? `${error.code}: ${error.message}` : 'the backend failed';
+        this.#o.logger.warn('sandbox create failed', { sessionId: record.id, error });
+        await this.#o.store.transitionSession(record.id, ['creating'], 'failed', { failureReason: reason });
+        await this.#audit({ ...audit, action: 'session.create', outcome: 'failure', target: record.id });
+        throw error;
+      }
     const running = await this.#o.store.transitionSession(record.id, ['creating'], 'running', {
       sandboxId: sandbox.id,
     });
@@ -200,7 +244,14 @@ export class SessionManager {
       throw new AppError('INVALID_STATE', `session ${record.id} was destroyed while it was being created`);
     }
     this.#handles.set(record.id, sandbox);
-    await this.#audit({ ...audit, action: 'session.create', outcome: 'success', target: record.id });
+    if (pooled) this.#pooled.add(record.id);
+    await this.#audit({
+      ...audit,
+      action: 'session.create',
+      outcome: 'success',
+      target: record.id,
+      details: { pooled: pooled !== undefined },
+    });
     return running;
   }
 
@@ -381,9 +432,191 @@ export class SessionManager {
     this.#sweeper.unref();
   }
 
+  /**
+   * Reconciles the store with every backend, by labels (`studio.instance` = this instance, `studio.session`):
+   * - a recorded session whose sandbox is there is adopted (running stays running; a sandbox found stopped,
+   *   e.g. after a Docker daemon restart, which stops containers that have no restart policy, marks the
+   *   session `stopped` so `sessions.start` brings it back);
+   * - a recorded session whose sandbox vanished is marked `failed` with the reason;
+   * - a sandbox labelled with this instance but unknown to the store (an orphan, e.g. the API was killed
+   *   mid-create) is destroyed once it has been seen for `orphanGraceMs`. Pool sandboxes (`studio.session=pool`)
+   *   are not orphans.
+   * A backend that is unavailable is skipped (its sessions are left alone) and remembered as down; when it
+   * comes back its cached sandbox handles are dropped. Concurrent calls share one run.
+   */
+  reconcile(now: number = Date.now()): Promise<ReconcileReport> {
+    this.#reconciling ??= this.#reconcile(now).finally(() => {
+      this.#reconciling = undefined;
+    });
+    return this.#reconciling;
+  }
+
+  async #reconcile(now: number): Promise<ReconcileReport> {
+    const report: ReconcileReport = {
+      adopted: [],
+      stopped: [],
+      failed: [],
+      orphansRemoved: [],
+      backendsDown: [],
+    };
+    const grace = this.#o.orphanGraceMs ?? 60_000;
+    const live = (await this.#o.store.listLiveSessions()).filter((r) => r.instanceId === this.#o.instanceId);
+    const seenOrphans = new Set<string>();
+    // A failed session keeps its sandbox (and workspace) until it is destroyed: not an orphan.
+    const failedSandboxes = new Set(await this.#o.store.listFailedSandboxIds(this.#o.instanceId));
+    for (const backend of this.#backends.values()) {
+      const a = await backend.available().catch((e: unknown) => ({ ok: false as const, reason: String(e) }));
+      if (!a.ok) {
+        if (!this.#down.has(backend.name)) {
+          this.#o.logger.warn('backend went down; its sessions are left as they are until it returns', {
+            backend: backend.name,
+            reason: a.reason,
+          });
+        }
+        this.#down.add(backend.name);
+        report.backendsDown.push(backend.name);
+        continue;
+      }
+      if (this.#down.delete(backend.name)) {
+        this.#o.logger.warn('backend is back; re-attaching its sessions', { backend: backend.name });
+        for (const r of live) if (r.backend === backend.name) this.#handles.delete(r.id);
+      }
+      let infos: SandboxInfo[];
+      try {
+        infos = await backend.list({ labels: { 'studio.instance': this.#o.instanceId } });
+      } catch (error) {
+        this.#o.logger.warn('reconcile: listing sandboxes failed', { backend: backend.name, error });
+        report.backendsDown.push(backend.name);
+        continue;
+      }
+      const byId = new Map(infos.map((i) => [i.id, i]));
+      const known = new Set<string>();
+      for (const record of live) {
+        if (record.backend !== backend.name) continue;
+        if (record.sandboxId) known.add(record.sandboxId);
+        if (record.state === 'creating' || !record.sandboxId) continue;
+        const info = byId.get(record.sandboxId);
+        if (!info) {
+          const reason = `sandbox ${record.sandboxId} vanished from backend ${backend.name} (removed outside Studio); the workspace may be lost`;
+          if (
+            await this.#o.store.transitionSession(record.id, ['running', 'stopped'], 'failed', {
+              failureReason: reason,
+            })
+          ) {
+            this.#handles.delete(record.id);
+            report.failed.push(record.id);
+            this.#o.logger.warn('session failed: sandbox vanished', {
+              sessionId: record.id,
+              sandboxId: record.sandboxId,
+            });
+            await this.#audit({
+              actorId: null,
+              ip: null,
+              requestId: null,
+              action: 'session.fail',
+              outcome: 'failure',
+              target: record.id,
+              details: { reason },
+            });
+          }
+          continue;
+        }
+        if (info.state === 'failed') {
+          const reason = `sandbox failed: ${info.failure?.reason ?? 'unknown'}`;
+          if (
+            await this.#o.store.transitionSession(record.id, ['running', 'stopped'], 'failed', {
+              failureReason: reason,
+            })
+          ) {
+            this.#handles.delete(record.id);
+            report.failed.push(record.id);
+          }
+          continue;
+        }
+        if (record.state === 'running' && info.state === 'stopped') {
+          // Stopped behind our back (a daemon restart, an OOM of the init): startable again.
+          if (await this.#o.store.transitionSession(record.id, ['running'], 'stopped')) {
+            this.#handles.delete(record.id);
+            report.stopped.push(record.id);
+            this.#o.logger.warn('session stopped outside Studio; sessions.start resumes it', {
+              sessionId: record.id,
+            });
+          }
+          continue;
+        }
+        report.adopted.push(record.id);
+      }
+      // Sessions in `creating` may not have their sandbox id recorded yet: protect them by session label.
+      const creating = new Set(live.filter((r) => r.state === 'creating').map((r) => r.id));
+      for (const info of infos) {
+        if (known.has(info.id) || failedSandboxes.has(info.id) || info.labels[POOL_LABEL] === POOL_VALUE)
+          continue;
+        const session = info.labels['studio.session'];
+        if (session && creating.has(session)) continue;
+        seenOrphans.add(info.id);
+        const first = this.#orphansSeen.get(info.id) ?? now;
+        this.#orphansSeen.set(info.id, first);
+        if (now - first < grace) continue;
+        try {
+          await backend.destroy(info.id);
+          this.#orphansSeen.delete(info.id);
+          report.orphansRemoved.push(info.id);
+          this.#o.logger.warn('removed an orphan sandbox', {
+            backend: backend.name,
+            sandboxId: info.id,
+            session: session ?? null,
+          });
+          await this.#audit({
+            actorId: null,
+            ip: null,
+            requestId: null,
+            action: 'sandbox.orphan_removed',
+            outcome: 'success',
+            target: info.id,
+            details: { backend: backend.name, session: session ?? null },
+          });
+        } catch (error) {
+          this.#o.logger.warn('could not remove an orphan sandbox', { sandboxId: info.id, error });
+        }
+      }
+    }
+    for (const id of this.#orphansSeen.keys()) if (!seenOrphans.has(id)) this.#orphansSeen.delete(id);
+    return report;
+  }
+
+  /** Whether this process created the session from the warm pool (also in the audit log: `details.pooled`). */
+  wasPooled(sessionId: string): boolean {
+    return this.#pooled.has(sessionId);
+  }
+
+  get pool(): WarmPool | undefined {
+    return this.#o.pool;
+  }
+
+  /** Starts the warm pool: adopts unclaimed pool sandboxes of a previous run, then fills it in the background. */
+  async startPool(): Promise<void> {
+    if (!this.#o.pool?.enabled) return;
+    const claimed = new Set<string>();
+    for (const r of await this.#o.store.listLiveSessions()) if (r.sandboxId) claimed.add(r.sandboxId);
+    await this.#o.pool.start(claimed);
+  }
+
+  /** Runs {@link reconcile} every `intervalMs` (0: never). */
+  startReconciler(intervalMs: number): void {
+    if (intervalMs <= 0 || this.#reconciler) return;
+    this.#reconciler = setInterval(() => {
+      this.reconcile().catch((error: unknown) => this.#o.logger.warn('reconcile failed', { error }));
+    }, intervalMs);
+    this.#reconciler.unref();
+  }
+
   async close(): Promise<void> {
+    if (this.#reconciler) clearInterval(this.#reconciler);
+    this.#reconciler = undefined;
+    await this.#reconciling?.catch(() => undefined);
     if (this.#sweeper) clearInterval(this.#sweeper);
     this.#sweeper = undefined;
+    await this.#o.pool?.close().catch(() => undefined);
     this.#handles.clear();
     await Promise.all([...this.#backends.values()].map((b) => b.close().catch(() => undefined)));
   }

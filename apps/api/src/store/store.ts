@@ -413,6 +413,15 @@ export class Store {
     return (await this.db.query<Row>(`SELECT * FROM sessions WHERE state IN ${LIVE_SQL}`)).map(toSession);
   }
 
+  /** Sandbox ids of `failed` sessions of `instanceId` (kept until the session is destroyed: not orphans). */
+  async listFailedSandboxIds(instanceId: string): Promise<string[]> {
+    const rows = await this.db.query<Row>(
+      `SELECT sandbox_id FROM sessions WHERE state = 'failed' AND instance_id = $1 AND sandbox_id IS NOT NULL`,
+      [instanceId],
+    );
+    return rows.map((r) => String(r.sandbox_id));
+  }
+
   /**
    * Moves a session to `to` only if it is currently in one of `from` (compare-and-set, so two racing
    * transitions cannot both win). Returns the updated record, or undefined when the state did not match.

@@ -60,6 +60,7 @@ export async function startTestApi(options: {
     STUDIO_JWT_SECRET: JWT_SECRET,
     STUDIO_ADMIN_PASSWORD: ADMIN_PASSWORD,
     STUDIO_INSTANCE_ID: 'api-test',
+    STUDIO_WARM_POOL: '0',
     ...options.env,
   });
   const app = await createApp({

@@ -27,8 +27,12 @@ export class FakeBackend implements IsolationBackend {
   available_: { ok: true } | { ok: false; reason: string } = { ok: true };
   #next = 0;
 
-  constructor(name = 'docker') {
+  /** Written as the `studio.instance` label, like the real backends do, when set. */
+  readonly instanceId: string | undefined;
+
+  constructor(name = 'docker', instanceId?: string) {
     this.name = name;
+    this.instanceId = instanceId;
   }
 
   capabilities(): BackendCapabilities {
@@ -47,7 +51,12 @@ export class FakeBackend implements IsolationBackend {
   async create(spec: SandboxSpec): Promise<Sandbox> {
     if (this.createDelayMs) await new Promise((r) => setTimeout(r, this.createDelayMs));
     if (this.failCreate) throw this.failCreate;
-    const sandbox = new FakeSandbox(this, `sbx-${(this.#next++).toString(16).padStart(16, '0')}`, spec);
+    // (spec labels win, so unit tests can plant sandboxes of another instance)
+    const labels = { ...(this.instanceId ? { 'studio.instance': this.instanceId } : {}), ...spec.labels };
+    const sandbox = new FakeSandbox(this, `sbx-${(this.#next++).toString(16).padStart(16, '0')}`, {
+      ...spec,
+      labels,
+    });
     this.sandboxes.set(sandbox.id, sandbox);
     return sandbox;
   }
