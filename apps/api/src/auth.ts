@@ -29,6 +29,8 @@ export interface Principal {
   loginId?: string;
   /** The API token's id. */
   tokenId?: string;
+  /** The API token was made for an AI agent (`tokens.create({ agent: true })`). */
+  agent?: boolean;
 }
 
 /** Argon2id with the library defaults (m=19 MiB, t=2, p=1: OWASP's minimum recommendation). */
@@ -181,7 +183,14 @@ export class Auth {
     }
     const user = activeUser(found.user);
     this.#touchToken(token.id);
-    return { userId: user.id, username: user.username, role: user.role, via: 'api-token', tokenId: token.id };
+    return {
+      userId: user.id,
+      username: user.username,
+      role: user.role,
+      via: 'api-token',
+      tokenId: token.id,
+      ...(token.agent ? { agent: true } : {}),
+    };
   }
 
   readonly #lastTokenTouch = new Map<string, number>();

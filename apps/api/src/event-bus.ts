@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Principal } from './auth.ts';
 
-/** Who caused an event: a signed-in user (login JWT) or an API token of that user. */
+/** Who caused an event: a signed-in user (login JWT), an API token of that user, or an agent's API token. */
 export interface Actor {
-  kind: 'user' | 'token';
+  kind: 'user' | 'token' | 'agent';
   userId: string;
   tokenId?: string;
   name: string;
@@ -13,7 +13,7 @@ export interface Actor {
 export function actorOf(principal: Principal): Actor {
   return principal.via === 'api-token'
     ? {
-        kind: 'token',
+        kind: principal.agent ? 'agent' : 'token',
         userId: principal.userId,
         ...(principal.tokenId ? { tokenId: principal.tokenId } : {}),
         name: principal.username,
@@ -35,6 +35,7 @@ export type SessionEventBody =
       cancelled: boolean;
     }
   | { type: 'session.status'; state: string }
+  | { type: 'control.taken' | 'control.released' }
   | { type: 'watcher.joined' | 'watcher.left'; watcherId: string; via: 'events' | 'terminal' };
 
 /** One event of a session's stream; `id` is the cursor to resume after it. */

@@ -4,6 +4,8 @@ import type { Terminal } from '@studio/isolation';
 import { createRateLimiter, type RateLimiter, sessionIdSchema } from '@studio/policy';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import type { AppDeps } from './context.ts';
+import { assertMayMutate } from './control.ts';
+import { AppError } from './errors.ts';
 import { actorOf } from './event-bus.ts';
 import { newId } from './ids.ts';
 
@@ -141,6 +143,8 @@ export function attachTerminal(
       try {
         principal = await deps.auth.authenticate(parsed.data.token);
         sessionId = parsed.data.sessionId;
+        // A terminal is input into the sandbox: refused to API tokens while a person holds control.
+        await assertMayMutate(deps.store, principal, sessionId);
         terminal = await deps.sessions.withSandbox(
           principal.userId,
           sessionId,
@@ -148,6 +152,10 @@ export function attachTerminal(
           (sandbox) => sandbox.openTerminal({ cols: 80, rows: 24 }),
         );
       } catch (error) {
+        if (error instanceof AppError && error.code === 'HUMAN_HAS_CONTROL') {
+          sendJson({ type: 'error', code: error.code, message: error.message });
+          return refuse('HUMAN_HAS_CONTROL: a person has taken control; wait for control.released and retry');
+        }
         deps.logger.info('terminal refused', { error: error instanceof Error ? error.message : 'error' });
         return refuse('authentication failed or the session is not yours or not running');
       }

@@ -2,6 +2,7 @@ import { initTRPC } from '@trpc/server';
 import type { z } from 'zod';
 import { isCredentialError, type Principal } from './auth.ts';
 import { auditOf, type Context } from './context.ts';
+import { assertMayMutate } from './control.ts';
 import { AppError, MappedCause, mapError, toTRPCError } from './errors.ts';
 
 const t = initTRPC.context<Context>().create({
@@ -110,6 +111,28 @@ export const adminProcedure = authedProcedure.use(async ({ ctx, next, path }) =>
       .audit({ ...auditOf(ctx), action: 'admin.access', outcome: 'denied', target: path })
       .catch(() => undefined);
     throw new AppError('FORBIDDEN', `${path} is for administrators only`);
+  }
+  return next();
+});
+
+/**
+ * A procedure that changes a session's workspace or processes: refused with HUMAN_HAS_CONTROL for API tokens
+ * while a person holds control of the session (control.ts). The session is the input's `sessionId`, or for
+ * `execId` inputs the session of that running exec.
+ */
+export const sessionMutationProcedure = authedProcedure.use(async ({ ctx, next, getRawInput }) => {
+  if (ctx.principal.via === 'api-token') {
+    const raw = (await getRawInput()) as { sessionId?: unknown; execId?: unknown } | null | undefined;
+    let sessionId: string | undefined;
+    if (typeof raw?.sessionId === 'string') sessionId = raw.sessionId;
+    else if (typeof raw?.execId === 'string') {
+      try {
+        sessionId = ctx.deps.execs.get(ctx.principal.userId, raw.execId).sessionId;
+      } catch {
+        sessionId = undefined; // not the caller's exec: the procedure answers NOT_FOUND
+      }
+    }
+    if (sessionId !== undefined) await assertMayMutate(ctx.deps.store, ctx.principal, sessionId);
   }
   return next();
 });

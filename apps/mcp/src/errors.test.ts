@@ -33,6 +33,14 @@ describe('toToolError', () => {
     expect(toToolError(clientError('SOMETHING_NEW', 'x')).fix).toMatch(/retry/);
   });
 
+  it('tells an agent refused with HUMAN_HAS_CONTROL to wait for control.released and retry', () => {
+    const body = toToolError(clientError('HUMAN_HAS_CONTROL', 'a person has taken control of session ses_x'));
+    expect(body.code).toBe('HUMAN_HAS_CONTROL');
+    expect(body.fix).toMatch(/get_events/);
+    expect(body.fix).toMatch(/control\.released/);
+    expect(body.fix).toMatch(/retry/);
+  });
+
   it('keeps the code and fix of a deliberate tool error', () => {
     expect(toToolError(new McpToolError('TIMEOUT', 'slow', 'be quicker'))).toEqual({
       code: 'TIMEOUT',

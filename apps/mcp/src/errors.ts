@@ -44,6 +44,8 @@ const FIXES: Record<string, string> = {
   SESSION_LIMIT: 'destroy a session you no longer need with destroy_session, then retry',
   INVALID_STATE:
     'the session is not in a state that allows this: check its state with list_sessions; start a stopped one with start_session, or create a new one',
+  HUMAN_HAS_CONTROL:
+    'a person has taken control of this session in the Studio web app: do not write or exec; call get_events (with your cursor and waitMs) until a control.released event arrives, then retry the same call (reads still work meanwhile)',
   IMAGE_NOT_ALLOWED: 'call capabilities to see the images this server accepts',
   BACKEND_UNAVAILABLE: 'the sandbox runtime is down: retry later or ask the Studio operator',
   FILE_TOO_LARGE: 'write or read a smaller file, or split the content; large outputs can be read with exec',

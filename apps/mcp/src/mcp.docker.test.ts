@@ -128,7 +128,7 @@ describe.skipIf(skip !== undefined)(`MCP server over stdio${skip ? ` (skipped: $
     await admin.users.create.mutate({ username: 'bob', password: 'bob-password-12' });
     alice = createStudioClient({ url: t.url, token: await t.login('alice', 'alice-password-1') });
     bob = createStudioClient({ url: t.url, token: await t.login('bob', 'bob-password-12') });
-    const { token } = await alice.tokens.create.mutate({ name: 'mcp harness' });
+    const { token } = await alice.tokens.create.mutate({ name: 'mcp harness', agent: true });
 
     // env -i: the server sees exactly these variables. node --import tsx runs it in one process (no tsx CLI
     // child), so the tracked pid is the whole server.
@@ -283,7 +283,13 @@ describe.skipIf(skip !== undefined)(`MCP server over stdio${skip ? ` (skipped: $
     ok(await tool('write_file', { sessionId, path: 'notes/a.txt', content: 'a', createParents: true }));
     const next = ok(await tool('get_events', { sessionId, cursor, waitMs: 300 }));
     expect(next.events).toContainEqual(
-      expect.objectContaining({ type: 'file.changed', op: 'write', path: 'notes/a.txt' }),
+      expect.objectContaining({
+        type: 'file.changed',
+        op: 'write',
+        path: 'notes/a.txt',
+        // The harness's token was created with `agent: true`: its events name the actor kind agent.
+        actor: expect.objectContaining({ kind: 'agent', name: 'alice' }),
+      }),
     );
     expect(next.cursor).not.toBe(cursor);
   });
@@ -332,6 +338,31 @@ describe.skipIf(skip !== undefined)(`MCP server over stdio${skip ? ` (skipped: $
       data: { code: 'NOT_FOUND' },
     });
     await bob.sessions.destroy.mutate({ sessionId: bobSession });
+  });
+
+  it('refuses the agent’s writes with HUMAN_HAS_CONTROL while a person holds control, until released', async () => {
+    const { cursor } = ok(await tool('get_events', { sessionId, waitMs: 100 }, { quiet: true }));
+    await alice.sessions.takeControl.mutate({ sessionId });
+    transcript.push(`web   → sessions.takeControl`);
+    const refused = failed(await tool('write_file', { sessionId, path: 'notes/agent.txt', content: 'x' }));
+    expect(refused.code).toBe('HUMAN_HAS_CONTROL');
+    expect(refused.message).toMatch(/taken control/);
+    expect(refused.fix).toMatch(/control\.released/);
+    expect(refused.fix).toMatch(/get_events/);
+    expect(failed(await tool('exec', { sessionId, command: ['true'] })).code).toBe('HUMAN_HAS_CONTROL');
+    expect(ok(await tool('read_file', { sessionId, path: 'notes/a.txt' })).content).toBe('a');
+
+    await alice.sessions.releaseControl.mutate({ sessionId });
+    transcript.push(`web   → sessions.releaseControl`);
+    const events = ok(await tool('get_events', { sessionId, cursor, waitMs: 300 })).events as {
+      type: string;
+      actor: { kind: string; name: string } | null;
+    }[];
+    expect(events.filter((e) => e.type.startsWith('control.'))).toMatchObject([
+      { type: 'control.taken', actor: { kind: 'user', name: 'alice' } },
+      { type: 'control.released', actor: { kind: 'user', name: 'alice' } },
+    ]);
+    ok(await tool('write_file', { sessionId, path: 'notes/agent.txt', content: 'x' }));
   });
 
   it('notifies a resource subscriber of a change made through the web API', async () => {

@@ -6,7 +6,7 @@ import { toTRPCError } from '../errors.ts';
 import { actorOf } from '../event-bus.ts';
 import { StdinQueue } from '../exec-registry.ts';
 import { newId } from '../ids.ts';
-import { authedProcedure, passThrough, principalOf, router } from '../trpc.ts';
+import { passThrough, principalOf, router, sessionMutationProcedure } from '../trpc.ts';
 
 const text = new TextDecoder('utf-8');
 
@@ -111,74 +111,76 @@ export const execRouter = router({
    * Runs argv (no shell) in the session and returns when it ends: exit code, output (UTF-8, lossy), duration,
    * and whether it timed out or its output was cut. Timeout and output cap come from the policy.
    */
-  run: authedProcedure.input(passThrough<PolicySchemas['execRunInput']>).mutation(({ ctx, input: raw }) => {
-    const input = ctx.deps.schemas.execRunInput.parse(raw);
-    const limits = ctx.deps.policy.exec;
-    return ctx.deps.sessions.withSandbox(
-      ctx.principal.userId,
-      input.sessionId,
-      auditOf(ctx),
-      async (sandbox) => {
-        const publish = publishExec(ctx, input.sessionId);
-        const execId = newId('exe_');
-        const decode = utf8Streams();
-        publish({ type: 'exec.started', execId, command: [...input.command] });
-        const result = await sandbox
-          .exec(input.command, {
-            ...(input.cwd ? { cwd: input.cwd } : {}),
-            ...(input.env ? { env: input.env } : {}),
-            ...(input.stdin !== undefined ? { stdin: input.stdin } : {}),
-            timeoutMs: input.timeoutMs ?? limits.defaultTimeoutMs,
-            maxOutputBytes: limits.maxOutputBytes,
-            onStdout: (c) =>
+  run: sessionMutationProcedure
+    .input(passThrough<PolicySchemas['execRunInput']>)
+    .mutation(({ ctx, input: raw }) => {
+      const input = ctx.deps.schemas.execRunInput.parse(raw);
+      const limits = ctx.deps.policy.exec;
+      return ctx.deps.sessions.withSandbox(
+        ctx.principal.userId,
+        input.sessionId,
+        auditOf(ctx),
+        async (sandbox) => {
+          const publish = publishExec(ctx, input.sessionId);
+          const execId = newId('exe_');
+          const decode = utf8Streams();
+          publish({ type: 'exec.started', execId, command: [...input.command] });
+          const result = await sandbox
+            .exec(input.command, {
+              ...(input.cwd ? { cwd: input.cwd } : {}),
+              ...(input.env ? { env: input.env } : {}),
+              ...(input.stdin !== undefined ? { stdin: input.stdin } : {}),
+              timeoutMs: input.timeoutMs ?? limits.defaultTimeoutMs,
+              maxOutputBytes: limits.maxOutputBytes,
+              onStdout: (c) =>
+                publish({
+                  type: 'exec.output',
+                  execId,
+                  stream: 'stdout',
+                  data: decode.stdout(c),
+                  truncated: false,
+                }),
+              onStderr: (c) =>
+                publish({
+                  type: 'exec.output',
+                  execId,
+                  stream: 'stderr',
+                  data: decode.stderr(c),
+                  truncated: false,
+                }),
+            })
+            .catch((error: unknown) => {
               publish({
-                type: 'exec.output',
+                type: 'exec.exited',
                 execId,
-                stream: 'stdout',
-                data: decode.stdout(c),
-                truncated: false,
-              }),
-            onStderr: (c) =>
-              publish({
-                type: 'exec.output',
-                execId,
-                stream: 'stderr',
-                data: decode.stderr(c),
-                truncated: false,
-              }),
-          })
-          .catch((error: unknown) => {
-            publish({
-              type: 'exec.exited',
-              execId,
-              exitCode: null,
-              signal: null,
-              timedOut: false,
-              cancelled: isIsolationError(error, 'CANCELLED'),
+                exitCode: null,
+                signal: null,
+                timedOut: false,
+                cancelled: isIsolationError(error, 'CANCELLED'),
+              });
+              throw error;
             });
-            throw error;
+          publish({
+            type: 'exec.exited',
+            execId,
+            exitCode: result.exitCode,
+            signal: result.signal,
+            timedOut: result.timedOut,
+            cancelled: false,
           });
-        publish({
-          type: 'exec.exited',
-          execId,
-          exitCode: result.exitCode,
-          signal: result.signal,
-          timedOut: result.timedOut,
-          cancelled: false,
-        });
-        return {
-          exitCode: result.exitCode,
-          signal: result.signal,
-          stdout: text.decode(result.stdout),
-          stderr: text.decode(result.stderr),
-          durationMs: result.durationMs,
-          timedOut: result.timedOut,
-          truncated: result.truncated,
-          oomKilled: result.oomKilled,
-        };
-      },
-    );
-  }),
+          return {
+            exitCode: result.exitCode,
+            signal: result.signal,
+            stdout: text.decode(result.stdout),
+            stderr: text.decode(result.stderr),
+            durationMs: result.durationMs,
+            timedOut: result.timedOut,
+            truncated: result.truncated,
+            oomKilled: result.oomKilled,
+          };
+        },
+      );
+    }),
 
   /**
    * Runs argv and streams it: `{ type: 'started', execId }`, then `{ type: 'stdout' | 'stderr', data }` chunks
@@ -187,7 +189,7 @@ export const execRouter = router({
    * (so is what waits for a slow reader). With `keepStdinOpen`, stdin stays open for exec.write until
    * exec.closeStdin.
    */
-  stream: authedProcedure.input(passThrough<z.ZodType<StreamInput>>).subscription(async function* ({
+  stream: sessionMutationProcedure.input(passThrough<z.ZodType<StreamInput>>).subscription(async function* ({
     ctx,
     input: raw,
     signal,
@@ -285,7 +287,7 @@ export const execRouter = router({
   }),
 
   /** Writes to the stdin of a running exec.stream started with `keepStdinOpen` (yours only). */
-  write: authedProcedure
+  write: sessionMutationProcedure
     .input(
       z.strictObject({
         execId: execIdSchema,
@@ -303,9 +305,11 @@ export const execRouter = router({
     }),
 
   /** Closes the stdin of a running exec.stream (the process sees end of file). */
-  closeStdin: authedProcedure.input(z.strictObject({ execId: execIdSchema })).mutation(({ ctx, input }) => {
-    ctx.deps.execs.get(ctx.principal.userId, input.execId).stdin.close();
-    ctx.deps.execs.delete(input.execId);
-    return { execId: input.execId };
-  }),
+  closeStdin: sessionMutationProcedure
+    .input(z.strictObject({ execId: execIdSchema }))
+    .mutation(({ ctx, input }) => {
+      ctx.deps.execs.get(ctx.principal.userId, input.execId).stdin.close();
+      ctx.deps.execs.delete(input.execId);
+      return { execId: input.execId };
+    }),
 });

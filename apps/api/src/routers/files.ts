@@ -11,7 +11,7 @@ import type { Context } from '../context.ts';
 import { auditOf } from '../context.ts';
 import { AppError } from '../errors.ts';
 import { actorOf, type SessionEventBody } from '../event-bus.ts';
-import { authedProcedure, passThrough, principalOf, router } from '../trpc.ts';
+import { authedProcedure, passThrough, principalOf, router, sessionMutationProcedure } from '../trpc.ts';
 
 function changed(
   ctx: Context,
@@ -79,7 +79,7 @@ export const filesRouter = router({
   ),
 
   /** Writes a file atomically (text, or binary as base64), up to `files.maxFileBytes`. */
-  write: authedProcedure
+  write: sessionMutationProcedure
     .input(passThrough<PolicySchemas['filesWriteInput']>)
     .mutation(({ ctx, input: raw }) => {
       const input = ctx.deps.schemas.filesWriteInput.parse(raw);
@@ -99,7 +99,7 @@ export const filesRouter = router({
       );
     }),
 
-  mkdir: authedProcedure.input(filesMkdirInput).mutation(({ ctx, input }) =>
+  mkdir: sessionMutationProcedure.input(filesMkdirInput).mutation(({ ctx, input }) =>
     ctx.deps.sessions.withSandbox(ctx.principal.userId, input.sessionId, auditOf(ctx), async (sandbox) => {
       await sandbox.mkdir(input.path, { recursive: input.createParents === true });
       changed(ctx, input.sessionId, { op: 'mkdir', path: input.path });
@@ -108,7 +108,7 @@ export const filesRouter = router({
   ),
 
   /** Removes a file, a link (never its target) or, with `recursive`, a directory tree. Never the root. */
-  remove: authedProcedure.input(filesRemoveInput).mutation(({ ctx, input }) =>
+  remove: sessionMutationProcedure.input(filesRemoveInput).mutation(({ ctx, input }) =>
     ctx.deps.sessions.withSandbox(ctx.principal.userId, input.sessionId, auditOf(ctx), async (sandbox) => {
       await sandbox.remove(input.path, { recursive: input.recursive === true });
       changed(ctx, input.sessionId, { op: 'remove', path: input.path });
@@ -117,7 +117,7 @@ export const filesRouter = router({
   ),
 
   /** Renames within the workspace; ALREADY_EXISTS when `to` exists (never overwrites). */
-  rename: authedProcedure.input(filesRenameInput).mutation(({ ctx, input }) =>
+  rename: sessionMutationProcedure.input(filesRenameInput).mutation(({ ctx, input }) =>
     ctx.deps.sessions.withSandbox(ctx.principal.userId, input.sessionId, auditOf(ctx), async (sandbox) => {
       await sandbox.rename(input.from, input.to);
       changed(ctx, input.sessionId, { op: 'rename', path: input.from, to: input.to });

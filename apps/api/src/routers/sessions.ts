@@ -1,6 +1,7 @@
 import { type PolicySchemas, sessionByIdInput } from '@studio/policy';
 import { z } from 'zod';
 import { auditOf, type Context } from '../context.ts';
+import { AppError } from '../errors.ts';
 import { actorOf } from '../event-bus.ts';
 import type { SessionRecord } from '../store/store.ts';
 import { authedProcedure, passThrough, principalOf, router } from '../trpc.ts';
@@ -23,6 +24,8 @@ export const sessionView = (s: SessionRecord) => ({
   createdAt: s.createdAt.toISOString(),
   lastActiveAt: s.lastActiveAt.toISOString(),
   destroyedAt: s.destroyedAt?.toISOString() ?? null,
+  /** A person holding control (API tokens' changes fail with HUMAN_HAS_CONTROL), or null. */
+  control: s.control ? { heldBy: s.control.name, since: s.control.since.toISOString() } : null,
 });
 
 export type SessionView = ReturnType<typeof sessionView>;
@@ -68,6 +71,63 @@ export const sessionsRouter = router({
     .mutation(async ({ ctx, input }) =>
       announced(ctx, await ctx.deps.sessions.destroy(ctx.principal.userId, input.sessionId, auditOf(ctx))),
     ),
+
+  /**
+   * A person takes control of the session: until released, API tokens (agents, API clients) get
+   * HUMAN_HAS_CONTROL (409) on every change (files, exec, terminal); reads stay allowed. Logins only (an API
+   * token gets FORBIDDEN). Taking it again moves it to the caller's login. Publishes `control.taken`.
+   */
+  takeControl: authedProcedure.input(sessionByIdInput).mutation(async ({ ctx, input }) => {
+    const principal = principalOf(ctx);
+    await ctx.deps.sessions.get(principal.userId, input.sessionId, auditOf(ctx));
+    if (principal.via !== 'login' || !principal.loginId) {
+      throw new AppError(
+        'FORBIDDEN',
+        'only a person signed in (auth.login: the web app) can take control of a session; API tokens cannot',
+      );
+    }
+    const record = await ctx.deps.store.setSessionControl(principal.userId, input.sessionId, {
+      loginId: principal.loginId,
+      name: principal.username,
+    });
+    if (!record)
+      throw new AppError('NOT_FOUND', `session ${input.sessionId} not found; sessions.list shows yours`);
+    await ctx.deps.store.audit({
+      ...auditOf(ctx),
+      action: 'session.control_take',
+      outcome: 'success',
+      target: record.id,
+    });
+    ctx.deps.events.publish(record.id, actorOf(principal), { type: 'control.taken' });
+    return sessionView(record);
+  }),
+
+  /**
+   * Releases control (the holder, or any login of the owner; idempotent). Publishes `control.released` when
+   * control was held. API tokens get FORBIDDEN.
+   */
+  releaseControl: authedProcedure.input(sessionByIdInput).mutation(async ({ ctx, input }) => {
+    const principal = principalOf(ctx);
+    const before = await ctx.deps.sessions.get(principal.userId, input.sessionId, auditOf(ctx));
+    if (principal.via !== 'login') {
+      throw new AppError(
+        'FORBIDDEN',
+        'only a person signed in (auth.login: the web app) can release control of a session',
+      );
+    }
+    if (!before.control) return sessionView(before);
+    const record = await ctx.deps.store.setSessionControl(principal.userId, input.sessionId, null);
+    if (!record)
+      throw new AppError('NOT_FOUND', `session ${input.sessionId} not found; sessions.list shows yours`);
+    await ctx.deps.store.audit({
+      ...auditOf(ctx),
+      action: 'session.control_release',
+      outcome: 'success',
+      target: record.id,
+    });
+    ctx.deps.events.publish(record.id, actorOf(principal), { type: 'control.released' });
+    return sessionView(record);
+  }),
 
   /** Resource use of a running session (`stats: null` when it is not running). */
   stats: authedProcedure.input(sessionByIdInput).query(async ({ ctx, input }) => {

@@ -8,9 +8,13 @@ import { authedProcedure, router } from '../trpc.ts';
 
 const DAY = 24 * 60 * 60 * 1000;
 
+/** `agent: true` marks a token made for an AI agent: events it causes name the actor kind `agent`. */
+const createInput = tokenCreateInput.extend({ agent: z.boolean().optional() });
+
 const view = (t: ApiTokenRecord) => ({
   id: t.id,
   name: t.name,
+  agent: t.agent,
   createdAt: t.createdAt.toISOString(),
   expiresAt: t.expiresAt?.toISOString() ?? null,
   lastUsedAt: t.lastUsedAt?.toISOString() ?? null,
@@ -19,13 +23,14 @@ const view = (t: ApiTokenRecord) => ({
 
 export const tokensRouter = router({
   /** Creates an API token for the caller. The secret is in this response only; the server keeps its hash. */
-  create: authedProcedure.input(tokenCreateInput).mutation(async ({ ctx, input }) => {
+  create: authedProcedure.input(createInput).mutation(async ({ ctx, input }) => {
     const secret = newApiToken();
     const record = await ctx.deps.store.createApiToken({
       id: newId('tok_'),
       userId: ctx.principal.userId,
       name: input.name,
       tokenHash: hashApiToken(secret),
+      agent: input.agent === true,
       expiresAt: input.expiresInDays === undefined ? null : new Date(Date.now() + input.expiresInDays * DAY),
     });
     await ctx.deps.store.audit({

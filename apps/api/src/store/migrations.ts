@@ -74,6 +74,21 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX audit_events_at ON audit_events (at)`,
     ],
   },
+  {
+    version: 2,
+    name: 'session control: which login of the owner (a person) holds it, and since when',
+    statements: [
+      // Null = nobody holds control. The name is kept for display (`sessions.get`'s `control.heldBy`).
+      `ALTER TABLE sessions ADD COLUMN control_holder_login_id text`,
+      `ALTER TABLE sessions ADD COLUMN control_holder_name text`,
+      `ALTER TABLE sessions ADD COLUMN control_taken_at timestamptz`,
+    ],
+  },
+  {
+    version: 3,
+    name: 'api tokens: agent flag (events of such tokens name the actor kind agent)',
+    statements: [`ALTER TABLE api_tokens ADD COLUMN agent boolean NOT NULL DEFAULT false`],
+  },
 ];
 
 // Any constant works; it only has to be the same in every API instance sharing a database.

@@ -48,7 +48,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
     it('runs migrations once and records them', async () => {
       expect(await migrate(t.db)).toEqual([]);
       const rows = await t.db.query<{ version: number }>('SELECT version FROM migrations ORDER BY version');
-      expect(rows.map((r) => r.version)).toEqual([1]);
+      expect(rows.map((r) => r.version)).toEqual([1, 2, 3]);
     });
 
     it('refuses a database newer than the code', async () => {

@@ -29,6 +29,8 @@ export interface ApiTokenRecord {
   userId: string;
   name: string;
   tokenHash: string;
+  /** Made for an AI agent: its events name the actor kind `agent`. */
+  agent: boolean;
   createdAt: Date;
   expiresAt: Date | null;
   lastUsedAt: Date | null;
@@ -57,6 +59,15 @@ export interface SessionRecord {
   createdAt: Date;
   lastActiveAt: Date;
   destroyedAt: Date | null;
+  /** The person (a login of the owner) holding control of the session, or null. */
+  control: SessionControl | null;
+}
+
+/** Who holds control of a session: while set, API tokens may not change it (HUMAN_HAS_CONTROL). */
+export interface SessionControl {
+  loginId: string;
+  name: string;
+  since: Date;
 }
 
 export type AuditOutcome = 'success' | 'failure' | 'denied';
@@ -112,6 +123,7 @@ function toToken(r: Row): ApiTokenRecord {
     userId: String(r.user_id),
     name: String(r.name),
     tokenHash: String(r.token_hash),
+    agent: r.agent === true,
     createdAt: date(r.created_at),
     expiresAt: dateOrNull(r.expires_at),
     lastUsedAt: dateOrNull(r.last_used_at),
@@ -133,6 +145,14 @@ function toSession(r: Row): SessionRecord {
     createdAt: date(r.created_at),
     lastActiveAt: date(r.last_active_at),
     destroyedAt: dateOrNull(r.destroyed_at),
+    control:
+      r.control_holder_login_id === null || r.control_holder_login_id === undefined
+        ? null
+        : {
+            loginId: String(r.control_holder_login_id),
+            name: String(r.control_holder_name ?? ''),
+            since: date(r.control_taken_at),
+          },
   };
 }
 
@@ -275,7 +295,7 @@ export class Store {
     const [row] = await this.db.query<Row>(
       `SELECT t.id AS t_id, t.user_id AS t_user_id, t.name AS t_name, t.token_hash AS t_token_hash,
               t.created_at AS t_created_at, t.expires_at AS t_expires_at, t.last_used_at AS t_last_used_at,
-              t.revoked_at AS t_revoked_at, u.*
+              t.revoked_at AS t_revoked_at, t.agent AS t_agent, u.*
        FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`,
       [tokenHash],
     );
@@ -290,6 +310,7 @@ export class Store {
         expires_at: row.t_expires_at,
         last_used_at: row.t_last_used_at,
         revoked_at: row.t_revoked_at,
+        agent: row.t_agent,
       }),
       user: toUser(row),
     };
@@ -307,11 +328,12 @@ export class Store {
     name: string;
     tokenHash: string;
     expiresAt: Date | null;
+    agent?: boolean;
   }): Promise<ApiTokenRecord> {
     const [row] = await this.db.query<Row>(
-      `INSERT INTO api_tokens (id, user_id, name, token_hash, expires_at)
-       VALUES ($1, $2, $3, $4, $5) RETURNING *`,
-      [token.id, token.userId, token.name, token.tokenHash, token.expiresAt],
+      `INSERT INTO api_tokens (id, user_id, name, token_hash, expires_at, agent)
+       VALUES ($1, $2, $3, $4, $5, $6) RETURNING *`,
+      [token.id, token.userId, token.name, token.tokenHash, token.expiresAt, token.agent === true],
     );
     return toToken(row as Row);
   }
@@ -441,6 +463,26 @@ export class Store {
          last_active_at = now()
        WHERE id = $1 AND state = ANY($5::text[]) RETURNING *`,
       [id, to, extra.sandboxId ?? null, extra.failureReason?.slice(0, 1000) ?? null, [...from]],
+    );
+    return row ? toSession(row) : undefined;
+  }
+
+  /**
+   * Sets (a holder) or clears (null) who holds control of `ownerId`'s session `id`. Returns the updated
+   * record, or undefined when `ownerId` has no such session.
+   */
+  async setSessionControl(
+    ownerId: string,
+    id: string,
+    holder: { loginId: string; name: string } | null,
+  ): Promise<SessionRecord | undefined> {
+    const [row] = await this.db.query<Row>(
+      `UPDATE sessions SET
+         control_holder_login_id = $3::text,
+         control_holder_name = $4::text,
+         control_taken_at = CASE WHEN $3::text IS NULL THEN NULL ELSE now() END
+       WHERE id = $1 AND owner_id = $2 RETURNING *`,
+      [id, ownerId, holder?.loginId ?? null, holder?.name ?? null],
     );
     return row ? toSession(row) : undefined;
   }
