@@ -30,6 +30,23 @@ export const sessionView = (s: SessionRecord) => ({
 
 export type SessionView = ReturnType<typeof sessionView>;
 
+/** Records who holds control of a session (null: nobody), audits it and tells the session's watchers. */
+async function setControl(ctx: Context, sessionId: string, holder: { loginId: string; name: string } | null) {
+  const principal = principalOf(ctx);
+  const record = await ctx.deps.store.setSessionControl(principal.userId, sessionId, holder);
+  if (!record) throw new AppError('NOT_FOUND', `session ${sessionId} not found; sessions.list shows yours`);
+  await ctx.deps.store.audit({
+    ...auditOf(ctx),
+    action: holder ? 'session.control_take' : 'session.control_release',
+    outcome: 'success',
+    target: record.id,
+  });
+  ctx.deps.events.publish(record.id, actorOf(principal), {
+    type: holder ? 'control.taken' : 'control.released',
+  });
+  return sessionView(record);
+}
+
 export const sessionsRouter = router({
   /** Creates a session (a sandbox and its workspace) within the policy's limits; at most 5 live per user. */
   create: authedProcedure
@@ -86,20 +103,7 @@ export const sessionsRouter = router({
         'only a person signed in (auth.login: the web app) can take control of a session; API tokens cannot',
       );
     }
-    const record = await ctx.deps.store.setSessionControl(principal.userId, input.sessionId, {
-      loginId: principal.loginId,
-      name: principal.username,
-    });
-    if (!record)
-      throw new AppError('NOT_FOUND', `session ${input.sessionId} not found; sessions.list shows yours`);
-    await ctx.deps.store.audit({
-      ...auditOf(ctx),
-      action: 'session.control_take',
-      outcome: 'success',
-      target: record.id,
-    });
-    ctx.deps.events.publish(record.id, actorOf(principal), { type: 'control.taken' });
-    return sessionView(record);
+    return setControl(ctx, input.sessionId, { loginId: principal.loginId, name: principal.username });
   }),
 
   /**
@@ -116,17 +120,7 @@ export const sessionsRouter = router({
       );
     }
     if (!before.control) return sessionView(before);
-    const record = await ctx.deps.store.setSessionControl(principal.userId, input.sessionId, null);
-    if (!record)
-      throw new AppError('NOT_FOUND', `session ${input.sessionId} not found; sessions.list shows yours`);
-    await ctx.deps.store.audit({
-      ...auditOf(ctx),
-      action: 'session.control_release',
-      outcome: 'success',
-      target: record.id,
-    });
-    ctx.deps.events.publish(record.id, actorOf(principal), { type: 'control.released' });
-    return sessionView(record);
+    return setControl(ctx, input.sessionId, null);
   }),
 
   /** Resource use of a running session (`stats: null` when it is not running). */
