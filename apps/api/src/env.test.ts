@@ -7,6 +7,7 @@ describe('parseEnv', () => {
     expect(env).toMatchObject({
       host: '127.0.0.1',
       port: 4000,
+      previewPort: 4001,
       databaseUrl: undefined,
       jwtSecret: undefined,
       backends: ['auto'],

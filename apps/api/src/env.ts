@@ -17,7 +17,8 @@ const origin = z.string().regex(/^https?:\/\/[A-Za-z0-9.[\]:-]+$/, {
 const schema = z.object({
   STUDIO_HOST: z.string().min(1).default('127.0.0.1'),
   STUDIO_PORT: port.default(4000),
-  STUDIO_PREVIEW_PORT: port.optional(),
+  // Previews on by default, on their own port: a separate origin from the API and the IDE.
+  STUDIO_PREVIEW_PORT: port.default(4001),
   STUDIO_DATA_DIR: z.string().min(1).optional(),
   DATABASE_URL: z
     .string()

@@ -25,6 +25,7 @@ function start(): Promise<Started> {
       ...process.env,
       STUDIO_DATA_DIR: dataDir,
       STUDIO_PORT: '0',
+      STUDIO_PREVIEW_PORT: '0',
       STUDIO_BACKENDS: 'docker',
       STUDIO_WARM_POOL: '0',
       STUDIO_LOG_LEVEL: 'info',

@@ -32,6 +32,7 @@ function start(): Promise<{ child: ChildProcess; url: string }> {
       ...process.env,
       STUDIO_DATA_DIR: dataDir,
       STUDIO_PORT: '0',
+      STUDIO_PREVIEW_PORT: '0',
       STUDIO_BACKENDS: 'docker',
       STUDIO_WARM_POOL: '0',
       STUDIO_INSTANCE_ID: INSTANCE,

@@ -56,6 +56,7 @@ export async function startTestApi(options: {
   mkdirSync(TEST_DATA_DIR, { recursive: true });
   const env = parseEnv({
     STUDIO_PORT: '0',
+    STUDIO_PREVIEW_PORT: '0',
     STUDIO_DATA_DIR: TEST_DATA_DIR,
     STUDIO_JWT_SECRET: JWT_SECRET,
     STUDIO_ADMIN_PASSWORD: ADMIN_PASSWORD,
