@@ -87,3 +87,36 @@ describe('Auth.login rate limits', () => {
     await store.close();
   });
 });
+
+describe('Auth.socketToken and Auth.recheck', () => {
+  it('a socket token is the same sign-in; recheck fails once the sign-in expires, though the token is fresh', async () => {
+    const { Auth } = await import('./auth.ts');
+    const store = await Store.open(await openDb({}));
+    const auth = new Auth({
+      store,
+      key: new TextEncoder().encode('k'.repeat(16) + 'K'.repeat(16)),
+      tokenLifetimeMs: 1000,
+    });
+    await store.createUser({
+      id: 'usr_recheck',
+      username: 'rita',
+      passwordHash: await hashPassword('pw-rita-1234'),
+      role: 'user',
+    });
+    const { token } = await auth.login('rita', 'pw-rita-1234', '10.0.0.9');
+    const principal = await auth.authenticate(token);
+    const ticket = await auth.socketToken(principal);
+    expect((await auth.authenticate(ticket.token)).loginId).toBe(principal.loginId);
+    await auth.recheck(principal, ticket.token);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(await auth.recheck(principal, ticket.token).catch((e: { code: string }) => e.code)).toBe(
+      'TOKEN_EXPIRED',
+    );
+    // The ticket's own 60 s do not extend the sign-in.
+    expect(await auth.authenticate(ticket.token).catch((e: { code: string }) => e.code)).toBe('TOKEN_EXPIRED');
+    await expect(auth.socketToken({ ...principal, via: 'api-token' })).rejects.toMatchObject({
+      code: 'INVALID_STATE',
+    });
+    await store.close();
+  });
+});

@@ -8,6 +8,7 @@ import {
   isPolicyError,
   MAX_TOKEN_LENGTH,
   MAX_TOKEN_LIFETIME_MS,
+  PolicyError,
   type RateLimiter,
   rateLimitedError,
   rateLimitKey,
@@ -32,6 +33,9 @@ export interface Principal {
   /** The API token was made for an AI agent (`tokens.create({ agent: true })`). */
   agent?: boolean;
 }
+
+/** How long a socket token ({@link Auth.socketToken}) stays valid for opening a socket. */
+export const SOCKET_TOKEN_MS = 60_000;
 
 /** Argon2id with the library defaults (m=19 MiB, t=2, p=1: OWASP's minimum recommendation). */
 export function hashPassword(password: string): Promise<string> {
@@ -137,6 +141,47 @@ export class Auth {
     return { token, expiresAt, user };
   }
 
+  /**
+   * A short-lived JWT ({@link SOCKET_TOKEN_MS}) for the same sign-in, for the first message of a WebSocket: a
+   * browser's login cookie is httpOnly, so its page cannot read it. Revoking the sign-in revokes this too.
+   */
+  async socketToken(principal: Principal): Promise<{ token: string; expiresAt: Date }> {
+    if (principal.via !== 'login' || principal.loginId === undefined) {
+      throw new AppError(
+        'INVALID_STATE',
+        'socket tokens are for signed-in browsers; send your API token instead',
+      );
+    }
+    const now = new Date();
+    const token = await signSessionToken(
+      { userId: principal.userId, sessionId: principal.loginId, projectPath: '' },
+      this.#key,
+      { lifetimeMs: SOCKET_TOKEN_MS, now },
+    );
+    return { token, expiresAt: new Date(now.getTime() + SOCKET_TOKEN_MS) };
+  }
+
+  /**
+   * Checks that a principal resolved earlier from `raw` still holds, for sockets that authenticate once and
+   * stay open: the sign-in is not revoked or past its expiry (checked on the login, not on the short socket
+   * token that opened the socket), the API token is not revoked or expired, the user is not disabled. Throws
+   * TOKEN_EXPIRED, TOKEN_REVOKED or UNAUTHENTICATED.
+   */
+  async recheck(principal: Principal, raw: string): Promise<void> {
+    if (principal.via === 'api-token') {
+      await this.authenticate(raw);
+      return;
+    }
+    const found =
+      principal.loginId === undefined ? undefined : await this.#store.getLoginWithUser(principal.loginId);
+    if (!found) throw new AppError('UNAUTHENTICATED', 'this sign-in is unknown to the server; sign in again');
+    if (found.login.revokedAt !== null) throw new AppError('TOKEN_REVOKED', 'you signed out; sign in again');
+    if (found.login.expiresAt.getTime() <= Date.now()) {
+      throw new PolicyError('TOKEN_EXPIRED', 'your sign-in has expired; sign in again');
+    }
+    activeUser(found.user);
+  }
+
   /** Resolves a bearer value (login JWT or API token) to a principal, or throws UNAUTHORIZED-class errors. */
   async authenticate(raw: string): Promise<Principal> {
     if (raw.length === 0 || raw.length > MAX_TOKEN_LENGTH) {
@@ -149,6 +194,10 @@ export class Auth {
       throw new AppError('UNAUTHENTICATED', 'this sign-in is unknown to the server; sign in again');
     }
     if (found.login.revokedAt !== null) throw new AppError('TOKEN_REVOKED', 'you signed out; sign in again');
+    // A socket token outlives nothing: its sign-in's own expiry still holds.
+    if (found.login.expiresAt.getTime() <= Date.now()) {
+      throw new PolicyError('TOKEN_EXPIRED', 'your sign-in has expired; sign in again');
+    }
     const user = activeUser(found.user);
     return {
       userId: user.id,

@@ -122,6 +122,7 @@ describe.skipIf(skip !== undefined)(`real-time API on Docker${skip ? ` (skipped:
       backends: [backend],
       labels: LABELS,
       env: { STUDIO_POLICY: JSON.stringify({ websocket: { messagesPerMinute: RATE_LIMIT } }) },
+      terminalRecheckMs: 300,
     });
     const admin = createStudioClient({ url: t.url, token: await t.login('admin', ADMIN_PASSWORD) });
     await admin.users.create.mutate({ username: 'alice', password: 'alice-password-1' });
@@ -306,6 +307,36 @@ describe.skipIf(skip !== undefined)(`real-time API on Docker${skip ? ` (skipped:
     const other = rawSocket(t.url);
     other.on('open', () => other.send(JSON.stringify({ type: 'auth', token: bobToken, sessionId })));
     expect(await closeOf(other)).toMatchObject({ code: 1008 });
+  });
+
+  it('terminal: a browser opens it with a 60 s socket token; signing out or revoking the token closes it', async () => {
+    const browser = createStudioClient({ url: t.url, token: await t.login('alice', 'alice-password-1') });
+    const ticket = await browser.auth.socketToken.mutate();
+    expect(Date.parse(ticket.expiresAt) - Date.now()).toBeLessThanOrEqual(60_000);
+    const viaTicket = term({ token: ticket.token });
+    const out = outputOf(viaTicket);
+    await viaTicket.ready;
+    viaTicket.write('echo tic""ket-ok\n');
+    await until(() => out.value.includes('ticket-ok'), 'echo through a socket-token terminal');
+    const codes: string[] = [];
+    viaTicket.onMessage((m) => {
+      if (m.type === 'error') codes.push(m.code);
+    });
+    await browser.auth.logout.mutate();
+    expect(await viaTicket.closed).toMatchObject({ code: 1008 });
+    expect(codes).toEqual(['TOKEN_REVOKED']);
+    // The ticket of an ended sign-in opens nothing.
+    const again = term({ token: ticket.token });
+    expect(await again.closed).toMatchObject({ code: 1008 });
+
+    // API tokens send themselves; a socket token is only for sign-ins.
+    const err = await aliceByToken.auth.socketToken.mutate().catch((e: StudioClientError) => e);
+    expect(err).toMatchObject({ code: 'INVALID_STATE' });
+    const made = await alice.tokens.create.mutate({ name: 'short-lived-terminal' });
+    const viaApiToken = term({ token: made.token });
+    await viaApiToken.ready;
+    await alice.tokens.revoke.mutate({ id: made.id });
+    expect(await viaApiToken.closed).toMatchObject({ code: 1008 });
   });
 
   it('terminal: input before auth never reaches the sandbox; oversized frames close', async () => {

@@ -41,6 +41,8 @@ export interface StartServerOptions {
   host: string;
   /** 0 picks a free port. */
   port: number;
+  /** How often open terminals re-check their credential (ms); default 15 s. */
+  terminalRecheckMs?: number;
 }
 
 function clientIp(req: IncomingMessage, trustProxy: boolean): string {
@@ -182,7 +184,10 @@ export async function startServer(app: App, options: StartServerOptions): Promis
     help: 'PTY output dropped because a terminal client did not keep up',
     registers: [registry],
   });
-  const terminals = attachTerminal(server, deps, { onDropped: (bytes) => dropped.inc(bytes) });
+  const terminals = attachTerminal(server, deps, {
+    onDropped: (bytes) => dropped.inc(bytes),
+    ...(options.terminalRecheckMs === undefined ? {} : { recheckMs: options.terminalRecheckMs }),
+  });
   const previews =
     app.env.previewPort === undefined
       ? undefined

@@ -5,7 +5,7 @@ import { createRateLimiter, type RateLimiter, sessionIdSchema } from '@studio/po
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import type { AppDeps } from './context.ts';
 import { assertMayMutate } from './control.ts';
-import { AppError } from './errors.ts';
+import { AppError, mapError } from './errors.ts';
 import { actorOf } from './event-bus.ts';
 import { newId } from './ids.ts';
 
@@ -35,6 +35,11 @@ export interface TerminalServerOptions {
   limiter?: RateLimiter;
   /** Called with the size of PTY output dropped for a slow client (metrics). */
   onDropped?: (bytes: number) => void;
+  /**
+   * How often an open terminal re-checks the credential it opened with (ms, default 15 s): a sign-in that ends
+   * or expires, a revoked API token or a disabled user closes the socket with 1008.
+   */
+  recheckMs?: number;
 }
 
 function originOk(req: IncomingMessage, deps: AppDeps): boolean {
@@ -92,6 +97,7 @@ export function attachTerminal(
     socket.on('pong', () => alive.add(socket));
     let state: 'auth' | 'opening' | 'open' | 'closed' = 'auth';
     let terminal: Terminal | undefined;
+    let recheck: NodeJS.Timeout | undefined;
     let sessionId = '';
     const pending: RawData[] = [];
     let dropped = 0;
@@ -165,6 +171,19 @@ export function attachTerminal(
         return;
       }
       state = 'open';
+      const credential = parsed.data.token;
+      recheck = setInterval(() => {
+        deps.auth.recheck(principal, credential).catch((error: unknown) => {
+          const code = mapError(error).studioCode;
+          sendJson({
+            type: 'error',
+            code,
+            message: 'your sign-in or token ended; sign in again and reconnect',
+          });
+          refuse(`${code}: the credential this terminal opened with is no longer valid`);
+        });
+      }, options.recheckMs ?? 15_000);
+      recheck.unref();
       const actor = actorOf(principal);
       const watcherId = newId('wat_');
       deps.events.publish(sessionId, actor, { type: 'watcher.joined', watcherId, via: 'terminal' });
@@ -213,6 +232,7 @@ export function attachTerminal(
     });
     socket.on('close', () => {
       clearTimeout(timer);
+      clearInterval(recheck);
       state = 'closed';
       pending.length = 0;
       void terminal?.close().catch(() => undefined);

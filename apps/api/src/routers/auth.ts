@@ -52,6 +52,15 @@ export const authRouter = router({
     return { ok: true as const };
   }),
 
+  /**
+   * A 60 s token for the same sign-in, for the first message of the terminal WebSocket (the page cannot read
+   * its httpOnly cookie). Only for sign-ins: API clients send their API token.
+   */
+  socketToken: authedProcedure.mutation(async ({ ctx }) => {
+    const { token, expiresAt } = await ctx.deps.auth.socketToken(ctx.principal);
+    return { token, expiresAt: expiresAt.toISOString() };
+  }),
+
   /** The caller. */
   me: authedProcedure.query(({ ctx }) => ({
     id: ctx.principal.userId,

@@ -52,6 +52,7 @@ export async function startTestApi(options: {
   loginLimiter?: RateLimiter;
   createLimiter?: RateLimiter;
   env?: Record<string, string>;
+  terminalRecheckMs?: number;
 }): Promise<TestApi> {
   mkdirSync(TEST_DATA_DIR, { recursive: true });
   const env = parseEnv({
@@ -73,7 +74,11 @@ export async function startTestApi(options: {
     ...(options.loginLimiter ? { loginLimiter: options.loginLimiter } : {}),
     ...(options.createLimiter ? { createLimiter: options.createLimiter } : {}),
   });
-  const api = await startServer(app, { host: '127.0.0.1', port: 0 });
+  const api = await startServer(app, {
+    host: '127.0.0.1',
+    port: 0,
+    ...(options.terminalRecheckMs === undefined ? {} : { terminalRecheckMs: options.terminalRecheckMs }),
+  });
   const call: TestApi['call'] = async (kind, path, input, headers = {}) => {
     const target = `${api.url}/trpc/${path}`;
     const res =
