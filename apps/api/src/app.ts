@@ -152,7 +152,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     logger,
     events: new EventBus(),
     execs: new ExecRegistry(),
-    previews: new PreviewGrants(),
+    previews: new PreviewGrants({ hostMode: env.previewHosts }),
     origins: env.origins,
     trustProxy: env.trustProxy,
   };

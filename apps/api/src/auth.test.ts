@@ -113,7 +113,9 @@ describe('Auth.socketToken and Auth.recheck', () => {
       'TOKEN_EXPIRED',
     );
     // The ticket's own 60 s do not extend the sign-in.
-    expect(await auth.authenticate(ticket.token).catch((e: { code: string }) => e.code)).toBe('TOKEN_EXPIRED');
+    expect(await auth.authenticate(ticket.token).catch((e: { code: string }) => e.code)).toBe(
+      'TOKEN_EXPIRED',
+    );
     await expect(auth.socketToken({ ...principal, via: 'api-token' })).rejects.toMatchObject({
       code: 'INVALID_STATE',
     });

@@ -19,6 +19,16 @@ const schema = z.object({
   STUDIO_PORT: port.default(4000),
   // Previews on by default, on their own port: a separate origin from the API and the IDE.
   STUDIO_PREVIEW_PORT: port.default(4001),
+  // Host-name previews behind Traefik: `<port>-<label>.<domain>` (needs a wildcard DNS record and certificate).
+  STUDIO_PREVIEW_DOMAIN: z
+    .string()
+    .max(200)
+    .regex(/^(?=.{1,200}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$/, {
+      error:
+        'STUDIO_PREVIEW_DOMAIN is a lower-case DNS name like preview.example.com (no scheme, port or path)',
+    })
+    .optional(),
+  STUDIO_PREVIEW_SCHEME: z.enum(['http', 'https']).default('https'),
   STUDIO_DATA_DIR: z.string().min(1).optional(),
   DATABASE_URL: z
     .string()
@@ -102,6 +112,8 @@ export interface Env {
   port: number;
   /** The preview proxy's port (a separate origin); undefined: previews are off. 0: any free port. */
   previewPort: number | undefined;
+  /** Host-name previews (`STUDIO_PREVIEW_DOMAIN`, `STUDIO_PREVIEW_SCHEME`); null: previews on their port's origin. */
+  previewHosts: { domain: string; scheme: 'http' | 'https' } | null;
   dataDir: string;
   databaseUrl: string | undefined;
   jwtSecret: string | undefined;
@@ -151,6 +163,10 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     host: e.STUDIO_HOST,
     port: e.STUDIO_PORT,
     previewPort: e.STUDIO_PREVIEW_PORT,
+    previewHosts:
+      e.STUDIO_PREVIEW_DOMAIN === undefined
+        ? null
+        : { domain: e.STUDIO_PREVIEW_DOMAIN, scheme: e.STUDIO_PREVIEW_SCHEME },
     dataDir: e.STUDIO_DATA_DIR ?? `${REPO_ROOT}.data`,
     databaseUrl: e.DATABASE_URL,
     jwtSecret: e.STUDIO_JWT_SECRET,

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   createServer,
   type IncomingHttpHeaders,
@@ -29,6 +29,44 @@ interface Grant {
 }
 
 /**
+ * Host-name previews behind a reverse proxy (Traefik): each session and port gets its own origin,
+ * `<port>-<label>.<domain>`, so one preview cannot read another's cookies or storage.
+ */
+export interface PreviewHostMode {
+  /** The wildcard's parent, e.g. `preview.example.com` (lower case, no scheme or port). */
+  domain: string;
+  /** The public scheme; behind Traefik `https`, which also makes the grant cookie `Secure`. */
+  scheme: 'http' | 'https';
+}
+
+/**
+ * The DNS label that stands for a session in preview host names: 16 hex digits of SHA-256 of the session id.
+ * Session ids are mixed case and carry `_`, which host names lose (browsers lower-case them) or refuse; the
+ * grant still names the session, and the host must match the grant's, so the label only has to be stable.
+ */
+export function previewHostLabel(sessionId: string): string {
+  return createHash('sha256').update(sessionId).digest('hex').slice(0, 16);
+}
+
+/** The host name of a session's port in host mode: `<port>-<label>.<domain>`. */
+export function previewHostName(sessionId: string, port: number, domain: string): string {
+  return `${port}-${previewHostLabel(sessionId)}.${domain}`;
+}
+
+/**
+ * The host a request names (`Host` header), lower-cased, without its port and trailing dot; undefined when the
+ * header is missing or not a plain DNS name.
+ */
+export function requestHostName(header: string | undefined): string | undefined {
+  if (header === undefined || header.length > 253 + 6) return undefined;
+  const name = header
+    .toLowerCase()
+    .replace(/:\d{1,5}$/, '')
+    .replace(/\.$/, '');
+  return /^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$/.test(name) && !name.includes('..') ? name : undefined;
+}
+
+/**
  * Preview grants: random 256-bit tokens, kept in memory, each naming one user, session and port, valid for
  * {@link PREVIEW_GRANT_MS}. Only `previews.create` (owner-checked) makes them, so one user cannot open
  * another's preview.
@@ -37,6 +75,33 @@ export class PreviewGrants {
   readonly #grants = new Map<string, Grant>();
   /** The preview origin (`http://host:port`), set when the preview server listens; null when off. */
   baseUrl: string | null = null;
+  /** Host-name mode (`STUDIO_PREVIEW_DOMAIN`): every session and port on its own host; null: one origin. */
+  readonly hostMode: PreviewHostMode | null;
+
+  constructor(options: { hostMode?: PreviewHostMode | null } = {}) {
+    this.hostMode = options.hostMode ?? null;
+  }
+
+  /**
+   * The link that opens a grant in a browser: on its own host name in host mode, else on the preview port.
+   * Null when previews are off.
+   */
+  linkFor(grant: { sessionId: string; port: number; token: string }): string | null {
+    if (this.baseUrl === null) return null;
+    const origin = this.hostMode
+      ? `${this.hostMode.scheme}://${previewHostName(grant.sessionId, grant.port, this.hostMode.domain)}`
+      : this.baseUrl;
+    return `${origin}${PREVIEW_AUTH_PATH}?token=${grant.token}`;
+  }
+
+  /**
+   * Whether a request's `Host` may carry this grant: in host mode only the grant's own
+   * `<port>-<label>.<domain>`; in port mode any (the port is the origin).
+   */
+  hostAllows(grant: Grant, hostHeader: string | undefined): boolean {
+    if (!this.hostMode) return true;
+    return requestHostName(hostHeader) === previewHostName(grant.sessionId, grant.port, this.hostMode.domain);
+  }
 
   create(userId: string, sessionId: string, port: number): { token: string; expiresAt: Date } {
     const now = Date.now();
@@ -168,6 +233,9 @@ export async function startPreviewServer(
   const resolve = async (req: IncomingMessage): Promise<{ sandbox: Sandbox; grant: Grant } | string> => {
     const grant = grants.get(readCookies(req.headers.cookie).grant);
     if (!grant) return 'no valid preview grant: open the link from previews.create again';
+    if (!grants.hostAllows(grant, req.headers.host)) {
+      return 'this preview grant is for another preview host: open the link from previews.create again';
+    }
     try {
       const sandbox = await deps.sessions.withSandbox(
         grant.userId,
@@ -187,10 +255,16 @@ export async function startPreviewServer(
     const path = target.split('?')[0];
     if (path === PREVIEW_AUTH_PATH) {
       const token = new URL(target, 'http://preview').searchParams.get('token') ?? undefined;
-      if (!grants.get(token)) return plain(res, 401, 'this preview link is invalid or expired');
+      const grant = grants.get(token);
+      if (!grant) return plain(res, 401, 'this preview link is invalid or expired');
+      // A grant's cookie is only ever set on its own host, so a link cannot plant it on another preview.
+      if (!grants.hostAllows(grant, req.headers.host)) {
+        return plain(res, 404, 'this preview link belongs to another preview host');
+      }
+      const secure = grants.hostMode?.scheme === 'https' ? '; Secure' : '';
       res.writeHead(302, {
         location: '/',
-        'set-cookie': `${PREVIEW_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${PREVIEW_GRANT_MS / 1000}`,
+        'set-cookie': `${PREVIEW_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Lax${secure}; Max-Age=${PREVIEW_GRANT_MS / 1000}`,
         'cache-control': 'no-store',
       });
       res.end();

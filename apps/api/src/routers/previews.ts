@@ -2,7 +2,6 @@ import { previewRequestInput } from '@studio/policy';
 import { z } from 'zod';
 import { auditOf } from '../context.ts';
 import { AppError } from '../errors.ts';
-import { PREVIEW_AUTH_PATH } from '../preview.ts';
 import { authedProcedure, router } from '../trpc.ts';
 
 const previewCreateInput = previewRequestInput.pick({ sessionId: true, port: true });
@@ -16,8 +15,7 @@ export const previewsRouter = router({
     .input(previewCreateInput)
     .output(z.object({ url: z.string(), expiresAt: z.string() }))
     .mutation(async ({ ctx, input }) => {
-      const base = ctx.deps.previews.baseUrl;
-      if (base === null) {
+      if (ctx.deps.previews.baseUrl === null) {
         throw new AppError('INVALID_STATE', 'previews are off on this server; set STUDIO_PREVIEW_PORT');
       }
       await ctx.deps.sessions.withSandbox(
@@ -27,9 +25,13 @@ export const previewsRouter = router({
         async () => {},
       );
       const grant = ctx.deps.previews.create(ctx.principal.userId, input.sessionId, input.port);
-      return {
-        url: `${base}${PREVIEW_AUTH_PATH}?token=${grant.token}`,
-        expiresAt: grant.expiresAt.toISOString(),
-      };
+      const url = ctx.deps.previews.linkFor({
+        sessionId: input.sessionId,
+        port: input.port,
+        token: grant.token,
+      });
+      if (url === null)
+        throw new AppError('INVALID_STATE', 'previews are off on this server; set STUDIO_PREVIEW_PORT');
+      return { url, expiresAt: grant.expiresAt.toISOString() };
     }),
 });
