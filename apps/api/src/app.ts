@@ -8,6 +8,7 @@ import type { AppDeps } from './context.ts';
 import { type Env, resolveSandboxRootfs } from './env.ts';
 import { EventBus } from './event-bus.ts';
 import { ExecRegistry } from './exec-registry.ts';
+import { FileWatches } from './file-watches.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { PreviewGrants } from './preview.ts';
 import { defaultResources, SessionManager } from './session-manager.ts';
@@ -143,6 +144,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     ...(options.sandboxLabels ? { labels: options.sandboxLabels } : {}),
     ...(options.createLimiter ? { createLimiter: options.createLimiter } : {}),
   });
+  const events = new EventBus();
   const deps: AppDeps = {
     store,
     auth,
@@ -150,7 +152,8 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     policy: env.policy,
     schemas: createPolicySchemas(env.policy),
     logger,
-    events: new EventBus(),
+    events,
+    fileWatches: new FileWatches({ sessions, events, logger }),
     execs: new ExecRegistry(),
     previews: new PreviewGrants({ hostMode: env.previewHosts }),
     origins: env.origins,
@@ -163,6 +166,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
       ? { username: admin.username, password: admin.password, generated: admin.generated }
       : null,
     async close() {
+      deps.fileWatches.close();
       await sessions.close();
       await store.close();
     },

@@ -3,6 +3,7 @@ import type { Policy, PolicySchemas } from '@studio/policy';
 import type { Auth, Principal } from './auth.ts';
 import type { EventBus } from './event-bus.ts';
 import type { ExecRegistry } from './exec-registry.ts';
+import type { FileWatches } from './file-watches.ts';
 import type { Logger } from './logger.ts';
 import type { PreviewGrants } from './preview.ts';
 import type { AuditContext, SessionManager } from './session-manager.ts';
@@ -18,6 +19,8 @@ export interface AppDeps {
   logger: Logger;
   /** Live events per session (events.subscribe). */
   events: EventBus;
+  /** Watches of sandboxes' workspaces while someone subscribes to their events (changes made inside). */
+  fileWatches: FileWatches;
   /** Streamed execs whose stdin is open (exec.write, exec.closeStdin). */
   execs: ExecRegistry;
   /** Preview grants (previews.create) and the preview origin. */

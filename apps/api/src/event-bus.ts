@@ -23,7 +23,16 @@ export function actorOf(principal: Principal): Actor {
 
 /** What happened in a session. `exec.output` data is UTF-8 text (lossy), at most 4 KiB per event. */
 export type SessionEventBody =
-  | { type: 'file.changed'; op: 'write' | 'mkdir' | 'remove' | 'rename'; path: string; to?: string }
+  /**
+   * A file changed: through the API (`write`, `mkdir`, `remove`, `rename`, with the actor), or by a process in
+   * the sandbox (`changed`, actor null; `path: ''` means many changed at once: list the workspace again).
+   */
+  | {
+      type: 'file.changed';
+      op: 'write' | 'mkdir' | 'remove' | 'rename' | 'changed';
+      path: string;
+      to?: string;
+    }
   | { type: 'exec.started'; execId: string; command: string[] }
   | { type: 'exec.output'; execId: string; stream: 'stdout' | 'stderr'; data: string; truncated: boolean }
   | {

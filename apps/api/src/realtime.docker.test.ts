@@ -198,6 +198,33 @@ describe.skipIf(skip !== undefined)(`real-time API on Docker${skip ? ` (skipped:
     spy.unsubscribe();
   });
 
+  it('changes made inside the sandbox are events too (no actor), and the API’s own changes are not repeated', async () => {
+    const w = watch(alice, sessionId);
+    await until(() => w.seen.some((e) => e.type === 'watcher.joined'), 'watcher.joined');
+    // The watch starts with the subscription; give it a moment to be in place.
+    await new Promise((r) => setTimeout(r, 1000));
+    await aliceByToken.exec.run.mutate({
+      sessionId,
+      command: ['sh', '-c', 'mkdir -p inside && echo 1 > inside/made.txt && echo 2 > top.txt'],
+    });
+    const changed = () => w.seen.filter((e) => e.type === 'file.changed');
+    await until(() => changed().some((e) => e.type === 'file.changed' && e.path === 'top.txt'), 'top.txt');
+    expect(changed().find((e) => e.type === 'file.changed' && e.path === 'top.txt')).toMatchObject({
+      op: 'changed',
+      actor: null,
+    });
+    expect(changed().some((e) => e.type === 'file.changed' && e.path === 'inside')).toBe(true);
+
+    const before = changed().length;
+    await alice.files.write.mutate({ sessionId, path: 'by-api.txt', content: 'x' });
+    await new Promise((r) => setTimeout(r, 800));
+    const after = changed().slice(before);
+    expect(after).toMatchObject([
+      { op: 'write', path: 'by-api.txt', actor: { kind: 'user', name: 'alice' } },
+    ]);
+    w.unsubscribe();
+  });
+
   it('streams exec output and exit, takes stdin, and cancels by unsubscribing', async () => {
     const run = record<ExecStreamEvent>((h) =>
       alice.exec.stream.subscribe({ sessionId, command: ['sh', '-c', 'echo out; echo err >&2; exit 3'] }, h),

@@ -95,8 +95,12 @@ interface StudioEvent {
 }
 
 /** True when a change of `changed` concerns the subscribed file path (the file itself or a folder above it). */
+/** Whether a change of `changed` (a path, or '' for "many changed inside the sandbox") may alter `subscribed`. */
 function touches(subscribed: string, changed: unknown): boolean {
-  return typeof changed === 'string' && (subscribed === changed || subscribed.startsWith(`${changed}/`));
+  return (
+    typeof changed === 'string' &&
+    (changed === '' || subscribed === changed || subscribed.startsWith(`${changed}/`))
+  );
 }
 
 /**

@@ -1149,6 +1149,135 @@ class ConnectChannel extends Channel {
   }
 }
 
+// Directories a watch never enters: dependency and VCS trees churn by the thousand and nobody browses them live.
+const WATCH_SKIP = new Set(['.git', 'node_modules']);
+const WATCH_DEFAULT_DIRS = 4096;
+const WATCH_BATCH_MS = 100;
+const WATCH_BATCH_MAX = 256;
+/** Above this many bytes waiting for the host's credit, batches are dropped (the next says `overflow`). */
+const WATCH_BACKLOG = 64 * 1024;
+
+/**
+ * `watch`: changes under the workspace, made by anyone, as newline-delimited JSON batches
+ * `{changes: [{path, kind: 'rename'|'change'}], overflow}` at most every 100 ms. One inotify watch per
+ * directory (Node 18 has no recursive watch on Linux), new directories joined as they appear; `.git` and
+ * `node_modules` are not entered; past `maxDirs` directories the rest go unwatched (`limited` in the REPLY).
+ * `overflow` says changes were dropped (too many at once, or the host is not reading): list again.
+ */
+class WatchChannel extends Channel {
+  constructor(id, msg) {
+    super(id, msg);
+    requireWorkspace();
+    this.maxDirs = msg.maxDirs === undefined ? WATCH_DEFAULT_DIRS : int(msg.maxDirs, 1, 100000, 'maxDirs');
+    this.watchers = new Map();
+    this.pending = new Map();
+    this.overflow = false;
+    this.limited = false;
+    this.timer = null;
+    this.addTree('');
+    this.opened = true;
+    sendJson(T.REPLY, id, { ok: true, dirs: this.watchers.size, limited: this.limited });
+  }
+
+  addTree(rel) {
+    const todo = [rel];
+    while (todo.length > 0 && !this.done) {
+      const dir = todo.shift();
+      if (!this.add(dir)) return;
+      let entries;
+      try {
+        entries = fs.readdirSync(dir ? path.join(ws.root, dir) : ws.root, { withFileTypes: true });
+      } catch {
+        continue;
+      }
+      for (const e of entries) {
+        // Dirent types come from readdir (lstat semantics): a link to a directory is not followed.
+        if (e.isDirectory() && !WATCH_SKIP.has(e.name)) todo.push(dir ? `${dir}/${e.name}` : e.name);
+      }
+    }
+  }
+
+  add(rel) {
+    if (this.watchers.has(rel)) return true;
+    if (this.watchers.size >= this.maxDirs) {
+      this.limited = true;
+      return false;
+    }
+    const abs = rel ? path.join(ws.root, rel) : ws.root;
+    try {
+      // The directory must still be a real directory inside the workspace (not a link swapped in).
+      const real = fs.realpathSync(abs);
+      if (real !== abs || !isInside(real)) return true;
+      const w = fs.watch(abs, { persistent: false }, (event, name) => this.onEvent(rel, event, name));
+      w.on('error', () => this.drop(rel));
+      this.watchers.set(rel, w);
+    } catch {}
+    return true;
+  }
+
+  drop(rel) {
+    for (const [dir, w] of this.watchers) {
+      if (dir === rel || dir.startsWith(`${rel}/`) || rel === '') {
+        w.close();
+        this.watchers.delete(dir);
+      }
+    }
+  }
+
+  onEvent(dir, event, name) {
+    if (this.done) return;
+    if (name === null || name === undefined) return this.note(dir, 'change');
+    const rel = dir ? `${dir}/${name}` : String(name);
+    this.note(rel, event === 'rename' ? 'rename' : 'change');
+    if (event !== 'rename') return;
+    let st;
+    try {
+      st = fs.lstatSync(path.join(ws.root, rel));
+    } catch {
+      if (this.watchers.has(rel)) this.drop(rel);
+      return;
+    }
+    if (st.isDirectory() && !WATCH_SKIP.has(String(name))) this.addTree(rel);
+  }
+
+  note(rel, kind) {
+    if (this.pending.size >= WATCH_BATCH_MAX && !this.pending.has(rel)) this.overflow = true;
+    else if (this.pending.get(rel) !== 'rename') this.pending.set(rel, kind);
+    if (!this.timer) this.timer = setTimeout(() => this.emit(), WATCH_BATCH_MS);
+  }
+
+  emit() {
+    this.timer = null;
+    if (this.done) return;
+    if (this.queued > WATCH_BACKLOG) {
+      this.overflow = true;
+      this.pending.clear();
+      return;
+    }
+    const changes = [];
+    for (const [p, kind] of this.pending) changes.push({ path: p, kind });
+    this.pending.clear();
+    this.enqueue(T.DATA, Buffer.from(`${JSON.stringify({ changes, overflow: this.overflow })}\n`));
+    this.overflow = false;
+  }
+
+  abort() {
+    this.kill();
+    this.finish(T.CLOSE, {});
+  }
+
+  kill() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    for (const w of this.watchers.values()) w.close();
+    this.watchers.clear();
+  }
+
+  release() {
+    this.kill();
+  }
+}
+
 class ReadFileChannel extends Channel {
   constructor(id, msg) {
     super(id, msg);
@@ -1429,6 +1558,7 @@ const STREAMING = {
   connect: ConnectChannel,
   readFile: ReadFileChannel,
   writeFile: WriteFileChannel,
+  watch: WatchChannel,
 };
 const ONE_SHOT = { stat: opStat, mkdir: opMkdir, remove: opRemove, rename: opRename };
 

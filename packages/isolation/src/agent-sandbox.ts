@@ -5,8 +5,10 @@ import { IsolationError } from './errors.ts';
 import type {
   ExecOptions,
   ExecResult,
+  FileChanges,
   FileEntry,
   FileStat,
+  FileWatch,
   Sandbox,
   SandboxInfo,
   SandboxStats,
@@ -97,6 +99,10 @@ export abstract class AgentSandbox implements Sandbox {
   }
   connect(port: number): Promise<Duplex> {
     return this.#call((c) => c.connect(port));
+  }
+
+  watchFiles(listener: (batch: FileChanges) => void, options?: { maxDirs?: number }): Promise<FileWatch> {
+    return this.#call((c) => c.watch(listener, options));
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

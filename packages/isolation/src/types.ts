@@ -129,6 +129,27 @@ export interface FileStat extends FileEntry {
   path: string;
 }
 
+/** A batch of workspace changes seen inside the sandbox ({@link Sandbox.watchFiles}). */
+export interface FileChanges {
+  /**
+   * Workspace-relative paths as the sandbox reported them: untrusted names, validate before use. `rename`:
+   * created, removed or moved; `change`: contents or metadata.
+   */
+  changes: { path: string; kind: 'rename' | 'change' }[];
+  /** Some changes were dropped (too many at once, or nobody read them): list the workspace again. */
+  overflow: boolean;
+}
+
+/** A running {@link Sandbox.watchFiles}. */
+export interface FileWatch {
+  /** Directories watched; `limited`: the workspace has more than were watched. */
+  readonly dirs: number;
+  readonly limited: boolean;
+  /** Resolves when the watch ends: closed, or the sandbox stopped or its agent went away. */
+  readonly ended: Promise<void>;
+  close(): void;
+}
+
 /** Point-in-time resource use. */
 export interface SandboxStats {
   memoryBytes: number;
@@ -164,6 +185,11 @@ export interface Sandbox extends AsyncDisposable {
   rename(from: string, to: string): Promise<void>;
   /** A byte stream to 127.0.0.1:`port` inside the sandbox (previews). Never reaches the host. */
   connect(port: number): Promise<Duplex>;
+  /**
+   * Changes anyone makes under the workspace (sandbox processes included), in batches at most every 100 ms.
+   * `.git` and `node_modules` are not entered; at most `maxDirs` (default 4096) directories are watched.
+   */
+  watchFiles(listener: (batch: FileChanges) => void, options?: { maxDirs?: number }): Promise<FileWatch>;
   stats(): Promise<SandboxStats>;
   /** Stops every process; the workspace is kept. */
   stop(): Promise<void>;

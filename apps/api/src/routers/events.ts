@@ -18,7 +18,7 @@ export const eventsRouter = router({
 
   /**
    * A session's live events (your sessions only; another user's is NOT_FOUND): file changes made through the
-   * API, exec start/output/exit, session status, watchers joining and leaving, each with its actor. Each event's
+   * API (with their actor) and inside the sandbox (`op: 'changed'`, no actor), exec start/output/exit, session status, watchers joining and leaving, each with its actor. Each event's
    * `id` is a cursor: subscribe again with `cursor` (or let the SSE link send `lastEventId`) to get what you
    * missed while it is still among the last 1000 events; older ones become one `{ type: 'gap' }` event.
    */
@@ -36,9 +36,12 @@ export const eventsRouter = router({
     const cursor = input.lastEventId ?? input.cursor;
     const stream = events.subscribe(input.sessionId, cursor, stop);
     events.publish(input.sessionId, actor, { type: 'watcher.joined', watcherId, via: 'events' });
+    // Changes made inside the sandbox are watched while someone listens.
+    const release = ctx.deps.fileWatches.acquire(userId, input.sessionId);
     try {
       for await (const event of stream) yield tracked(event.id, event);
     } finally {
+      release();
       events.publish(input.sessionId, actor, { type: 'watcher.left', watcherId, via: 'events' });
     }
   }),

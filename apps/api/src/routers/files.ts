@@ -92,6 +92,7 @@ export const filesRouter = router({
         input.sessionId,
         auditOf(ctx),
         async (sandbox) => {
+          ctx.deps.fileWatches.noteOwnChange(input.sessionId, input.path);
           await sandbox.writeFile(input.path, bytes, { createParents: input.createParents === true });
           changed(ctx, input.sessionId, { op: 'write', path: input.path });
           return { path: input.path, size: bytes.byteLength };
@@ -101,6 +102,7 @@ export const filesRouter = router({
 
   mkdir: sessionMutationProcedure.input(filesMkdirInput).mutation(({ ctx, input }) =>
     ctx.deps.sessions.withSandbox(ctx.principal.userId, input.sessionId, auditOf(ctx), async (sandbox) => {
+      ctx.deps.fileWatches.noteOwnChange(input.sessionId, input.path);
       await sandbox.mkdir(input.path, { recursive: input.createParents === true });
       changed(ctx, input.sessionId, { op: 'mkdir', path: input.path });
       return { path: input.path };
@@ -110,6 +112,7 @@ export const filesRouter = router({
   /** Removes a file, a link (never its target) or, with `recursive`, a directory tree. Never the root. */
   remove: sessionMutationProcedure.input(filesRemoveInput).mutation(({ ctx, input }) =>
     ctx.deps.sessions.withSandbox(ctx.principal.userId, input.sessionId, auditOf(ctx), async (sandbox) => {
+      ctx.deps.fileWatches.noteOwnChange(input.sessionId, input.path);
       await sandbox.remove(input.path, { recursive: input.recursive === true });
       changed(ctx, input.sessionId, { op: 'remove', path: input.path });
       return { path: input.path };
@@ -119,6 +122,7 @@ export const filesRouter = router({
   /** Renames within the workspace; ALREADY_EXISTS when `to` exists (never overwrites). */
   rename: sessionMutationProcedure.input(filesRenameInput).mutation(({ ctx, input }) =>
     ctx.deps.sessions.withSandbox(ctx.principal.userId, input.sessionId, auditOf(ctx), async (sandbox) => {
+      ctx.deps.fileWatches.noteOwnChange(input.sessionId, input.from, input.to);
       await sandbox.rename(input.from, input.to);
       changed(ctx, input.sessionId, { op: 'rename', path: input.from, to: input.to });
       return { from: input.from, to: input.to };

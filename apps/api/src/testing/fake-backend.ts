@@ -5,6 +5,7 @@ import {
   type ExecResult,
   type FileEntry,
   type FileStat,
+  type FileWatch,
   type IsolationBackend,
   IsolationError,
   type ListFilter,
@@ -145,6 +146,9 @@ export class FakeSandbox implements Sandbox {
     this.files.delete(path);
   }
   rename(): Promise<void> {
+    return unsupported();
+  }
+  watchFiles(): Promise<FileWatch> {
     return unsupported();
   }
   connect(): Promise<Duplex> {

@@ -1,7 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { Duplex, type Readable, type Writable } from 'node:stream';
 import { ISOLATION_ERROR_CODES, IsolationError, type IsolationErrorCode } from '../errors.ts';
-import type { ExecOptions, ExecResult, FileEntry, FileStat, Terminal, TerminalOptions } from '../types.ts';
+import type {
+  ExecOptions,
+  ExecResult,
+  FileChanges,
+  FileEntry,
+  FileStat,
+  FileWatch,
+  Terminal,
+  TerminalOptions,
+} from '../types.ts';
 import {
   DATA_CHUNK,
   DEFAULT_WINDOW,
@@ -69,6 +78,30 @@ const MAX_TERMINAL_BACKLOG = 1024 * 1024;
 const CONFIRM_MS = 5_000;
 /** Extra time an exec gets past its own timeout before the client stops waiting for the agent. */
 const EXEC_GRACE_MS = 30_000;
+
+/** The longest watch batch line accepted from the agent (256 paths of at most 4096 bytes, and JSON). */
+const MAX_WATCH_LINE = 2 * 1024 * 1024;
+
+/** A watch batch line, or undefined when it is not one (the agent is sandbox code: trust no shape). */
+function parseChanges(line: string): FileChanges | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { changes, overflow } = value as { changes?: unknown; overflow?: unknown };
+  if (!Array.isArray(changes) || changes.length > 256) return undefined;
+  const out: FileChanges['changes'] = [];
+  for (const c of changes as unknown[]) {
+    const { path, kind } = (c ?? {}) as { path?: unknown; kind?: unknown };
+    if (typeof path !== 'string' || path.length > 4096 || (kind !== 'rename' && kind !== 'change'))
+      return undefined;
+    out.push({ path, kind });
+  }
+  return { changes: out, overflow: overflow === true };
+}
 
 const DISCONNECTED = "the sandbox's agent disconnected; the sandbox may have stopped or hit a resource limit";
 
@@ -669,6 +702,80 @@ export class AgentClient {
           new IsolationError(
             'TIMEOUT',
             `the agent did not connect to port ${port} within ${this.#requestTimeoutMs} ms`,
+          ),
+        );
+      }, this.#requestTimeoutMs);
+    });
+  }
+
+  /**
+   * Watches the workspace inside the sandbox (`watch`). Batches arrive as newline-delimited JSON; they are
+   * sandbox output, so a line over {@link MAX_WATCH_LINE} or one that does not parse ends the watch.
+   */
+  async watch(
+    listener: (batch: FileChanges) => void,
+    options: { maxDirs?: number } = {},
+  ): Promise<FileWatch> {
+    if (options.maxDirs !== undefined) checkInt(options.maxDirs, 1, 100_000, 'maxDirs');
+    await this.#ready();
+    return new Promise<FileWatch>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      let endWatch!: () => void;
+      const ended = new Promise<void>((r) => {
+        endWatch = r;
+      });
+      let pending = '';
+      const stop = () => {
+        this.#abort(ch);
+        endWatch();
+      };
+      const ch = this.#open(
+        'watch',
+        { maxDirs: options.maxDirs },
+        {
+          reply: (msg) => {
+            clearTimeout(timer);
+            if (msg.ok !== true) {
+              endWatch();
+              return reject(agentError(msg.error));
+            }
+            resolve({
+              dirs: typeof msg.dirs === 'number' ? msg.dirs : 0,
+              limited: msg.limited === true,
+              ended,
+              close: stop,
+            });
+          },
+          data: (chunk) => {
+            this.#consumed(ch, chunk.length);
+            pending += chunk.toString('utf8');
+            if (pending.length > MAX_WATCH_LINE && !pending.includes('\n')) return stop();
+            let nl = pending.indexOf('\n');
+            while (nl !== -1) {
+              const batch = parseChanges(pending.slice(0, nl));
+              pending = pending.slice(nl + 1);
+              if (!batch) return stop();
+              listener(batch);
+              nl = pending.indexOf('\n');
+            }
+          },
+          close: () => {
+            this.#end(ch);
+            endWatch();
+          },
+          lost: (error) => {
+            clearTimeout(timer);
+            endWatch();
+            reject(error);
+          },
+        },
+      );
+      timer = setTimeout(() => {
+        stop();
+        reject(
+          new IsolationError(
+            'TIMEOUT',
+            `the agent did not start watching within ${this.#requestTimeoutMs} ms`,
           ),
         );
       }, this.#requestTimeoutMs);

@@ -46,6 +46,8 @@ export const CONFORMANCE_CASE_IDS = [
   'files.owner-uid',
   'files.exec-visible',
   'files.not-found',
+  'files.watch',
+  'files.watch-stays-inside',
 
   'connect.http',
   'connect.closed-port',

@@ -163,5 +163,89 @@ export function filesCases(h: ConformanceHarness): void {
         'writeFile without createParents',
       );
     });
+
+    /** Collects watch batches; `seen(prefix)` is every reported path under `prefix/`, relative to it. */
+    async function watching(sandbox: Awaited<ReturnType<typeof h.shared>>) {
+      const paths: string[] = [];
+      let overflow = false;
+      const watch = await sandbox.watchFiles((batch) => {
+        overflow ||= batch.overflow;
+        for (const c of batch.changes) paths.push(c.path);
+      });
+      const seen = (prefix: string) =>
+        paths.filter((p) => p.startsWith(`${prefix}/`)).map((p) => p.slice(prefix.length + 1));
+      const until = async (check: () => boolean, what: string) => {
+        const end = Date.now() + 10_000;
+        while (!check()) {
+          if (Date.now() > end)
+            throw new Error(`watch: timed out waiting for ${what}; saw ${JSON.stringify(paths)}`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      };
+      return { watch, seen, until, overflow: () => overflow };
+    }
+
+    h.case(
+      'files.watch',
+      'watchFiles() reports what sandbox processes change, new directories included, until it is closed',
+      async () => {
+        const sandbox = await h.shared();
+        const dir = nonce('watch');
+        await sandbox.mkdir(dir);
+        const w = await watching(sandbox);
+        expect(w.watch.dirs).toBeGreaterThan(0);
+        expectOk(await sh(sandbox, `cd /workspace/${dir} && echo 1 > a.txt && mkdir sub`), 'write and mkdir');
+        await w.until(() => w.seen(dir).includes('a.txt') && w.seen(dir).includes('sub'), 'a.txt and sub');
+        // The new directory is watched too, once it has been seen.
+        expectOk(
+          await sh(sandbox, `cd /workspace/${dir} && echo 2 > sub/b.txt && mv a.txt c.txt`),
+          'nested write, mv',
+        );
+        await w.until(
+          () => ['sub/b.txt', 'c.txt'].every((p) => w.seen(dir).includes(p)),
+          'sub/b.txt and c.txt',
+        );
+        // Writes through the handle are changes too.
+        await sandbox.writeFile(`${dir}/api.txt`, 'x');
+        await w.until(() => w.seen(dir).includes('api.txt'), 'api.txt');
+        w.watch.close();
+        await w.watch.ended;
+        const before = w.seen(dir).length;
+        expectOk(await sh(sandbox, `echo 3 > /workspace/${dir}/after-close.txt`), 'write after close');
+        await new Promise((r) => setTimeout(r, 400));
+        expect(w.seen(dir).length, 'nothing arrives after close').toBe(before);
+      },
+    );
+
+    h.case(
+      'files.watch-stays-inside',
+      'watchFiles() reports nothing outside the workspace, through links to outside, or in .git and node_modules',
+      async () => {
+        const sandbox = await h.shared();
+        const dir = nonce('watchin');
+        const outside = `/tmp/${nonce('outside')}`;
+        expectOk(
+          await sh(
+            sandbox,
+            `mkdir -p ${outside} /workspace/${dir}/.git /workspace/${dir}/node_modules/pkg && ln -s ${outside} /workspace/${dir}/out`,
+          ),
+          'set up a link to outside and skipped trees',
+        );
+        const w = await watching(sandbox);
+        expectOk(
+          await sh(
+            sandbox,
+            `echo 1 > ${outside}/secret.txt; echo 1 > /workspace/${dir}/out/via-link.txt; echo 1 > /workspace/${dir}/.git/HEAD; echo 1 > /workspace/${dir}/node_modules/pkg/index.js; echo 1 > /workspace/${dir}/marker.txt`,
+          ),
+          'writes outside, through the link, in skipped trees, then a marker',
+        );
+        await w.until(() => w.seen(dir).includes('marker.txt'), 'the marker');
+        await new Promise((r) => setTimeout(r, 300));
+        const seen = w.seen(dir);
+        expect(seen.filter((p) => p.startsWith('out/') || p.includes('secret'))).toEqual([]);
+        expect(seen.filter((p) => p.startsWith('.git/') || p.startsWith('node_modules/'))).toEqual([]);
+        w.watch.close();
+      },
+    );
   });
 }
