@@ -41,8 +41,19 @@ export interface RequestMeta {
 /** Set by the server for every request; read by {@link createContextFactory}. */
 export const requestMeta = new WeakMap<IncomingMessage, RequestMeta>();
 
-/** The name of the login cookie (httpOnly, SameSite=Strict). */
+/** The name of the login cookie (httpOnly, SameSite=Strict) over plain HTTP (local mode). */
 export const AUTH_COOKIE = 'studio_token';
+/**
+ * Its name over HTTPS. The `__Host-` prefix makes browsers refuse it unless it is `Secure`, `Path=/` and has
+ * no `Domain`: a page on a sibling host (a preview on `*.preview.<domain>`) cannot set or shadow it, so it
+ * cannot plant a sign-in of its own (cookie tossing). Over HTTPS only this name is read.
+ */
+export const AUTH_COOKIE_SECURE = '__Host-studio_token';
+
+/** The login cookie's name for a request over HTTPS or plain HTTP. */
+export function authCookieName(https: boolean): string {
+  return https ? AUTH_COOKIE_SECURE : AUTH_COOKIE;
+}
 
 export interface Context {
   deps: AppDeps;
@@ -66,12 +77,12 @@ function readCookie(header: string | undefined, name: string): string | undefine
   return undefined;
 }
 
-function readCredential(req: IncomingMessage): Context['credential'] {
+function readCredential(req: IncomingMessage, https: boolean): Context['credential'] {
   const authorization = req.headers.authorization;
   if (typeof authorization === 'string' && /^Bearer\s+/i.test(authorization)) {
     return { value: authorization.replace(/^Bearer\s+/i, '').trim(), source: 'bearer' };
   }
-  const cookie = readCookie(req.headers.cookie, AUTH_COOKIE);
+  const cookie = readCookie(req.headers.cookie, authCookieName(https));
   return cookie ? { value: cookie, source: 'cookie' } : null;
 }
 
@@ -86,7 +97,7 @@ export function createContextFactory(deps: AppDeps) {
       requestId: meta.requestId,
       ip: meta.ip,
       https: meta.https,
-      credential: readCredential(req),
+      credential: readCredential(req, meta.https),
       principal: null,
     };
   };
@@ -100,7 +111,7 @@ export function auditOf(ctx: Context): AuditContext {
 /** Sets (or clears, with `token` null) the login cookie. `Secure` when the request came over HTTPS. */
 export function setAuthCookie(ctx: Context, token: string | null, maxAgeS: number): void {
   const parts = [
-    `${AUTH_COOKIE}=${token ?? ''}`,
+    `${authCookieName(ctx.https)}=${token ?? ''}`,
     'Path=/',
     'HttpOnly',
     'SameSite=Strict',

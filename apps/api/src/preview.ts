@@ -11,7 +11,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Sandbox } from '@studio/isolation';
 import { previewPathSchema } from '@studio/policy';
-import { type AppDeps, AUTH_COOKIE } from './context.ts';
+import { type AppDeps, AUTH_COOKIE, AUTH_COOKIE_SECURE } from './context.ts';
 
 /** The cookie that carries a preview grant on the preview origin (never the API's). */
 export const PREVIEW_COOKIE = 'studio_preview';
@@ -169,7 +169,7 @@ function readCookies(header: string | undefined): { grant: string | undefined; o
     const eq = part.indexOf('=');
     const name = (eq === -1 ? part : part.slice(0, eq)).trim();
     if (name === PREVIEW_COOKIE) grant = part.slice(eq + 1).trim();
-    else if (name !== AUTH_COOKIE && name !== '') others.push(part.trim());
+    else if (name !== AUTH_COOKIE && name !== AUTH_COOKIE_SECURE && name !== '') others.push(part.trim());
   }
   return { grant, others };
 }
