@@ -8,7 +8,7 @@
 #     rendered Traefik configuration (traefik/);
 #   - the systemd units studio-api.service and studio-web.service.
 # Idempotent: a second run changes nothing and says so. The code must be at /opt/studio (a clone of the
-# repository, `npm ci` done); Node 20 comes from NodeSource or similar (Debian 12 ships Node 18).
+# repository, `npm install` done; not `npm ci`, which npm 11.19 refuses on its own lockfile); Node 20 comes from NodeSource or similar (Debian 12 ships Node 18).
 #
 # Usage (as root):
 #   setup-host.sh --domain studio.example.com --acme-email ops@example.com --dns-provider cloudflare
@@ -188,7 +188,7 @@ check_all() {
   if [ -f "$CODE_DIR/apps/api/src/main.ts" ] && [ -d "$CODE_DIR/node_modules" ]; then
     ok "code in $CODE_DIR"
   else
-    miss "code in $CODE_DIR" "git clone the repository to $CODE_DIR, then: cd $CODE_DIR && npm ci"
+    miss "code in $CODE_DIR" "git clone the repository to $CODE_DIR, then: cd $CODE_DIR && npm install"
   fi
   if node "$INFRA/host/merge-daemon-json.mjs" --check "$DAEMON_JSON" >/dev/null 2>&1; then
     ok "docker runtime runsc in $DAEMON_JSON"
