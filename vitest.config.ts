@@ -13,6 +13,9 @@ export default defineConfig({
           name: 'unit',
           include: ['{packages,apps}/*/src/**/*.test.ts', 'infra/test/**/*.test.ts'],
           exclude: [...ignored, ...runtimeSuffixes],
+          // Pure, but some hash passwords (argon2) or open PGlite: generous while the runtime projects load
+          // both cores (a timeout here has only ever meant a busy machine).
+          testTimeout: 30_000,
         },
       },
       {

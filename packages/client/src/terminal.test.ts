@@ -56,6 +56,22 @@ describe('openTerminal', () => {
     expect(await term.closed).toEqual({ code: 1000, reason: 'bye' });
   });
 
+  it('input and resizes before the socket opens follow the auth message instead of throwing', () => {
+    const term = openTerminal({ url: 'http://h:1', token: 't', sessionId: 's', WebSocket: FakeSocket });
+    const socket = FakeSocket.last as FakeSocket;
+    term.resize(90, 20);
+    term.write('echo early\n');
+    term.resize(120, 40);
+    expect(socket.sent).toEqual([]);
+    socket.emit('open', {});
+    expect(socket.sent.map((m) => JSON.parse(m))).toEqual([
+      { type: 'auth', token: 't', sessionId: 's' },
+      { type: 'resize', cols: 120, rows: 40 },
+      { type: 'input', data: 'echo early\n' },
+    ]);
+    term.close();
+  });
+
   it('rejects ready when the server closes first (e.g. 1008)', async () => {
     const term = openTerminal({ url: 'http://h:1', token: 't', sessionId: 's', WebSocket: FakeSocket });
     (FakeSocket.last as FakeSocket).emit('close', { code: 1008, reason: 'auth' });

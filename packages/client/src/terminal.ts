@@ -36,8 +36,12 @@ export interface StudioTerminal {
   readonly ready: Promise<void>;
   /** Resolves with the close code and reason (1008: refused; see the API README). */
   readonly closed: Promise<{ code: number; reason: string }>;
+  /** Input; before the socket opens, up to 60 writes wait and follow authentication (then it throws). */
   write(data: string): void;
-  /** Refused by the server (an `error` message) beyond the policy's 500 columns × 200 rows. */
+  /**
+   * Refused by the server (an `error` message) beyond the policy's 500 columns × 200 rows. Before the socket
+   * opens, the last one waits and follows authentication.
+   */
   resize(cols: number, rows: number): void;
   /** PTY output; returns an unsubscribe function. */
   onData(listener: (chunk: Uint8Array) => void): () => void;
@@ -80,8 +84,23 @@ export function openTerminal(options: OpenTerminalOptions): StudioTerminal {
       resolve({ code: event.code, reason: String(event.reason) });
     });
   });
+  // Input and resizes before the socket opens wait here and follow the auth message (the server holds them
+  // until the terminal is ready). Only the last resize matters; input is bounded like the server's queue.
+  let opened = false;
+  let early: string[] = [];
+  let earlyResize: string | undefined;
+  const send = (message: string, resize: boolean) => {
+    if (opened) return socket.send(message);
+    if (resize) earlyResize = message;
+    else if (early.length < 60) early.push(message);
+    else throw new Error('the terminal is not open yet: await terminal.ready before writing more');
+  };
   socket.addEventListener('open', () => {
     socket.send(JSON.stringify({ type: 'auth', token: options.token, sessionId: options.sessionId }));
+    opened = true;
+    if (earlyResize !== undefined) socket.send(earlyResize);
+    for (const m of early) socket.send(m);
+    early = [];
   });
   socket.addEventListener('message', (event: { data: unknown }) => {
     if (typeof event.data === 'string') {
@@ -113,10 +132,10 @@ export function openTerminal(options: OpenTerminalOptions): StudioTerminal {
     closed,
     socket,
     write(data) {
-      socket.send(JSON.stringify({ type: 'input', data }));
+      send(JSON.stringify({ type: 'input', data }), false);
     },
     resize(cols, rows) {
-      socket.send(JSON.stringify({ type: 'resize', cols, rows }));
+      send(JSON.stringify({ type: 'resize', cols, rows }), true);
     },
     onData(listener) {
       dataListeners.add(listener);

@@ -17,7 +17,6 @@ than 64 KiB wait to go to the master, so a reader that stops reading stops the p
 import errno
 import fcntl
 import os
-import pty
 import select
 import signal
 import struct
@@ -58,12 +57,22 @@ def main():
     except OSError:
         has_ctl = False
 
-    pid, master = pty.fork()
+    # The size is set on the pair before the child exists: set in the child after fork (as pty.fork() would
+    # have us do), it could land after a resize the host sent at once and undo it.
+    master, slave = os.openpty()
+    try:
+        set_size(master, cols, rows)
+    except OSError:
+        pass
+    pid = os.fork()
     if pid == 0:
-        try:
-            set_size(0, cols, rows)
-        except OSError:
-            pass
+        os.close(master)
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        for fd in (0, 1, 2):
+            os.dup2(slave, fd)
+        if slave > 2:
+            os.close(slave)
         # Python ignores these; ignored signals survive exec, and a shell must start with defaults.
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
@@ -73,10 +82,7 @@ def main():
             os.write(2, ("%s: %s\r\n" % (cmd[0], e.strerror)).encode("utf-8", "replace"))
             os._exit(126 if e.errno in (errno.EACCES, errno.EPERM, errno.ENOEXEC) else 127)
 
-    try:
-        set_size(master, cols, rows)
-    except OSError:
-        pass
+    os.close(slave)
 
     wake_r, wake_w = os.pipe()
     for fd in (wake_r, wake_w, master, 0, 1):

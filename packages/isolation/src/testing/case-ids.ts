@@ -35,6 +35,7 @@ export const CONFORMANCE_CASE_IDS = [
 
   'terminal.echo-exit',
   'terminal.resize',
+  'terminal.resize-at-once',
 
   'files.text-roundtrip',
   'files.binary-roundtrip',

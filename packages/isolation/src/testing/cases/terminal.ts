@@ -112,5 +112,30 @@ export function terminalCases(h: ConformanceHarness): void {
         await terminal.close();
       }
     });
+
+    h.case(
+      'terminal.resize-at-once',
+      'a resize sent the moment the terminal opens is not undone',
+      async () => {
+        const sandbox = await h.shared();
+        if (!h.backend.capabilities().terminal) return;
+        // A browser fits its terminal and sends the size as soon as it opens; the shell's own start-up must
+        // not set the opening size again after it. Several rounds, since the race is about timing.
+        for (let round = 0; round < 5; round++) {
+          const terminal = await sandbox.openTerminal({ cols: 80, rows: 24 });
+          terminal.resize(132, 43);
+          const screen = new Screen(terminal);
+          try {
+            await sleep(200);
+            terminal.write(`stty size; echo END-$((${round}+200))\r`);
+            const after = await screen.waitFor(new RegExp(`(\\d+) (\\d+)\\r?\\nEND-${round + 200}`));
+            expect([after[1], after[2]], `round ${round}`).toEqual(['43', '132']);
+          } finally {
+            screen.dispose();
+            await terminal.close();
+          }
+        }
+      },
+    );
   });
 }
