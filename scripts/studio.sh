@@ -41,12 +41,74 @@ prepare_test_postgres() {
   log "warning: PostgreSQL unavailable; the store's PostgreSQL tests will skip with a reason"
 }
 
+# Debian's chromium for the web e2e tests (apps/web/e2e, driven by playwright-core). In CI a failure is fatal;
+# elsewhere the e2e tests skip with a one-line reason.
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  log "installing chromium (Debian package) for the web e2e tests"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && sudo="sudo"
+  if { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium; } >&2; then
+    return 0
+  fi
+  if in_ci; then die "chromium is required in CI for the web e2e tests and could not be installed (apt-get install chromium)"; fi
+  log "warning: chromium unavailable (apt-get install chromium); the web e2e tests will skip with a reason"
+}
+
+# `npm start`: the API and the web IDE together. The web server proxies /trpc and /terminal to the API, so
+# the API must accept the IDE's origin for cookie-authenticated requests (STUDIO_ORIGINS). Ctrl-C or SIGTERM
+# stops both; if either exits, the other is stopped too.
+start_studio() {
+  local web_host=${STUDIO_WEB_HOST:-127.0.0.1} web_port=${STUDIO_WEB_PORT:-3000}
+  local api_host=${STUDIO_HOST:-127.0.0.1} api_port=${STUDIO_PORT:-4000}
+  local web_url="http://$web_host:$web_port" api_url="http://$api_host:$api_port"
+  export STUDIO_WEB_HOST=$web_host STUDIO_WEB_PORT=$web_port
+  export STUDIO_ORIGINS="${STUDIO_ORIGINS:+$STUDIO_ORIGINS,}$web_url"
+  export STUDIO_API_URL=${STUDIO_API_URL:-$api_url}
+  export STUDIO_PREVIEW_ORIGIN=${STUDIO_PREVIEW_ORIGIN:-http://$api_host:${STUDIO_PREVIEW_PORT:-4001}}
+  # Build the IDE first (cached: skipped when apps/web is unchanged) so its output does not bury the API's
+  # one-time admin password.
+  node_modules/.bin/tsx apps/web/scripts/build.ts || die "building the web IDE failed (see above)"
+  local api_pid web_pid
+  node_modules/.bin/tsx apps/api/src/main.ts &
+  api_pid=$!
+  stop_all() {
+    trap - INT TERM
+    kill -TERM "$api_pid" "${web_pid:-}" 2>/dev/null || true
+    wait 2>/dev/null || true
+  }
+  trap 'stop_all; exit 130' INT
+  trap 'stop_all; exit 143' TERM
+  local tries=0
+  until node -e "fetch(process.argv[1]).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" "$STUDIO_API_URL/healthz"; do
+    kill -0 "$api_pid" 2>/dev/null || { wait "$api_pid" || true; die "the API exited during start-up (see above)"; }
+    tries=$((tries + 1))
+    [ "$tries" -gt 600 ] && { stop_all; die "the API did not answer $STUDIO_API_URL/healthz within 60 s"; }
+    sleep 0.1
+  done
+  node_modules/.bin/tsx apps/web/server.ts &
+  web_pid=$!
+  tries=0
+  until node -e "fetch(process.argv[1]).then(r=>process.exit(r.status<500?0:1),()=>process.exit(1))" "$web_url/login"; do
+    kill -0 "$web_pid" 2>/dev/null || { stop_all; die "the web server exited during start-up (see above)"; }
+    tries=$((tries + 1))
+    [ "$tries" -gt 600 ] && { stop_all; die "the web server did not answer $web_url within 60 s"; }
+    sleep 0.1
+  done
+  log "Claude Studio is ready: open $web_url in your browser (user admin; the first start printed its password above)"
+  local code=0
+  wait -n "$api_pid" "$web_pid" || code=$?
+  stop_all
+  exit "$code"
+}
+
 cmd=${1:-}
 case "$cmd" in
   test)
     ensure_node_deps
     prepare_runtimes
     prepare_test_postgres
+    ensure_chromium
     log "lint (biome)"; npx biome ci .
     log "typecheck"; npx turbo run typecheck --output-logs=errors-only
     log "tests"; npx vitest run
@@ -54,7 +116,7 @@ case "$cmd" in
   start)
     ensure_node_deps
     prepare_runtimes
-    exec npm run start -w @studio/api
+    start_studio
     ;;
   bench)
     ensure_node_deps

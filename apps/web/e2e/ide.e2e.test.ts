@@ -1,0 +1,302 @@
+import { readFileSync } from 'node:fs';
+import { createStudioClient, isStudioClientError, type StudioClient } from '@studio/client';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E } from './fixture.ts';
+
+// The IDE end to end: the real API (child process) on a real Docker backend, the production web build behind
+// its own server, and Debian's chromium driven by playwright-core. Every step saves a screenshot to
+// apps/web/e2e/screenshots/ (git-ignored). Every session is destroyed and every process stopped afterwards.
+
+const skip = missingPrerequisite();
+const XSS = '<img src=x onerror=alert(1)>';
+
+async function until(
+  check: () => Promise<boolean> | boolean,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe.skipIf(skip !== undefined)(`web IDE e2e${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  let e: E2E;
+  let sessionId = '';
+
+  // biome-ignore lint/performance/useDomNodeTextContent: a Playwright locator, not a DOM node
+  const terminalText = () => e.page.locator('.xterm-rows').innerText();
+  // biome-ignore lint/performance/useDomNodeTextContent: a Playwright locator, not a DOM node
+  const editorText = () => e.page.locator('.cm-content').innerText();
+
+  beforeAll(async () => {
+    e = await startE2E();
+  });
+
+  afterEach(async (ctx) => {
+    if (ctx.task.result?.state === 'fail')
+      await e?.shot(`FAILED-${ctx.task.name.slice(0, 40).replace(/\W+/g, '-')}`);
+  });
+
+  afterAll(async () => {
+    await e?.close();
+  });
+
+  it('shows the login page with the first-start hint and signs in', async () => {
+    const { page } = e;
+    await page.goto(e.webUrl);
+    await page.waitForURL('**/login');
+    await page.getByText('First start?').click();
+    await page.getByText('prints a one-time password').waitFor();
+    await e.shot('login');
+    await page.getByLabel('Password').fill('wrong-password');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByText('Wrong username or password.').waitFor();
+    await page.getByLabel('Password').fill(ADMIN_PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByText('No sessions yet').waitFor();
+    await e.shot('dashboard-empty');
+    // The policy package's headers, with a fresh nonce per response.
+    const a = await fetch(`${e.webUrl}/login`);
+    const b = await fetch(`${e.webUrl}/login`);
+    const csp = a.headers.get('content-security-policy') ?? '';
+    expect(csp).toMatch(/script-src 'self' 'nonce-[^']+' 'strict-dynamic'/);
+    expect(csp).not.toContain('unsafe');
+    expect(csp).toContain(`frame-src ${e.previewOrigin}`);
+    expect(csp).not.toBe(b.headers.get('content-security-policy'));
+    expect(a.headers.get('x-frame-options')).toBe('DENY');
+  });
+
+  it('creates a session from the dashboard and opens the IDE', async () => {
+    const { page } = e;
+    await page.getByRole('button', { name: 'Create session' }).click();
+    await page.getByRole('link', { name: /^Open session ses_/ }).waitFor({ timeout: 120_000 });
+    const sessions = await e.client.sessions.list.query();
+    expect(sessions).toHaveLength(1);
+    sessionId = sessions[0]?.id ?? '';
+    await page.getByText(/MiB \/ .*pids/).waitFor({ timeout: 30_000 });
+    await e.shot('dashboard-session');
+    await page.getByRole('link', { name: `Open session ${sessionId}` }).click();
+    await page.waitForURL(`**/s/${sessionId}`);
+    await page.getByText('The workspace is empty').waitFor();
+    await page.getByText('Terminal: ready').waitFor({ timeout: 30_000 });
+    await e.shot('ide-open');
+  });
+
+  it('writes a file in the editor, saves it with Ctrl+S and runs it in the terminal', async () => {
+    const { page } = e;
+    await page.getByRole('button', { name: 'New file' }).click();
+    await page.getByLabel('New file name').fill('hello.py');
+    await page.getByRole('button', { name: 'OK' }).click();
+    await page.locator('.cm-content').waitFor();
+    await page.locator('.cm-content').click();
+    await page.keyboard.type('print("hello from " + "the editor")');
+    await page.getByLabel('unsaved changes').waitFor();
+    await e.shot('editor-dirty');
+    await page.keyboard.press('Control+s');
+    await page.getByLabel('unsaved changes').waitFor({ state: 'detached' });
+    const saved = await e.client.files.read.query({ sessionId, path: 'hello.py' });
+    expect(saved.content).toBe('print("hello from " + "the editor")');
+    await e.shot('editor-saved');
+
+    await page.locator('.terminal-host').click();
+    await page.keyboard.type('python3 hello.py\n');
+    await until(async () => (await terminalText()).includes('hello from the editor'), 'the program output');
+    await e.shot('terminal-run');
+
+    // What a process in the sandbox creates shows up in the tree without a refresh.
+    await page.keyboard.type('mkdir -p made && echo x > made/by-terminal.txt && echo y > by-shell.txt\n');
+    await page.locator('.tree-name', { hasText: 'by-shell.txt' }).waitFor();
+    await page.locator('.tree-name', { hasText: 'made' }).waitFor();
+    await page.locator('.activity-item', { hasText: 'changed by-shell.txt' }).first().waitFor();
+    await e.shot('tree-live-from-terminal');
+  });
+
+  it('shows a dev server started in the sandbox in the preview pane', async () => {
+    const { page } = e;
+    await page.locator('.terminal-host').click();
+    await page.keyboard.type('python3 -m http.server 8000 >/tmp/http.log 2>&1 &\n');
+    await new Promise((r) => setTimeout(r, 1500));
+    await page.getByLabel('Port').fill('8000');
+    const frame = page.frameLocator('iframe.preview-frame');
+    await until(async () => {
+      await page.getByRole('button', { name: 'Show preview' }).click();
+      return frame
+        .getByText('Directory listing for /')
+        .waitFor({ timeout: 3000 })
+        .then(
+          () => true,
+          () => false,
+        );
+    }, 'the preview to show the dev server');
+    await frame.getByText('hello.py').waitFor();
+    const sandbox = await page.locator('iframe.preview-frame').getAttribute('sandbox');
+    expect(sandbox).toBe('allow-scripts allow-forms allow-same-origin');
+    expect(await page.locator('iframe.preview-frame').getAttribute('src')).toMatch(
+      new RegExp(`^${e.previewOrigin}/`),
+    );
+    await e.shot('preview');
+  });
+
+  it('renders hostile output and file names as text, with no dialog', async () => {
+    const { page } = e;
+    await page.getByRole('button', { name: 'New file' }).click();
+    await page.getByLabel('New file name').fill(XSS);
+    await page.getByRole('button', { name: 'OK' }).click();
+    await page.locator('.tree-name', { hasText: XSS }).waitFor();
+    await page.locator('.terminal-host').click();
+    await page.keyboard.type(`echo '${XSS}'; printf '\\033[31m%s\\033[0m\\n' 'red ${XSS}'\n`);
+    await until(async () => (await terminalText()).includes(`red ${XSS}`), 'the terminal echo');
+    await page.getByRole('tab', { name: /^Console/ }).click();
+    await page.getByLabel('Command to run').fill(`printf '\\033[32m%s\\033[0m\\n' '${XSS}'`);
+    await page.getByRole('button', { name: 'Run', exact: true }).click();
+    const line = page.locator('.console-stdout .ansi-fg-2', { hasText: XSS });
+    await line.waitFor();
+    expect(await line.textContent()).toBe(XSS);
+    await page.waitForTimeout(500);
+    expect(await page.locator('img').count()).toBe(0);
+    expect(e.dialogs).toEqual([]);
+    await e.shot('xss-as-text');
+    await page.getByRole('tab', { name: 'Terminal' }).click();
+  });
+
+  it('shows changes made through the API live: tree, clean tab reload, dirty tab conflict', async () => {
+    const { page } = e;
+    await e.client.files.write.mutate({
+      sessionId,
+      path: 'from-api.txt',
+      content: 'written by another client',
+    });
+    await page.locator('.tree-name', { hasText: 'from-api.txt' }).waitFor();
+    await page.locator('.activity-item', { hasText: 'wrote from-api.txt' }).first().waitFor();
+
+    await page.locator('.tree-name', { hasText: 'hello.py' }).click();
+    await e.client.files.write.mutate({
+      sessionId,
+      path: 'hello.py',
+      content: 'print("changed by the API")',
+    });
+    await until(async () => (await editorText()).includes('changed by the API'), 'the clean tab to reload');
+
+    await page.locator('.cm-content').click();
+    await page.keyboard.press('End');
+    await page.keyboard.type('  # mine');
+    await page.getByLabel('unsaved changes').waitFor();
+    await e.client.files.write.mutate({ sessionId, path: 'hello.py', content: 'print("second API change")' });
+    await page.getByText('changed on disk while you were editing it').waitFor();
+    expect(await editorText()).toContain('# mine');
+    await e.shot('live-conflict');
+    await page.getByRole('button', { name: 'Reload from disk (discard mine)' }).click();
+    await until(async () => (await editorText()).includes('second API change'), 'the reload from disk');
+  });
+
+  it('takes control: an agent token gets HUMAN_HAS_CONTROL; after release its edits show live', async () => {
+    const { page } = e;
+    const { token } = await e.client.tokens.create.mutate({ name: 'e2e-agent', agent: true });
+    const agent: StudioClient = createStudioClient({ url: e.apiUrl, token });
+    await page.locator('.watchers').getByText('you (events)').waitFor();
+    await page.getByRole('button', { name: 'Take control' }).click();
+    await page.getByRole('button', { name: 'Release control' }).waitFor();
+    await page.locator('.control').getByText('admin').waitFor();
+    const refused = await agent.files.write
+      .mutate({ sessionId, path: 'agent.txt', content: 'should not land' })
+      .then(
+        () => null,
+        (error: unknown) => error,
+      );
+    expect(isStudioClientError(refused, 'HUMAN_HAS_CONTROL')).toBe(true);
+    await page.locator('.activity-item', { hasText: 'took control' }).first().waitFor();
+    await e.shot('control-taken');
+
+    await page.getByRole('button', { name: 'Release control' }).click();
+    await page.getByRole('button', { name: 'Take control' }).waitFor();
+    await agent.files.write.mutate({ sessionId, path: 'agent.txt', content: 'the agent was here' });
+    await page.locator('.activity-item', { hasText: 'wrote agent.txt' }).getByText('agent (admin)').waitFor();
+    await page.locator('.tree-name', { hasText: 'agent.txt' }).waitFor();
+    await e.shot('agent-edit-live');
+  });
+
+  it('reconnects the terminal and live events after the connection drops', async () => {
+    const { page } = e;
+    await e.restartWeb();
+    // The server saw the old terminal leave and a new one (a fresh socket token) join.
+    const terminals = page.locator('.activity-item', { hasText: 'started watching (terminal)' });
+    await until(async () => (await terminals.count()) >= 2, 'the terminal to reconnect', 60_000);
+    await page.getByText('Terminal: ready').waitFor();
+    await page.locator('.terminal-host').click();
+    await page.keyboard.type('echo reconnected-$((6*7))\n');
+    await until(async () => (await terminalText()).includes('reconnected-42'), 'the reconnected terminal');
+    await e.client.files.write.mutate({ sessionId, path: 'after-drop.txt', content: 'still live' });
+    await page.locator('.tree-name', { hasText: 'after-drop.txt' }).waitFor({ timeout: 60_000 });
+    await e.shot('reconnected');
+  });
+
+  it('renames, downloads, deletes and uploads files from the tree; guards binary files', async () => {
+    const { page } = e;
+    await page.locator('.tree-name', { hasText: 'agent.txt' }).click();
+    await page.getByRole('button', { name: 'Rename agent.txt' }).click();
+    await page.getByLabel('Rename to').fill('renamed.txt');
+    await page.getByRole('button', { name: 'OK' }).click();
+    await page.locator('.tree-name', { hasText: 'renamed.txt' }).waitFor();
+    expect((await e.client.files.read.query({ sessionId, path: 'renamed.txt' })).content).toBe(
+      'the agent was here',
+    );
+
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'Download renamed.txt' }).click(),
+    ]);
+    expect(download.suggestedFilename()).toBe('renamed.txt');
+    expect(readFileSync(await download.path(), 'utf8')).toBe('the agent was here');
+
+    await page.getByRole('button', { name: 'Delete renamed.txt' }).click();
+    await page.getByRole('button', { name: 'Yes, delete' }).click();
+    await page.locator('.tree-name', { hasText: 'renamed.txt' }).waitFor({ state: 'detached' });
+    const gone = await e.client.files.read.query({ sessionId, path: 'renamed.txt' }).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect(isStudioClientError(gone, 'NOT_FOUND')).toBe(true);
+
+    const bytes = Buffer.from([0, 1, 2, 3, 255, 254, 0, 7]);
+    await page
+      .locator('input[type=file]')
+      .setInputFiles({ name: 'blob.dat', mimeType: 'application/octet-stream', buffer: bytes });
+    await page.locator('.tree-name', { hasText: 'blob.dat' }).waitFor();
+    const uploaded = await e.client.files.read.query({ sessionId, path: 'blob.dat', encoding: 'base64' });
+    expect(Buffer.from(uploaded.content, 'base64')).toEqual(bytes);
+    await page.locator('.tree-name', { hasText: 'blob.dat' }).click();
+    await page.getByText('blob.dat looks binary and is not opened in the editor.').waitFor();
+    await e.shot('files-binary-guard');
+  });
+
+  it('explains the session limit and destroys a session after confirmation', async () => {
+    const { page } = e;
+    await page.getByRole('link', { name: 'Claude Studio' }).click();
+    await page.getByRole('link', { name: `Open session ${sessionId}` }).waitFor();
+    await page.getByRole('button', { name: 'Create session' }).click();
+    await until(
+      async () => (await page.getByRole('link', { name: /^Open session ses_/ }).count()) === 2,
+      'a second session',
+      120_000,
+    );
+    await page.getByRole('button', { name: 'Create session' }).click();
+    await page.getByText('You have reached your limit of live sessions').waitFor();
+    await e.shot('session-limit');
+
+    const second = (await e.client.sessions.list.query()).find((s) => s.id !== sessionId);
+    expect(second).toBeDefined();
+    await page.getByRole('button', { name: `Destroy session ${second?.id}` }).click();
+    await page.getByRole('button', { name: 'Yes, destroy' }).click();
+    await until(
+      async () => (await page.getByRole('link', { name: /^Open session ses_/ }).count()) === 1,
+      'the destroy',
+    );
+    expect((await e.client.sessions.list.query()).map((s) => s.id)).toEqual([sessionId]);
+    expect(e.dialogs).toEqual([]);
+    await e.shot('destroyed');
+  });
+});

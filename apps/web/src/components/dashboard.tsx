@@ -1,0 +1,297 @@
+'use client';
+import Link from 'next/link';
+import { useEffect, useState } from 'react';
+import { formatAge, formatBytes } from '../lib/file-types';
+import { api, errorMessage } from '../lib/trpc';
+import { TopBar } from './top-bar';
+import { useAsync } from './use-async';
+
+type Sessions = Awaited<ReturnType<ReturnType<typeof api>['sessions']['list']['query']>>;
+type Session = Sessions[number];
+type Stats = Awaited<ReturnType<ReturnType<typeof api>['sessions']['stats']['query']>>['stats'];
+
+const DEFAULT_IMAGE = 'studio-sandbox:latest';
+
+/** The sessions dashboard: list, live resource use, create/stop/start/destroy. */
+export function Dashboard() {
+  const sessions = useAsync(() => api().sessions.list.query(), '');
+  const backends = useAsync(() => api().backends.list.query(), '');
+  const [stats, setStats] = useState<Record<string, Stats>>({});
+  const [backend, setBackend] = useState('auto');
+  const [image, setImage] = useState(DEFAULT_IMAGE);
+  const [busy, setBusy] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [confirming, setConfirming] = useState<string | null>(null);
+  const [, setTick] = useState(0);
+
+  const list = sessions.data ?? [];
+  const runningIds = list
+    .filter((s) => s.state === 'running')
+    .map((s) => s.id)
+    .join(',');
+
+  useEffect(() => {
+    if (runningIds === '') return;
+    let stop = false;
+    const poll = async () => {
+      const ids = runningIds.split(',');
+      const results = await Promise.all(
+        ids.map((id) =>
+          api()
+            .sessions.stats.query({ sessionId: id })
+            .then((r) => [id, r.stats] as const)
+            .catch(() => [id, null] as const),
+        ),
+      );
+      if (!stop) setStats((prev) => ({ ...prev, ...Object.fromEntries(results) }));
+    };
+    void poll();
+    const timer = setInterval(poll, 5000);
+    return () => {
+      stop = true;
+      clearInterval(timer);
+    };
+  }, [runningIds]);
+
+  // Ages tick; the list refreshes (often while a session is being created, else every 15 s).
+  const creating = list.some((s) => s.state === 'creating');
+  const reloadSessions = sessions.reload;
+  useEffect(() => {
+    const timer = setInterval(() => setTick((t) => t + 1), 10_000);
+    const refresh = setInterval(() => void reloadSessions(), creating ? 2000 : 15_000);
+    return () => {
+      clearInterval(timer);
+      clearInterval(refresh);
+    };
+  }, [creating, reloadSessions]);
+
+  async function act(label: string, fn: () => Promise<unknown>) {
+    setBusy(label);
+    setError(null);
+    try {
+      await fn();
+      await sessions.reload();
+    } catch (e) {
+      setError(errorMessage(e));
+    } finally {
+      setBusy(null);
+    }
+  }
+
+  const create = () =>
+    act('create', () =>
+      api().sessions.create.mutate({ backend: backend as 'auto' | 'docker' | 'gvisor', image: image.trim() }),
+    );
+
+  return (
+    <div className="page">
+      <TopBar />
+      <main className="dashboard" aria-labelledby="sessions-title">
+        <section className="card" aria-labelledby="create-title">
+          <h2 id="create-title">New session</h2>
+          <form
+            className="create-form"
+            onSubmit={(e) => {
+              e.preventDefault();
+              void create();
+            }}
+          >
+            <label htmlFor="backend">Backend</label>
+            <select id="backend" value={backend} onChange={(e) => setBackend(e.target.value)}>
+              <option value="auto">auto (first available)</option>
+              {(backends.data ?? []).map((b) => (
+                <option key={b.name} value={b.name} disabled={!b.available}>
+                  {b.name}
+                  {b.available ? '' : ` (unavailable: ${b.reason ?? 'unknown'})`}
+                </option>
+              ))}
+            </select>
+            <label htmlFor="image">Image</label>
+            <input
+              id="image"
+              list="images"
+              value={image}
+              onChange={(e) => setImage(e.target.value)}
+              required
+              spellCheck={false}
+            />
+            <datalist id="images">
+              <option value={DEFAULT_IMAGE} />
+            </datalist>
+            <button type="submit" className="primary" disabled={busy !== null}>
+              {busy === 'create' ? 'Creating…' : 'Create session'}
+            </button>
+          </form>
+          {backends.error ? (
+            <p className="error" role="alert">
+              Could not list backends: {errorMessage(backends.error)}
+            </p>
+          ) : null}
+        </section>
+
+        {error && (
+          <p className="error banner" role="alert">
+            {error}
+          </p>
+        )}
+
+        <section aria-labelledby="sessions-title">
+          <div className="section-head">
+            <h1 id="sessions-title">Your sessions</h1>
+            <button type="button" onClick={() => void sessions.reload()} aria-label="Refresh sessions">
+              Refresh
+            </button>
+          </div>
+          {sessions.loading && !sessions.data ? (
+            <p className="muted" aria-live="polite">
+              Loading sessions…
+            </p>
+          ) : sessions.error ? (
+            <p className="error" role="alert">
+              {errorMessage(sessions.error)}{' '}
+              <button type="button" onClick={() => void sessions.reload()}>
+                Retry
+              </button>
+            </p>
+          ) : list.length === 0 ? (
+            <p className="empty">
+              No sessions yet. Create one above: it starts a sandbox with its own workspace.
+            </p>
+          ) : (
+            <table className="sessions">
+              <thead>
+                <tr>
+                  <th scope="col">Session</th>
+                  <th scope="col">Status</th>
+                  <th scope="col">Backend</th>
+                  <th scope="col">Image</th>
+                  <th scope="col">Age</th>
+                  <th scope="col">CPU / memory / disk</th>
+                  <th scope="col">Actions</th>
+                </tr>
+              </thead>
+              <tbody>
+                {list.map((s) => (
+                  <SessionRow
+                    key={s.id}
+                    session={s}
+                    stats={stats[s.id] ?? null}
+                    busy={busy}
+                    confirming={confirming === s.id}
+                    onStop={() => act(`stop:${s.id}`, () => api().sessions.stop.mutate({ sessionId: s.id }))}
+                    onStart={() =>
+                      act(`start:${s.id}`, () => api().sessions.start.mutate({ sessionId: s.id }))
+                    }
+                    onAskDestroy={() => setConfirming(s.id)}
+                    onCancelDestroy={() => setConfirming(null)}
+                    onDestroy={() => {
+                      setConfirming(null);
+                      void act(`destroy:${s.id}`, () => api().sessions.destroy.mutate({ sessionId: s.id }));
+                    }}
+                  />
+                ))}
+              </tbody>
+            </table>
+          )}
+        </section>
+      </main>
+    </div>
+  );
+}
+
+const prevCpu = new Map<string, { nanos: number; at: number }>();
+
+function cpuPercent(id: string, stats: NonNullable<Stats>): string {
+  const now = Date.now();
+  const prev = prevCpu.get(id);
+  prevCpu.set(id, { nanos: stats.cpuNanos, at: now });
+  if (!prev || now - prev.at < 500) return '…';
+  return `${(((stats.cpuNanos - prev.nanos) / 1e6 / (now - prev.at)) * 100).toFixed(1)}%`;
+}
+
+function SessionRow(props: {
+  session: Session;
+  stats: Stats | null;
+  busy: string | null;
+  confirming: boolean;
+  onStop: () => void;
+  onStart: () => void;
+  onAskDestroy: () => void;
+  onCancelDestroy: () => void;
+  onDestroy: () => void;
+}) {
+  const { session: s, stats } = props;
+  const [cpu, setCpu] = useState('…');
+  useEffect(() => {
+    if (stats) setCpu(cpuPercent(s.id, stats));
+  }, [s.id, stats]);
+  const busy = props.busy !== null;
+  return (
+    <tr>
+      <td>
+        {s.state === 'running' ? (
+          <Link href={`/s/${s.id}`} className="session-link">
+            {s.id}
+          </Link>
+        ) : (
+          <span className="mono">{s.id}</span>
+        )}
+        {s.control && <div className="muted small">control: {s.control.heldBy}</div>}
+      </td>
+      <td>
+        <span className={`badge state-${s.state}`}>{s.state}</span>
+        {s.failureReason && <div className="error small">{s.failureReason}</div>}
+      </td>
+      <td>{s.backend}</td>
+      <td className="mono">{s.image}</td>
+      <td>{formatAge(s.createdAt)}</td>
+      <td className="mono small">
+        {s.state !== 'running'
+          ? '—'
+          : stats
+            ? `${cpu} · ${formatBytes(stats.memoryBytes)} / ${formatBytes(stats.memoryLimitBytes)} · ${
+                stats.diskUsedBytes === null ? '?' : formatBytes(stats.diskUsedBytes)
+              }${stats.diskLimitBytes === null ? '' : ` / ${formatBytes(stats.diskLimitBytes)}`} · ${stats.pids} pids`
+            : 'loading…'}
+      </td>
+      <td className="actions">
+        {s.state === 'running' && (
+          <>
+            <Link href={`/s/${s.id}`} className="button primary" aria-label={`Open session ${s.id}`}>
+              Open
+            </Link>
+            <button type="button" onClick={props.onStop} disabled={busy} aria-label={`Stop session ${s.id}`}>
+              Stop
+            </button>
+          </>
+        )}
+        {(s.state === 'stopped' || s.state === 'failed') && (
+          <button type="button" onClick={props.onStart} disabled={busy} aria-label={`Start session ${s.id}`}>
+            Start
+          </button>
+        )}
+        {props.confirming ? (
+          <span>
+            <span className="small">Destroy for good?</span>{' '}
+            <button type="button" className="danger" onClick={props.onDestroy} disabled={busy}>
+              Yes, destroy
+            </button>{' '}
+            <button type="button" onClick={props.onCancelDestroy}>
+              Cancel
+            </button>
+          </span>
+        ) : (
+          <button
+            type="button"
+            className="danger"
+            onClick={props.onAskDestroy}
+            disabled={busy}
+            aria-label={`Destroy session ${s.id}`}
+          >
+            Destroy
+          </button>
+        )}
+      </td>
+    </tr>
+  );
+}

@@ -1,0 +1,72 @@
+'use client';
+import { useRouter } from 'next/navigation';
+import { type FormEvent, useState } from 'react';
+import { api, errorMessage } from '../lib/trpc';
+
+/** The sign-in page; tells a new user where the first admin password is. */
+export function LoginForm() {
+  const router = useRouter();
+  const [username, setUsername] = useState('admin');
+  const [password, setPassword] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await api().auth.login.mutate({ username, password });
+      router.push('/');
+    } catch (e) {
+      setError(errorMessage(e));
+      setBusy(false);
+    }
+  }
+
+  return (
+    <main className="login">
+      <form className="card login-card" onSubmit={submit} aria-labelledby="login-title">
+        <h1 id="login-title">Claude Studio</h1>
+        <p className="muted">Sign in to your sandboxes.</p>
+        <label htmlFor="username">Username</label>
+        <input
+          id="username"
+          name="username"
+          autoComplete="username"
+          value={username}
+          onChange={(e) => setUsername(e.target.value)}
+          required
+        />
+        <label htmlFor="password">Password</label>
+        <input
+          id="password"
+          name="password"
+          type="password"
+          autoComplete="current-password"
+          value={password}
+          onChange={(e) => setPassword(e.target.value)}
+          required
+          // biome-ignore lint/a11y/noAutofocus: the only field a returning user needs
+          autoFocus
+        />
+        {error && (
+          <p className="error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" className="primary" disabled={busy}>
+          {busy ? 'Signing in…' : 'Sign in'}
+        </button>
+        <details className="hint">
+          <summary>First start?</summary>
+          <p>
+            The first start creates the user <code>admin</code> and prints a one-time password in the terminal
+            where you ran <code>npm start</code> (line starting with “First start: created user "admin"”). Set{' '}
+            <code>STUDIO_ADMIN_PASSWORD</code> before the first start to choose it instead.
+          </p>
+        </details>
+      </form>
+    </main>
+  );
+}

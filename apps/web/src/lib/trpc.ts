@@ -1,0 +1,76 @@
+'use client';
+import type { AppRouter } from '@studio/api';
+import {
+  createTRPCClient,
+  httpLink,
+  httpSubscriptionLink,
+  splitLink,
+  type TRPCClient,
+  TRPCClientError,
+} from '@trpc/client';
+
+export type Api = TRPCClient<AppRouter>;
+
+let client: Api | undefined;
+
+/**
+ * The typed API client of the browser: same origin (the web server proxies /trpc to the API), authenticated by
+ * the httpOnly login cookie; subscriptions over the browser's EventSource.
+ */
+export function api(): Api {
+  if (!client) {
+    const url = `${window.location.origin}/trpc`;
+    client = createTRPCClient<AppRouter>({
+      links: [
+        splitLink({
+          condition: (op) => op.type === 'subscription',
+          true: httpSubscriptionLink({ url }),
+          false: httpLink({ url }),
+        }),
+      ],
+    });
+  }
+  return client;
+}
+
+/** The API's stable code of a failure (`data.studioCode`), or NETWORK. */
+export function studioCode(error: unknown): string {
+  if (error instanceof TRPCClientError) {
+    const data = (error.data ?? {}) as { studioCode?: unknown; code?: unknown };
+    if (typeof data.studioCode === 'string') return data.studioCode;
+    if (typeof data.code === 'string') return data.code;
+  }
+  return 'NETWORK';
+}
+
+const MESSAGES: Record<string, string> = {
+  UNAUTHENTICATED: 'Your sign-in has ended. Sign in again.',
+  INVALID_CREDENTIALS: 'Wrong username or password.',
+  TOKEN_EXPIRED: 'Your sign-in has expired. Sign in again.',
+  TOKEN_REVOKED: 'Your sign-in was revoked. Sign in again.',
+  RATE_LIMITED: 'Too many attempts. Wait a minute and try again.',
+  SESSION_LIMIT: 'You have reached your limit of live sessions. Destroy one (or stop it) first.',
+  INVALID_STATE: 'The session is not in a state that allows this (is it running?).',
+  HUMAN_HAS_CONTROL: 'A person holds control of this session; changes by agents and API tokens are refused.',
+  IMAGE_NOT_ALLOWED: 'This image is not allowed on this server.',
+  BACKEND_UNAVAILABLE: 'The sandbox backend is unavailable. Retry, or start the session again.',
+  FILE_TOO_LARGE: 'The file is too large to open in the editor.',
+  FILE_NOT_TEXT: 'This file is not UTF-8 text; download it instead.',
+  INPUT_TOO_LARGE: 'That is too large for the server to accept.',
+  ALREADY_EXISTS: 'Something with that name already exists.',
+  NOT_FOUND: 'Not found (it may have been removed).',
+  PORT_BLOCKED: 'That port is not allowed for previews.',
+  PORT_OUT_OF_RANGE: 'Preview ports must be between 3000 and 9999.',
+  ORIGIN_REFUSED: 'The API refused this origin: set STUDIO_ORIGINS to the IDE origin.',
+  API_UNREACHABLE: 'The Studio API is not reachable. Is it running?',
+  NETWORK: 'Network error: the server could not be reached.',
+};
+
+/** A user-facing message for any failure, keyed by the API's stable code; the server's message as detail. */
+export function errorMessage(error: unknown): string {
+  const code = studioCode(error);
+  const known = MESSAGES[code];
+  const detail = error instanceof Error ? error.message : String(error);
+  if (known) return code === 'NETWORK' || detail === '' ? known : `${known} (${code}: ${detail})`;
+  return `${code}: ${detail}`;
+}
