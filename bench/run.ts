@@ -1,15 +1,27 @@
-// `npm run bench`: every figure beside a raw baseline measured in the same run.
+// `npm run bench`: every figure beside a raw baseline measured in the same run, interleaved.
 // Flags: `--quick` for fewer samples; `--only=docker,api,realtime,gvisor,tasks` for some sections.
+// Writes bench/results/latest.json, latest.md and ratios.svg; progress goes to stderr.
 
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { IsolationBackend } from '@studio/isolation';
 import { DockerBackend } from '@studio/isolation-docker';
 import { GVisorBackend } from '@studio/isolation-gvisor';
 import { benchApi, benchApiRealtime } from './api.bench.ts';
-import { benchDocker } from './docker.bench.ts';
-import { benchGvisor } from './gvisor.bench.ts';
-import { formatRows, type Row } from './stats.ts';
+import { rawDocker, rawGvisor } from './raw.ts';
+import {
+  onCleanup,
+  type Row,
+  runCleanups,
+  skippedRow,
+  type TargetId,
+  textTable,
+  writeReports,
+} from './report.ts';
+import { benchRuntime } from './runtime.bench.ts';
 import { benchTasks } from './tasks.bench.ts';
 
 const quick = process.argv.includes('--quick');
@@ -19,32 +31,150 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const image = process.env.STUDIO_SANDBOX_IMAGE ?? 'studio-sandbox:latest';
 const dockerData = `${root}.cache/bench-data/docker`;
 const gvisorData = `${root}.cache/bench-data/gvisor`;
+const started = performance.now();
+const loadAtStart = loadavg()[0] as number;
+const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
+
+// Ctrl-C reaches us twice (the terminal's process group and tsx relaying it): clean up once, then exit.
+let interrupted = false;
+process.on('SIGINT', () => {
+  if (interrupted) return;
+  interrupted = true;
+  log('interrupted: cleaning up');
+  void runCleanups().finally(() => process.exit(130));
+});
+
 const rootfs = (): string =>
   execFileSync('bash', [`${root}infra/image/build.sh`, '--print-rootfs'], { encoding: 'utf8' }).trim();
 
-const rows: Row[] = [];
-if (only.has('docker')) rows.push(...(await benchDocker({ image, dataDir: dockerData, quick })));
-if (only.has('api')) rows.push(...(await benchApi({ quick })));
-if (only.has('realtime')) rows.push(...(await benchApiRealtime({ quick })));
-if (only.has('gvisor'))
-  rows.push(...(await benchGvisor({ image, rootfs: rootfs(), dataDir: gvisorData, quick })));
-if (only.has('tasks')) {
-  const docker = new DockerBackend({ dataDir: dockerData, instanceId: 'bench' });
-  const gvisor = new GVisorBackend({
-    dataDir: gvisorData,
-    instanceId: 'bench',
-    images: { [image]: rootfs() },
-  });
+/** A backend if it is available, else the reason it is not. */
+async function open<B extends IsolationBackend>(make: () => B): Promise<B | string> {
   try {
-    rows.push(...(await benchTasks({ docker, gvisor, image, quick })));
-  } finally {
-    await Promise.all([docker.close(), gvisor.close()]);
+    const b = make();
+    const a = await b.available();
+    if (a.ok) {
+      onCleanup(() => b.close());
+      return b;
+    }
+    await b.close().catch(() => undefined);
+    return a.reason;
+  } catch (error) {
+    return (error as Error).message;
   }
 }
 
-const table = formatRows(rows);
+const rows: Row[] = [];
+/** Runs a section; on failure its rows say so instead of ending the run. */
+async function section(name: string, targets: [string, TargetId | undefined][], fn: () => Promise<Row[]>) {
+  log(`section ${name}`);
+  try {
+    rows.push(...(await fn()));
+  } catch (error) {
+    const reason = `failed: ${(error as Error).message.split('\n')[0]?.slice(0, 160)}`;
+    log(`${name} ${reason}`);
+    for (const [n, t] of targets) rows.push(skippedRow(n, t, reason));
+  }
+}
+
+try {
+  mkdirSync(dockerData, { recursive: true });
+  mkdirSync(gvisorData, { recursive: true });
+  const docker = await open(() => new DockerBackend({ dataDir: dockerData, instanceId: 'bench' }));
+  let gvisorRootfs = '';
+  const gvisor = await open(() => {
+    gvisorRootfs = rootfs();
+    return new GVisorBackend({ dataDir: gvisorData, instanceId: 'bench', images: { [image]: gvisorRootfs } });
+  });
+  const dockerRows: [string, TargetId | undefined][] = [
+    ['docker: create → first exec output', 'create'],
+    ['docker: exec round trip', 'exec'],
+    ['docker: memory per idle session', 'idleMemory'],
+    ['docker: burst of concurrent creates', 'burst'],
+  ];
+  const ifDocker = async (
+    name: string,
+    targets: [string, TargetId | undefined][],
+    fn: () => Promise<Row[]>,
+  ) => {
+    if (typeof docker === 'string')
+      for (const [n, t] of targets) rows.push(skippedRow(n, t, `Docker: ${docker}`));
+    else await section(name, targets, fn);
+  };
+  if (only.has('docker'))
+    await ifDocker('docker', dockerRows, () =>
+      benchRuntime({
+        runtime: 'docker',
+        backend: docker as DockerBackend,
+        raw: rawDocker(image),
+        image,
+        quick,
+      }),
+    );
+  if (only.has('api'))
+    await ifDocker('api', [['api: no-op procedure', 'apiOverhead']], () => benchApi({ quick }));
+  if (only.has('realtime'))
+    await ifDocker(
+      'realtime',
+      [
+        ['api: warm-pool claim → first exec output', 'warmClaim'],
+        ['terminal: throughput', 'terminal'],
+      ],
+      () => benchApiRealtime({ quick }),
+    );
+  if (only.has('gvisor')) {
+    const targets: [string, TargetId | undefined][] = [
+      ['gvisor: create → first exec output', 'create'],
+      ['gvisor: exec round trip', 'exec'],
+      ['gvisor: memory per idle session', 'idleMemory'],
+    ];
+    if (typeof gvisor === 'string')
+      for (const [n, t] of targets) rows.push(skippedRow(n, t, `gVisor: ${gvisor}`));
+    else
+      await section('gvisor', targets, () =>
+        benchRuntime({
+          runtime: 'gvisor',
+          backend: gvisor,
+          raw: rawGvisor(gvisorRootfs, gvisorData, join(gvisorData, 'runsc')),
+          image,
+          quick,
+        }),
+      );
+  }
+  if (only.has('tasks')) {
+    const targets: [string, TargetId | undefined][] = [
+      ['task suite: geometric mean, gVisor / Docker', 'geomean'],
+    ];
+    if (typeof docker === 'string' || typeof gvisor === 'string')
+      rows.push(
+        skippedRow(
+          targets[0]?.[0] as string,
+          'geomean',
+          typeof docker === 'string' ? `Docker: ${docker}` : `gVisor: ${gvisor}`,
+        ),
+      );
+    // Fresh backends: the API sections close the ones they were given.
+    else
+      await section('tasks', targets, async () => {
+        const d = new DockerBackend({ dataDir: dockerData, instanceId: 'bench-tasks' });
+        const g = new GVisorBackend({
+          dataDir: gvisorData,
+          instanceId: 'bench-tasks',
+          images: { [image]: gvisorRootfs },
+        });
+        onCleanup(() => d.close());
+        onCleanup(() => g.close());
+        return benchTasks({ docker: d, gvisor: g, image, quick });
+      });
+  }
+} finally {
+  await runCleanups();
+}
+
 const at = new Date().toISOString();
-console.log(`\nClaude Studio benchmarks (${at}, ${quick ? 'quick' : 'full'})\n\n${table}\n`);
-mkdirSync(`${root}bench/results`, { recursive: true });
-writeFileSync(`${root}bench/results/latest.json`, JSON.stringify({ at, quick, rows }, null, 2));
-writeFileSync(`${root}bench/results/latest.md`, `${table}\n`);
+const wallSeconds = Math.round((performance.now() - started) / 1000);
+const title = `Claude Studio benchmarks, ${at} (${quick ? 'quick' : 'full'}, ${wallSeconds} s)`;
+const machine = `${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}); 1-minute load average ${loadAtStart.toFixed(2)} at the start, ${(loadavg()[0] as number).toFixed(2)} at the end`;
+console.log(`\n${title}\n\n${textTable(rows)}\n`);
+writeReports(`${root}bench/results`, { at, quick, wallSeconds, machine, rows });
+log(`wrote bench/results/latest.{json,md} and ratios.svg in ${wallSeconds} s`);
+process.exit(0);

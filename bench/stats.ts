@@ -20,54 +20,51 @@ export function summarize(samples: readonly number[]): Summary {
   };
 }
 
-export async function sample(n: number, fn: () => Promise<unknown>, warmup = 3): Promise<number[]> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t = performance.now();
-    await fn();
-    out.push(performance.now() - t);
+/** Progress on stderr for long runs: every step when n ≤ 20, else every tenth. */
+export function progress(label: string, i: number, n: number): void {
+  if (n <= 20 || i === n || i % Math.ceil(n / 10) === 0) process.stderr.write(`[bench] ${label} ${i}/${n}\n`);
+}
+
+/**
+ * Ours and the raw baseline measured side by side: each iteration runs both, alternating which goes first,
+ * so drift on a busy machine hits both equally. `measure` returns the elapsed time (or rate) of one run;
+ * `warmup` iterations of each are run first and discarded.
+ */
+export async function interleaved(
+  label: string,
+  n: number,
+  ours: () => Promise<number>,
+  raw: () => Promise<number>,
+  warmup = 1,
+): Promise<{ ours: number[]; raw: number[] }> {
+  const out = { ours: [] as number[], raw: [] as number[] };
+  for (let i = 0; i < n + warmup; i++) {
+    const pair = i % 2 === 0 ? ([ours, raw] as const) : ([raw, ours] as const);
+    const a = await pair[0]();
+    const b = await pair[1]();
+    if (i < warmup) continue;
+    const [o, r] = i % 2 === 0 ? [a, b] : [b, a];
+    out.ours.push(o);
+    out.raw.push(r);
+    progress(label, i - warmup + 1, n);
   }
   return out;
 }
 
-/** Like {@link sample}, but times only `measure`; `after` (cleanup, e.g. destroy) runs outside the clock. */
-export async function sampleWith<T>(
-  n: number,
-  measure: () => Promise<T>,
-  after: (value: T) => Promise<unknown>,
-  warmup = 1,
-): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < n + warmup; i++) {
+/** Times `measure` only; `after` (cleanup, e.g. destroy) runs outside the clock. */
+export function timed<T>(measure: () => Promise<T>, after: (value: T) => Promise<unknown>) {
+  return async (): Promise<number> => {
     const t = performance.now();
     const value = await measure();
     const elapsed = performance.now() - t;
     await after(value);
-    if (i >= warmup) out.push(elapsed);
-  }
-  return out;
+    return elapsed;
+  };
 }
 
-/** One benchmark row: ours beside the raw baseline measured in the same run. */
-export interface Row {
-  name: string;
-  unit: string;
-  ours: Summary;
-  baseline: Summary;
-  baselineName: string;
-}
+export const elapsed = (fn: () => Promise<unknown>) => timed(fn, async () => undefined);
 
-export function formatRows(rows: readonly Row[]): string {
-  const f = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(2));
-  const lines = [
-    '| measure | ours median | ours p95 | baseline | baseline median | baseline p95 | ratio (median) |',
-    '|---|---|---|---|---|---|---|',
-  ];
-  for (const r of rows) {
-    lines.push(
-      `| ${r.name} (${r.unit}) | ${f(r.ours.median)} | ${f(r.ours.p95)} | ${r.baselineName} | ${f(r.baseline.median)} | ${f(r.baseline.p95)} | ${(r.ours.median / r.baseline.median).toFixed(2)}× |`,
-    );
-  }
-  return lines.join('\n');
-}
+export const geomean = (xs: readonly number[]): number =>
+  Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

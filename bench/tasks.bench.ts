@@ -1,5 +1,6 @@
 import type { IsolationBackend, Sandbox } from '@studio/isolation';
-import { type Row, sample, summarize } from './stats.ts';
+import { onCleanup, type Row, ratioOf } from './report.ts';
+import { elapsed, geomean, interleaved, summarize } from './stats.ts';
 
 const MiB = 1024 * 1024;
 const resources = {
@@ -48,22 +49,38 @@ export async function benchTasks(options: {
     options.docker.create({ image: options.image, resources, labels: { 'studio.test': 'bench' } }),
     options.gvisor.create({ image: options.image, resources, labels: { 'studio.test': 'bench' } }),
   ]);
+  const destroy = onCleanup(() => Promise.all([d.destroy(), g.destroy()]));
   try {
     await Promise.all([runTask(d, SETUP), runTask(g, SETUP)]);
     const rows: Row[] = [];
     for (const [name, script] of Object.entries(TASKS)) {
-      const onDocker = await sample(n, () => runTask(d, script), 1);
-      const onGvisor = await sample(n, () => runTask(g, script), 1);
+      const r = await interleaved(
+        `task "${name}" gVisor vs Docker`,
+        n,
+        elapsed(() => runTask(g, script)),
+        elapsed(() => runTask(d, script)),
+      );
+      const o = summarize(r.ours);
+      const b = summarize(r.raw);
       rows.push({
         name: `task suite: ${name}, gVisor vs Docker`,
         unit: 'ms',
-        ours: summarize(onGvisor),
-        baseline: summarize(onDocker),
+        ours: o,
+        baseline: b,
         baselineName: 'the same task on the Docker backend',
+        ratio: ratioOf(o, b),
       });
     }
+    const ratios = rows.map((r) => r.ratio as number);
+    rows.push({
+      name: `task suite: geometric mean of the ${ratios.length} median ratios, gVisor / Docker`,
+      unit: 'ratio',
+      baselineName: 'Docker backend',
+      ratio: geomean(ratios),
+      target: 'geomean',
+    });
     return rows;
   } finally {
-    await Promise.all([d.destroy(), g.destroy()]);
+    await destroy();
   }
 }
