@@ -20,12 +20,25 @@ const HOP_BY_HOP = new Set([
   'trailer',
 ]);
 
+// Forwarding headers a client sent are not passed on: only this server says who the client is.
+const FORWARDED = new Set([
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-real-ip',
+]);
+
 function forwardHeaders(req: IncomingMessage, upgrade: boolean): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(req.headers)) {
-    if (v === undefined || HOP_BY_HOP.has(k) || k === 'upgrade') continue;
+    if (v === undefined || HOP_BY_HOP.has(k) || k === 'upgrade' || FORWARDED.has(k)) continue;
     out[k] = v;
   }
+  // The browser's own address, never what it claims: the API uses it for per-address login limits when it
+  // trusts this proxy (STUDIO_TRUST_PROXY=true). Behind Traefik, /trpc and /terminal go to the API directly.
+  if (req.socket.remoteAddress) out['x-forwarded-for'] = req.socket.remoteAddress;
+  out['x-forwarded-proto'] = 'http';
   // Host stays the web origin's; the browser's Origin passes unchanged and the API accepts it through
   // STUDIO_ORIGINS (scripts/studio.sh sets it to this server's origin).
   if (upgrade) {
