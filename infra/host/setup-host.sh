@@ -323,6 +323,14 @@ EOF
     chmod 0644 "$env"
     log "wrote $env"
   fi
+  if [ ! -s "$ETC/web.env" ]; then
+    validate_render_args
+    # The IDE frames previews from their own hosts: its CSP's frame-src (apps/web/src/env.ts).
+    printf '# Settings of the web IDE (apps/web/src/env.ts), read by studio-web.service.\nSTUDIO_PREVIEW_ORIGIN=https://*.%s\n' \
+      "$preview_domain" >"$ETC/web.env"
+    chmod 0644 "$ETC/web.env"
+    log "wrote $ETC/web.env"
+  fi
   if [ ! -s "$ETC/compose.env" ]; then
     printf 'STUDIO_ETC=/etc/studio\nSTUDIO_DATA_DIR=/var/lib/studio\n' >"$ETC/compose.env"
     log "wrote $ETC/compose.env"

@@ -140,6 +140,10 @@ describe('setup-host.sh --check', () => {
         /registered runsc|secrets generated|wrote |configuration written|installed|created/,
       );
       expect(files()).toBe(before);
+      // The IDE frames previews from their own hosts: its CSP must name them.
+      expect(readFileSync(join(root, 'etc/studio/web.env'), 'utf8')).toMatch(
+        /^STUDIO_PREVIEW_ORIGIN=https:\/\/\*\.preview\.studio\.example\.com$/m,
+      );
       const secret = readFileSync(join(root, 'etc/studio/secrets/jwt_secret'), 'utf8');
       expect(secret.length).toBeGreaterThanOrEqual(32);
       expect((statSync(join(root, 'etc/studio/secrets/jwt_secret')).mode & 0o777).toString(8)).toBe('600');
@@ -227,6 +231,13 @@ describe('systemd units', () => {
     // A private mount namespace would hide workspace loop mounts from dockerd.
     expect(api).not.toMatch(/^(ProtectSystem|ProtectHome|PrivateTmp|PrivateDevices|ReadWritePaths)=/m);
     expect(api).not.toMatch(/^Environment=.*(SECRET|PASSWORD|DATABASE_URL)=/m);
+  });
+
+  it('every STUDIO_ variable the web unit sets is one the web app reads (no drift)', () => {
+    const known = readFileSync(join(INFRA, '..', 'apps', 'web', 'src', 'env.ts'), 'utf8');
+    const set = [...web.matchAll(/^Environment=(STUDIO_[A-Z_]+)=/gm)].map((m) => m[1] as string);
+    expect(set.length).toBeGreaterThan(0);
+    for (const name of set) expect(known, name).toContain(`${name}:`);
   });
 
   it('the web app is unprivileged and cannot reach the Docker socket', () => {

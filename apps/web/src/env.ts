@@ -4,6 +4,10 @@ const port = z.coerce.number().int().min(0).max(65_535);
 const origin = z.string().regex(/^https?:\/\/[A-Za-z0-9.[\]:-]+$/, {
   error: 'must look like http://host[:port], no path',
 });
+// Behind Traefik every preview is its own host, `<port>-<label>.preview.<domain>`: a CSP wildcard of one label.
+const previewOrigin = z.string().regex(/^https?:\/\/(\*\.)?[A-Za-z0-9.[\]:-]+$/, {
+  error: 'must look like http://host[:port] or https://*.preview.example.com, no path',
+});
 
 const schema = z.object({
   STUDIO_WEB_HOST: z.string().min(1).default('127.0.0.1'),
@@ -11,7 +15,7 @@ const schema = z.object({
   /** Where the API listens; /trpc and /terminal are proxied there. */
   STUDIO_API_URL: origin.default('http://127.0.0.1:4000'),
   /** The preview proxy's origin (framed by the IDE). */
-  STUDIO_PREVIEW_ORIGIN: origin.default('http://127.0.0.1:4001'),
+  STUDIO_PREVIEW_ORIGIN: previewOrigin.default('http://127.0.0.1:4001'),
 });
 
 /** The web server's configuration, parsed once. */
