@@ -1,33 +1,15 @@
-/** One streamed session event (events.subscribe), as documented in apps/api/README.md "Real time". */
-export type SessionEvent = {
-  id: string;
-  sessionId: string;
-  at: string;
-  actor: Actor | null;
-} /** `changed`: by a process inside the sandbox (no actor); `path: ''`: many at once, list again. */ & (
-  | {
-      type: 'file.changed';
-      op: 'write' | 'mkdir' | 'remove' | 'rename' | 'changed';
-      path: string;
-      to?: string;
-    }
-  | { type: 'exec.started'; execId: string; command: string[] }
-  | { type: 'exec.output'; execId: string; stream: 'stdout' | 'stderr'; data: string; truncated: boolean }
-  | {
-      type: 'exec.exited';
-      execId: string;
-      exitCode: number | null;
-      signal: string | null;
-      timedOut: boolean;
-      cancelled: boolean;
-    }
-  | { type: 'session.status'; state: string }
-  | { type: 'control.taken' | 'control.released' }
-  | { type: 'watcher.joined' | 'watcher.left'; watcherId: string; via: 'events' | 'terminal' }
-  | { type: 'gap'; missed: number | null }
-);
+import type { AppRouter } from '@studio/api';
+import type { inferRouterOutputs } from '@trpc/server';
 
-export type Actor = { kind: 'user' | 'token' | 'agent'; userId: string; tokenId?: string; name: string };
+// The event types come from the API's router, never a copy of them (types only: nothing of the API is bundled).
+type Streamed =
+  inferRouterOutputs<AppRouter>['events']['subscribe'] extends AsyncIterable<infer T> ? T : never;
+
+/** One streamed session event (events.subscribe), as documented in apps/api/README.md "Real time". */
+export type SessionEvent = Streamed extends { data: infer D } ? D : never;
+
+/** Who caused an event: a user, an API token, an agent; null for changes made inside the sandbox. */
+export type Actor = NonNullable<SessionEvent['actor']>;
 
 /** "you", "alice", "API token ci", "agent claude" … */
 export function actorLabel(
