@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ADMIN_PASSWORD,
   JWT_SECRET,
+  skipUnlessAvailable,
   startTestApi,
   TEST_DATA_DIR,
   type TestApi,
@@ -17,10 +18,7 @@ import {
 const IMAGE = 'studio-sandbox:latest';
 const LABELS = { 'studio.test': 'api' };
 const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: 'api-test' });
-const availability = await backend.available();
-const inCi = process.env.CI === 'true' || process.env.CI === '1';
-if (!availability.ok && inCi) throw new Error(`Docker is required in CI: ${availability.reason}`);
-const skip = availability.ok ? undefined : availability.reason;
+const skip = await skipUnlessAvailable(backend);
 
 async function refusal(p: Promise<unknown>): Promise<StudioClientError> {
   try {

@@ -10,7 +10,13 @@ import { EventSource } from 'eventsource';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { StreamedEvent } from './event-bus.ts';
-import { ADMIN_PASSWORD, startTestApi, TEST_DATA_DIR, type TestApi } from './testing/api-fixture.ts';
+import {
+  ADMIN_PASSWORD,
+  skipUnlessAvailable,
+  startTestApi,
+  TEST_DATA_DIR,
+  type TestApi,
+} from './testing/api-fixture.ts';
 
 // The take-control lock (issue 8) against the real API on loopback and the real DockerBackend: a person (a
 // login) takes control, an API token's changes get HUMAN_HAS_CONTROL (409) until released. Sandboxes are
@@ -19,10 +25,7 @@ import { ADMIN_PASSWORD, startTestApi, TEST_DATA_DIR, type TestApi } from './tes
 const IMAGE = 'studio-sandbox:latest';
 const LABELS = { 'studio.test': 'control' };
 const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: 'api-test' });
-const availability = await backend.available();
-const inCi = process.env.CI === 'true' || process.env.CI === '1';
-if (!availability.ok && inCi) throw new Error(`Docker is required in CI: ${availability.reason}`);
-const skip = availability.ok ? undefined : availability.reason;
+const skip = await skipUnlessAvailable(backend);
 const ES = EventSource as unknown as EventSourceConstructor;
 
 async function until(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {

@@ -5,7 +5,13 @@ import { DockerBackend } from '@studio/isolation-docker';
 import { EventSource } from 'eventsource';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { previewHostName } from './preview.ts';
-import { ADMIN_PASSWORD, startTestApi, TEST_DATA_DIR, type TestApi } from './testing/api-fixture.ts';
+import {
+  ADMIN_PASSWORD,
+  skipUnlessAvailable,
+  startTestApi,
+  TEST_DATA_DIR,
+  type TestApi,
+} from './testing/api-fixture.ts';
 
 // Host-name previews, as served behind Traefik: each session and port on `<port>-<label>.<domain>`. Traefik
 // passes the Host header through, so these tests speak to the preview port with the host names a browser
@@ -15,10 +21,7 @@ const IMAGE = 'studio-sandbox:latest';
 const LABELS = { 'studio.test': 'preview-hosts' };
 const DOMAIN = 'preview.studio.test';
 const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: 'api-test' });
-const availability = await backend.available();
-const inCi = process.env.CI === 'true' || process.env.CI === '1';
-if (!availability.ok && inCi) throw new Error(`Docker is required in CI: ${availability.reason}`);
-const skip = availability.ok ? undefined : availability.reason;
+const skip = await skipUnlessAvailable(backend);
 
 const DEV_SERVER = `require('http').createServer((q, s) => s.end('port ' + process.argv.at(-1))).listen(+process.argv.at(-1), '127.0.0.1', () => console.log('listening ' + process.argv.at(-1)));`;
 

@@ -10,7 +10,13 @@ import { DockerBackend } from '@studio/isolation-docker';
 import { EventSource } from 'eventsource';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { ADMIN_PASSWORD, startTestApi, TEST_DATA_DIR, type TestApi } from './testing/api-fixture.ts';
+import {
+  ADMIN_PASSWORD,
+  skipUnlessAvailable,
+  startTestApi,
+  TEST_DATA_DIR,
+  type TestApi,
+} from './testing/api-fixture.ts';
 
 // The preview proxy against the real API and DockerBackend: a dev server inside the sandbox, canary listeners
 // on the host's loopback that must never be reached. Sandboxes are labelled studio.test=preview.
@@ -18,10 +24,7 @@ import { ADMIN_PASSWORD, startTestApi, TEST_DATA_DIR, type TestApi } from './tes
 const IMAGE = 'studio-sandbox:latest';
 const LABELS = { 'studio.test': 'preview' };
 const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: 'api-test' });
-const availability = await backend.available();
-const inCi = process.env.CI === 'true' || process.env.CI === '1';
-if (!availability.ok && inCi) throw new Error(`Docker is required in CI: ${availability.reason}`);
-const skip = availability.ok ? undefined : availability.reason;
+const skip = await skipUnlessAvailable(backend);
 
 const DEV_SERVER = `
 const http = require('http');

@@ -17,6 +17,7 @@ import type { ExecStreamEvent } from './routers/exec.ts';
 import {
   ADMIN_PASSWORD,
   JWT_SECRET,
+  skipUnlessAvailable,
   startTestApi,
   TEST_DATA_DIR,
   type TestApi,
@@ -29,10 +30,7 @@ const IMAGE = 'studio-sandbox:latest';
 const LABELS = { 'studio.test': 'realtime' };
 const RATE_LIMIT = 40;
 const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: 'api-test' });
-const availability = await backend.available();
-const inCi = process.env.CI === 'true' || process.env.CI === '1';
-if (!availability.ok && inCi) throw new Error(`Docker is required in CI: ${availability.reason}`);
-const skip = availability.ok ? undefined : availability.reason;
+const skip = await skipUnlessAvailable(backend);
 const ES = EventSource as unknown as EventSourceConstructor;
 
 async function until(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { createStudioClient, loginStudioClient } from '@studio/client';
 import { DockerBackend } from '@studio/isolation-docker';
 import { afterAll, describe, expect, it } from 'vitest';
+import { skipUnlessAvailable } from './testing/api-fixture.ts';
 
 // Recovery (SECURITY.md §7) with the real API as a child process and the real DockerBackend: the API is
 // SIGKILLed mid-session and restarted; start-up reconciliation adopts the session (workspace intact), removes
@@ -19,10 +20,7 @@ const PASSWORD = 'recovery-admin-password';
 const IMAGE = 'studio-sandbox:latest';
 const dataDir = mkdtempSync(join(tmpdir(), 'studio-recovery-'));
 const backend = new DockerBackend({ dataDir: join(dataDir, 'docker'), instanceId: INSTANCE });
-const availability = await backend.available();
-const inCi = process.env.CI === 'true' || process.env.CI === '1';
-if (!availability.ok && inCi) throw new Error(`Docker is required in CI: ${availability.reason}`);
-const skip = availability.ok ? undefined : availability.reason;
+const skip = await skipUnlessAvailable(backend);
 
 function start(): Promise<{ child: ChildProcess; url: string }> {
   // node itself with tsx's loader (not the tsx CLI, whose SIGKILL would leave the real API running as an orphan).

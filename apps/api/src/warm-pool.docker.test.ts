@@ -2,7 +2,13 @@ import { join } from 'node:path';
 import { createStudioClient, type StudioClient } from '@studio/client';
 import { DockerBackend } from '@studio/isolation-docker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, startTestApi, TEST_DATA_DIR, type TestApi } from './testing/api-fixture.ts';
+import {
+  ADMIN_PASSWORD,
+  skipUnlessAvailable,
+  startTestApi,
+  TEST_DATA_DIR,
+  type TestApi,
+} from './testing/api-fixture.ts';
 
 // The warm pool on the real DockerBackend: size 1, a create claims the pooled sandbox (recorded in the store),
 // its workspace is empty even if something was written into it, the pool refills, and reconciliation leaves
@@ -12,10 +18,7 @@ const IMAGE = 'studio-sandbox:latest';
 const LABELS = { 'studio.test': 'api-pool' };
 const INSTANCE = 'api-test-pool';
 const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: INSTANCE });
-const availability = await backend.available();
-const inCi = process.env.CI === 'true' || process.env.CI === '1';
-if (!availability.ok && inCi) throw new Error(`Docker is required in CI: ${availability.reason}`);
-const skip = availability.ok ? undefined : availability.reason;
+const skip = await skipUnlessAvailable(backend);
 
 async function until<T>(fn: () => Promise<T | undefined>, what: string, ms = 60_000): Promise<T> {
   const end = Date.now() + ms;

@@ -45,6 +45,22 @@ export interface TrpcBody {
   };
 }
 
+/**
+ * Why tests of `backend` skip (undefined: they run). In CI an unavailable runtime throws instead: there it must
+ * be present, and a silent skip would hide that.
+ */
+export async function skipUnlessAvailable(
+  backend: IsolationBackend,
+  name = 'Docker',
+): Promise<string | undefined> {
+  const availability = await backend.available();
+  if (availability.ok) return undefined;
+  if (process.env.CI === 'true' || process.env.CI === '1') {
+    throw new Error(`${name} is required in CI: ${availability.reason}`);
+  }
+  return availability.reason;
+}
+
 /** Starts the real API on 127.0.0.1 with a random port, an in-memory PGlite store and the given backends. */
 export async function startTestApi(options: {
   backends: IsolationBackend[];
