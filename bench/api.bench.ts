@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TEST_DATA_DIR } from '@studio/api/testing';
-import { openTerminal } from '@studio/client';
+import { createStudioClient, type EventSourceConstructor, openTerminal } from '@studio/client';
 import { DockerBackend } from '@studio/isolation-docker';
 import { defaultPolicy } from '@studio/policy';
 import { createToOutput, type Harness, startHarness } from './harness.ts';
@@ -314,6 +314,8 @@ export async function benchApiRealtime(options: { quick: boolean }): Promise<Row
       raw.off();
       await closeTerm();
       await local.close();
+
+      rows.push(await fanOut(h, sessionId, options.quick ? 10 : 40));
     } finally {
       await destroy(sessionId).catch(() => undefined);
     }
@@ -335,4 +337,103 @@ function randomText(n: number): Buffer {
     line.copy(out, off, 0, Math.min(100, n - off));
   }
   return out;
+}
+
+/**
+ * Event fan-out to 10 subscribers: from `files.write` to each of 10 `events.subscribe` SSE streams seeing its
+ * `file.changed`, against a raw node:http server pushing one SSE message to 10 `eventsource` clients (the same
+ * transport, nothing else). Interleaved; per-subscriber latencies. Context, no target.
+ */
+async function fanOut(h: Harness, sessionId: string, rounds: number): Promise<Row> {
+  const N = 10;
+  const { EventSource } = await import('eventsource');
+  const ES = EventSource as unknown as EventSourceConstructor;
+  const clients = Array.from({ length: N }, () =>
+    createStudioClient({ url: h.t.url, token: h.token, EventSource: ES }),
+  );
+  let waiting:
+    | { match: (data: unknown) => boolean; t0: number; out: number[]; left: number; done: () => void }
+    | undefined;
+  const seen = (data: unknown) => {
+    const w = waiting;
+    if (!w?.match(data)) return;
+    w.out.push(performance.now() - w.t0);
+    if (--w.left === 0) w.done();
+  };
+  const arm = (match: (data: unknown) => boolean) => {
+    const out: number[] = [];
+    const all = new Promise<void>((done) => {
+      waiting = { match, t0: performance.now(), out, left: N, done };
+    });
+    return { out, all };
+  };
+  // Ours: 10 subscriptions to the session's events.
+  const started: Promise<void>[] = [];
+  const subs = clients.map((c) => {
+    let ok!: () => void;
+    started.push(new Promise<void>((r) => (ok = r)));
+    return c.events.subscribe.subscribe(
+      { sessionId },
+      { onStarted: () => ok(), onData: (e) => seen(e.data) },
+    );
+  });
+  // Raw: the same SSE transport from a bare node:http server.
+  const streams = new Set<import('node:http').ServerResponse>();
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' });
+    res.write(': open\n\n');
+    streams.add(res);
+    res.on('close', () => streams.delete(res));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const rawUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  const rawClients = Array.from({ length: N }, () => {
+    const es = new EventSource(rawUrl);
+    es.onmessage = (m: { data: string }) => seen(m.data);
+    return es;
+  });
+  const stop = onCleanup(async () => {
+    for (const s of subs) s.unsubscribe();
+    for (const es of rawClients) es.close();
+    for (const res of streams) res.end();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  try {
+    await Promise.all(started);
+    for (let i = 0; i < 100 && streams.size < N; i++) await sleep(50);
+    await sleep(500);
+    let k = 0;
+    const ours = async () => {
+      const path = `fanout-${k++}.txt`;
+      const { out, all } = arm(
+        (d) =>
+          (d as { type?: string; path?: string }).type === 'file.changed' &&
+          (d as { path?: string }).path === path,
+      );
+      await h.clients[0]?.files.write.mutate({ sessionId, path, content: 'x' });
+      await all;
+      return summarize(out).median;
+    };
+    const raw = async () => {
+      const tag = `raw-${k++}`;
+      const { out, all } = arm((d) => d === tag);
+      for (const res of streams) res.write(`data: ${tag}\n\n`);
+      await all;
+      return summarize(out).median;
+    };
+    const r = await interleaved('event fan-out to 10 subscribers', rounds, ours, raw);
+    const o = summarize(r.ours);
+    const b = summarize(r.raw);
+    return {
+      name: `api: event fan-out, files.write → each of ${N} events.subscribe subscribers`,
+      unit: 'ms',
+      ours: o,
+      baseline: b,
+      baselineName: `a raw node:http SSE push to ${N} EventSource clients`,
+      ratio: ratioOf(o, b),
+      note: 'per round: the median over the 10 subscribers; ours includes the write into the sandbox',
+    };
+  } finally {
+    await stop();
+  }
 }
