@@ -56,18 +56,31 @@ describe('openTerminal', () => {
     expect(await term.closed).toEqual({ code: 1000, reason: 'bye' });
   });
 
-  it('input and resizes before the socket opens follow the auth message instead of throwing', () => {
-    const term = openTerminal({ url: 'http://h:1', token: 't', sessionId: 's', WebSocket: FakeSocket });
+  it('input before the socket opens follows the auth message; the latest size is sent when it is ready', () => {
+    const term = openTerminal({
+      url: 'http://h:1',
+      token: 't',
+      sessionId: 's',
+      cols: 80,
+      rows: 24,
+      WebSocket: FakeSocket,
+    });
     const socket = FakeSocket.last as FakeSocket;
     term.resize(90, 20);
     term.write('echo early\n');
     term.resize(120, 40);
     expect(socket.sent).toEqual([]);
     socket.emit('open', {});
+    term.resize(132, 43);
     expect(socket.sent.map((m) => JSON.parse(m))).toEqual([
       { type: 'auth', token: 't', sessionId: 's' },
-      { type: 'resize', cols: 120, rows: 40 },
       { type: 'input', data: 'echo early\n' },
+    ]);
+    socket.emit('message', { data: JSON.stringify({ type: 'ready', sessionId: 's' }) });
+    term.resize(100, 30);
+    expect(socket.sent.slice(2).map((m) => JSON.parse(m))).toEqual([
+      { type: 'resize', cols: 132, rows: 43 },
+      { type: 'resize', cols: 100, rows: 30 },
     ]);
     term.close();
   });

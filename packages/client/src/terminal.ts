@@ -39,8 +39,8 @@ export interface StudioTerminal {
   /** Input; before the socket opens, up to 60 writes wait and follow authentication (then it throws). */
   write(data: string): void;
   /**
-   * Refused by the server (an `error` message) beyond the policy's 500 columns × 200 rows. Before the socket
-   * opens, the last one waits and follows authentication.
+   * Refused by the server (an `error` message) beyond the policy's 500 columns × 200 rows. Before the terminal
+   * is ready, only the last size asked for is kept, and sent when it is.
    */
   resize(cols: number, rows: number): void;
   /** PTY output; returns an unsubscribe function. */
@@ -84,21 +84,22 @@ export function openTerminal(options: OpenTerminalOptions): StudioTerminal {
       resolve({ code: event.code, reason: String(event.reason) });
     });
   });
-  // Input and resizes before the socket opens wait here and follow the auth message (the server holds them
-  // until the terminal is ready). Only the last resize matters; input is bounded like the server's queue.
+  // Input before the socket opens waits here and follows the auth message (the server holds it until the
+  // terminal is ready), bounded like the server's queue. The size is sent once the terminal is ready: the
+  // latest one asked for, from the options or from resize() before then.
   let opened = false;
+  let isReady = false;
   let early: string[] = [];
-  let earlyResize: string | undefined;
-  const send = (message: string, resize: boolean) => {
-    if (opened) return socket.send(message);
-    if (resize) earlyResize = message;
-    else if (early.length < 60) early.push(message);
-    else throw new Error('the terminal is not open yet: await terminal.ready before writing more');
+  let size =
+    options.cols !== undefined && options.rows !== undefined
+      ? { cols: options.cols, rows: options.rows }
+      : undefined;
+  const sendSize = () => {
+    if (size) socket.send(JSON.stringify({ type: 'resize', ...size }));
   };
   socket.addEventListener('open', () => {
     socket.send(JSON.stringify({ type: 'auth', token: options.token, sessionId: options.sessionId }));
     opened = true;
-    if (earlyResize !== undefined) socket.send(earlyResize);
     for (const m of early) socket.send(m);
     early = [];
   });
@@ -111,9 +112,8 @@ export function openTerminal(options: OpenTerminalOptions): StudioTerminal {
         return;
       }
       if (message.type === 'ready') {
-        if (options.cols !== undefined && options.rows !== undefined) {
-          socket.send(JSON.stringify({ type: 'resize', cols: options.cols, rows: options.rows }));
-        }
+        isReady = true;
+        sendSize();
         markReady();
       }
       for (const l of messageListeners) l(message);
@@ -132,10 +132,14 @@ export function openTerminal(options: OpenTerminalOptions): StudioTerminal {
     closed,
     socket,
     write(data) {
-      send(JSON.stringify({ type: 'input', data }), false);
+      const message = JSON.stringify({ type: 'input', data });
+      if (opened) socket.send(message);
+      else if (early.length < 60) early.push(message);
+      else throw new Error('the terminal is not open yet: await terminal.ready before writing more');
     },
     resize(cols, rows) {
-      send(JSON.stringify({ type: 'resize', cols, rows }), true);
+      size = { cols, rows };
+      if (isReady) sendSize();
     },
     onData(listener) {
       dataListeners.add(listener);
