@@ -1,8 +1,8 @@
 import type { NextConfig } from 'next';
 
 const config: NextConfig = {
-  // @studio/policy ships TypeScript sources (securityHeaders is used by src/proxy.ts).
-  transpilePackages: ['@studio/policy'],
+  // Workspace packages ship TypeScript sources: the policy (securityHeaders in src/proxy.ts) and the client.
+  transpilePackages: ['@studio/policy', '@studio/client'],
   // `npm run typecheck` (tsc, strict) checks the app; the build does not repeat it.
   typescript: { ignoreBuildErrors: true },
   poweredByHeader: false,

@@ -107,6 +107,14 @@ describe.skipIf(skip !== undefined)(`web IDE e2e${skip ? ` (skipped: ${skip})` :
     await until(async () => (await terminalText()).includes('hello from the editor'), 'the program output');
     await e.shot('terminal-run');
 
+    // The shell has the size the page fitted it to, not the 80×24 it opened with.
+    await page.keyboard.type('echo SIZE=$(stty size)=\n');
+    await until(async () => /SIZE=\d+ \d+=/.test(await terminalText()), 'stty size');
+    const [, rows, cols] = /SIZE=(\d+) (\d+)=/.exec(await terminalText()) ?? [];
+    expect(`${rows} ${cols}`).not.toBe('24 80');
+    expect(Number(rows)).toBeGreaterThan(4);
+    expect(Number(cols)).toBeGreaterThan(40);
+
     // What a process in the sandbox creates shows up in the tree without a refresh.
     await page.keyboard.type('mkdir -p made && echo x > made/by-terminal.txt && echo y > by-shell.txt\n');
     await page.locator('.tree-name', { hasText: 'by-shell.txt' }).waitFor();

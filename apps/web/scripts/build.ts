@@ -9,13 +9,15 @@ export const WEB_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const REPO_ROOT = join(WEB_ROOT, '..', '..');
 const STAMP = join(WEB_ROOT, '.next', 'studio-build.hash');
 
-// What the production build depends on: the app's sources and config, the policy package it bundles, the lockfile.
+// What the production build depends on: the app's sources and config, the workspace packages it bundles (policy,
+// client), the lockfile.
 const INPUTS = [
   join(WEB_ROOT, 'src'),
   join(WEB_ROOT, 'next.config.ts'),
   join(WEB_ROOT, 'package.json'),
   join(WEB_ROOT, 'tsconfig.json'),
   join(REPO_ROOT, 'packages', 'policy', 'src'),
+  join(REPO_ROOT, 'packages', 'client', 'src'),
   join(REPO_ROOT, 'package-lock.json'),
 ];
 

@@ -2,6 +2,7 @@
 import { FitAddon } from '@xterm/addon-fit';
 import { Terminal } from '@xterm/xterm';
 import '@xterm/xterm/css/xterm.css';
+import { openTerminal, type StudioTerminal } from '@studio/client';
 import { useEffect, useRef, useState } from 'react';
 import { api, errorMessage } from '../lib/trpc';
 
@@ -38,16 +39,22 @@ export function TerminalPanel({ sessionId, active }: { sessionId: string; active
     } catch {
       // not laid out yet
     }
-    let socket: WebSocket | null = null;
+    let current: StudioTerminal | null = null;
     let disposed = false;
     let retry: ReturnType<typeof setTimeout> | undefined;
     let failures = 0;
 
-    const send = (msg: unknown) => {
-      if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(msg));
+    // Keystrokes and resizes go to the live socket; while one is opening, @studio/client holds them (bounded)
+    // until it has authenticated, and past that bound they are dropped.
+    const deliver = (fn: (t: StudioTerminal) => void) => {
+      try {
+        if (current) fn(current);
+      } catch {
+        // not open yet and its queue is full
+      }
     };
-    const inputSub = term.onData((data) => send({ type: 'input', data }));
-    const resizeSub = term.onResize(({ cols, rows }) => send({ type: 'resize', cols, rows }));
+    const inputSub = term.onData((data) => deliver((t) => t.write(data)));
+    const resizeSub = term.onResize(({ cols, rows }) => deliver((t) => t.resize(cols, rows)));
 
     const connect = async () => {
       if (disposed) return;
@@ -62,47 +69,41 @@ export function TerminalPanel({ sessionId, active }: { sessionId: string; active
         return;
       }
       if (disposed) return;
-      const url = `${window.location.protocol === 'https:' ? 'wss' : 'ws'}://${window.location.host}/terminal`;
-      const ws = new WebSocket(url);
-      socket = ws;
-      ws.binaryType = 'arraybuffer';
-      ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token, sessionId }));
-      ws.onmessage = (event) => {
-        if (typeof event.data !== 'string') {
-          term.write(new Uint8Array(event.data as ArrayBuffer));
-          return;
-        }
-        let msg: { type?: string; code?: string; message?: string; bytes?: number; exitCode?: number | null };
-        try {
-          msg = JSON.parse(event.data);
-        } catch {
-          return;
-        }
+      // The protocol (auth first, JSON control messages, binary output) is @studio/client's, as for every client.
+      const t = openTerminal({
+        url: window.location.origin,
+        token,
+        sessionId,
+        cols: term.cols,
+        rows: term.rows,
+      });
+      current = t;
+      t.onData((chunk) => term.write(chunk));
+      t.onMessage((msg) => {
         if (msg.type === 'ready') {
           failures = 0;
           setStatus('ready');
           setDetail('');
-          send({ type: 'resize', cols: term.cols, rows: term.rows });
         } else if (msg.type === 'exit') {
           term.write(`\r\n[shell exited with ${msg.exitCode ?? 'signal'}]\r\n`);
         } else if (msg.type === 'dropped') {
-          term.write(`\r\n[${msg.bytes ?? 0} bytes of output dropped]\r\n`);
+          term.write(`\r\n[${msg.bytes} bytes of output dropped]\r\n`);
         } else if (msg.type === 'error') {
-          setDetail(`${msg.code ?? 'ERROR'}: ${msg.message ?? ''}`);
+          setDetail(`${msg.code}: ${msg.message}`);
         }
-      };
-      ws.onclose = (event) => {
-        if (socket === ws) socket = null;
+      });
+      void t.closed.then(({ code, reason }) => {
+        if (current === t) current = null;
         if (disposed) return;
-        if (event.code === 1008) {
+        if (code === 1008) {
           setStatus('refused');
-          setDetail(event.reason || 'the server refused the terminal');
+          setDetail(reason || 'the server refused the terminal');
           return;
         }
         setStatus('closed');
-        setDetail(event.code === 1000 ? 'the shell exited' : `connection lost (${event.code})`);
+        setDetail(code === 1000 ? 'the shell exited' : `connection lost (${code})`);
         schedule();
-      };
+      });
     };
     const schedule = () => {
       if (disposed) return;
@@ -126,7 +127,7 @@ export function TerminalPanel({ sessionId, active }: { sessionId: string; active
       observer.disconnect();
       inputSub.dispose();
       resizeSub.dispose();
-      socket?.close(1000);
+      current?.close();
       term.dispose();
     };
   }, [sessionId, attempt]);

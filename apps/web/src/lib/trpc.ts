@@ -1,46 +1,23 @@
 'use client';
-import type { AppRouter } from '@studio/api';
-import {
-  createTRPCClient,
-  httpLink,
-  httpSubscriptionLink,
-  splitLink,
-  type TRPCClient,
-  TRPCClientError,
-} from '@trpc/client';
+import { createStudioClient, type StudioClient, toStudioClientError } from '@studio/client';
 
-export type Api = TRPCClient<AppRouter>;
+export type Api = StudioClient;
 
 let client: Api | undefined;
 
 /**
- * The typed API client of the browser: same origin (the web server proxies /trpc to the API), authenticated by
- * the httpOnly login cookie; subscriptions over the browser's EventSource.
+ * The typed API client of the browser (`@studio/client`, as every other client): same origin (the web server
+ * proxies /trpc to the API), authenticated by the httpOnly login cookie; subscriptions over the browser's
+ * EventSource.
  */
 export function api(): Api {
-  if (!client) {
-    const url = `${window.location.origin}/trpc`;
-    client = createTRPCClient<AppRouter>({
-      links: [
-        splitLink({
-          condition: (op) => op.type === 'subscription',
-          true: httpSubscriptionLink({ url }),
-          false: httpLink({ url }),
-        }),
-      ],
-    });
-  }
+  client ??= createStudioClient({ url: window.location.origin });
   return client;
 }
 
 /** The API's stable code of a failure (`data.studioCode`), or NETWORK. */
 export function studioCode(error: unknown): string {
-  if (error instanceof TRPCClientError) {
-    const data = (error.data ?? {}) as { studioCode?: unknown; code?: unknown };
-    if (typeof data.studioCode === 'string') return data.studioCode;
-    if (typeof data.code === 'string') return data.code;
-  }
-  return 'NETWORK';
+  return toStudioClientError(error).code;
 }
 
 const MESSAGES: Record<string, string> = {
