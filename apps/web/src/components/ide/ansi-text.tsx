@@ -1,4 +1,4 @@
-import { parseAnsi } from '../lib/ansi';
+import { parseAnsi } from '../../lib/ansi';
 
 /** Text with ANSI colours as spans of text nodes: the parser yields data, React escapes it. Never HTML. */
 export function AnsiText({ text }: { text: string }) {

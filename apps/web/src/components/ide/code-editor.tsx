@@ -23,8 +23,8 @@ import {
   lineNumbers,
 } from '@codemirror/view';
 import { useEffect, useRef } from 'react';
-import { type Language, languageOf } from '../lib/file-types';
-import { useNonce } from './nonce';
+import { type Language, languageOf } from '../../lib/file-types';
+import { useNonce } from '../nonce';
 
 function languageExtension(lang: Language): Extension {
   switch (lang) {

@@ -1,6 +1,7 @@
 'use client';
+import { useMutation } from '@tanstack/react-query';
 import { type FormEvent, useEffect, useRef, useState } from 'react';
-import { api, errorMessage } from '../lib/trpc';
+import { errorMessage, useTRPC } from '../../lib/trpc';
 import { AnsiText } from './ansi-text';
 
 export interface ConsoleLine {
@@ -19,28 +20,20 @@ export function ConsolePanel({
   lines: ConsoleLine[];
   onClear: () => void;
 }) {
+  const trpc = useTRPC();
+  // Output arrives through events.subscribe (exec.output), like everyone else's: the answer itself is not shown.
+  const exec = useMutation(trpc.exec.run.mutationOptions());
   const [command, setCommand] = useState('');
-  const [error, setError] = useState<string | null>(null);
-  const [running, setRunning] = useState(false);
   const end = useRef<HTMLDivElement>(null);
   // biome-ignore lint/correctness/useExhaustiveDependencies: scroll on every new line
   useEffect(() => {
     end.current?.scrollIntoView({ block: 'end' });
   }, [lines.length]);
 
-  async function run(event: FormEvent) {
+  function run(event: FormEvent) {
     event.preventDefault();
     if (!command.trim()) return;
-    setRunning(true);
-    setError(null);
-    try {
-      // Output arrives through events.subscribe (exec.output), like everyone else's.
-      await api().exec.run.mutate({ sessionId, command: ['sh', '-c', command] });
-    } catch (e) {
-      setError(errorMessage(e));
-    } finally {
-      setRunning(false);
-    }
+    exec.mutate({ sessionId, command: ['sh', '-c', command] });
   }
 
   return (
@@ -57,9 +50,9 @@ export function ConsolePanel({
         )}
         <div ref={end} />
       </div>
-      {error && (
+      {exec.error && (
         <p className="error small" role="alert">
-          {error}
+          {errorMessage(exec.error)}
         </p>
       )}
       <form className="console-run" onSubmit={run}>
@@ -73,8 +66,8 @@ export function ConsolePanel({
           onChange={(e) => setCommand(e.target.value)}
           spellCheck={false}
         />
-        <button type="submit" disabled={running}>
-          {running ? 'Running…' : 'Run'}
+        <button type="submit" disabled={exec.isPending}>
+          {exec.isPending ? 'Running…' : 'Run'}
         </button>
         <button type="button" onClick={onClear}>
           Clear

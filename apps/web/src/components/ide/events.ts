@@ -1,7 +1,8 @@
-import type { AppRouter } from '@studio/api';
+import type { AppRouter } from '@studio/client';
 import type { inferRouterOutputs } from '@trpc/server';
 
-// The event types come from the API's router, never a copy of them (types only: nothing of the API is bundled).
+// The event types come from the API's router, never a copy of them (types only, through @studio/client: nothing
+// of the API is bundled).
 type Streamed =
   inferRouterOutputs<AppRouter>['events']['subscribe'] extends AsyncIterable<infer T> ? T : never;
 

@@ -1,7 +1,8 @@
 'use client';
-import { type FormEvent, type KeyboardEvent, useCallback, useEffect, useRef, useState } from 'react';
-import { formatBytes } from '../lib/file-types';
-import { api, errorMessage } from '../lib/trpc';
+import { useMutation, useQueries, useQueryClient } from '@tanstack/react-query';
+import { type FormEvent, type KeyboardEvent, useEffect, useRef, useState } from 'react';
+import { formatBytes } from '../../lib/file-types';
+import { errorMessage, useTRPC, useTRPCClient } from '../../lib/trpc';
 
 interface Entry {
   name: string;
@@ -19,6 +20,17 @@ type Mode =
 const parentOf = (path: string) => (path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '');
 const join = (dir: string, name: string) => (dir === '' ? name : `${dir}/${name}`);
 
+/** Folders first, then by name. */
+function sortEntries(entries: Entry[]): Entry[] {
+  return [...entries].sort((a, b) =>
+    (a.type === 'directory') === (b.type === 'directory')
+      ? a.name.localeCompare(b.name)
+      : a.type === 'directory'
+        ? -1
+        : 1,
+  );
+}
+
 function toBase64(bytes: Uint8Array): string {
   let binary = '';
   for (let i = 0; i < bytes.length; i += 0x8000)
@@ -27,21 +39,22 @@ function toBase64(bytes: Uint8Array): string {
 }
 
 /**
- * The workspace tree: lazy folders, create/rename/delete/upload/download; reloads the folders it shows whenever
- * `refreshKey` changes (a file.changed event from anyone). File names are rendered as text.
+ * The workspace tree: lazy folders (one `files.list` query per open folder), create/rename/delete/upload/
+ * download. The page invalidates the listings when files change (a file.changed event from anyone). File names
+ * are rendered as text.
  */
 export function FileTree(props: {
   sessionId: string;
-  refreshKey: number;
   onOpen: (path: string, size: number) => void;
   onRenamed: (from: string, to: string) => void;
   onRemoved: (path: string) => void;
 }) {
-  const { sessionId, refreshKey } = props;
-  const [dirs, setDirs] = useState<Record<string, Entry[]>>({});
+  const { sessionId } = props;
+  const trpc = useTRPC();
+  const client = useTRPCClient();
+  const queryClient = useQueryClient();
   const [expanded, setExpanded] = useState<Set<string>>(new Set(['']));
   const [selected, setSelected] = useState<string | null>(null);
-  const [loading, setLoading] = useState(true);
   const [error, setError] = useState<string | null>(null);
   const [mode, setMode] = useState<Mode>(null);
   const [name, setName] = useState('');
@@ -51,48 +64,33 @@ export function FileTree(props: {
   useEffect(() => {
     if (modeKind && modeKind !== 'delete') nameInput.current?.focus();
   }, [modeKind]);
-  const expandedRef = useRef(expanded);
-  expandedRef.current = expanded;
 
-  const loadDir = useCallback(
-    async (dir: string) => {
-      const entries = await api().files.list.query(dir === '' ? { sessionId } : { sessionId, path: dir });
-      entries.sort((a, b) =>
-        (a.type === 'directory') === (b.type === 'directory')
-          ? a.name.localeCompare(b.name)
-          : a.type === 'directory'
-            ? -1
-            : 1,
-      );
-      setDirs((prev) => ({ ...prev, [dir]: entries }));
-    },
-    [sessionId],
-  );
-
-  // biome-ignore lint/correctness/useExhaustiveDependencies: refreshKey triggers a reload
-  useEffect(() => {
-    let cancelled = false;
-    const dirsToLoad = [...expandedRef.current];
-    Promise.allSettled(dirsToLoad.map((d) => loadDir(d))).then((results) => {
-      if (cancelled) return;
-      setLoading(false);
-      const failed = results.find((r) => r.status === 'rejected');
-      // A folder removed by someone else fails to list: collapse it quietly; the root failing is an error.
-      if (results[0]?.status === 'rejected')
-        setError(errorMessage((results[0] as PromiseRejectedResult).reason));
-      else setError(failed ? null : null);
+  const listOptions = (dir: string) =>
+    trpc.files.list.queryOptions(dir === '' ? { sessionId } : { sessionId, path: dir }, {
+      select: sortEntries,
     });
-    return () => {
-      cancelled = true;
-    };
-  }, [loadDir, refreshKey]);
+  const open = [...expanded];
+  const listings = useQueries({ queries: open.map(listOptions) });
+  const dirs: Record<string, Entry[] | undefined> = {};
+  open.forEach((dir, i) => {
+    dirs[dir] = listings[i]?.data;
+  });
+  const root = listings[0];
+  // A folder removed by someone else fails to list: it shows empty; only the root failing is an error.
+  const rootError = root?.error ? errorMessage(root.error) : null;
+  const reload = () => queryClient.invalidateQueries(trpc.files.list.queryFilter({ sessionId }));
+  const write = useMutation(trpc.files.write.mutationOptions()).mutateAsync;
+  const mkdir = useMutation(trpc.files.mkdir.mutationOptions()).mutateAsync;
+  const rename = useMutation(trpc.files.rename.mutationOptions()).mutateAsync;
+  const removeFile = useMutation(trpc.files.remove.mutationOptions()).mutateAsync;
 
   async function toggle(dir: string) {
     const next = new Set(expanded);
     if (next.has(dir)) next.delete(dir);
     else {
+      // Listed before it opens, so the folder does not flash empty.
+      await queryClient.fetchQuery(listOptions(dir)).catch((e) => setError(errorMessage(e)));
       next.add(dir);
-      await loadDir(dir).catch((e) => setError(errorMessage(e)));
     }
     setExpanded(next);
   }
@@ -100,7 +98,7 @@ export function FileTree(props: {
   const targetDir = () => {
     if (selected === null) return '';
     const entry = Object.values(dirs)
-      .flat()
+      .flatMap((d) => d ?? [])
       .find((e) => e.path === selected);
     return entry?.type === 'directory' ? selected : parentOf(selected);
   };
@@ -123,39 +121,39 @@ export function FileTree(props: {
     if (mode.kind === 'file') {
       const path = join(mode.dir, trimmed);
       await act(async () => {
-        await api().files.write.mutate({ sessionId, path, content: '', createParents: true });
-        await loadDir(mode.dir);
+        await write({ sessionId, path, content: '', createParents: true });
+        await reload();
         props.onOpen(path, 0);
         setSelected(path);
       });
     } else if (mode.kind === 'folder') {
       await act(async () => {
-        await api().files.mkdir.mutate({ sessionId, path: join(mode.dir, trimmed), createParents: true });
-        await loadDir(mode.dir);
+        await mkdir({ sessionId, path: join(mode.dir, trimmed), createParents: true });
+        await reload();
       });
     } else if (mode.kind === 'rename') {
       const to = join(parentOf(mode.path), trimmed);
       await act(async () => {
-        await api().files.rename.mutate({ sessionId, from: mode.path, to });
+        await rename({ sessionId, from: mode.path, to });
         props.onRenamed(mode.path, to);
         setSelected(to);
-        await loadDir(parentOf(mode.path));
+        await reload();
       });
     }
   }
 
   async function remove(path: string) {
     await act(async () => {
-      await api().files.remove.mutate({ sessionId, path, recursive: true });
+      await removeFile({ sessionId, path, recursive: true });
       props.onRemoved(path);
       setSelected(null);
-      await loadDir(parentOf(path));
+      await reload();
     });
   }
 
   async function download(path: string) {
     await act(async () => {
-      const file = await api().files.read.query({ sessionId, path, encoding: 'base64' });
+      const file = await client.files.read.query({ sessionId, path, encoding: 'base64' });
       const bytes = Uint8Array.from(atob(file.content), (c) => c.charCodeAt(0));
       const url = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
       const a = document.createElement('a');
@@ -172,7 +170,7 @@ export function FileTree(props: {
     await act(async () => {
       for (const file of Array.from(files)) {
         const content = toBase64(new Uint8Array(await file.arrayBuffer()));
-        await api().files.write.mutate({
+        await write({
           sessionId,
           path: join(dir, file.name),
           content,
@@ -180,7 +178,7 @@ export function FileTree(props: {
           createParents: true,
         });
       }
-      await loadDir(dir);
+      await reload();
     });
     if (upload.current) upload.current.value = '';
   }
@@ -339,12 +337,12 @@ export function FileTree(props: {
           </button>
         </fieldset>
       )}
-      {error && (
+      {(error ?? rootError) && (
         <p className="error small" role="alert">
-          {error}
+          {error ?? rootError}
         </p>
       )}
-      {loading ? (
+      {root?.isPending ? (
         <p className="muted" aria-live="polite">
           Loading files…
         </p>

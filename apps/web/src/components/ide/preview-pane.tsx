@@ -1,28 +1,28 @@
 'use client';
+import { useMutation } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
-import { api, errorMessage } from '../lib/trpc';
+import { errorMessage, useTRPC } from '../../lib/trpc';
 
 /** A dev server inside the sandbox, through the API's preview proxy on its own origin. */
 export function PreviewPane({ sessionId }: { sessionId: string }) {
+  const trpc = useTRPC();
   const [port, setPort] = useState('8000');
   const [url, setUrl] = useState<string | null>(null);
   const [frameKey, setFrameKey] = useState(0);
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+  // Each press makes a fresh grant link and reloads the frame with it.
+  const create = useMutation(
+    trpc.previews.create.mutationOptions({
+      onSuccess: (result) => {
+        setUrl(result.url);
+        setFrameKey((k) => k + 1);
+      },
+    }),
+  );
+  const busy = create.isPending;
 
-  async function open(event?: FormEvent) {
+  function open(event?: FormEvent) {
     event?.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const result = await api().previews.create.mutate({ sessionId, port: Number(port) });
-      setUrl(result.url);
-      setFrameKey((k) => k + 1);
-    } catch (e) {
-      setError(errorMessage(e));
-    } finally {
-      setBusy(false);
-    }
+    create.mutate({ sessionId, port: Number(port) });
   }
 
   return (
@@ -41,7 +41,7 @@ export function PreviewPane({ sessionId }: { sessionId: string }) {
         <button type="submit" disabled={busy}>
           {busy ? 'Opening…' : 'Show preview'}
         </button>
-        <button type="button" onClick={() => void open()} disabled={!url || busy} aria-label="Reload preview">
+        <button type="button" onClick={() => open()} disabled={!url || busy} aria-label="Reload preview">
           Reload
         </button>
         {url ? (
@@ -56,9 +56,9 @@ export function PreviewPane({ sessionId }: { sessionId: string }) {
           </a>
         ) : null}
       </form>
-      {error && (
+      {create.error && (
         <p className="error small" role="alert">
-          {error}
+          {errorMessage(create.error)}
         </p>
       )}
       {url ? (

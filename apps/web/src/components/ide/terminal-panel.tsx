@@ -4,7 +4,7 @@ import { Terminal } from '@xterm/xterm';
 import '@xterm/xterm/css/xterm.css';
 import { openTerminal, type StudioTerminal } from '@studio/client';
 import { useEffect, useRef, useState } from 'react';
-import { api, errorMessage } from '../lib/trpc';
+import { errorMessage, useTRPCClient } from '../../lib/trpc';
 
 type Status = 'connecting' | 'ready' | 'closed' | 'refused';
 
@@ -14,6 +14,7 @@ type Status = 'connecting' | 'ready' | 'closed' | 'refused';
  * with backoff after a drop; a refusal (1008) is shown and not retried automatically.
  */
 export function TerminalPanel({ sessionId, active }: { sessionId: string; active: boolean }) {
+  const client = useTRPCClient();
   const host = useRef<HTMLDivElement>(null);
   const fitRef = useRef<FitAddon | null>(null);
   const [status, setStatus] = useState<Status>('connecting');
@@ -61,7 +62,7 @@ export function TerminalPanel({ sessionId, active }: { sessionId: string; active
       setStatus('connecting');
       let token: string;
       try {
-        token = (await api().auth.socketToken.mutate()).token;
+        token = (await client.auth.socketToken.mutate()).token;
       } catch (e) {
         setStatus('closed');
         setDetail(errorMessage(e));
@@ -130,7 +131,7 @@ export function TerminalPanel({ sessionId, active }: { sessionId: string; active
       current?.close();
       term.dispose();
     };
-  }, [sessionId, attempt]);
+  }, [client, sessionId, attempt]);
 
   useEffect(() => {
     if (active) {
