@@ -3,18 +3,18 @@ import type { IsolationBackend } from '@studio/isolation';
 import { DockerBackend } from '@studio/isolation-docker';
 import { GVisorBackend } from '@studio/isolation-gvisor';
 import { createPolicySchemas, type RateLimiter } from '@studio/policy';
-import { Auth, ensureAdmin, loadJwtKey } from './auth.ts';
-import type { AppDeps } from './context.ts';
+import { Auth, ensureAdmin, loadJwtKey } from './auth/auth.ts';
+import type { AppDeps } from './core/context.ts';
+import { createLogger, type Logger } from './core/logger.ts';
 import { type Env, resolveSandboxRootfs } from './env.ts';
-import { EventBus } from './event-bus.ts';
-import { ExecRegistry } from './exec-registry.ts';
-import { FileWatches } from './file-watches.ts';
-import { createLogger, type Logger } from './logger.ts';
-import { PreviewGrants } from './preview.ts';
-import { defaultResources, SessionManager } from './session-manager.ts';
+import { ExecRegistry } from './exec/exec-registry.ts';
+import { PreviewGrants } from './preview/preview.ts';
+import { EventBus } from './realtime/event-bus.ts';
+import { FileWatches } from './realtime/file-watches.ts';
+import { defaultResources, SessionManager } from './sessions/session-manager.ts';
+import { WarmPool } from './sessions/warm-pool.ts';
 import { type Db, openDb } from './store/db.ts';
 import { Store } from './store/store.ts';
-import { WarmPool } from './warm-pool.ts';
 
 /** Options for {@link createApp}. Everything but `env` can be injected (tests pass backends and a database). */
 export interface CreateAppOptions {

@@ -1,6 +1,6 @@
 import { createApp } from './app.ts';
+import { createLogger } from './core/logger.ts';
 import { loadEnv } from './env.ts';
-import { createLogger } from './logger.ts';
 import { startServer } from './server.ts';
 
 const env = loadEnv();

@@ -3,8 +3,8 @@ import { fileURLToPath } from 'node:url';
 import type { IsolationBackend } from '@studio/isolation';
 import type { RateLimiter } from '@studio/policy';
 import { type App, createApp } from '../app.ts';
+import { createLogger } from '../core/logger.ts';
 import { parseEnv } from '../env.ts';
-import { createLogger } from '../logger.ts';
 import { type StudioServer, startServer } from '../server.ts';
 import { openDb } from '../store/db.ts';
 
