@@ -32,6 +32,7 @@ const crypto = require('crypto');
 const s = http.createServer((req, res) => {
   if (req.url === '/headers') { res.setHeader('content-type', 'application/json'); res.end(JSON.stringify(req.headers)); return; }
   if (req.url === '/redirect') { res.writeHead(302, { location: process.argv[2] }); res.end(); return; }
+  if (req.url === '/cookies') { res.setHeader('set-cookie', ['studio_preview=; Max-Age=0', 'studio_token=planted; Path=/', 'app=1']); res.end('cookies'); return; }
   if (req.url === '/big') { res.end(Buffer.alloc(3 * 1024 * 1024, 97)); return; }
   if (req.url === '/slow') return;
   res.end('hello from the sandbox');
@@ -139,7 +140,7 @@ describe.skipIf(skip !== undefined)(`preview proxy on Docker${skip ? ` (skipped:
     await t?.close();
   });
 
-  it('reaches the dev server in the sandbox, stripping credentials and Studio cookies', async () => {
+  it('reaches the dev server in the sandbox, stripping credentials and Studio cookies both ways', async () => {
     const page = await fetch(`${base}/`, { headers: { cookie } });
     expect(page.status).toBe(200);
     expect(await page.text()).toBe('hello from the sandbox');
@@ -156,6 +157,10 @@ describe.skipIf(skip !== undefined)(`preview proxy on Docker${skip ? ` (skipped:
     expect(echoed.cookie).toBe('app=1');
     expect(echoed['x-forwarded-for']).toBeUndefined();
     expect(echoed.host).toBe('127.0.0.1:3000');
+    // Nor can the sandbox clear the grant or plant a sign-in (cookies ignore ports: it would reach the API).
+    const planted = await fetch(`${base}/cookies`, { headers: { cookie } });
+    expect(await planted.text()).toBe('cookies');
+    expect(planted.headers.getSetCookie()).toEqual(['app=1']);
   });
 
   it('passes redirects back unfollowed and never dials the host loopback', async () => {

@@ -3,17 +3,18 @@ import {
   createServer,
   type IncomingHttpHeaders,
   type IncomingMessage,
-  request,
   type Server,
   type ServerResponse,
 } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Sandbox } from '@studio/isolation';
 import type { Policy } from '@studio/policy';
 import { previewPathSchema } from '@studio/policy';
+import { ProxyServer } from 'http-proxy-3';
 import { AUTH_COOKIE, AUTH_COOKIE_SECURE } from '../auth/cookies.ts';
 import type { SessionManager } from '../sessions/session-manager.ts';
+import { sandboxAgent } from './sandbox-agent.ts';
 
 /** The cookie that carries a preview grant on the preview origin (never the API's). */
 export const PREVIEW_COOKIE = 'studio_preview';
@@ -210,6 +211,33 @@ function plain(res: ServerResponse, status: number, text: string): void {
   res.end(`${text}\n`);
 }
 
+/** Like {@link plain}, unless an answer was already given (a timeout's 504 is not cut by the error after it). */
+function fail(res: ServerResponse, status: number, text: string): void {
+  if (!res.writableEnded) plain(res, status, text);
+}
+
+// Studio's cookie names, compared without case (browsers match the `__Host-` prefix so).
+const STUDIO_COOKIES = new Set([PREVIEW_COOKIE, AUTH_COOKIE, AUTH_COOKIE_SECURE].map((n) => n.toLowerCase()));
+
+/**
+ * The sandbox's response headers as the browser may see them: no Set-Cookie that names a Studio cookie (set,
+ * replace or clear the preview grant, or plant a sign-in: cookies ignore ports, so on the local preview port a
+ * `studio_token` would reach the API) nor a nameless one; no hop-by-hop headers, except on a 101, which needs its
+ * Connection and Upgrade.
+ */
+export function scrubResponse(headers: IncomingHttpHeaders, switching: boolean): void {
+  const cookies = headers['set-cookie'];
+  if (cookies !== undefined) {
+    const kept = cookies.filter((line) => {
+      const eq = line.indexOf('=');
+      return eq > 0 && !STUDIO_COOKIES.has(line.slice(0, eq).trim().toLowerCase());
+    });
+    if (kept.length > 0) headers['set-cookie'] = kept;
+    else delete headers['set-cookie'];
+  }
+  if (!switching) for (const name of DROP_RESPONSE) delete headers[name];
+}
+
 /** A listening preview proxy. */
 export interface PreviewServer {
   server: Server;
@@ -228,8 +256,10 @@ export interface PreviewServerDeps {
  * The preview proxy on its own port (its own origin, so preview pages cannot read Studio's cookies or call the
  * API with them; SECURITY.md §3). Every request needs a grant cookie (from a `previews.create` link); it is
  * forwarded, HTTP or WebSocket upgrade, only through `sandbox.connect(port)` of the grant's own session, never to
- * a host address. Credentials and Studio cookies are stripped; redirects go back to the browser unfollowed;
- * the sandbox must answer within `preview.timeoutMs` and bodies are cut after `preview.maxResponseBytes`.
+ * a host address. Credentials and Studio cookies are stripped both ways (the sandbox can neither read nor set
+ * them); redirects go back to the browser unfollowed; the sandbox must answer within `preview.timeoutMs` and
+ * bodies are cut after `preview.maxResponseBytes`. Forwarding is `http-proxy-3` over an agent whose only
+ * connection is the sandbox stream ({@link sandboxAgent}).
  */
 export async function startPreviewServer(
   deps: PreviewServerDeps,
@@ -238,6 +268,30 @@ export async function startPreviewServer(
   const limits = deps.policy.preview;
   const grants = deps.previews;
   const connections = new Set<Duplex>();
+  // Each forwarded request's answer timer, stopped by the sandbox's response head.
+  const inflight = new WeakMap<IncomingMessage, { timer: NodeJS.Timeout }>();
+
+  // Redirects are never followed (the browser gets them); no X-Forwarded-* is added (the sandbox learns nothing
+  // of the browser or of this server).
+  const proxy = new ProxyServer({ followRedirects: false, xfwd: false });
+  proxy.on('proxyRes', (up, req, res) => {
+    clearTimeout(inflight.get(req)?.timer);
+    scrubResponse(up.headers, false);
+    let sent = 0;
+    // Runs before the library's pipe writes the chunk: a body never passes the limit.
+    up.on('data', (chunk: Buffer) => {
+      sent += chunk.byteLength;
+      if (sent > limits.maxResponseBytes) {
+        up.destroy();
+        res.destroy();
+      }
+    });
+  });
+  // For upgrades the library writes the sandbox's answer (101 or a plain response) itself: scrub it first.
+  proxy.on('proxyReqWs', (proxyReq) => {
+    proxyReq.on('response', (up) => scrubResponse(up.headers, false));
+    proxyReq.on('upgrade', (up) => scrubResponse(up.headers, true));
+  });
 
   const resolve = async (req: IncomingMessage): Promise<{ sandbox: Sandbox; grant: Grant } | string> => {
     const grant = grants.get(readCookies(req.headers.cookie).grant);
@@ -257,6 +311,26 @@ export async function startPreviewServer(
       return 'the session of this preview is not running';
     }
   };
+
+  /** A stream to the grant's port in the grant's own sandbox, tracked until it closes. */
+  const open = async (resolved: { sandbox: Sandbox; grant: Grant }): Promise<Duplex | null> => {
+    let stream: Duplex;
+    try {
+      stream = await resolved.sandbox.connect(resolved.grant.port);
+    } catch {
+      return null;
+    }
+    connections.add(stream);
+    stream.once('close', () => connections.delete(stream));
+    stream.on('error', () => stream.destroy());
+    return stream;
+  };
+
+  /** Forwarding over `stream` only: the agent hands it to the request, and the target host is never dialled. */
+  const via = (stream: Duplex, port: number) => ({
+    target: new URL(`http://sandbox.invalid:${port}`),
+    agent: sandboxAgent(stream),
+  });
 
   const onRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const target = req.url ?? '/';
@@ -282,56 +356,22 @@ export async function startPreviewServer(
     if (!previewPathSchema.safeParse(target).success) return plain(res, 400, 'bad request target');
     const resolved = await resolve(req);
     if (typeof resolved === 'string') return plain(res, 401, resolved);
-    let stream: Duplex;
-    try {
-      stream = await resolved.sandbox.connect(resolved.grant.port);
-    } catch {
-      return plain(res, 502, `nothing answers on port ${resolved.grant.port} in the sandbox`);
-    }
-    connections.add(stream);
-    stream.once('close', () => connections.delete(stream));
-    const upstream = request({
-      createConnection: () => stream as Socket,
-      method: req.method ?? 'GET',
-      path: target,
-      headers: upstreamHeaders(req.headers, resolved.grant.port, false),
-    });
+    const stream = await open(resolved);
+    if (!stream) return plain(res, 502, `nothing answers on port ${resolved.grant.port} in the sandbox`);
     const timer = setTimeout(() => {
-      upstream.destroy();
-      plain(res, 504, `the sandbox did not answer within ${limits.timeoutMs} ms`);
+      fail(res, 504, `the sandbox did not answer within ${limits.timeoutMs} ms`);
+      stream.destroy();
     }, limits.timeoutMs);
-    upstream.on('error', () => {
-      clearTimeout(timer);
-      plain(res, 502, 'the preview server in the sandbox failed');
-    });
-    upstream.on('response', (up) => {
-      clearTimeout(timer);
-      const headers: Record<string, string | string[]> = {};
-      for (const [k, v] of Object.entries(up.headers)) {
-        if (v !== undefined && !DROP_RESPONSE.has(k)) headers[k] = v;
-      }
-      res.writeHead(up.statusCode ?? 502, headers);
-      let sent = 0;
-      up.on('data', (chunk: Buffer) => {
-        sent += chunk.byteLength;
-        if (sent > limits.maxResponseBytes) {
-          up.destroy();
-          res.destroy();
-          return;
-        }
-        if (!res.write(chunk)) {
-          up.pause();
-          res.once('drain', () => up.resume());
-        }
-      });
-      up.on('end', () => res.end());
-      up.on('error', () => res.destroy());
-    });
+    inflight.set(req, { timer });
     res.on('close', () => {
       clearTimeout(timer);
-      upstream.destroy();
+      stream.destroy();
     });
-    req.pipe(upstream);
+    req.headers = upstreamHeaders(req.headers, resolved.grant.port, false);
+    proxy.web(req, res, via(stream, resolved.grant.port), () => {
+      clearTimeout(timer);
+      fail(res, 502, 'the preview server in the sandbox failed');
+    });
   };
 
   const onUpgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
@@ -343,28 +383,12 @@ export async function startPreviewServer(
     if (!previewPathSchema.safeParse(target).success) return refuse('400 Bad Request');
     const resolved = await resolve(req);
     if (typeof resolved === 'string') return refuse('401 Unauthorized');
-    let stream: Duplex;
-    try {
-      stream = await resolved.sandbox.connect(resolved.grant.port);
-    } catch {
-      return refuse('502 Bad Gateway');
-    }
-    connections.add(stream);
-    const headers = upstreamHeaders(req.headers, resolved.grant.port, true);
-    const lines = [`${req.method ?? 'GET'} ${target} HTTP/1.1`];
-    for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v.replace(/[\r\n]/g, '')}`);
-    stream.write(`${lines.join('\r\n')}\r\n\r\n`);
-    if (head.byteLength > 0) stream.write(head);
-    stream.pipe(socket);
-    socket.pipe(stream);
-    const done = () => {
-      connections.delete(stream);
-      stream.destroy();
-      socket.destroy();
-    };
-    stream.on('error', done);
-    stream.on('close', done);
-    socket.on('close', done);
+    const stream = await open(resolved);
+    if (!stream) return refuse('502 Bad Gateway');
+    // The browser gone, the sandbox's side goes too (the library alone would only half-close it).
+    socket.once('close', () => stream.destroy());
+    req.headers = upstreamHeaders(req.headers, resolved.grant.port, true);
+    proxy.ws(req, socket, head, via(stream, resolved.grant.port), () => socket.destroy());
   };
 
   const server = createServer((req, res) => {
