@@ -1,30 +1,22 @@
 import { createServer, type Server } from 'node:net';
-import { join } from 'node:path';
-import {
-  createStudioClient,
-  type EventSourceConstructor,
-  type StudioClient,
-  type StudioClientError,
-} from '@studio/client';
-import { DockerBackend } from '@studio/isolation-docker';
-import { EventSource } from 'eventsource';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StudioClient, StudioClientError } from '@studio/client';
+import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import {
-  ADMIN_PASSWORD,
-  skipUnlessAvailable,
-  startTestApi,
-  TEST_DATA_DIR,
-  type TestApi,
-} from '../testing/api-fixture.ts';
+import type { TestApi } from '../testing/api-fixture.ts';
+import { dockerApiTest, dockerSkip, dockerTestBackend } from '../testing/docker-api.ts';
 
 // The preview proxy against the real API and DockerBackend: a dev server inside the sandbox, canary listeners
 // on the host's loopback that must never be reached. Sandboxes are labelled studio.test=preview.
 
 const IMAGE = 'studio-sandbox:latest';
-const LABELS = { 'studio.test': 'preview' };
-const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: 'api-test' });
-const skip = await skipUnlessAvailable(backend);
+const _backend = dockerTestBackend;
+const skip = dockerSkip;
+const test = dockerApiTest('preview', {
+  env: {
+    STUDIO_PREVIEW_PORT: '0',
+    STUDIO_POLICY: JSON.stringify({ preview: { timeoutMs: 1000, maxResponseBytes: 1024 * 1024 } }),
+  },
+});
 
 const DEV_SERVER = `
 const http = require('http');
@@ -83,25 +75,10 @@ describe.skipIf(skip !== undefined)(`preview proxy on Docker${skip ? ` (skipped:
   let stopDev: () => void = () => undefined;
   const canaries: Awaited<ReturnType<typeof canary>>[] = [];
 
-  beforeAll(async () => {
-    t = await startTestApi({
-      backends: [backend],
-      labels: LABELS,
-      env: {
-        STUDIO_PREVIEW_PORT: '0',
-        STUDIO_POLICY: JSON.stringify({ preview: { timeoutMs: 1000, maxResponseBytes: 1024 * 1024 } }),
-      },
-    });
-    const admin = createStudioClient({ url: t.url, token: await t.login('admin', ADMIN_PASSWORD) });
-    await admin.users.create.mutate({ username: 'alice', password: 'alice-password-1' });
-    await admin.users.create.mutate({ username: 'bob', password: 'bob-password-12' });
-    const ES = EventSource as unknown as EventSourceConstructor;
-    alice = createStudioClient({
-      url: t.url,
-      token: await t.login('alice', 'alice-password-1'),
-      EventSource: ES,
-    });
-    bob = createStudioClient({ url: t.url, token: await t.login('bob', 'bob-password-12') });
+  test.beforeAll(async ({ api, alice: a, bob: b }) => {
+    t = api;
+    alice = a.client;
+    bob = b.client;
     sessionId = (await alice.sessions.create.mutate({ image: IMAGE, resources: { memoryMb: 512 } })).id;
     canaries.push(await canary(), await canary());
     await alice.files.write.mutate({ sessionId, path: 'dev.js', content: DEV_SERVER });
@@ -135,9 +112,6 @@ describe.skipIf(skip !== undefined)(`preview proxy on Docker${skip ? ` (skipped:
   afterAll(async () => {
     stopDev();
     for (const c of canaries) c.server.close();
-    for (const s of await backend.list({ labels: LABELS }))
-      await backend.destroy(s.id).catch(() => undefined);
-    await t?.close();
   });
 
   it('reaches the dev server in the sandbox, stripping credentials and Studio cookies both ways', async () => {

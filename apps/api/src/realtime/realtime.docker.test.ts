@@ -1,37 +1,29 @@
-import { join } from 'node:path';
 import {
   createStudioClient,
-  type EventSourceConstructor,
   openTerminal,
   type StudioClient,
   StudioClientError,
   type StudioTerminal,
 } from '@studio/client';
-import { DockerBackend } from '@studio/isolation-docker';
 import { signSessionToken } from '@studio/policy';
-import { EventSource } from 'eventsource';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { ExecStreamEvent } from '../exec/exec-router.ts';
-import {
-  ADMIN_PASSWORD,
-  JWT_SECRET,
-  skipUnlessAvailable,
-  startTestApi,
-  TEST_DATA_DIR,
-  type TestApi,
-} from '../testing/api-fixture.ts';
+import { ADMIN_PASSWORD, JWT_SECRET, startTestApi, type TestApi } from '../testing/api-fixture.ts';
+import { dockerApiTest, dockerSkip, dockerTestBackend, ES } from '../testing/docker-api.ts';
 import type { StreamedEvent } from './event-bus.ts';
 
 // The real-time half against the real API on loopback and the real DockerBackend: events.subscribe,
 // exec.stream, and the terminal WebSocket. Every sandbox is labelled studio.test=realtime and destroyed.
 
 const IMAGE = 'studio-sandbox:latest';
-const LABELS = { 'studio.test': 'realtime' };
 const RATE_LIMIT = 40;
-const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: 'api-test' });
-const skip = await skipUnlessAvailable(backend);
-const ES = EventSource as unknown as EventSourceConstructor;
+const backend = dockerTestBackend;
+const skip = dockerSkip;
+const test = dockerApiTest('realtime', {
+  env: { STUDIO_POLICY: JSON.stringify({ websocket: { messagesPerMinute: RATE_LIMIT } }) },
+  terminalRecheckMs: 300,
+});
 
 async function until(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -115,30 +107,19 @@ describe.skipIf(skip !== undefined)(`real-time API on Docker${skip ? ` (skipped:
     return text;
   };
 
-  beforeAll(async () => {
-    t = await startTestApi({
-      backends: [backend],
-      labels: LABELS,
-      env: { STUDIO_POLICY: JSON.stringify({ websocket: { messagesPerMinute: RATE_LIMIT } }) },
-      terminalRecheckMs: 300,
-    });
-    const admin = createStudioClient({ url: t.url, token: await t.login('admin', ADMIN_PASSWORD) });
-    await admin.users.create.mutate({ username: 'alice', password: 'alice-password-1' });
-    await admin.users.create.mutate({ username: 'bob', password: 'bob-password-12' });
-    aliceToken = await t.login('alice', 'alice-password-1');
-    alice = createStudioClient({ url: t.url, token: aliceToken, EventSource: ES });
+  test.beforeAll(async ({ api, alice: a, bob: b }) => {
+    t = api;
+    aliceToken = a.token;
+    alice = a.client;
     const apiToken = await alice.tokens.create.mutate({ name: 'agent' });
     aliceByToken = createStudioClient({ url: t.url, token: apiToken.token, EventSource: ES });
-    bob = createStudioClient({ url: t.url, token: await t.login('bob', 'bob-password-12'), EventSource: ES });
+    bob = b.client;
     aliceId = (await alice.auth.me.query()).id;
     sessionId = (await alice.sessions.create.mutate({ image: IMAGE, resources: { memoryMb: 512 } })).id;
   });
 
   afterAll(async () => {
     for (const x of terminals) x.close();
-    for (const s of await backend.list({ labels: LABELS }))
-      await backend.destroy(s.id).catch(() => undefined);
-    await t?.close();
   });
 
   it('shows a second client what the first writes and runs, with actors; reconnects by cursor', async () => {
@@ -432,7 +413,7 @@ describe.skipIf(skip !== undefined)(`real-time API on Docker${skip ? ` (skipped:
   it('terminal: heartbeats drop a peer that does not answer pings', async () => {
     const h = await startTestApi({
       backends: [backend],
-      labels: LABELS,
+      labels: { 'studio.test': 'realtime' },
       env: { STUDIO_POLICY: JSON.stringify({ websocket: { heartbeatMs: 1000 } }) },
     });
     try {

@@ -1,32 +1,17 @@
-import { join } from 'node:path';
-import {
-  createStudioClient,
-  type EventSourceConstructor,
-  type StudioClient,
-  StudioClientError,
-} from '@studio/client';
-import { DockerBackend } from '@studio/isolation-docker';
-import { EventSource } from 'eventsource';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createStudioClient, type StudioClient, StudioClientError } from '@studio/client';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { StreamedEvent } from '../realtime/event-bus.ts';
-import {
-  ADMIN_PASSWORD,
-  skipUnlessAvailable,
-  startTestApi,
-  TEST_DATA_DIR,
-  type TestApi,
-} from '../testing/api-fixture.ts';
+import type { TestApi } from '../testing/api-fixture.ts';
+import { dockerApiTest, dockerSkip, ES } from '../testing/docker-api.ts';
 
 // The take-control lock (issue 8) against the real API on loopback and the real DockerBackend: a person (a
 // login) takes control, an API token's changes get HUMAN_HAS_CONTROL (409) until released. Sandboxes are
 // labelled studio.test=control and destroyed.
 
 const IMAGE = 'studio-sandbox:latest';
-const LABELS = { 'studio.test': 'control' };
-const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: 'api-test' });
-const skip = await skipUnlessAvailable(backend);
-const ES = EventSource as unknown as EventSourceConstructor;
+const test = dockerApiTest('control');
+const skip = dockerSkip;
 
 async function until(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -56,27 +41,14 @@ describe.skipIf(skip !== undefined)(`take control on Docker${skip ? ` (skipped: 
   let aliceId = '';
   let sessionId = '';
 
-  beforeAll(async () => {
-    t = await startTestApi({ backends: [backend], labels: LABELS });
-    const admin = createStudioClient({ url: t.url, token: await t.login('admin', ADMIN_PASSWORD) });
-    await admin.users.create.mutate({ username: 'alice', password: 'alice-password-1' });
-    await admin.users.create.mutate({ username: 'bob', password: 'bob-password-12' });
-    alice = createStudioClient({
-      url: t.url,
-      token: await t.login('alice', 'alice-password-1'),
-      EventSource: ES,
-    });
+  test.beforeAll(async ({ api, alice: a, bob: b }) => {
+    t = api;
+    alice = a.client;
     apiToken = (await alice.tokens.create.mutate({ name: 'agent' })).token;
     aliceByToken = createStudioClient({ url: t.url, token: apiToken, EventSource: ES });
-    bob = createStudioClient({ url: t.url, token: await t.login('bob', 'bob-password-12') });
+    bob = b.client;
     aliceId = (await alice.auth.me.query()).id;
     sessionId = (await alice.sessions.create.mutate({ image: IMAGE, resources: { memoryMb: 256 } })).id;
-  });
-
-  afterAll(async () => {
-    for (const s of await backend.list({ labels: LABELS }))
-      await backend.destroy(s.id).catch(() => undefined);
-    await t?.close();
   });
 
   it('blocks API tokens from changing a session while a person holds control; reads and the person go on', async () => {

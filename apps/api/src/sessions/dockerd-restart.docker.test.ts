@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createStudioClient, type EventSourceConstructor, type StudioClient } from '@studio/client';
@@ -15,8 +15,11 @@ import { ADMIN_PASSWORD, startTestApi, TEST_DATA_DIR, type TestApi } from '../te
 
 const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
 const ROOT = join(TEST_DATA_DIR, 'dockerd-restart');
-const SOCKET = join(ROOT, 'docker.sock');
-const PIDFILE = join(ROOT, 'docker.pid');
+// Sockets live in a short folder of their own: a unix socket path may not exceed 108 bytes (containerd
+// refuses over 104), and the clone may sit in a deep folder. The data root can stay in the clone.
+const RUN = mkdtempSync('/tmp/studio-dockerd-');
+const SOCKET = join(RUN, 'docker.sock');
+const PIDFILE = join(RUN, 'docker.pid');
 const IMAGE = 'studio-sandbox:latest';
 const inCi = process.env.CI === 'true' || process.env.CI === '1';
 
@@ -48,7 +51,7 @@ async function startDaemon(): Promise<void> {
       '--data-root',
       join(ROOT, 'data'),
       '--exec-root',
-      join(ROOT, 'exec'),
+      join(RUN, 'exec'),
       '--pidfile',
       PIDFILE,
       '--host',
@@ -145,8 +148,9 @@ describe.skipIf(skip !== undefined)(
       try {
         execFileSync('sh', ['-c', `grep -q ' ${ROOT}/' /proc/mounts || rm -rf '${ROOT}'`]);
       } catch {
-        rmSync(join(ROOT, 'exec'), { recursive: true, force: true });
+        // a mount is left under ROOT: keep it for a look, and remove only what is safe
       }
+      execFileSync('rm', ['-rf', '--one-file-system', RUN]);
     });
 
     it('a running session is seen stopped, keeps its workspace and starts again; work in flight ends with an error, not a hang', async () => {

@@ -46,9 +46,10 @@ describe.skipIf(skip !== undefined)(`API on gVisor${skip ? ` (skipped: ${skip})`
 
   it('STUDIO_BACKENDS=auto builds Docker and gVisor (the rootfs from build.sh --print-rootfs)', () => {
     // Its own data directory: a GVisorBackend reconciles its state directory when constructed.
-    const built = backendsFromEnv(
-      parseEnv({ STUDIO_BACKENDS: 'auto', STUDIO_DATA_DIR: join(TEST_DATA_DIR, 'auto-probe') }),
-    );
+    const built = backendsFromEnv({
+      ...parseEnv({ STUDIO_BACKENDS: 'auto', STUDIO_DATA_DIR: join(TEST_DATA_DIR, 'auto-probe') }),
+      instanceId: 'api-test-auto-probe',
+    });
     expect(built.map((b) => b.name)).toEqual(['docker', 'gvisor']);
     return Promise.all(built.map((b) => b.close()));
   });
