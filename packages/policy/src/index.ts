@@ -1,6 +1,8 @@
 // The public surface of @studio/policy. Everything a consumer may rely on is listed here by name; files under
 // src/lib/ are internal. Each subpath export (e.g. '@studio/policy/paths') exposes the same names per module.
 
+export type { CookieRequestFacts } from './cookie-requests.ts';
+export { cookieRequestRefusal, IDE_PROOF_HEADER, IDE_PROOF_VALUE } from './cookie-requests.ts';
 export type { PolicyErrorCode, PolicyErrorOptions } from './errors.ts';
 export { isPolicyError, POLICY_ERROR_CODES, PolicyError } from './errors.ts';
 export type { SecurityHeadersOptions } from './html.ts';
@@ -117,6 +119,7 @@ export {
   workspaceDirSchema,
   workspacePathSchema,
 } from './schemas.ts';
+export { isSameSite, previewSiteProblem, siteOf } from './sites.ts';
 export type {
   SessionToken,
   SessionTokenClaims,
