@@ -7,7 +7,7 @@ import {
 import { IsolationError } from '@studio/isolation';
 import { createRateLimiter, signSessionToken } from '@studio/policy';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, JWT_SECRET, startTestApi, type TestApi } from './testing/api-fixture.ts';
+import { ADMIN_PASSWORD, IDE, JWT_SECRET, startTestApi, type TestApi } from './testing/api-fixture.ts';
 import { FakeBackend } from './testing/fake-backend.ts';
 
 // The whole API over real HTTP with an in-memory backend: auth, tokens, users, ownership, limits, errors.
@@ -78,22 +78,50 @@ describe('API (fake backend)', () => {
     }
   });
 
-  it('signs in with a JWT cookie and bearer token, and knows who is calling', async () => {
-    const r = await t.call('mutation', 'auth.login', { username: 'Alice', password: 'alice-password-1' });
+  it('signs in with a JWT cookie (for the IDE only) and bearer token, and knows who is calling', async () => {
+    const r = await t.call(
+      'mutation',
+      'auth.login',
+      { username: 'Alice', password: 'alice-password-1' },
+      IDE,
+    );
     expect(r.status).toBe(200);
     const cookie = r.headers.get('set-cookie') ?? '';
-    expect(cookie).toMatch(/^studio_token=ey[^;]+; Path=\/; HttpOnly; SameSite=Strict; Max-Age=\d+$/);
+    // 127.0.0.1 is a secure context: the prefixed, Secure, host-only cookie.
+    expect(cookie).toMatch(
+      /^__Host-studio_token=ey[^;]+; Path=\/; HttpOnly; SameSite=Strict; Max-Age=\d+; Secure$/,
+    );
     expect(await alice.auth.me.query()).toMatchObject({ username: 'alice', role: 'user', via: 'login' });
-    const viaCookie = await t.call('query', 'auth.me', undefined, { cookie: cookie.split(';')[0] as string });
+    const viaCookie = await t.call('query', 'auth.me', undefined, {
+      ...IDE,
+      cookie: cookie.split(';')[0] as string,
+    });
     expect(viaCookie.status).toBe(200);
+    // Without the IDE's proof a sign-in gets its token, never a cookie (a form on another site cannot sign the
+    // browser in as someone else).
+    const api = await t.call('mutation', 'auth.login', { username: 'alice', password: 'alice-password-1' });
+    expect(api.status).toBe(200);
+    expect(api.headers.get('set-cookie')).toBeNull();
   });
 
-  it('refuses the login cookie from a foreign origin', async () => {
-    const r = await t.call('mutation', 'auth.login', { username: 'alice', password: 'alice-password-1' });
+  it('refuses the login cookie from a foreign origin, or without the IDE proof', async () => {
+    const r = await t.call(
+      'mutation',
+      'auth.login',
+      { username: 'alice', password: 'alice-password-1' },
+      IDE,
+    );
     const cookie = (r.headers.get('set-cookie') ?? '').split(';')[0] as string;
-    const cross = await t.call('query', 'auth.me', undefined, { cookie, origin: 'https://evil.example' });
+    const cross = await t.call('query', 'auth.me', undefined, {
+      ...IDE,
+      cookie,
+      origin: 'https://evil.example',
+    });
     expect(cross.status).toBe(403);
     expect(cross.body.error?.data.studioCode).toBe('ORIGIN_REFUSED');
+    const bare = await t.call('query', 'auth.me', undefined, { cookie });
+    expect(bare.status).toBe(403);
+    expect(bare.body.error?.data.studioCode).toBe('ORIGIN_REFUSED');
   });
 
   it('answers a wrong password with INVALID_CREDENTIALS, the same as an unknown user, and audits it', async () => {

@@ -1,4 +1,4 @@
-import type { StudioClient } from '@studio/client';
+import { type StudioClient, streamExec as streamExecOnApi } from '@studio/client';
 import {
   defaultPolicy,
   eventsSubscribeInput,
@@ -80,7 +80,7 @@ const previewFetchInput = previewRequestInput.extend({
     .describe('body bytes to return at most'),
 });
 
-/** Runs a command through exec.stream, reporting output as progress, and resolves with its result. */
+/** Runs a command through exec.start + exec.stream (streamExec of @studio/client), reporting output as progress, and resolves with its result. */
 function streamExec(input: z.output<typeof execRunInput>, ctx: ToolContext) {
   const { cwd, ...rest } = input;
   const request = { ...rest, ...(cwd ? { cwd } : {}) };
@@ -121,7 +121,7 @@ function streamExec(input: z.output<typeof execRunInput>, ctx: ToolContext) {
       ctx.signal.removeEventListener('abort', onAbort);
       fn();
     };
-    const sub = ctx.client.exec.stream.subscribe(request, {
+    const sub = streamExecOnApi(ctx.client, request, {
       onData: (event) => {
         if (event.type === 'started') {
           execId = event.execId;

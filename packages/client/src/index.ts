@@ -236,3 +236,5 @@ export async function loginStudioClient(options: {
     expiresAt,
   };
 }
+
+export { type ExecStartInput, type ExecStreamEvent, type StreamExecHandlers, streamExec } from './exec.ts';

@@ -1,18 +1,20 @@
 import { loginInput } from '@studio/policy';
 import { auditOf } from '../core/context.ts';
 import { AppError, mapError } from '../core/errors.ts';
-import { authedProcedure, publicProcedure, router } from '../core/trpc.ts';
+import { authedProcedure, ideRefusal, publicProcedure, router } from '../core/trpc.ts';
 import { setAuthCookie } from './cookies.ts';
 
 export const authRouter = router({
   /**
    * Signs in with a username and password (rate-limited per username and client address). Returns a JWT as
-   * `token` for bearer use and sets it as an httpOnly, SameSite=Strict cookie for browsers.
+   * `token` for bearer use. Only when the request carries the IDE's proof (SECURITY.md §4b) is it also set as the
+   * login cookie (httpOnly, SameSite=Strict, host-only, `__Host-` where accepted): a form another site posts here
+   * cannot sign the victim's browser in as someone else.
    */
   login: publicProcedure.input(loginInput).mutation(async ({ ctx, input }) => {
     try {
       const { token, expiresAt, user } = await ctx.deps.auth.login(input.username, input.password, ctx.ip);
-      setAuthCookie(ctx, token, (expiresAt.getTime() - Date.now()) / 1000);
+      if (ideRefusal(ctx) === null) setAuthCookie(ctx, token, (expiresAt.getTime() - Date.now()) / 1000);
       await ctx.deps.store.audit({
         ...auditOf(ctx),
         actorId: user.id,

@@ -1,17 +1,33 @@
 import type { ServerResponse } from 'node:http';
 
-/** The name of the login cookie (httpOnly, SameSite=Strict) over plain HTTP (local mode). */
+/** The name of the login cookie (httpOnly, SameSite=Strict) where the browser refuses `Secure` (plain HTTP). */
 export const AUTH_COOKIE = 'studio_token';
 /**
- * Its name over HTTPS. The `__Host-` prefix makes browsers refuse it unless it is `Secure`, `Path=/` and has
- * no `Domain`: a page on a sibling host (a preview on `*.preview.<domain>`) cannot set or shadow it, so it
- * cannot plant a sign-in of its own (cookie tossing). Over HTTPS only this name is read.
+ * Its name over HTTPS and on loopback hosts (browsers treat `http://127.0.0.1` and `http://localhost` as secure
+ * contexts and accept `Secure` cookies there). The `__Host-` prefix makes browsers refuse it unless it is
+ * `Secure`, `Path=/` and has no `Domain`: no other host (a preview on a sibling host) can set or shadow it, so
+ * it cannot plant a sign-in of its own (cookie tossing). Where it is used only this name is read.
  */
 export const AUTH_COOKIE_SECURE = '__Host-studio_token';
 
-/** The login cookie's name for a request over HTTPS or plain HTTP. */
-export function authCookieName(https: boolean): string {
-  return https ? AUTH_COOKIE_SECURE : AUTH_COOKIE;
+/** Whether a request's `Host` is a loopback name or address (a secure context for browsers even over HTTP). */
+export function isLoopbackHost(hostHeader: string | undefined): boolean {
+  if (hostHeader === undefined) return false;
+  const host = hostHeader
+    .toLowerCase()
+    .replace(/:\d{1,5}$/, '')
+    .replace(/\.$/, '');
+  return (
+    host === 'localhost' ||
+    host.endsWith('.localhost') ||
+    host === '[::1]' ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+  );
+}
+
+/** The login cookie's name for a request over HTTPS (or to a loopback host) or plain HTTP. */
+export function authCookieName(secure: boolean): string {
+  return secure ? AUTH_COOKIE_SECURE : AUTH_COOKIE;
 }
 
 /** The value of cookie `name` in a Cookie header, or undefined (oversized headers are ignored). */
@@ -25,19 +41,22 @@ export function readCookie(header: string | undefined, name: string): string | u
   return undefined;
 }
 
-/** Sets (or clears, with `token` null) the login cookie. `Secure` when the request came over HTTPS. */
+/**
+ * Sets (or clears, with `token` null) the login cookie: host-only (no `Domain`), `Path=/`, `HttpOnly`,
+ * `SameSite=Strict`; `__Host-` and `Secure` when `secureCookie` (HTTPS, or a loopback host).
+ */
 export function setAuthCookie(
-  ctx: { https: boolean; res: ServerResponse },
+  ctx: { secureCookie: boolean; res: ServerResponse },
   token: string | null,
   maxAgeS: number,
 ): void {
   const parts = [
-    `${authCookieName(ctx.https)}=${token ?? ''}`,
+    `${authCookieName(ctx.secureCookie)}=${token ?? ''}`,
     'Path=/',
     'HttpOnly',
     'SameSite=Strict',
     `Max-Age=${token === null ? 0 : Math.max(0, Math.floor(maxAgeS))}`,
   ];
-  if (ctx.https) parts.push('Secure');
+  if (ctx.secureCookie) parts.push('Secure');
   ctx.res.setHeader('Set-Cookie', parts.join('; '));
 }

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Policy, PolicySchemas } from '@studio/policy';
 import type { Auth, Principal } from '../auth/auth.ts';
-import { authCookieName, readCookie } from '../auth/cookies.ts';
+import { authCookieName, isLoopbackHost, readCookie } from '../auth/cookies.ts';
 import type { ExecRegistry } from '../exec/exec-registry.ts';
 import type { PreviewGrants } from '../preview/preview.ts';
 import type { EventBus } from '../realtime/event-bus.ts';
@@ -49,17 +49,19 @@ export interface Context {
   requestId: string;
   ip: string;
   https: boolean;
+  /** The login cookie is `__Host-` and `Secure`: HTTPS, or a loopback host (a secure context for browsers). */
+  secureCookie: boolean;
   /** Where the credential came from, if any. */
   credential: { value: string; source: 'bearer' | 'cookie' } | null;
   principal: Principal | null;
 }
 
-function readCredential(req: IncomingMessage, https: boolean): Context['credential'] {
+function readCredential(req: IncomingMessage, secureCookie: boolean): Context['credential'] {
   const authorization = req.headers.authorization;
   if (typeof authorization === 'string' && /^Bearer\s+/i.test(authorization)) {
     return { value: authorization.replace(/^Bearer\s+/i, '').trim(), source: 'bearer' };
   }
-  const cookie = readCookie(req.headers.cookie, authCookieName(https));
+  const cookie = readCookie(req.headers.cookie, authCookieName(secureCookie));
   return cookie ? { value: cookie, source: 'cookie' } : null;
 }
 
@@ -67,6 +69,7 @@ function readCredential(req: IncomingMessage, https: boolean): Context['credenti
 export function createContextFactory(deps: AppDeps) {
   return ({ req, res }: { req: IncomingMessage; res: ServerResponse }): Context => {
     const meta = requestMeta.get(req) ?? { requestId: 'req_unknown', ip: 'unknown', https: false };
+    const secureCookie = meta.https || isLoopbackHost(req.headers.host);
     return {
       deps,
       req,
@@ -74,7 +77,8 @@ export function createContextFactory(deps: AppDeps) {
       requestId: meta.requestId,
       ip: meta.ip,
       https: meta.https,
-      credential: readCredential(req, meta.https),
+      secureCookie,
+      credential: readCredential(req, secureCookie),
       principal: null,
     };
   };

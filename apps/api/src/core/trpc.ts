@@ -1,4 +1,4 @@
-import { createRateLimiter, rateLimitKey } from '@studio/policy';
+import { cookieRequestRefusal, createRateLimiter, IDE_PROOF_HEADER, rateLimitKey } from '@studio/policy';
 import { initTRPC } from '@trpc/server';
 import { isCredentialError, type Principal } from '../auth/auth.ts';
 import { assertMayMutate } from '../sessions/control.ts';
@@ -52,21 +52,48 @@ const mapErrors = t.middleware(async ({ ctx, next, path }) => {
   throw error;
 });
 
-/** No credential needed (login, health of the API itself). */
-export const publicProcedure = t.procedure.use(mapErrors);
-
 // Denied-access audit rows are capped per address (20 a minute, the policy's limiter) so a flood of bad tokens
 // cannot flood the store.
 const deniedAudits = createRateLimiter({ limit: 20, windowMs: 60_000 });
 const mayAuditDenied = (ip: string): boolean => deniedAudits.take(rateLimitKey('audit-denied', ip)).allowed;
 
-function originAllowed(ctx: Context): boolean {
-  const origin = ctx.req.headers.origin;
-  if (origin === undefined) return true;
-  const host = ctx.req.headers.host;
-  const own = host ? [`http://${host}`, `https://${host}`] : [];
-  return own.includes(origin) || ctx.deps.origins.includes(origin);
+/** Why a request could not have come from the IDE (its proof header, Origin, Sec-Fetch-Site), or null. */
+export function ideRefusal(ctx: Pick<Context, 'req' | 'deps'>): string | null {
+  const headers = ctx.req.headers;
+  const host = headers.host;
+  return cookieRequestRefusal({
+    proof: headers[IDE_PROOF_HEADER],
+    origin: headers.origin,
+    secFetchSite: headers['sec-fetch-site'],
+    ownOrigins: [...(host ? [`http://${host}`, `https://${host}`] : []), ...ctx.deps.origins],
+  });
 }
+
+// No ambient authority (SECURITY.md §4b): a request that carries the login cookie, whatever its method and
+// whichever procedure it names (public ones included), must prove it came from the IDE, or it is refused here,
+// before any input is parsed or any procedure runs. Bearer callers (API clients, agents) are not cookie-borne.
+const ideProof = t.middleware(async ({ ctx, next }) => {
+  if (ctx.credential?.source === 'cookie') {
+    const refusal = ideRefusal(ctx);
+    if (refusal !== null) {
+      if (mayAuditDenied(ctx.ip)) {
+        await ctx.deps.store
+          .audit({
+            ...auditOf(ctx),
+            action: 'auth.token',
+            outcome: 'denied',
+            details: { code: 'ORIGIN_REFUSED' },
+          })
+          .catch(() => undefined);
+      }
+      throw new AppError('ORIGIN_REFUSED', refusal);
+    }
+  }
+  return next();
+});
+
+/** No credential needed (login, health of the API itself); a login cookie, if sent, still needs the IDE proof. */
+export const publicProcedure = t.procedure.use(mapErrors).use(ideProof);
 
 /** A signed-in caller (login JWT by bearer header or cookie, or an API token). */
 export const authedProcedure = publicProcedure.use(async ({ ctx, next }) => {
@@ -77,10 +104,6 @@ export const authedProcedure = publicProcedure.use(async ({ ctx, next }) => {
         'UNAUTHENTICATED',
         'sign in first (auth.login) or send an API token as a bearer token',
       );
-    }
-    // Cookies ride along on cross-site requests; SameSite=Strict stops that in browsers, this stops the rest.
-    if (ctx.credential.source === 'cookie' && !originAllowed(ctx)) {
-      throw new AppError('ORIGIN_REFUSED', 'requests with the login cookie must come from the Studio origin');
     }
     principal = await ctx.deps.auth.authenticate(ctx.credential.value);
   } catch (error) {

@@ -4,9 +4,9 @@ import { z } from 'zod';
 import { auditOf, type Context } from '../core/context.ts';
 import { toTRPCError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
-import { principalOf, router, sessionMutationProcedure } from '../core/trpc.ts';
+import { authedProcedure, principalOf, router, sessionMutationProcedure } from '../core/trpc.ts';
 import { actorOf } from '../realtime/event-bus.ts';
-import { StdinQueue } from './exec-registry.ts';
+import { Pipe, StdinQueue } from './exec-registry.ts';
 
 const text = new TextDecoder('utf-8');
 
@@ -27,52 +27,7 @@ export type ExecStreamEvent =
 const execIdSchema = z
   .string()
   .regex(/^exe_[A-Za-z0-9_-]{22}$/)
-  .describe('an id from the `started` event of exec.stream');
-
-/**
- * A FIFO an async generator can wait on; ends on `end()` or when `signal` aborts. Unbounded itself: what goes
- * in is exec output, which the backend caps at the policy's `exec.maxOutputBytes`.
- */
-class Pipe<T> {
-  readonly #items: T[] = [];
-  #done = false;
-  #error: unknown;
-  #wake: (() => void) | undefined;
-
-  push(item: T): void {
-    this.#items.push(item);
-    this.#wake?.();
-  }
-  end(error?: unknown): void {
-    this.#done = true;
-    this.#error = error;
-    this.#wake?.();
-  }
-  async *drain(signal: AbortSignal): AsyncGenerator<T> {
-    const onAbort = () => this.#wake?.();
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      for (;;) {
-        const item = this.#items.shift();
-        if (item !== undefined) {
-          yield item;
-          continue;
-        }
-        if (this.#done) {
-          if (this.#error !== undefined) throw this.#error;
-          return;
-        }
-        if (signal.aborted) return;
-        await new Promise<void>((resolve) => {
-          this.#wake = resolve;
-        });
-        this.#wake = undefined;
-      }
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-    }
-  }
-}
+  .describe('an id from exec.start');
 
 function utf8Streams() {
   const out = new TextDecoder('utf-8');
@@ -89,9 +44,18 @@ function publishExec(ctx: Context, sessionId: string) {
     ctx.deps.events.publish(sessionId, actor, body);
 }
 
+// exec.stream reads an exec that exec.start started, with the token exec.start returned (and nothing else).
+const streamReadInput = z.object({
+  execId: execIdSchema,
+  token: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{43}$/)
+    .describe('the stream token exec.start returned'),
+});
+
 /** Exec procedures; `schemas` are the policy's, bound to the running limits. */
 export const execRouter = (schemas: PolicySchemas) => {
-  // exec.stream takes exec.run's input and may keep stdin open for exec.write / exec.closeStdin.
+  // exec.start takes exec.run's input and may keep stdin open for exec.write / exec.closeStdin.
   const streamInput = schemas.execRunInput.extend({ keepStdinOpen: z.boolean().optional() });
   return router({
     /**
@@ -167,106 +131,142 @@ export const execRouter = (schemas: PolicySchemas) => {
     }),
 
     /**
-     * Runs argv and streams it: `{ type: 'started', execId }`, then `{ type: 'stdout' | 'stderr', data }` chunks
-     * (UTF-8 text, decoded across chunk boundaries; invalid bytes become U+FFFD), then one `exit` event.
-     * Unsubscribing cancels: the process group is killed. Output is capped by the policy's `exec.maxOutputBytes`
-     * (so is what waits for a slow reader). With `keepStdinOpen`, stdin stays open for exec.write until
-     * exec.closeStdin.
+     * Starts argv in the session (a POST: GETs never start anything, SECURITY.md §4b) and returns its `execId`
+     * and a stream `token` for exec.stream, which reads its output. The command runs at most once; if no reader
+     * attaches within 30 s (or the last one leaves and none comes back within 30 s) it is killed. Output waiting
+     * for a reader is capped by the policy's `exec.maxOutputBytes`. With `keepStdinOpen`, stdin stays open for
+     * exec.write until exec.closeStdin.
      */
-    stream: sessionMutationProcedure.input(streamInput).subscription(async function* ({
+    start: sessionMutationProcedure
+      .input(streamInput)
+      .output(z.object({ execId: z.string(), token: z.string(), attachBy: z.string() }))
+      .mutation(async ({ ctx, input }) => {
+        const limits = ctx.deps.policy.exec;
+        const userId = ctx.principal.userId;
+        const sandbox = await ctx.deps.sessions.withSandbox(userId, input.sessionId, auditOf(ctx), (s) =>
+          Promise.resolve(s),
+        );
+        const publish = publishExec(ctx, input.sessionId);
+        const execId = newId('exe_');
+        const stdin = new StdinQueue(limits.maxStdinBytes);
+        if (input.stdin !== undefined && input.stdin.length > 0)
+          stdin.push(new TextEncoder().encode(input.stdin));
+        if (input.keepStdinOpen !== true) stdin.close();
+        const abort = new AbortController();
+        const pipe = new Pipe<ExecStreamEvent>();
+        const decode = utf8Streams();
+        const { token, attachBy } = ctx.deps.execs.addStream(execId, {
+          ownerId: userId,
+          sessionId: input.sessionId,
+          ...(input.keepStdinOpen === true ? { stdin } : {}),
+          output: pipe,
+          cancel: () => abort.abort(),
+        });
+        publish({ type: 'exec.started', execId, command: [...input.command] });
+        const onChunk = (stream: 'stdout' | 'stderr') => (c: Uint8Array) => {
+          const data = decode[stream](c);
+          if (data.length === 0) return;
+          pipe.push({ type: stream, data });
+          publish({ type: 'exec.output', execId, stream, data, truncated: false });
+        };
+        sandbox
+          .exec(input.command, {
+            ...(input.cwd ? { cwd: input.cwd } : {}),
+            ...(input.env ? { env: input.env } : {}),
+            stdin,
+            timeoutMs: input.timeoutMs ?? limits.defaultTimeoutMs,
+            maxOutputBytes: limits.maxOutputBytes,
+            onStdout: onChunk('stdout'),
+            onStderr: onChunk('stderr'),
+            signal: abort.signal,
+          })
+          .then(
+            (r) => {
+              publish({
+                type: 'exec.exited',
+                execId,
+                exitCode: r.exitCode,
+                signal: r.signal,
+                timedOut: r.timedOut,
+                cancelled: false,
+              });
+              pipe.push({
+                type: 'exit',
+                exitCode: r.exitCode,
+                signal: r.signal,
+                timedOut: r.timedOut,
+                truncated: r.truncated,
+                oomKilled: r.oomKilled,
+                durationMs: r.durationMs,
+              });
+              pipe.end();
+            },
+            (error: unknown) => {
+              const cancelled = isIsolationError(error, 'CANCELLED');
+              publish({
+                type: 'exec.exited',
+                execId,
+                exitCode: null,
+                signal: null,
+                timedOut: false,
+                cancelled,
+              });
+              pipe.end(cancelled ? undefined : error);
+            },
+          )
+          .finally(() => {
+            // Its stdin closes with it; the output stays readable until the reader has it or the window ends.
+            stdin.close();
+          });
+        return { execId, token, attachBy: attachBy.toISOString() };
+      }),
+
+    /**
+     * Reads a started exec (exec.start's `execId` and `token`; yours only, another user's or a wrong token is
+     * NOT_FOUND): `{ type: 'started', execId }`, then `{ type: 'stdout' | 'stderr', data }` chunks (UTF-8 text,
+     * decoded across chunk boundaries; invalid bytes become U+FFFD), then one `exit` event. One reader at a time;
+     * a reader that reconnects within 30 s goes on where the last one stopped. It starts and changes nothing.
+     */
+    stream: authedProcedure.input(streamReadInput).subscription(async function* ({
       ctx,
       input,
       signal,
     }): AsyncGenerator<ExecStreamEvent> {
-      const limits = ctx.deps.policy.exec;
-      const userId = ctx.principal.userId;
-      // Errors inside a subscription skip the procedure middleware: map them here.
-      const sandbox = await ctx.deps.sessions
-        .withSandbox(userId, input.sessionId, auditOf(ctx), (s) => Promise.resolve(s))
-        .catch((error: unknown) => {
-          throw toTRPCError(error);
-        });
-      const publish = publishExec(ctx, input.sessionId);
-      const execId = newId('exe_');
-      const stdin = new StdinQueue(limits.maxStdinBytes);
-      if (input.stdin !== undefined && input.stdin.length > 0)
-        stdin.push(new TextEncoder().encode(input.stdin));
-      if (input.keepStdinOpen === true) {
-        ctx.deps.execs.add(execId, { ownerId: userId, sessionId: input.sessionId, stdin });
-      } else {
-        stdin.close();
-      }
-      const abort = new AbortController();
-      const cancel = () => abort.abort();
-      signal?.addEventListener('abort', cancel, { once: true });
-      const pipe = new Pipe<ExecStreamEvent>();
-      const decode = utf8Streams();
-      let cancelled = false;
-      publish({ type: 'exec.started', execId, command: [...input.command] });
-      const onChunk = (stream: 'stdout' | 'stderr') => (c: Uint8Array) => {
-        const data = decode[stream](c);
-        if (data.length === 0) return;
-        pipe.push({ type: stream, data });
-        publish({ type: 'exec.output', execId, stream, data, truncated: false });
-      };
-      sandbox
-        .exec(input.command, {
-          ...(input.cwd ? { cwd: input.cwd } : {}),
-          ...(input.env ? { env: input.env } : {}),
-          stdin,
-          timeoutMs: input.timeoutMs ?? limits.defaultTimeoutMs,
-          maxOutputBytes: limits.maxOutputBytes,
-          onStdout: onChunk('stdout'),
-          onStderr: onChunk('stderr'),
-          signal: abort.signal,
-        })
-        .then(
-          (r) => {
-            publish({
-              type: 'exec.exited',
-              execId,
-              exitCode: r.exitCode,
-              signal: r.signal,
-              timedOut: r.timedOut,
-              cancelled: false,
-            });
-            pipe.push({
-              type: 'exit',
-              exitCode: r.exitCode,
-              signal: r.signal,
-              timedOut: r.timedOut,
-              truncated: r.truncated,
-              oomKilled: r.oomKilled,
-              durationMs: r.durationMs,
-            });
-            pipe.end();
-          },
-          (error: unknown) => {
-            cancelled = isIsolationError(error, 'CANCELLED');
-            publish({
-              type: 'exec.exited',
-              execId,
-              exitCode: null,
-              signal: null,
-              timedOut: false,
-              cancelled,
-            });
-            pipe.end(cancelled ? undefined : error);
-          },
-        );
+      const execs = ctx.deps.execs;
+      let pipe: Pipe<ExecStreamEvent>;
       try {
-        yield { type: 'started', execId };
-        yield* pipe.drain(abort.signal);
+        pipe = execs.attach(ctx.principal.userId, input.execId, input.token) as Pipe<ExecStreamEvent>;
       } catch (error) {
+        // Errors inside a subscription skip the procedure middleware: map them here.
+        throw toTRPCError(error);
+      }
+      const stop = new AbortController();
+      const onAbort = () => stop.abort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      let failed = false;
+      try {
+        yield { type: 'started', execId: input.execId };
+        yield* pipe.drain(stop.signal);
+      } catch (error) {
+        failed = true;
         throw toTRPCError(error);
       } finally {
-        signal?.removeEventListener('abort', cancel);
-        abort.abort();
-        ctx.deps.execs.delete(execId);
+        signal?.removeEventListener('abort', onAbort);
+        // Read to the end: forget it. Left early: it waits for a reader to come back.
+        if (failed || pipe.done) execs.delete(input.execId);
+        else execs.detach(input.execId);
       }
     }),
 
-    /** Writes to the stdin of a running exec.stream started with `keepStdinOpen` (yours only). */
+    /** Kills a started exec now (yours only). Its reader gets no `exit` event; events show it cancelled. */
+    cancel: sessionMutationProcedure
+      .input(z.strictObject({ execId: execIdSchema }))
+      .mutation(({ ctx, input }) => {
+        ctx.deps.execs.cancel(ctx.principal.userId, input.execId);
+        return { execId: input.execId };
+      }),
+
+    /** Writes to the stdin of a running exec started with `keepStdinOpen` (yours only). */
     write: sessionMutationProcedure
       .input(
         z.strictObject({
@@ -278,18 +278,17 @@ export const execRouter = (schemas: PolicySchemas) => {
         }),
       )
       .mutation(({ ctx, input }) => {
-        const entry = ctx.deps.execs.get(ctx.principal.userId, input.execId);
+        const stdin = ctx.deps.execs.stdinOf(ctx.principal.userId, input.execId);
         const bytes = new TextEncoder().encode(input.data);
-        entry.stdin.push(bytes);
+        stdin.push(bytes);
         return { execId: input.execId, bytes: bytes.byteLength };
       }),
 
-    /** Closes the stdin of a running exec.stream (the process sees end of file). */
+    /** Closes the stdin of a running exec (the process sees end of file). */
     closeStdin: sessionMutationProcedure
       .input(z.strictObject({ execId: execIdSchema }))
       .mutation(({ ctx, input }) => {
-        ctx.deps.execs.get(ctx.principal.userId, input.execId).stdin.close();
-        ctx.deps.execs.delete(input.execId);
+        ctx.deps.execs.stdinOf(ctx.principal.userId, input.execId).close();
         return { execId: input.execId };
       }),
   });

@@ -1,6 +1,11 @@
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { createStudioClient, type EventSourceConstructor, type StudioClient } from '@studio/client';
+import {
+  createStudioClient,
+  type EventSourceConstructor,
+  type StudioClient,
+  streamExec,
+} from '@studio/client';
 import { DockerBackend } from '@studio/isolation-docker';
 import { EventSource } from 'eventsource';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -67,7 +72,8 @@ describe.skipIf(skip !== undefined)(
 
     async function devServer(sessionId: string, port: number): Promise<void> {
       let listening = false;
-      const sub = alice.exec.stream.subscribe(
+      const sub = streamExec(
+        alice,
         { sessionId, command: ['node', '-e', DEV_SERVER, String(port)], timeoutMs: 600_000 },
         {
           onData: (e) => {

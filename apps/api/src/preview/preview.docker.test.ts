@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:net';
-import type { StudioClient, StudioClientError } from '@studio/client';
+import { type StudioClient, type StudioClientError, streamExec } from '@studio/client';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { TestApi } from '../testing/api-fixture.ts';
@@ -83,7 +83,8 @@ describe.skipIf(skip !== undefined)(`preview proxy on Docker${skip ? ` (skipped:
     canaries.push(await canary(), await canary());
     await alice.files.write.mutate({ sessionId, path: 'dev.js', content: DEV_SERVER });
     let listening = false;
-    const sub = alice.exec.stream.subscribe(
+    const sub = streamExec(
+      alice,
       {
         sessionId,
         command: ['node', 'dev.js', `http://127.0.0.1:${canaries[0]?.port}/`],

@@ -4,6 +4,7 @@ import {
   type StudioClient,
   StudioClientError,
   type StudioTerminal,
+  streamExec,
 } from '@studio/client';
 import { signSessionToken } from '@studio/policy';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -206,7 +207,7 @@ describe.skipIf(skip !== undefined)(`real-time API on Docker${skip ? ` (skipped:
 
   it('streams exec output and exit, takes stdin, and cancels by unsubscribing', async () => {
     const run = record<ExecStreamEvent>((h) =>
-      alice.exec.stream.subscribe({ sessionId, command: ['sh', '-c', 'echo out; echo err >&2; exit 3'] }, h),
+      streamExec(alice, { sessionId, command: ['sh', '-c', 'echo out; echo err >&2; exit 3'] }, h),
     );
     await until(() => run.seen.some((e) => e.type === 'exit') || run.state.error !== undefined, 'exit');
     expect(run.state.error).toBeUndefined();
@@ -222,7 +223,7 @@ describe.skipIf(skip !== undefined)(`real-time API on Docker${skip ? ` (skipped:
     run.unsubscribe();
 
     const cat = record<ExecStreamEvent>((h) =>
-      alice.exec.stream.subscribe({ sessionId, command: ['cat'], keepStdinOpen: true }, h),
+      streamExec(alice, { sessionId, command: ['cat'], keepStdinOpen: true }, h),
     );
     await until(() => cat.seen.length > 0, 'started');
     const execId = cat.seen[0]?.type === 'started' ? cat.seen[0].execId : '';
@@ -237,7 +238,7 @@ describe.skipIf(skip !== undefined)(`real-time API on Docker${skip ? ` (skipped:
     cat.unsubscribe();
 
     const foreign = record<ExecStreamEvent>((h) =>
-      bob.exec.stream.subscribe({ sessionId, command: ['touch', 'bob-was-here'] }, h),
+      streamExec(bob, { sessionId, command: ['touch', 'bob-was-here'] }, h),
     );
     await until(() => foreign.state.error !== undefined, 'refusal');
     expect(foreign.state.error).toMatchObject({ code: 'NOT_FOUND' });
@@ -245,7 +246,7 @@ describe.skipIf(skip !== undefined)(`real-time API on Docker${skip ? ` (skipped:
     foreign.unsubscribe();
 
     const sleeper = record<ExecStreamEvent>((h) =>
-      alice.exec.stream.subscribe({ sessionId, command: ['sleep', '987'] }, h),
+      streamExec(alice, { sessionId, command: ['sleep', '987'] }, h),
     );
     await until(() => sleeper.seen.length > 0, 'sleep started');
     const running = async () =>

@@ -1,4 +1,4 @@
-import { createStudioClient, type StudioClient, StudioClientError } from '@studio/client';
+import { createStudioClient, type StudioClient, StudioClientError, streamExec } from '@studio/client';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { StreamedEvent } from '../realtime/event-bus.ts';
@@ -98,7 +98,8 @@ describe.skipIf(skip !== undefined)(`take control on Docker${skip ? ` (skipped: 
         code: 'HUMAN_HAS_CONTROL',
       });
       let streamError: unknown;
-      const stream = aliceByToken.exec.stream.subscribe(
+      const stream = streamExec(
+        aliceByToken,
         { sessionId, command: ['true'] },
         {
           onData: () => undefined,

@@ -2,7 +2,12 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createStudioClient, type EventSourceConstructor, type StudioClient } from '@studio/client';
+import {
+  createStudioClient,
+  type EventSourceConstructor,
+  type StudioClient,
+  streamExec,
+} from '@studio/client';
 import { DockerBackend } from '@studio/isolation-docker';
 import Docker from 'dockerode';
 import { EventSource } from 'eventsource';
@@ -165,7 +170,8 @@ describe.skipIf(skip !== undefined)(
       ).toBe('kept across the restart\n');
       // A long exec in flight when the daemon goes away.
       const ended = new Promise<string>((resolve) => {
-        client.exec.stream.subscribe(
+        streamExec(
+          client,
           { sessionId: session.id, command: ['sleep', '600'], timeoutMs: 600_000 },
           {
             onData: (e) => {

@@ -12,6 +12,8 @@ import { type Db, openDb } from '../store/db.ts';
 export const TEST_DATA_DIR = fileURLToPath(new URL('../../../../.cache/test-data/api', import.meta.url));
 
 export const ADMIN_PASSWORD = 'admin-password-for-tests';
+/** The header by which the IDE proves a cookie-authenticated request is its own (SECURITY.md §4b). */
+export const IDE: Readonly<Record<string, string>> = Object.freeze({ 'x-studio-ide': '1' });
 export const JWT_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
 
 export interface TestApi {

@@ -1,6 +1,14 @@
 'use client';
-import { type AppRouter, createStudioClient, type StudioClient, toStudioClientError } from '@studio/client';
+import {
+  type AppRouter,
+  createStudioClient,
+  type EventSourceConstructor,
+  type StudioClient,
+  toStudioClientError,
+} from '@studio/client';
+import { IDE_PROOF_HEADER, IDE_PROOF_VALUE } from '@studio/policy/cookie-requests';
 import { createTRPCContext } from '@trpc/tanstack-react-query';
+import { EventSource } from 'eventsource';
 
 export type Api = StudioClient;
 
@@ -15,14 +23,17 @@ let client: Api | undefined;
 
 /**
  * The typed API client of the browser (`@studio/client`, as every other client): same origin (the web server
- * proxies /trpc to the API), authenticated by the httpOnly login cookie; subscriptions over the browser's
- * EventSource.
+ * proxies /trpc to the API), authenticated by the httpOnly login cookie, and every request carries the IDE's
+ * proof header, without which the API refuses the cookie (SECURITY.md §4b). Subscriptions run over the
+ * `eventsource` package's fetch-based EventSource, because the browser's own cannot send that header.
  */
 export function api(): Api {
   // Server rendering never calls the API (queries and the event stream start in the browser): there the client
   // points at a name that resolves nowhere, so a stray call fails instead of reaching something.
   client ??= createStudioClient({
     url: typeof window === 'undefined' ? 'http://server-render.invalid' : window.location.origin,
+    headers: { [IDE_PROOF_HEADER]: IDE_PROOF_VALUE },
+    EventSource: EventSource as unknown as EventSourceConstructor,
   });
   return client;
 }

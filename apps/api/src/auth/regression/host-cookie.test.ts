@@ -1,5 +1,6 @@
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, startTestApi, type TestApi } from '../../testing/api-fixture.ts';
+import { ADMIN_PASSWORD, IDE, startTestApi, type TestApi } from '../../testing/api-fixture.ts';
 import { FakeBackend } from '../../testing/fake-backend.ts';
 
 // Cookie tossing: behind Traefik, previews live on sibling hosts (`*.preview.<domain>`), whose pages can set
@@ -17,7 +18,7 @@ describe('regression: the login cookie cannot be planted by a sibling host', () 
   });
 
   it('over HTTPS the cookie is __Host- prefixed, Secure, host-only, and the plain name is not read', async () => {
-    const https = { 'x-forwarded-proto': 'https' };
+    const https = { 'x-forwarded-proto': 'https', ...IDE };
     const login = await t.call(
       'mutation',
       'auth.login',
@@ -38,9 +39,29 @@ describe('regression: the login cookie cannot be planted by a sibling host', () 
     // The same token under the name a sibling host could set: not a credential over HTTPS.
     const tossed = await t.call('query', 'auth.me', undefined, { ...https, cookie: `studio_token=${value}` });
     expect(tossed.status).toBe(401);
-    // Plain HTTP (local mode, no sibling hosts) keeps the plain name.
-    expect((await t.call('query', 'auth.me', undefined, { cookie: `studio_token=${value}` })).status).toBe(
-      200,
-    );
+    // Plain HTTP to a host that is not loopback (no browser takes `Secure` there) keeps the plain name; loopback
+    // hosts are secure contexts, so they get the prefixed name.
+    // (fetch cannot set Host: node:http can.)
+    const status = (cookie: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request(`${t.url}/trpc/auth.me`, {
+          headers: { ...IDE, host: 'studio.internal:4000', cookie },
+        });
+        req.on('response', (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    expect(await status(`studio_token=${value}`)).toBe(200);
+    expect(await status(`__Host-studio_token=${value}`)).toBe(401);
+    expect(
+      (await t.call('query', 'auth.me', undefined, { ...IDE, cookie: `__Host-studio_token=${value}` }))
+        .status,
+    ).toBe(200);
+    expect(
+      (await t.call('query', 'auth.me', undefined, { ...IDE, cookie: `studio_token=${value}` })).status,
+    ).toBe(401);
   });
 });
