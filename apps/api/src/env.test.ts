@@ -46,6 +46,33 @@ describe('parseEnv', () => {
     expect(env.policy.exec.maxOutputBytes).toBe(2048);
   });
 
+  it('serves previews on *.localhost locally and on their own domain behind Traefik', () => {
+    expect(parseEnv({}).previewHosts).toEqual({ domain: 'localhost', scheme: 'http', withPort: true });
+    expect(
+      parseEnv({ STUDIO_PREVIEW_DOMAIN: 'studio-preview.net', STUDIO_ORIGINS: 'https://studio.example.com' })
+        .previewHosts,
+    ).toEqual({ domain: 'studio-preview.net', scheme: 'https', withPort: false });
+  });
+
+  it('refuses previews on the same site as the IDE, naming the fix', () => {
+    const sameSite = [
+      { STUDIO_PREVIEW_DOMAIN: 'preview.studio.example.com', STUDIO_ORIGINS: 'https://studio.example.com' },
+      { STUDIO_PREVIEW_DOMAIN: 'preview.example.com', STUDIO_ORIGINS: 'https://studio.example.com' },
+      { STUDIO_PREVIEW_DOMAIN: 'studio.example.com', STUDIO_ORIGINS: 'https://studio.example.com' },
+    ];
+    for (const source of sameSite) {
+      expect(() => parseEnv(source), source.STUDIO_PREVIEW_DOMAIN).toThrow(
+        /STUDIO_PREVIEW_DOMAIN: previews on \*\..* would be same-site with studio\.example\.com.*STUDIO_PREVIEW_DOMAIN=example-preview\.com/,
+      );
+    }
+    // Local mode: an IDE on a localhost name would share its site with *.localhost previews.
+    expect(() => parseEnv({ STUDIO_ORIGINS: 'http://localhost:3000' })).toThrow(
+      /STUDIO_ORIGINS: .*same-site with localhost.*127\.0\.0\.1/,
+    );
+    // Without the IDE's origin there is nothing to check against: refused too.
+    expect(() => parseEnv({ STUDIO_PREVIEW_DOMAIN: 'studio-preview.net' })).toThrow(/needs STUDIO_ORIGINS/);
+  });
+
   it('treats empty values as unset', () => {
     expect(parseEnv({ STUDIO_PORT: '', DATABASE_URL: '' })).toMatchObject({
       port: 4000,

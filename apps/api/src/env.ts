@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { type Policy, parsePolicy } from '@studio/policy';
+import { type Policy, parsePolicy, previewSiteProblem } from '@studio/policy';
 import { z } from 'zod';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -16,9 +16,10 @@ const origin = z.string().regex(/^https?:\/\/[A-Za-z0-9.[\]:-]+$/, {
 const schema = z.object({
   STUDIO_HOST: z.string().min(1).default('127.0.0.1'),
   STUDIO_PORT: port.default(4000),
-  // Previews on by default, on their own port: a separate origin from the API and the IDE.
+  // Previews on by default, on their own port, as `<port>-<label>.localhost:<port>`: another site than the IDE.
   STUDIO_PREVIEW_PORT: port.default(4001),
-  // Host-name previews behind Traefik: `<port>-<label>.<domain>` (needs a wildcard DNS record and certificate).
+  // Previews behind Traefik: `<port>-<label>.<domain>` (a wildcard DNS record and certificate) on a registrable
+  // domain of their own, never the IDE's (checked below).
   STUDIO_PREVIEW_DOMAIN: z
     .string()
     .max(200)
@@ -27,7 +28,7 @@ const schema = z.object({
         'STUDIO_PREVIEW_DOMAIN is a lower-case DNS name like preview.example.com (no scheme, port or path)',
     })
     .optional(),
-  STUDIO_PREVIEW_SCHEME: z.enum(['http', 'https']).default('https'),
+  STUDIO_PREVIEW_SCHEME: z.enum(['http', 'https']).optional(),
   STUDIO_DATA_DIR: z.string().min(1).optional(),
   DATABASE_URL: z
     .string()
@@ -118,8 +119,11 @@ export interface Env {
   port: number;
   /** The preview proxy's port (a separate origin); undefined: previews are off. 0: any free port. */
   previewPort: number | undefined;
-  /** Host-name previews (`STUDIO_PREVIEW_DOMAIN`, `STUDIO_PREVIEW_SCHEME`); null: previews on their port's origin. */
-  previewHosts: { domain: string; scheme: 'http' | 'https' } | null;
+  /**
+   * Preview host names `<port>-<label>.<domain>`: `STUDIO_PREVIEW_DOMAIN` and `STUDIO_PREVIEW_SCHEME` (default
+   * https) behind Traefik; unset, `localhost` over http with the preview port in the link (local mode).
+   */
+  previewHosts: { domain: string; scheme: 'http' | 'https'; withPort: boolean };
   dataDir: string;
   databaseUrl: string | undefined;
   jwtSecret: string | undefined;
@@ -165,6 +169,19 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     throw new Error(`invalid configuration: ${detail}`);
   }
   const e = parsed.data;
+  const previewDomain = e.STUDIO_PREVIEW_DOMAIN ?? 'localhost';
+  if (e.STUDIO_PREVIEW_DOMAIN !== undefined && e.STUDIO_ORIGINS.length === 0) {
+    throw new Error(
+      'invalid configuration: STUDIO_PREVIEW_DOMAIN needs STUDIO_ORIGINS (the IDE origin, e.g. https://studio.example.com), so start-up can check that previews are on another site',
+    );
+  }
+  // User content on a site of its own (SECURITY.md §3): refuse a preview domain that shares a site with the IDE
+  // or the API, whose cookies its pages would then carry and could overwrite.
+  const problem = previewSiteProblem(previewDomain, [...e.STUDIO_ORIGINS, e.STUDIO_HOST]);
+  if (problem !== null) {
+    const variable = e.STUDIO_PREVIEW_DOMAIN === undefined ? 'STUDIO_ORIGINS' : 'STUDIO_PREVIEW_DOMAIN';
+    throw new Error(`invalid configuration: ${variable}: ${problem}`);
+  }
   let policy: Policy;
   try {
     policy = parsePolicy(e.STUDIO_POLICY === undefined ? undefined : JSON.parse(e.STUDIO_POLICY));
@@ -177,8 +194,8 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     previewPort: e.STUDIO_PREVIEW_PORT,
     previewHosts:
       e.STUDIO_PREVIEW_DOMAIN === undefined
-        ? null
-        : { domain: e.STUDIO_PREVIEW_DOMAIN, scheme: e.STUDIO_PREVIEW_SCHEME },
+        ? { domain: 'localhost', scheme: e.STUDIO_PREVIEW_SCHEME ?? 'http', withPort: true }
+        : { domain: e.STUDIO_PREVIEW_DOMAIN, scheme: e.STUDIO_PREVIEW_SCHEME ?? 'https', withPort: false },
     dataDir: e.STUDIO_DATA_DIR ?? `${REPO_ROOT}.data`,
     databaseUrl: e.DATABASE_URL,
     jwtSecret: e.STUDIO_JWT_SECRET,

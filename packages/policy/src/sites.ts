@@ -79,6 +79,9 @@ function hostOf(entry: string): string | null {
 }
 
 function suggestion(host: string): string {
+  if (host === 'localhost' || host.endsWith('.localhost')) {
+    return 'localhost with the IDE and API on 127.0.0.1 instead of a localhost name';
+  }
   const site = siteOf(host);
   const parsed = parse(site, { allowPrivateDomains: true });
   if (parsed.isIp || parsed.domainWithoutSuffix === null || parsed.publicSuffix === null) return 'localhost';

@@ -24,7 +24,9 @@ import { previewHostName } from './preview.ts';
 
 const IMAGE = 'studio-sandbox:latest';
 const LABELS = { 'studio.test': 'preview-hosts' };
-const DOMAIN = 'preview.studio.test';
+// A registrable domain of its own, not the IDE's (studio.test): start-up refuses a same-site one.
+const DOMAIN = 'studio-preview.test';
+const IDE_ORIGIN = 'https://studio.test';
 const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: 'api-test' });
 const skip = await skipUnlessAvailable(backend);
 
@@ -91,7 +93,7 @@ describe.skipIf(skip !== undefined)(
       t = await startTestApi({
         backends: [backend],
         labels: LABELS,
-        env: { STUDIO_PREVIEW_DOMAIN: DOMAIN, STUDIO_PREVIEW_SCHEME: 'http' },
+        env: { STUDIO_PREVIEW_DOMAIN: DOMAIN, STUDIO_PREVIEW_SCHEME: 'http', STUDIO_ORIGINS: IDE_ORIGIN },
       });
       const admin = createStudioClient({ url: t.url, token: await t.login('admin', ADMIN_PASSWORD) });
       await admin.users.create.mutate({ username: 'alice', password: 'alice-password-1' });
@@ -125,7 +127,7 @@ describe.skipIf(skip !== undefined)(
       const link = new URL((await alice.previews.create.mutate({ sessionId: a, port: 3000 })).url);
       const host = previewHostName(a, 3000, DOMAIN);
       expect(link.host).toBe(host);
-      expect(host).toMatch(/^3000-[0-9a-f]{16}\.preview\.studio\.test$/);
+      expect(host).toMatch(/^3000-[0-9a-f]{16}\.studio-preview\.test$/);
       const path = `${link.pathname}${link.search}`;
 
       // The link lands only on its own host: it cannot plant its cookie on another session's or port's host.
@@ -141,7 +143,9 @@ describe.skipIf(skip !== undefined)(
       const landed = await get(previewPort, host.toUpperCase(), path);
       expect(landed.status).toBe(302);
       expect(landed.location).toBe('/');
-      expect(landed.setCookie).toMatch(/^studio_preview=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax;/);
+      expect(landed.setCookie).toMatch(
+        /^__Host-studio_preview=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; Secure; SameSite=None; Partitioned;/,
+      );
       expect(landed.setCookie).not.toMatch(/Domain=/i);
       const cookie = (landed.setCookie ?? '').split(';')[0] as string;
 
@@ -163,11 +167,11 @@ describe.skipIf(skip !== undefined)(
       });
     });
 
-    it('with https links, the grant cookie is Secure', async () => {
+    it('with https links, the grant cookie is __Host-, Secure and partitioned', async () => {
       const secure = await startTestApi({
         backends: [backend],
         labels: LABELS,
-        env: { STUDIO_PREVIEW_DOMAIN: DOMAIN },
+        env: { STUDIO_PREVIEW_DOMAIN: DOMAIN, STUDIO_ORIGINS: IDE_ORIGIN },
       });
       try {
         const grants = secure.app.deps.previews;
@@ -179,7 +183,9 @@ describe.skipIf(skip !== undefined)(
         const port = Number(new URL(grants.baseUrl as string).port);
         const landed = await get(port, link.host, `${link.pathname}${link.search}`);
         expect(landed.status).toBe(302);
-        expect(landed.setCookie).toMatch(/; HttpOnly; SameSite=Lax; Secure;/);
+        expect(landed.setCookie).toMatch(
+          /^__Host-studio_preview=[\w-]{43}; Path=\/; HttpOnly; Secure; SameSite=None; Partitioned;/,
+        );
       } finally {
         await secure.close();
       }

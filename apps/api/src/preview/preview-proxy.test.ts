@@ -4,6 +4,7 @@ import { type AddressInfo, connect, createServer as createTcpServer, type Socket
 import { Duplex } from 'node:stream';
 import type { Sandbox } from '@studio/isolation';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loopbackFetch } from '../testing/loopback-fetch.ts';
 import {
   PREVIEW_COOKIE,
   PreviewGrants,
@@ -83,6 +84,7 @@ describe('preview proxy (fake sandbox stream)', () => {
   let canaryHits = 0;
   let preview: PreviewServer;
   let port = 0;
+  let origin = '';
   let cookie = '';
   const grants = new PreviewGrants();
 
@@ -107,7 +109,9 @@ describe('preview proxy (fake sandbox stream)', () => {
             '__Host-studio_token=planted; Path=/; Secure',
             '__HOST-studio_token=planted; Path=/; Secure',
             'studio_token',
+            'studio_preview=planted; Path=/',
             'app=1; Path=/',
+            'shared=1; Path=/; Domain=localhost; HttpOnly',
           ],
           'keep-alive': 'timeout=99',
         });
@@ -152,9 +156,15 @@ describe('preview proxy (fake sandbox stream)', () => {
     };
     preview = await startPreviewServer(deps, { host: '127.0.0.1', port: 0 });
     port = Number(new URL(preview.url).port);
+    origin = grants.originFor('ses_a', 3000) as string;
+    expect(origin).toMatch(new RegExp(`^http://3000-[0-9a-f]{16}\\.localhost:${port}$`));
     const link = grants.linkFor({ sessionId: 'ses_a', port: 3000, ...grants.create('alice', 'ses_a', 3000) });
-    const landed = await fetch(link ?? '', { redirect: 'manual' });
-    cookie = (landed.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+    const landed = await loopbackFetch(link ?? '');
+    const setCookie = landed.headers.get('set-cookie') ?? '';
+    expect(setCookie).toMatch(
+      /^__Host-studio_preview=[\w-]{43}; Path=\/; HttpOnly; Secure; SameSite=None; Partitioned; Max-Age=3600$/,
+    );
+    cookie = setCookie.split(';')[0] ?? '';
     expect(cookie).toMatch(new RegExp(`^${PREVIEW_COOKIE}=`));
   });
 
@@ -167,11 +177,11 @@ describe('preview proxy (fake sandbox stream)', () => {
 
   it('forwards only through sandbox.connect, without credentials, Studio cookies or forwarding headers', async () => {
     connects.length = 0;
-    expect(await (await fetch(`${preview.url}/`, { headers: { cookie } })).text()).toBe(
+    expect(await (await loopbackFetch(`${origin}/`, { headers: { cookie } })).text()).toBe(
       'hello from the sandbox',
     );
     const echoed = (await (
-      await fetch(`${preview.url}/headers`, {
+      await loopbackFetch(`${origin}/headers`, {
         headers: {
           cookie: `${cookie}; studio_token=secret-login; __Host-studio_token=secret; app=1`,
           authorization: 'Bearer secret',
@@ -190,19 +200,20 @@ describe('preview proxy (fake sandbox stream)', () => {
   });
 
   it('never lets the sandbox set or clear Studio cookies, nor pass hop-by-hop headers', async () => {
-    const res = await fetch(`${preview.url}/cookies`, { headers: { cookie } });
+    const res = await loopbackFetch(`${origin}/cookies`, { headers: { cookie } });
     expect(await res.text()).toBe('cookies');
-    expect(res.headers.getSetCookie()).toEqual(['app=1; Path=/']);
+    // The app's own cookies pass, host-only: a Domain would carry them to every other preview.
+    expect(res.headers.getSetCookie()).toEqual(['app=1; Path=/', 'shared=1; Path=/; HttpOnly']);
     expect(res.headers.get('keep-alive')).toBeNull();
   });
 
   it('passes redirects back unfollowed and never dials the host', async () => {
-    const res = await fetch(`${preview.url}/redirect`, { headers: { cookie }, redirect: 'manual' });
+    const res = await loopbackFetch(`${origin}/redirect`, { headers: { cookie }, redirect: 'manual' });
     expect(res.status).toBe(302);
     expect(res.headers.get('location')).toBe(`http://127.0.0.1:${canaryPort}/`);
     // A grant for a port where only the host listens: the sandbox has nothing there.
     const other = grants.create('alice', 'ses_a', canaryPort);
-    const refused = await fetch(`${preview.url}/`, {
+    const refused = await loopbackFetch(`${grants.originFor('ses_a', canaryPort)}/`, {
       headers: { cookie: `${PREVIEW_COOKIE}=${other.token}` },
     });
     expect(refused.status).toBe(502);
@@ -211,7 +222,7 @@ describe('preview proxy (fake sandbox stream)', () => {
 
   it('cuts bodies past the limit and answers 504 for a silent server', async () => {
     // The body is cut (the connection drops): count what arrived before it did.
-    const big = await fetch(`${preview.url}/big`, { headers: { cookie } });
+    const big = await loopbackFetch(`${origin}/big`, { headers: { cookie } });
     const reader = (big.body as ReadableStream<Uint8Array>).getReader();
     let size = 0;
     let cut = false;
@@ -226,15 +237,16 @@ describe('preview proxy (fake sandbox stream)', () => {
     }
     expect(cut).toBe(true);
     expect(size).toBeLessThanOrEqual(LIMIT);
-    const slow = await fetch(`${preview.url}/slow`, { headers: { cookie } });
+    const slow = await loopbackFetch(`${origin}/slow`, { headers: { cookie } });
     expect(slow.status).toBe(504);
     expect(await slow.text()).toBe('the sandbox did not answer within 500 ms\n');
   });
 
   it('refuses requests without a valid grant', async () => {
-    expect((await fetch(`${preview.url}/`)).status).toBe(401);
+    expect((await loopbackFetch(`${origin}/`)).status).toBe(401);
     expect(
-      (await fetch(`${preview.url}/`, { headers: { cookie: `${PREVIEW_COOKIE}=${'A'.repeat(43)}` } })).status,
+      (await loopbackFetch(`${origin}/`, { headers: { cookie: `${PREVIEW_COOKIE}=${'A'.repeat(43)}` } }))
+        .status,
     ).toBe(401);
     const upgrade = await raw(
       port,
@@ -247,7 +259,7 @@ describe('preview proxy (fake sandbox stream)', () => {
   it('proxies WebSocket upgrades through the sandbox stream, without credentials or Studio cookies', async () => {
     const text = await raw(
       port,
-      `GET /hmr HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: a2V5a2V5a2V5a2V5a2V5a2V5\r\nSec-WebSocket-Version: 13\r\nCookie: ${cookie}; studio_token=secret\r\nAuthorization: Bearer secret\r\n\r\n`,
+      `GET /hmr HTTP/1.1\r\nHost: ${new URL(origin).host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: a2V5a2V5a2V5a2V5a2V5a2V5\r\nSec-WebSocket-Version: 13\r\nCookie: ${cookie}; studio_token=secret\r\nAuthorization: Bearer secret\r\n\r\n`,
       /no-auth/,
     );
     expect(text).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/);
@@ -265,6 +277,7 @@ describe('scrubResponse', () => {
         'Studio_Token=x',
         '__host-studio_token=x',
         ' studio_preview =x',
+        '__Host-Studio_Preview=x; Secure',
         '=x',
         'noequals',
         'a=1',

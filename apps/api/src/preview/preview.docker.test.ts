@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { TestApi } from '../testing/api-fixture.ts';
 import { dockerApiTest, dockerSkip, dockerTestBackend } from '../testing/docker-api.ts';
+import { loopbackFetch, loopbackLookup } from '../testing/loopback-fetch.ts';
 
 // The preview proxy against the real API and DockerBackend: a dev server inside the sandbox, canary listeners
 // on the host's loopback that must never be reached. Sandboxes are labelled studio.test=preview.
@@ -24,7 +25,7 @@ const crypto = require('crypto');
 const s = http.createServer((req, res) => {
   if (req.url === '/headers') { res.setHeader('content-type', 'application/json'); res.end(JSON.stringify(req.headers)); return; }
   if (req.url === '/redirect') { res.writeHead(302, { location: process.argv[2] }); res.end(); return; }
-  if (req.url === '/cookies') { res.setHeader('set-cookie', ['studio_preview=; Max-Age=0', 'studio_token=planted; Path=/', 'app=1']); res.end('cookies'); return; }
+  if (req.url === '/cookies') { res.setHeader('set-cookie', ['studio_preview=; Max-Age=0', '__Host-studio_preview=; Max-Age=0; Path=/; Secure', 'studio_token=planted; Path=/', 'app=1']); res.end('cookies'); return; }
   if (req.url === '/big') { res.end(Buffer.alloc(3 * 1024 * 1024, 97)); return; }
   if (req.url === '/slow') return;
   res.end('hello from the sandbox');
@@ -104,10 +105,10 @@ describe.skipIf(skip !== undefined)(`preview proxy on Docker${skip ? ` (skipped:
     const link = await alice.previews.create.mutate({ sessionId, port: 3000 });
     base = new URL(link.url).origin;
     expect(base).not.toBe(new URL(t.url).origin);
-    const landed = await fetch(link.url, { redirect: 'manual' });
+    const landed = await loopbackFetch(link.url, { redirect: 'manual' });
     expect(landed.status).toBe(302);
     cookie = (landed.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
-    expect(cookie).toMatch(/^studio_preview=/);
+    expect(cookie).toMatch(/^__Host-studio_preview=/);
   });
 
   afterAll(async () => {
@@ -116,11 +117,11 @@ describe.skipIf(skip !== undefined)(`preview proxy on Docker${skip ? ` (skipped:
   });
 
   it('reaches the dev server in the sandbox, stripping credentials and Studio cookies both ways', async () => {
-    const page = await fetch(`${base}/`, { headers: { cookie } });
+    const page = await loopbackFetch(`${base}/`, { headers: { cookie } });
     expect(page.status).toBe(200);
     expect(await page.text()).toBe('hello from the sandbox');
     const echoed = (await (
-      await fetch(`${base}/headers`, {
+      await loopbackFetch(`${base}/headers`, {
         headers: {
           cookie: `${cookie}; studio_token=secret-login; app=1`,
           authorization: 'Bearer secret',
@@ -133,21 +134,25 @@ describe.skipIf(skip !== undefined)(`preview proxy on Docker${skip ? ` (skipped:
     expect(echoed['x-forwarded-for']).toBeUndefined();
     expect(echoed.host).toBe('127.0.0.1:3000');
     // Nor can the sandbox clear the grant or plant a sign-in (cookies ignore ports: it would reach the API).
-    const planted = await fetch(`${base}/cookies`, { headers: { cookie } });
+    const planted = await loopbackFetch(`${base}/cookies`, { headers: { cookie } });
     expect(await planted.text()).toBe('cookies');
     expect(planted.headers.getSetCookie()).toEqual(['app=1']);
   });
 
   it('passes redirects back unfollowed and never dials the host loopback', async () => {
-    const redirect = await fetch(`${base}/redirect`, { headers: { cookie }, redirect: 'manual' });
+    const redirect = await loopbackFetch(`${base}/redirect`, { headers: { cookie }, redirect: 'manual' });
     expect(redirect.status).toBe(302);
     expect(redirect.headers.get('location')).toBe(`http://127.0.0.1:${canaries[0]?.port}/`);
     // A preview of a port where only the HOST listens: the sandbox has nothing there.
     const port = canaries[1]?.port ?? 0;
     const link = await alice.previews.create.mutate({ sessionId, port });
-    const landed = await fetch(link.url, { redirect: 'manual' });
+    const landed = await loopbackFetch(link.url, { redirect: 'manual' });
     const otherCookie = (landed.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
-    expect((await fetch(`${base}/`, { headers: { cookie: otherCookie } })).status).toBe(502);
+    // Each port is its own host: the grant of that port is asked for on its own host.
+    const other = new URL(link.url).origin;
+    expect(other).not.toBe(base);
+    expect((await loopbackFetch(`${other}/`, { headers: { cookie: otherCookie } })).status).toBe(502);
+    expect((await loopbackFetch(`${base}/`, { headers: { cookie: otherCookie } })).status).toBe(401);
     expect(canaries.map((c) => c.connections())).toEqual([0, 0]);
   });
 
@@ -162,26 +167,27 @@ describe.skipIf(skip !== undefined)(`preview proxy on Docker${skip ? ` (skipped:
       expect((await refusal(alice.previews.create.mutate({ sessionId, port }))).code).toBe(code);
     }
     expect((await refusal(bob.previews.create.mutate({ sessionId, port: 3000 }))).code).toBe('NOT_FOUND');
-    expect((await fetch(`${base}/`)).status).toBe(401);
-    const forged = `studio_preview=${'A'.repeat(43)}`;
-    expect((await fetch(`${base}/`, { headers: { cookie: forged } })).status).toBe(401);
+    expect((await loopbackFetch(`${base}/`)).status).toBe(401);
+    const forged = `__Host-studio_preview=${'A'.repeat(43)}`;
+    expect((await loopbackFetch(`${base}/`, { headers: { cookie: forged } })).status).toBe(401);
     expect(
-      (await fetch(`${base}/__studio/auth?token=${'A'.repeat(43)}`, { redirect: 'manual' })).status,
+      (await loopbackFetch(`${base}/__studio/auth?token=${'A'.repeat(43)}`, { redirect: 'manual' })).status,
     ).toBe(401);
   });
 
   it('cuts oversized responses and times out silent servers', async () => {
-    const big = await fetch(`${base}/big`, { headers: { cookie } });
+    const big = await loopbackFetch(`${base}/big`, { headers: { cookie } });
     const body = await big.arrayBuffer().then(
       (b) => b.byteLength,
       () => -1,
     );
     expect(body).toBeLessThanOrEqual(1024 * 1024);
-    expect((await fetch(`${base}/slow`, { headers: { cookie } })).status).toBe(504);
+    expect((await loopbackFetch(`${base}/slow`, { headers: { cookie } })).status).toBe(504);
   });
 
   it('proxies WebSocket upgrades (hot reload) without Studio credentials', async () => {
     const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/hmr`, {
+      lookup: loopbackLookup,
       headers: { cookie: `${cookie}; studio_token=secret`, authorization: 'Bearer secret' },
     });
     const message = await new Promise<string>((resolve, reject) => {
@@ -190,7 +196,7 @@ describe.skipIf(skip !== undefined)(`preview proxy on Docker${skip ? ` (skipped:
     });
     expect(message).toBe('hello-ws no-cookie no-auth');
     ws.terminate();
-    const anonymous = new WebSocket(`${base.replace(/^http/, 'ws')}/hmr`);
+    const anonymous = new WebSocket(`${base.replace(/^http/, 'ws')}/hmr`, { lookup: loopbackLookup });
     const failed = await new Promise<string>((resolve) => anonymous.on('error', (e) => resolve(e.message)));
     expect(failed).toMatch(/401/);
   });

@@ -29,7 +29,7 @@ describe('preview host names', () => {
     }
   });
 
-  it('a grant is allowed only on its own host in host mode, on any host in port mode', () => {
+  it('a grant is allowed only on its own host, in local mode too', () => {
     const hosts = new PreviewGrants({ hostMode: { domain: 'preview.example.com', scheme: 'https' } });
     const grant = { userId: 'u', sessionId: 'ses_a', port: 3000, expiresAt: Date.now() + 1000 };
     const own = previewHostName('ses_a', 3000, 'preview.example.com');
@@ -39,10 +39,14 @@ describe('preview host names', () => {
     expect(hosts.hostAllows(grant, previewHostName('ses_b', 3000, 'preview.example.com'))).toBe(false);
     expect(hosts.hostAllows(grant, `${own}.evil.example`)).toBe(false);
     expect(hosts.hostAllows(grant, undefined)).toBe(false);
-    expect(new PreviewGrants().hostAllows(grant, 'anything')).toBe(true);
+    const local = new PreviewGrants();
+    expect(local.hostAllows(grant, `${previewHostName('ses_a', 3000, 'localhost')}:4001`)).toBe(true);
+    for (const other of ['127.0.0.1:4001', 'localhost:4001', 'anything', undefined]) {
+      expect(local.hostAllows(grant, other), other).toBe(false);
+    }
   });
 
-  it('links: off until the server listens; host mode puts session and port in the host', () => {
+  it('links: off until the server listens; session and port in the host, the proxy port only locally', () => {
     const hosts = new PreviewGrants({ hostMode: { domain: 'preview.example.com', scheme: 'https' } });
     expect(hosts.linkFor({ sessionId: 'ses_a', port: 3000, token: 't' })).toBeNull();
     hosts.baseUrl = 'http://127.0.0.1:4001';
@@ -52,7 +56,7 @@ describe('preview host names', () => {
     const ports = new PreviewGrants();
     ports.baseUrl = 'http://127.0.0.1:4001';
     expect(ports.linkFor({ sessionId: 'ses_a', port: 3000, token: 't' })).toBe(
-      'http://127.0.0.1:4001/__studio/auth?token=t',
+      `http://${previewHostName('ses_a', 3000, 'localhost')}:4001/__studio/auth?token=t`,
     );
   });
 });

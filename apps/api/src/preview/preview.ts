@@ -16,8 +16,20 @@ import { AUTH_COOKIE, AUTH_COOKIE_SECURE } from '../auth/cookies.ts';
 import type { SessionManager } from '../sessions/session-manager.ts';
 import { sandboxAgent } from './sandbox-agent.ts';
 
-/** The cookie that carries a preview grant on the preview origin (never the API's). */
-export const PREVIEW_COOKIE = 'studio_preview';
+/**
+ * The cookie that carries a preview grant on its preview host (never the IDE's or the API's). `__Host-`: no
+ * other preview host can set or shadow it. `SameSite=None; Partitioned` because the IDE frames the preview from
+ * another site; partitioned by the top-level site, it rides only in frames of the IDE (or the preview's own tab).
+ */
+export const PREVIEW_COOKIE = '__Host-studio_preview';
+/** The grant cookie's name before previews moved to their own site; still scrubbed from sandbox responses. */
+const LEGACY_PREVIEW_COOKIE = 'studio_preview';
+// Studio's cookie names, compared without case (browsers match the `__Host-` prefix so): never passed to a
+// sandbox, never set by one.
+const STUDIO_COOKIES: ReadonlySet<string> = new Set(
+  [PREVIEW_COOKIE, LEGACY_PREVIEW_COOKIE, AUTH_COOKIE, AUTH_COOKIE_SECURE].map((n) => n.toLowerCase()),
+);
+
 /** Where a preview link lands: exchanges `?token=` for the cookie, then redirects to `/`. */
 export const PREVIEW_AUTH_PATH = '/__studio/auth';
 /** How long a preview grant (link and cookie) lives. */
@@ -32,15 +44,26 @@ interface Grant {
 }
 
 /**
- * Host-name previews behind a reverse proxy (Traefik): each session and port gets its own origin,
- * `<port>-<label>.<domain>`, so one preview cannot read another's cookies or storage.
+ * Where previews live: each session and port gets its own origin, `<port>-<label>.<domain>`, on a site that is
+ * not Studio's (SECURITY.md §3), so a preview page cannot ride on or set Studio's cookies, nor read another
+ * preview's. In production `<domain>` is a registrable domain of its own behind Traefik; locally it is
+ * `localhost` (browsers resolve `*.localhost` to loopback) on the preview proxy's own port.
  */
 export interface PreviewHostMode {
-  /** The wildcard's parent, e.g. `preview.example.com` (lower case, no scheme or port). */
+  /** The wildcard's parent, e.g. `studio-preview.net`, or `localhost` (lower case, no scheme or port). */
   domain: string;
-  /** The public scheme; behind Traefik `https`, which also makes the grant cookie `Secure`. */
+  /** The public scheme; behind Traefik `https`. */
   scheme: 'http' | 'https';
+  /** Links carry the preview proxy's own port (local mode); false: the scheme's default port (behind Traefik). */
+  withPort?: boolean;
 }
+
+/** Local mode: `http://<port>-<label>.localhost:<preview port>`, another site than an IDE on 127.0.0.1. */
+export const LOCAL_PREVIEW_HOSTS: PreviewHostMode = Object.freeze({
+  domain: 'localhost',
+  scheme: 'http',
+  withPort: true,
+});
 
 /**
  * The DNS label that stands for a session in preview host names: 16 hex digits of SHA-256 of the session id.
@@ -76,33 +99,31 @@ export function requestHostName(header: string | undefined): string | undefined 
  */
 export class PreviewGrants {
   readonly #grants = new Map<string, Grant>();
-  /** The preview origin (`http://host:port`), set when the preview server listens; null when off. */
+  /** Where the preview proxy listens (`http://host:port`), set when it listens; null when off. */
   baseUrl: string | null = null;
-  /** Host-name mode (`STUDIO_PREVIEW_DOMAIN`): every session and port on its own host; null: one origin. */
-  readonly hostMode: PreviewHostMode | null;
+  /** The preview host names (`STUDIO_PREVIEW_DOMAIN`; default {@link LOCAL_PREVIEW_HOSTS}). */
+  readonly hostMode: PreviewHostMode;
 
   constructor(options: { hostMode?: PreviewHostMode | null } = {}) {
-    this.hostMode = options.hostMode ?? null;
+    this.hostMode = options.hostMode ?? LOCAL_PREVIEW_HOSTS;
   }
 
-  /**
-   * The link that opens a grant in a browser: on its own host name in host mode, else on the preview port.
-   * Null when previews are off.
-   */
-  linkFor(grant: { sessionId: string; port: number; token: string }): string | null {
+  /** The origin of a session's port, `<scheme>://<port>-<label>.<domain>[:<proxy port>]`; null when off. */
+  originFor(sessionId: string, port: number): string | null {
     if (this.baseUrl === null) return null;
-    const origin = this.hostMode
-      ? `${this.hostMode.scheme}://${previewHostName(grant.sessionId, grant.port, this.hostMode.domain)}`
-      : this.baseUrl;
-    return `${origin}${PREVIEW_AUTH_PATH}?token=${grant.token}`;
+    const { scheme, domain, withPort } = this.hostMode;
+    const suffix = withPort ? `:${new URL(this.baseUrl).port}` : '';
+    return `${scheme}://${previewHostName(sessionId, port, domain)}${suffix}`;
   }
 
-  /**
-   * Whether a request's `Host` may carry this grant: in host mode only the grant's own
-   * `<port>-<label>.<domain>`; in port mode any (the port is the origin).
-   */
+  /** The link that opens a grant in a browser, on the grant's own host name. Null when previews are off. */
+  linkFor(grant: { sessionId: string; port: number; token: string }): string | null {
+    const origin = this.originFor(grant.sessionId, grant.port);
+    return origin === null ? null : `${origin}${PREVIEW_AUTH_PATH}?token=${grant.token}`;
+  }
+
+  /** Whether a request's `Host` may carry this grant: only the grant's own `<port>-<label>.<domain>`. */
   hostAllows(grant: Grant, hostHeader: string | undefined): boolean {
-    if (!this.hostMode) return true;
     return requestHostName(hostHeader) === previewHostName(grant.sessionId, grant.port, this.hostMode.domain);
   }
 
@@ -172,7 +193,7 @@ function readCookies(header: string | undefined): { grant: string | undefined; o
     const eq = part.indexOf('=');
     const name = (eq === -1 ? part : part.slice(0, eq)).trim();
     if (name === PREVIEW_COOKIE) grant = part.slice(eq + 1).trim();
-    else if (name !== AUTH_COOKIE && name !== AUTH_COOKIE_SECURE && name !== '') others.push(part.trim());
+    else if (name !== '' && !STUDIO_COOKIES.has(name.toLowerCase())) others.push(part.trim());
   }
   return { grant, others };
 }
@@ -216,22 +237,35 @@ function fail(res: ServerResponse, status: number, text: string): void {
   if (!res.writableEnded) plain(res, status, text);
 }
 
-// Studio's cookie names, compared without case (browsers match the `__Host-` prefix so).
-const STUDIO_COOKIES = new Set([PREVIEW_COOKIE, AUTH_COOKIE, AUTH_COOKIE_SECURE].map((n) => n.toLowerCase()));
+/**
+ * A sandbox's Set-Cookie line as the browser may see it, or null to drop it: nameless lines and Studio's own
+ * names (any case) are dropped; `Domain` is removed, so the cookie stays host-only on this preview's own host and
+ * can never reach another preview (or, if configured wrongly, the IDE's site).
+ */
+export function scrubSetCookie(line: string): string | null {
+  const semi = line.indexOf(';');
+  const pair = semi === -1 ? line : line.slice(0, semi);
+  const eq = pair.indexOf('=');
+  if (eq <= 0) return null;
+  const name = pair.slice(0, eq).trim();
+  if (name === '' || STUDIO_COOKIES.has(name.toLowerCase())) return null;
+  if (semi === -1) return line;
+  const attributes = line
+    .slice(semi + 1)
+    .split(';')
+    .filter((a) => !/^\s*domain\s*(=|$)/i.test(a));
+  return [pair, ...attributes].join(';');
+}
 
 /**
  * The sandbox's response headers as the browser may see them: no Set-Cookie that names a Studio cookie (set,
- * replace or clear the preview grant, or plant a sign-in: cookies ignore ports, so on the local preview port a
- * `studio_token` would reach the API) nor a nameless one; no hop-by-hop headers, except on a 101, which needs its
- * Connection and Upgrade.
+ * replace or clear a preview grant or plant a sign-in) nor a nameless one, and none with a `Domain` (see
+ * {@link scrubSetCookie}); no hop-by-hop headers, except on a 101, which needs its Connection and Upgrade.
  */
 export function scrubResponse(headers: IncomingHttpHeaders, switching: boolean): void {
   const cookies = headers['set-cookie'];
   if (cookies !== undefined) {
-    const kept = cookies.filter((line) => {
-      const eq = line.indexOf('=');
-      return eq > 0 && !STUDIO_COOKIES.has(line.slice(0, eq).trim().toLowerCase());
-    });
+    const kept = cookies.map(scrubSetCookie).filter((line): line is string => line !== null);
     if (kept.length > 0) headers['set-cookie'] = kept;
     else delete headers['set-cookie'];
   }
@@ -253,8 +287,8 @@ export interface PreviewServerDeps {
 }
 
 /**
- * The preview proxy on its own port (its own origin, so preview pages cannot read Studio's cookies or call the
- * API with them; SECURITY.md §3). Every request needs a grant cookie (from a `previews.create` link); it is
+ * The preview proxy on its own port, serving `<port>-<label>.<domain>` hosts on a site that is not Studio's
+ * (SECURITY.md §3), so preview pages can neither ride on Studio's cookies nor set them. Every request needs a grant cookie (from a `previews.create` link); it is
  * forwarded, HTTP or WebSocket upgrade, only through `sandbox.connect(port)` of the grant's own session, never to
  * a host address. Credentials and Studio cookies are stripped both ways (the sandbox can neither read nor set
  * them); redirects go back to the browser unfollowed; the sandbox must answer within `preview.timeoutMs` and
@@ -344,11 +378,13 @@ export async function startPreviewServer(
       if (!grants.hostAllows(grant, req.headers.host)) {
         return plain(res, 404, 'this preview link belongs to another preview host');
       }
-      const secure = grants.hostMode?.scheme === 'https' ? '; Secure' : '';
+      // Secure is accepted over HTTPS and on *.localhost (a secure context); Partitioned keeps the framed cookie
+      // working where browsers block third-party cookies, and confines it to frames of the IDE's site.
       res.writeHead(302, {
         location: '/',
-        'set-cookie': `${PREVIEW_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Lax${secure}; Max-Age=${PREVIEW_GRANT_MS / 1000}`,
+        'set-cookie': `${PREVIEW_COOKIE}=${token}; Path=/; HttpOnly; Secure; SameSite=None; Partitioned; Max-Age=${PREVIEW_GRANT_MS / 1000}`,
         'cache-control': 'no-store',
+        'referrer-policy': 'no-referrer',
       });
       res.end();
       return;
