@@ -65,7 +65,8 @@ start_studio() {
   export STUDIO_WEB_HOST=$web_host STUDIO_WEB_PORT=$web_port
   export STUDIO_ORIGINS="${STUDIO_ORIGINS:+$STUDIO_ORIGINS,}$web_url"
   export STUDIO_API_URL=${STUDIO_API_URL:-$api_url}
-  export STUDIO_PREVIEW_ORIGIN=${STUDIO_PREVIEW_ORIGIN:-http://$api_host:${STUDIO_PREVIEW_PORT:-4001}}
+  # Previews are `<port>-<label>.localhost:<preview port>`: another site than the IDE on 127.0.0.1.
+  export STUDIO_PREVIEW_ORIGIN=${STUDIO_PREVIEW_ORIGIN:-http://*.localhost:${STUDIO_PREVIEW_PORT:-4001}}
   # Build the IDE first (cached: skipped when apps/web is unchanged) so its output does not bury the API's
   # one-time admin password.
   node_modules/.bin/tsx apps/web/scripts/build.ts || die "building the web IDE failed (see above)"

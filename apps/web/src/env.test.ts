@@ -2,12 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { parseWebEnv } from './env.ts';
 
 describe('parseWebEnv', () => {
-  it('defaults to one machine: IDE on 127.0.0.1:3000, API on :4000, previews on :4001', () => {
+  it('defaults to one machine: IDE on 127.0.0.1:3000, API on :4000, previews on *.localhost:4001', () => {
     expect(parseWebEnv({})).toEqual({
       host: '127.0.0.1',
       port: 3000,
       apiUrl: 'http://127.0.0.1:4000',
-      previewOrigin: 'http://127.0.0.1:4001',
+      previewOrigin: 'http://*.localhost:4001',
     });
   });
 

@@ -14,8 +14,11 @@ const schema = z.object({
   STUDIO_WEB_PORT: port.default(3000),
   /** Where the API listens; /trpc and /terminal are proxied there. */
   STUDIO_API_URL: origin.default('http://127.0.0.1:4000'),
-  /** The preview proxy's origin (framed by the IDE). */
-  STUDIO_PREVIEW_ORIGIN: previewOrigin.default('http://127.0.0.1:4001'),
+  /**
+   * The preview origins the IDE frames (its CSP's frame-src): every session and port is its own host,
+   * `<port>-<label>.localhost:4001` locally, another site than an IDE on 127.0.0.1.
+   */
+  STUDIO_PREVIEW_ORIGIN: previewOrigin.default('http://*.localhost:4001'),
 });
 
 /** The web server's configuration, parsed once. */

@@ -67,8 +67,8 @@ export function PreviewPane({ sessionId }: { sessionId: string }) {
           title={`Preview of port ${port}`}
           src={url}
           className="preview-frame"
-          // The preview is a separate origin (STUDIO_PREVIEW_ORIGIN, default 127.0.0.1:4001): its scripts cannot
-          // read the IDE's DOM, cookies or call the API with them, even with allow-same-origin. That flag is
+          // The preview is another site (`<port>-<label>.localhost:4001`, or the preview domain behind Traefik): its
+          // scripts cannot read the IDE's DOM, nor send or set its cookies, even with allow-same-origin. That flag is
           // needed so the dev server's own page keeps its origin (its grant cookie, fetches, storage, HMR).
           // No allow-top-navigation or allow-popups: a preview cannot navigate or spawn windows from the IDE.
           sandbox="allow-scripts allow-forms allow-same-origin"
