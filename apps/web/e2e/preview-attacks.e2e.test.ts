@@ -130,7 +130,7 @@ async function serve(client: StudioClient, sessionId: string, command: string[])
   let failure: unknown;
   const run = streamExec(
     client,
-    { sessionId, command, timeoutMs: 1_800_000 },
+    { sessionId, command, timeoutMs: 600_000 },
     {
       onData: (e) => {
         if ((e.type === 'stdout' || e.type === 'stderr') && /listening|Serving HTTP/.test(e.data))
@@ -156,6 +156,7 @@ for (const mode of ['local', 'production'] as const) {
       let hostileOrigin = '';
       let ownPreview = '';
       let malloryToken = '';
+      let mallory: StudioClient | undefined;
       const stops: (() => void)[] = [];
 
       /** Runs `fn` in the IDE tab (the IDE's own origin), as the IDE's code does. */
@@ -202,7 +203,7 @@ for (const mode of ['local', 'production'] as const) {
           username: 'mallory',
           password: 'mallory-password-1',
         });
-        const mallory = createStudioClient({ url: e.apiUrl, token: m.token, EventSource: ES });
+        mallory = createStudioClient({ url: e.apiUrl, token: m.token, EventSource: ES });
         malloryToken = m.token;
 
         victimSession = (await admin.sessions.create.mutate({ image: IMAGE })).id;
@@ -247,6 +248,9 @@ for (const mode of ['local', 'production'] as const) {
 
       afterAll(async () => {
         for (const stop of stops) stop();
+        // The fixture destroys the admin's sessions; the attacker's go here (their workspaces are mounts).
+        for (const s of (await mallory?.sessions.list.query().catch(() => [])) ?? [])
+          await mallory?.sessions.destroy.mutate({ sessionId: s.id }).catch(() => undefined);
         await e?.close();
       });
 
