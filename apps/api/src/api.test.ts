@@ -26,6 +26,8 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
   throw new Error('expected a refusal');
 }
 
+const METRICS_TOKEN = 'metrics-token-for-tests-0123456789abcdef';
+
 describe('API (fake backend)', () => {
   const backend = new FakeBackend();
   let t: TestApi;
@@ -39,6 +41,7 @@ describe('API (fake backend)', () => {
       backends: [backend],
       createLimiter: createRateLimiter({ limit: 1000, windowMs: 60_000 }),
       loginLimiter: createRateLimiter({ limit: 10, windowMs: 60_000 }),
+      env: { STUDIO_METRICS_TOKEN: METRICS_TOKEN },
     });
     adminToken = await t.login('admin', ADMIN_PASSWORD);
     admin = createStudioClient({ url: t.url, token: adminToken });
@@ -60,7 +63,15 @@ describe('API (fake backend)', () => {
       store: true,
       backends: [{ name: 'docker', available: true }],
     });
-    const metrics = await (await fetch(`${t.url}/metrics`)).text();
+    // Metrics are not public: only for the bearer of STUDIO_METRICS_TOKEN (or on a listener of their own).
+    const anonymous = await fetch(`${t.url}/metrics`);
+    expect(anonymous.status).toBe(401);
+    expect(await anonymous.text()).not.toContain('studio_http_requests_total');
+    const wrong = await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${adminToken}` } });
+    expect(wrong.status).toBe(401);
+    const metrics = await (
+      await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })
+    ).text();
     expect(metrics).toContain('studio_http_requests_total');
     expect(metrics).toContain('route="auth.login"');
   });

@@ -110,6 +110,14 @@ const schema = z.object({
     })
     .pipe(z.record(z.string(), z.number().int().min(0).max(32))),
   STUDIO_TRUST_PROXY: bool.default(false),
+  // /metrics is not public: on its own listener (an address the operator chooses), or behind a bearer token.
+  STUDIO_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+  STUDIO_METRICS_PORT: port.optional(),
+  STUDIO_METRICS_TOKEN: z
+    .string()
+    .min(32, { error: 'STUDIO_METRICS_TOKEN must be at least 32 characters (try: openssl rand -base64 48)' })
+    .max(1024)
+    .optional(),
   STUDIO_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
 });
 
@@ -150,6 +158,12 @@ export interface Env {
   /** Warm pool size per backend name (sandboxes per image); missing or 0: no pool. Default docker=1. */
   warmPool: Record<string, number>;
   trustProxy: boolean;
+  /**
+   * Where Prometheus metrics are served: `listen` (`STUDIO_METRICS_HOST`:`STUDIO_METRICS_PORT`), a listener of
+   * their own with nothing else on it; `token` (`STUDIO_METRICS_TOKEN`), `/metrics` on the API's port for a
+   * bearer of that token. Neither: not served at all.
+   */
+  metrics: { listen: { host: string; port: number } | null; token: string | null };
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
 }
 
@@ -211,6 +225,13 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     orphanGraceMs: e.STUDIO_ORPHAN_GRACE_MS,
     warmPool: e.STUDIO_WARM_POOL,
     trustProxy: e.STUDIO_TRUST_PROXY,
+    metrics: {
+      listen:
+        e.STUDIO_METRICS_PORT === undefined
+          ? null
+          : { host: e.STUDIO_METRICS_HOST, port: e.STUDIO_METRICS_PORT },
+      token: e.STUDIO_METRICS_TOKEN ?? null,
+    },
     logLevel: e.STUDIO_LOG_LEVEL,
   };
 }

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -29,6 +30,8 @@ export interface StudioServer {
   url: string;
   /** The preview proxy's origin, when STUDIO_PREVIEW_PORT is set. */
   previewUrl: string | undefined;
+  /** The metrics listener (`http://host:port/metrics`), when STUDIO_METRICS_PORT is set. */
+  metricsUrl: string | undefined;
   registry: Registry;
   /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then closes the app. */
   close(graceMs?: number): Promise<void>;
@@ -55,6 +58,13 @@ function clientIp(req: IncomingMessage, trustProxy: boolean): string {
 function isHttps(req: IncomingMessage, trustProxy: boolean): boolean {
   if ((req.socket as TLSSocket).encrypted) return true;
   return trustProxy && req.headers['x-forwarded-proto'] === 'https';
+}
+
+/** Whether `Authorization` is `Bearer <token>` (compared in constant time). */
+function bearerIs(req: IncomingMessage, token: string): boolean {
+  const given = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1]?.trim() ?? '';
+  const digest = (v: string) => createHash('sha256').update(v).digest();
+  return timingSafeEqual(digest(given), digest(token));
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -113,6 +123,23 @@ export async function startServer(app: App, options: StartServerOptions): Promis
       });
     }
     if (path === '/metrics' && req.method === 'GET') {
+      // Metrics name routes, sessions' activity and the process's internals: never public (issue 16).
+      const token = app.env.metrics.token;
+      if (token === null) {
+        return sendJson(res, 404, {
+          error: {
+            code: 'NOT_FOUND',
+            message:
+              'metrics are not served here: set STUDIO_METRICS_PORT (a listener of their own) or STUDIO_METRICS_TOKEN',
+          },
+        });
+      }
+      if (!bearerIs(req, token)) {
+        res.setHeader('WWW-Authenticate', 'Bearer');
+        return sendJson(res, 401, {
+          error: { code: 'UNAUTHENTICATED', message: 'send STUDIO_METRICS_TOKEN as a bearer token' },
+        });
+      }
       res.setHeader('Content-Type', registry.contentType);
       res.end(await registry.metrics());
       return;
@@ -197,6 +224,14 @@ export async function startServer(app: App, options: StartServerOptions): Promis
             throw error;
           },
         );
+  const metrics =
+    app.env.metrics.listen === null
+      ? undefined
+      : await startMetricsServer(registry, app.env.metrics.listen).catch(async (error: unknown) => {
+          await previews?.close();
+          await new Promise<void>((resolve) => server.close(() => resolve()));
+          throw error;
+        });
   deps.sessions.startSweeper();
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
@@ -205,11 +240,13 @@ export async function startServer(app: App, options: StartServerOptions): Promis
     server,
     url: `http://${host}:${address.port}`,
     previewUrl: previews?.url,
+    metricsUrl: metrics?.url,
     registry,
     close(graceMs = 10_000) {
       closing ??= (async () => {
         terminals.close();
         await previews?.close();
+        await metrics?.close();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         const timer = setTimeout(() => server.closeAllConnections(), graceMs);
@@ -219,5 +256,47 @@ export async function startServer(app: App, options: StartServerOptions): Promis
       })();
       return closing;
     },
+  };
+}
+
+/** `/metrics` alone, on the operator's address (STUDIO_METRICS_HOST, STUDIO_METRICS_PORT); nothing else there. */
+async function startMetricsServer(
+  registry: Registry,
+  listen: { host: string; port: number },
+): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/metrics' || req.method !== 'GET') {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('only GET /metrics here\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => {
+        res.writeHead(200, { 'content-type': registry.contentType });
+        res.end(text);
+      },
+      () => {
+        res.writeHead(500);
+        res.end();
+      },
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${host}:${address.port}/metrics`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
