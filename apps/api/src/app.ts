@@ -185,6 +185,9 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     logger,
     ...(options.sandboxLabels ? { labels: options.sandboxLabels } : {}),
     ...(options.createLimiter ? { createLimiter: options.createLimiter } : {}),
+    // A sandbox that died of a resource limit: its session's watchers learn it at once.
+    onStopped: (sessionId, reason) =>
+      events.publish(sessionId, null, { type: 'session.status', state: 'stopped', reason }),
   });
   const events = new EventBus();
   const deps: AppDeps = {

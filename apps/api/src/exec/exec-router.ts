@@ -203,6 +203,7 @@ export const execRouter = (schemas: PolicySchemas) => {
             },
             (error: unknown) => {
               const cancelled = isIsolationError(error, 'CANCELLED');
+              void ctx.deps.sessions.noteSandboxFailure(input.sessionId, error).catch(() => undefined);
               publish({
                 type: 'exec.exited',
                 execId,

@@ -43,7 +43,7 @@ export type SessionEventBody =
       timedOut: boolean;
       cancelled: boolean;
     }
-  | { type: 'session.status'; state: string }
+  | { type: 'session.status'; state: string; reason?: string }
   | { type: 'control.taken' | 'control.released' }
   | { type: 'watcher.joined' | 'watcher.left'; watcherId: string; via: 'events' | 'terminal' };
 

@@ -78,6 +78,8 @@ export interface SessionManagerOptions {
   pool?: WarmPool;
   /** Session creations per user; default the policy's 10 a minute. */
   createLimiter?: RateLimiter;
+  /** Called when a session stops on its own (its sandbox died of a resource limit), with the reason. */
+  onStopped?: (sessionId: string, reason: string) => void;
   logger: Logger;
 }
 
@@ -102,6 +104,8 @@ export class SessionManager {
   readonly #down = new Set<string>();
   /** Sessions created by this process from the warm pool. */
   readonly #pooled = new Set<string>();
+  /** Why a session stopped on its own, until it starts again (the audit log keeps it for good). */
+  readonly #stopReasons = new Map<string, string>();
 
   constructor(options: SessionManagerOptions) {
     this.#o = options;
@@ -255,14 +259,51 @@ export class SessionManager {
     return running;
   }
 
-  list(ownerId: string, includeEnded = false): Promise<SessionRecord[]> {
-    return this.#o.store.listSessions(ownerId, { includeEnded });
+  async list(ownerId: string, includeEnded = false): Promise<SessionRecord[]> {
+    return (await this.#o.store.listSessions(ownerId, { includeEnded })).map((r) => this.#withReason(r));
+  }
+
+  /** A stopped session's record carries why it stopped when it stopped on its own (`stopReason`). */
+  #withReason(record: SessionRecord): SessionRecord {
+    const reason = record.state === 'stopped' ? this.#stopReasons.get(record.id) : undefined;
+    return reason === undefined ? record : Object.assign(record, { stopReason: reason });
+  }
+
+  /**
+   * After an operation on a session's sandbox failed: when the sandbox is no longer running (under gVisor a
+   * memory or fork bomb takes the whole sandbox down, RUNTIME-FACTS.md), the session becomes `stopped` now, with
+   * the reason (audited, announced through `onStopped`, shown as `stopReason`), instead of staying `running`
+   * until the next reconciliation. `sessions.start` brings it back.
+   */
+  async noteSandboxFailure(id: string, error: unknown): Promise<void> {
+    if (!isIsolationError(error) || !['RESOURCE_LIMIT', 'INVALID_STATE', 'NOT_FOUND'].includes(error.code))
+      return;
+    const sandbox = this.#handles.get(id);
+    if (!sandbox) return;
+    const info = await sandbox.info().catch(() => undefined);
+    if (info === undefined || info.state !== 'stopped') return;
+    const reason = info.failure?.reason ?? error.message;
+    const updated = await this.#o.store.transitionSession(id, ['running'], 'stopped');
+    if (!updated) return;
+    this.#handles.delete(id);
+    this.#stopReasons.set(id, reason);
+    this.#o.logger.warn('session stopped: its sandbox died', { sessionId: id, reason });
+    await this.#audit({
+      actorId: null,
+      ip: null,
+      requestId: null,
+      action: 'session.stop',
+      outcome: 'failure',
+      target: id,
+      details: { reason, code: error.code },
+    });
+    this.#o.onStopped?.(id, reason);
   }
 
   /** The caller's session, or NOT_FOUND (auditing the attempt when the id belongs to someone else). */
   async get(ownerId: string, id: string, audit: AuditContext): Promise<SessionRecord> {
     const record = await this.#o.store.getSession(ownerId, id);
-    if (record) return record;
+    if (record) return this.#withReason(record);
     const other = await this.#o.store.getSessionById(id);
     if (other) {
       await this.#audit({ ...audit, action: 'session.access', outcome: 'denied', target: id });
@@ -314,7 +355,12 @@ export class SessionManager {
     this.#requireRunning(record);
     const sandbox = await this.#sandbox(record);
     this.#touch(record.id);
-    return fn(sandbox, record);
+    try {
+      return await fn(sandbox, record);
+    } catch (error) {
+      await this.noteSandboxFailure(record.id, error).catch(() => undefined);
+      throw error;
+    }
   }
 
   #touch(id: string): void {
@@ -343,6 +389,7 @@ export class SessionManager {
     }
     await (await this.#sandbox(record)).start();
     const updated = await this.#o.store.transitionSession(id, ['stopped'], 'running');
+    this.#stopReasons.delete(id);
     await this.#audit({ ...audit, action: 'session.start', outcome: 'success', target: id });
     return updated ?? this.get(ownerId, id, audit);
   }

@@ -20,6 +20,8 @@ export const sessionView = (s: SessionRecord) => ({
   image: s.image,
   state: s.state,
   failureReason: s.failureReason,
+  /** Why a `stopped` session stopped on its own (its sandbox died of a resource limit); null otherwise. */
+  stopReason: (s as SessionRecord & { stopReason?: string }).stopReason ?? null,
   resources: s.resources,
   createdAt: s.createdAt.toISOString(),
   lastActiveAt: s.lastActiveAt.toISOString(),
