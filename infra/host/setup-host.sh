@@ -16,7 +16,8 @@
 #   setup-host.sh --check     # one line per item ("ok" or "missing ...: fix"), changes nothing;
 #                             # exit 0 when everything is in place, 1 when something is missing
 #   setup-host.sh --render DIR --domain ... [--tls ...]   # only render the Traefik configuration into DIR
-# Options: --preview-domain D (default preview.<domain>), --backends docker|gvisor|docker,gvisor
+# Options: --preview-domain D (required with --domain: a registrable domain of its own, e.g. studio-preview.net
+# beside studio.example.com; see docs/security.md), --backends docker|gvisor|docker,gvisor
 # (default docker,gvisor: STUDIO_BACKENDS for the API), --no-packages (packages are managed elsewhere).
 # Under STUDIO_ROOT (tests only) useradd, chown and service reloads are left out.
 # Environment: STUDIO_ROOT prefixes every host path written or read (tests point it at a temporary
@@ -94,12 +95,35 @@ die() {
 
 # --- rendering the Traefik configuration -------------------------------------------------------------
 
+# Previews are user content: pages a sandbox wrote. On the IDE's site (a subdomain of its domain, or the same
+# registrable domain) the browser would send them the IDE's cookies and let them set cookies the IDE reads, so
+# they get a registrable domain of their own, as githubusercontent.com is to github.com. The API refuses a
+# same-site STUDIO_PREVIEW_DOMAIN at start-up; this says so before anything is written.
+check_preview_site() {
+  local tsx=$INFRA/../node_modules/.bin/tsx why
+  if [ -x "$tsx" ]; then
+    why=$("$tsx" "$INFRA/host/check-preview-site.ts" "$preview_domain" "$domain" 2>&1) ||
+      die "--preview-domain: $why"
+    return 0
+  fi
+  # Without the code's dependencies: the same rule for the common case (last two labels), stricter elsewhere.
+  local a='' b=''
+  [[ $preview_domain =~ ([^.]+\.[^.]+)$ ]] && a=${BASH_REMATCH[1]}
+  [[ $domain =~ ([^.]+\.[^.]+)$ ]] && b=${BASH_REMATCH[1]}
+  if [ "$preview_domain" = "$domain" ] || [[ $preview_domain == *".$domain" ]] || [[ $domain == *".$preview_domain" ]] ||
+    [ "$a" = "$b" ]; then
+    die "--preview-domain $preview_domain shares a site with $domain: previews need a registrable domain of their own (e.g. studio-preview.net), see docs/security.md"
+  fi
+}
+
 validate_render_args() {
   [[ $domain =~ ^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$ ]] ||
     die "--domain must be a lower-case DNS name such as studio.example.com (got '${domain}')"
-  preview_domain=${preview_domain:-preview.$domain}
+  [ -n "$preview_domain" ] ||
+    die "--preview-domain is required: previews need a registrable domain of their own (e.g. studio-preview.net beside $domain), because on the IDE's domain preview pages could use and overwrite its cookies (see docs/security.md)"
   [[ $preview_domain =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] ||
     die "--preview-domain must be a lower-case DNS name (got '$preview_domain')"
+  check_preview_site
   case $tls in
   acme)
     [[ $acme_email == *@* ]] || die "--tls acme needs --acme-email (Let's Encrypt expiry notices)"
@@ -318,6 +342,9 @@ STUDIO_DATA_DIR=/var/lib/studio
 STUDIO_BACKENDS=$backends
 STUDIO_ORIGINS=https://$domain
 STUDIO_TRUST_PROXY=true
+# Prometheus metrics on loopback only (never routed by Traefik).
+STUDIO_METRICS_HOST=127.0.0.1
+STUDIO_METRICS_PORT=9464
 STUDIO_LOG_LEVEL=info
 EOF
     chmod 0644 "$env"

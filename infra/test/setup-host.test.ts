@@ -90,6 +90,8 @@ describe('setup-host.sh --check', () => {
       join(etc, 'traefik'),
       '--domain',
       'studio.example.com',
+      '--preview-domain',
+      'studio-preview.net',
       '--tls',
       'provided',
     ]);
@@ -121,6 +123,8 @@ describe('setup-host.sh --check', () => {
         '--no-packages',
         '--domain',
         'studio.example.com',
+        '--preview-domain',
+        'studio-preview.net',
         '--acme-email',
         'ops@example.com',
         '--dns-provider',
@@ -142,7 +146,7 @@ describe('setup-host.sh --check', () => {
       expect(files()).toBe(before);
       // The IDE frames previews from their own hosts: its CSP must name them.
       expect(readFileSync(join(root, 'etc/studio/web.env'), 'utf8')).toMatch(
-        /^STUDIO_PREVIEW_ORIGIN=https:\/\/\*\.preview\.studio\.example\.com$/m,
+        /^STUDIO_PREVIEW_ORIGIN=https:\/\/\*\.studio-preview\.net$/m,
       );
       const secret = readFileSync(join(root, 'etc/studio/secrets/jwt_secret'), 'utf8');
       expect(secret.length).toBeGreaterThanOrEqual(32);
@@ -160,9 +164,47 @@ describe('setup-host.sh --check', () => {
 
   it('render is idempotent', () => {
     const dir = tempDir();
-    const args = [SETUP, '--render', dir, '--domain', 'studio.example.com', '--tls', 'provided'];
+    const args = [
+      SETUP,
+      '--render',
+      dir,
+      '--domain',
+      'studio.example.com',
+      '--preview-domain',
+      'studio-preview.net',
+      '--tls',
+      'provided',
+    ];
     expect(run('bash', args).stdout).toContain('written');
     expect(run('bash', args).stdout).toContain('up to date');
+  });
+
+  it('refuses previews without a domain of their own, or on the IDE site, naming why', () => {
+    const base = [SETUP, '--render', tempDir(), '--domain', 'studio.example.com', '--tls', 'provided'];
+    const missing = run('bash', base);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/--preview-domain is required: .*registrable domain of their own/);
+    for (const same of ['preview.studio.example.com', 'preview.example.com', 'example.com']) {
+      const r = run('bash', [...base, '--preview-domain', same]);
+      expect(r.status, same).toBe(1);
+      expect(r.stderr, same).toMatch(
+        /--preview-domain: previews on .* would be same-site with studio\.example\.com/,
+      );
+    }
+    // A ccSLD: two registrable domains under co.uk are two sites.
+    const ok = run('bash', [
+      SETUP,
+      '--render',
+      tempDir(),
+      '--domain',
+      'studio.example.co.uk',
+      '--preview-domain',
+      'preview.other.co.uk',
+      '--tls',
+      'provided',
+    ]);
+    expect(ok.stderr).toBe('');
+    expect(ok.status).toBe(0);
   });
 });
 

@@ -6,12 +6,13 @@ import { checkTraefikDynamic, checkTraefikStatic, matchRouters, PREVIEW_AUTH_PAT
 import { INFRA, run, tempDir, which } from './helpers.ts';
 
 const DOMAIN = 'studio.example.com';
-const PREVIEW = `preview.${DOMAIN}`;
+// Previews on a registrable domain of their own (setup-host refuses one on the IDE's site).
+const PREVIEW = 'studio-preview.net';
 const SETUP = join(INFRA, 'host', 'setup-host.sh');
 
 function render(tls: 'acme' | 'provided'): { dir: string; static: unknown; dynamic: unknown; text: string } {
   const dir = tempDir();
-  const args = [SETUP, '--render', dir, '--domain', DOMAIN, '--tls', tls];
+  const args = [SETUP, '--render', dir, '--domain', DOMAIN, '--preview-domain', PREVIEW, '--tls', tls];
   if (tls === 'acme') args.push('--acme-email', 'ops@example.com', '--dns-provider', 'cloudflare');
   const r = run('bash', args);
   expect(r.stderr).toBe('');
@@ -110,6 +111,8 @@ describe('Traefik configuration', () => {
       tempDir(),
       '--domain',
       DOMAIN,
+      '--preview-domain',
+      PREVIEW,
       '--acme-email',
       'ops@example.com',
     ]);
