@@ -27,10 +27,10 @@ function fakePreview(options: { cookie?: boolean } = {}) {
     if (url.includes('/__studio/auth')) {
       const headers = new Headers({ location: '/' });
       if (options.cookie !== false)
-        headers.append('set-cookie', `studio_preview=${url.slice(-2)}; HttpOnly; Path=/`);
+        headers.append('set-cookie', `__Host-studio_preview=${url.slice(-2)}; HttpOnly; Path=/`);
       return new Response(null, { status: 302, headers });
     }
-    if (cookie === 'studio_preview=g1' && url.endsWith('/expired'))
+    if (cookie === '__Host-studio_preview=g1' && url.endsWith('/expired'))
       return new Response('no grant', { status: 401 });
     return new Response(`page ${url} for ${cookie}`, {
       status: 200,
@@ -51,7 +51,7 @@ describe('PreviewFetcher', () => {
     );
     expect(page).toMatchObject({
       status: 200,
-      body: 'page http://127.0.0.1:5555/a?b=1 for studio_preview=g1',
+      body: 'page http://127.0.0.1:5555/a?b=1 for __Host-studio_preview=g1',
       truncated: false,
     });
     expect(page.headers['set-cookie']).toBeUndefined();

@@ -1,3 +1,6 @@
+import { request } from 'node:http';
+import type { LookupFunction } from 'node:net';
+import { Readable } from 'node:stream';
 import type { StudioClient } from '@studio/client';
 import { McpToolError } from './errors.ts';
 
@@ -24,7 +27,41 @@ export interface PreviewResponse extends Record<string, unknown> {
   truncated: boolean;
 }
 
-const PREVIEW_COOKIE = 'studio_preview';
+/** The grant cookie of the preview proxy (host-only, on the preview's own host). */
+const PREVIEW_COOKIE = '__Host-studio_preview';
+
+// `*.localhost` is loopback by definition (RFC 6761) and browsers resolve it so; Node's resolver does not. Local
+// previews live on `<port>-<label>.localhost:<port>`, so those names are sent to 127.0.0.1 with their Host.
+const loopback: LookupFunction = (_host, options, callback) => {
+  if (options.all) {
+    (callback as (e: null, a: { address: string; family: number }[]) => void)(null, [
+      { address: '127.0.0.1', family: 4 },
+    ]);
+  } else callback(null, '127.0.0.1', 4);
+};
+
+/** `fetch`, except that `*.localhost` names reach 127.0.0.1 (GET only, never following redirects). */
+export const previewFetch: typeof globalThis.fetch = (input, init) => {
+  const url = new URL(input instanceof Request ? input.url : String(input));
+  const name = url.hostname;
+  if (name !== 'localhost' && !name.endsWith('.localhost')) return globalThis.fetch(input, init);
+  return new Promise<Response>((resolve, reject) => {
+    const headers = Object.fromEntries(new Headers(init?.headers).entries());
+    const req = request(url, { method: 'GET', headers, lookup: loopback, signal: init?.signal ?? undefined });
+    req.on('response', (res) => {
+      const out = new Headers();
+      for (let i = 0; i < res.rawHeaders.length; i += 2) {
+        out.append(res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string);
+      }
+      const status = res.statusCode ?? 0;
+      const body =
+        status === 204 || status === 304 ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>);
+      resolve(new Response(body, { status, headers: out }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+};
 // Grants are valid 1 h; renew a minute early.
 const RENEW_BEFORE_MS = 60_000;
 
@@ -41,7 +78,7 @@ export class PreviewFetcher {
 
   constructor(options: PreviewFetcherOptions) {
     this.#client = options.client;
-    this.#fetch = options.fetch ?? globalThis.fetch;
+    this.#fetch = options.fetch ?? previewFetch;
     this.#timeoutMs = options.timeoutMs ?? 30_000;
   }
 

@@ -28,8 +28,9 @@ export interface StudioClientOptions {
   headers?: Record<string, string>;
   /**
    * The EventSource class for subscriptions (`events.subscribe`, `exec.stream`), which run over server-sent
-   * events. Default the global one (browsers: authenticated by the login cookie). In Node pass the
-   * `eventsource` package's class (v3+), which gets `token` as a bearer header through its `fetch` option.
+   * events. Default the global one, which cannot send headers: the API refuses it a login cookie without the
+   * IDE's proof header. Pass the `eventsource` package's class (v3+, Node and browsers): it gets `token` as a
+   * bearer header, and `headers`, through its `fetch` option.
    */
   EventSource?: EventSourceConstructor;
 }
