@@ -22,7 +22,7 @@ import {
 } from '@studio/isolation';
 import { AGENT_COMMAND, AGENT_DIR, AgentClient } from '@studio/isolation/agent';
 import { execa, type ResultPromise } from 'execa';
-import { limitEvents, memoryUsage, removeCgroups } from './cgroups.ts';
+import { cpuUsageNanos, limitEvents, memoryUsage, removeCgroups } from './cgroups.ts';
 import { mapRunscError } from './map-error.ts';
 import { filtered, labelsOf, type OciSpec, ociSpec, sandboxProcess } from './oci-spec.ts';
 import { Runsc, type RunscState } from './runsc.ts';
@@ -361,16 +361,17 @@ export class GVisorBackend implements IsolationBackend {
     if (state?.status !== 'running' && state?.status !== 'paused') {
       throw new IsolationError('INVALID_STATE', `sandbox ${id} is stopped: start it first`);
     }
-    const [raw, host, disk] = await Promise.all([
+    const [raw, host, cpu, disk] = await Promise.all([
       this.#runsc.stats(id),
       memoryUsage(config.linux.cgroupsPath),
+      cpuUsageNanos(config.linux.cgroupsPath),
       this.#workspaces.usage(id),
     ]);
     const limit = config.linux.resources.memory.limit;
     return {
       memoryBytes: Math.min(limit, host ?? raw.memory?.usage?.usage ?? 0),
       memoryLimitBytes: limit,
-      cpuNanos: raw.cpu?.usage?.total ?? 0,
+      cpuNanos: cpu ?? raw.cpu?.usage?.total ?? 0,
       pids: raw.pids?.current ?? 0,
       diskUsedBytes: disk?.used ?? null,
       diskLimitBytes: disk?.limit ?? null,
