@@ -951,8 +951,10 @@ class ExecChannel extends Channel {
       return this.finish(T.REPLY, { ok: false, error: toWire(e, 'cannot start the process') });
     }
     let oomKilled = false;
-    if (signal === 'SIGKILL' && !this.timedOut && this.oomBefore >= 0)
-      oomKilled = readOomKills() > this.oomBefore;
+    // A shell reports a child that died of SIGKILL as status 137 (128 + 9): `sh -c` around an OOM-killed
+    // command exits so instead of dying of the signal itself (issue 16).
+    const killed = signal === 'SIGKILL' || code === 137;
+    if (killed && !this.timedOut && this.oomBefore >= 0) oomKilled = readOomKills() > this.oomBefore;
     this.exit = { code, signal };
     this.reply({
       exitCode: typeof code === 'number' ? code : null,
