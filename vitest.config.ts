@@ -16,6 +16,7 @@ export default defineConfig({
           // Pure, but some hash passwords (argon2) or open PGlite: generous while the runtime projects load
           // both cores (a timeout here has only ever meant a busy machine).
           testTimeout: 30_000,
+          hookTimeout: 60_000,
         },
       },
       {
