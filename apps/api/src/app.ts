@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { type Db, openDb, Store } from '@studio/db';
 import type { IsolationBackend } from '@studio/isolation';
 import { DockerBackend } from '@studio/isolation-docker';
 import { GVisorBackend } from '@studio/isolation-gvisor';
@@ -12,8 +13,6 @@ import { FileWatches } from './file-watches.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { PreviewGrants } from './preview.ts';
 import { defaultResources, SessionManager } from './session-manager.ts';
-import { type Db, openDb } from './store/db.ts';
-import { Store } from './store/store.ts';
 import { WarmPool } from './warm-pool.ts';
 
 /** Options for {@link createApp}. Everything but `env` can be injected (tests pass backends and a database). */

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Store } from '@studio/db';
 import type { Policy, PolicySchemas } from '@studio/policy';
 import type { Auth, Principal } from './auth.ts';
 import type { EventBus } from './event-bus.ts';
@@ -7,7 +8,6 @@ import type { FileWatches } from './file-watches.ts';
 import type { Logger } from './logger.ts';
 import type { PreviewGrants } from './preview.ts';
 import type { AuditContext, SessionManager } from './session-manager.ts';
-import type { Store } from './store/store.ts';
 
 /** The long-lived parts every procedure can use. */
 export interface AppDeps {

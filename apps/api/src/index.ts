@@ -1,5 +1,5 @@
 // The public surface of @studio/api. Clients import `type AppRouter` only; the rest is for the server's own
-// entry point, tests and benchmarks.
+// entry point, tests and benchmarks. The store (openDb, Store) is @studio/db's.
 export type { App, CreateAppOptions } from './app.ts';
 export { backendsFromEnv, createApp } from './app.ts';
 export type { Principal } from './auth.ts';
@@ -11,6 +11,3 @@ export type { AppRouter } from './router.ts';
 export type { SessionView } from './routers/sessions.ts';
 export type { StartServerOptions, StudioServer } from './server.ts';
 export { startServer, TRPC_PATH } from './server.ts';
-export type { Db, OpenDbOptions } from './store/db.ts';
-export { openDb } from './store/db.ts';
-export { Store } from './store/store.ts';

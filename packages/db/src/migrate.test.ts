@@ -328,8 +328,9 @@ describeEachDriver('Migrations', env, test, () => {
 });
 
 describeEachDriver('Migrations, concurrent', env, test, (driver) => {
+  // PGlite is one connection in one process: there is nothing to race.
   test.skipIf(driver === 'pglite')(
-    'API instances opening one new database at once migrate it once (advisory lock)',
+    'API instances opening one new database at once migrate it once (advisory lock; PostgreSQL only)',
     async ({ database }) => {
       const dbs = await Promise.all(Array.from({ length: 4 }, () => openDb(database.options)));
       try {

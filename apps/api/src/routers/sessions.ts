@@ -1,9 +1,9 @@
+import type { SessionRecord } from '@studio/db';
 import { type PolicySchemas, sessionByIdInput } from '@studio/policy';
 import { z } from 'zod';
 import { auditOf, type Context } from '../context.ts';
 import { AppError } from '../errors.ts';
 import { actorOf } from '../event-bus.ts';
-import type { SessionRecord } from '../store/store.ts';
 import { authedProcedure, passThrough, principalOf, router } from '../trpc.ts';
 
 /** Publishes the session's state to its watchers and returns the client view. */

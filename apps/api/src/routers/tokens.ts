@@ -1,9 +1,9 @@
+import type { ApiTokenRecord } from '@studio/db';
 import { tokenCreateInput } from '@studio/policy';
 import { z } from 'zod';
 import { auditOf } from '../context.ts';
 import { AppError } from '../errors.ts';
 import { hashApiToken, newApiToken, newId } from '../ids.ts';
-import type { ApiTokenRecord } from '../store/store.ts';
 import { authedProcedure, router } from '../trpc.ts';
 
 const DAY = 24 * 60 * 60 * 1000;

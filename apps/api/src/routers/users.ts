@@ -1,10 +1,10 @@
+import type { UserRecord } from '@studio/db';
 import { userCreateInput, userIdSchema } from '@studio/policy';
 import { z } from 'zod';
 import { hashPassword } from '../auth.ts';
 import { auditOf } from '../context.ts';
 import { AppError } from '../errors.ts';
 import { newId } from '../ids.ts';
-import type { UserRecord } from '../store/store.ts';
 import { adminProcedure, router } from '../trpc.ts';
 
 const view = (u: UserRecord) => ({
