@@ -22,7 +22,7 @@ export default defineConfig({
       {
         test: {
           name: 'docker',
-          include: ['{packages,apps}/*/src/**/*.docker.test.ts'],
+          include: ['{packages,apps}/*/src/**/*.docker.test.ts', 'infra/test/**/*.docker.test.ts'],
           exclude: ignored,
           testTimeout: 120_000,
           hookTimeout: 300_000,
