@@ -14,7 +14,7 @@ export default defineConfig({
           include: ['{packages,apps}/*/src/**/*.test.ts', 'infra/test/**/*.test.ts'],
           exclude: [...ignored, ...runtimeSuffixes],
           // Pure, but some hash passwords (argon2) or open PGlite: generous while the runtime projects load
-          // both cores (a timeout here has only ever meant a busy machine).
+          // both cores (a timeout here has only ever meant a busy machine). Hooks too: they open PGlite.
           testTimeout: 30_000,
           hookTimeout: 60_000,
         },

@@ -1,5 +1,6 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { type Db, openDb, Store } from '@studio/db';
 import type { IsolationBackend } from '@studio/isolation';
 import { DockerBackend } from '@studio/isolation-docker';
 import { GVisorBackend } from '@studio/isolation-gvisor';
@@ -15,8 +16,6 @@ import { EventBus } from './realtime/event-bus.ts';
 import { FileWatches } from './realtime/file-watches.ts';
 import { defaultResources, SessionManager } from './sessions/session-manager.ts';
 import { WarmPool } from './sessions/warm-pool.ts';
-import { type Db, openDb } from './store/db.ts';
-import { Store } from './store/store.ts';
 
 /** Options for {@link createApp}. Everything but `env` can be injected (tests pass backends and a database). */
 export interface CreateAppOptions {

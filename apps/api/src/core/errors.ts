@@ -1,3 +1,4 @@
+import { isStoreError, type StoreErrorCode } from '@studio/db';
 import { isIsolationError } from '@studio/isolation';
 import { isPolicyError, type PolicyErrorCode } from '@studio/policy';
 import { TRPCError } from '@trpc/server';
@@ -109,6 +110,18 @@ const ISOLATION_TO_TRPC: Record<string, TRPC_ERROR_CODE_KEY> = {
   INTERNAL: 'INTERNAL_SERVER_ERROR',
 };
 
+// The store's refusals as the API's codes (the same codes and messages the store threw as AppErrors before it
+// became @studio/db). The rest are server faults: INTERNAL, message hidden.
+const STORE_TO_APP: Record<StoreErrorCode, AppErrorCode> = {
+  CONFLICT: 'ALREADY_EXISTS',
+  OWNER_INACTIVE: 'UNAUTHENTICATED',
+  SESSION_LIMIT: 'SESSION_LIMIT',
+  INVALID_INPUT: 'INTERNAL',
+  SCHEMA_TOO_NEW: 'INTERNAL',
+  UNAVAILABLE: 'INTERNAL',
+  QUERY_FAILED: 'INTERNAL',
+};
+
 const INTERNAL_MESSAGE = 'internal error; the server log has the details under this request id';
 const MAX_MESSAGE = 500;
 
@@ -141,8 +154,8 @@ function fromZod(error: ZodError): MappedError {
 }
 
 /**
- * THE mapping from any failure to what a client sees. Order: our own `AppError`, policy refusals, zod input
- * errors (a policy code carried in the issue wins), isolation errors, tRPC's own errors; anything else is
+ * THE mapping from any failure to what a client sees. Order: our own `AppError`, store refusals (as the
+ * `AppError` codes they stand for), policy refusals, zod input errors (a policy code carried in the issue wins), isolation errors, tRPC's own errors; anything else is
  * INTERNAL with its message hidden. Messages that may carry internals (INTERNAL, UNAVAILABLE from a backend,
  * server misconfiguration) are replaced; the original stays in the server log.
  */
@@ -152,11 +165,12 @@ export function mapError(error: unknown): MappedError {
     const inner = mapError(error.cause);
     if (inner.studioCode !== 'INTERNAL' || error.code === 'INTERNAL_SERVER_ERROR') return inner;
   }
-  if (error instanceof AppError) {
-    const hidden = error.code === 'INTERNAL';
+  if (error instanceof AppError || isStoreError(error)) {
+    const code = error instanceof AppError ? error.code : STORE_TO_APP[error.code];
+    const hidden = code === 'INTERNAL';
     return {
-      trpcCode: APP_TO_TRPC[error.code],
-      studioCode: error.code,
+      trpcCode: APP_TO_TRPC[code],
+      studioCode: code,
       message: hidden ? INTERNAL_MESSAGE : clip(error.message),
       hidden,
     };

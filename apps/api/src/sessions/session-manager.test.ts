@@ -1,9 +1,8 @@
+import { openDb, Store, sql } from '@studio/db';
 import { createRateLimiter, defaultPolicy, sessionCreateInput } from '@studio/policy';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { newId } from '../core/ids.ts';
 import { createLogger } from '../core/logger.ts';
-import { openDb } from '../store/db.ts';
-import { Store } from '../store/store.ts';
 import { FakeBackend } from '../testing/fake-backend.ts';
 import { type AuditContext, SessionManager } from './session-manager.ts';
 
@@ -63,7 +62,9 @@ describe('SessionManager', () => {
     const s = await manager.create(owner, input, audit);
     const later = new Date(Date.now() + defaultPolicy.session.ttlMs + 1000);
     expect(await manager.sweep(later)).toEqual([s.id]);
-    await store.db.query(`UPDATE sessions SET created_at = now() - interval '9 hours' WHERE id = $1`, [s.id]);
+    await store.db.orm.execute(
+      sql`UPDATE sessions SET created_at = now() - interval '9 hours' WHERE id = ${s.id}`,
+    );
     await expect(manager.start(owner, s.id, audit)).rejects.toMatchObject({ code: 'INVALID_STATE' });
   });
 
