@@ -10,7 +10,7 @@ import type { AppDeps } from './core/context.ts';
 import { createLogger, type Logger } from './core/logger.ts';
 import { type Env, resolveSandboxRootfs } from './env.ts';
 import { ExecRegistry } from './exec/exec-registry.ts';
-import { claimInstance, dataDirInstanceId, lockDataDir } from './instance/instance.ts';
+import { claimInstance, dataDirInstanceId, leaseInstance, lockDataDir } from './instance/instance.ts';
 import { PreviewGrants } from './preview/preview.ts';
 import { EventBus } from './realtime/event-bus.ts';
 import { FileWatches } from './realtime/file-watches.ts';
@@ -34,6 +34,11 @@ export interface CreateAppOptions {
    * many APIs on one shared test data dir with an in-memory store.
    */
   claim?: boolean;
+  /**
+   * Called if another process takes this API's instance id over in the store (this one stalled past its lease).
+   * Default: logged. `main.ts` exits, so two processes never reconcile the same sandboxes.
+   */
+  onInstanceLost?: (message: string) => void;
 }
 
 /** The configuration with the instance id resolved (given, or derived from the data dir). */
@@ -136,6 +141,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
   let db: Db | undefined;
   let store: Store;
   let env: ResolvedEnv;
+  let releaseLease: () => Promise<void> = async () => undefined;
   try {
     db =
       options.db ??
@@ -150,7 +156,14 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
         (await store.listLiveSessions()).some((s) => s.instanceId === legacy),
       ));
     env = { ...options.env, instanceId };
-    if (claim) releases.push(claimInstance({ instanceId, runtimeDir: env.runtimeDir }));
+    if (claim) {
+      releases.push(claimInstance({ instanceId, runtimeDir: env.runtimeDir }));
+      releaseLease = await leaseInstance(store, {
+        instanceId,
+        dataDir: env.dataDir,
+        onLost: options.onInstanceLost ?? ((message) => logger.error('instance id lost', { message })),
+      });
+    }
   } catch (error) {
     await db?.close().catch(() => undefined);
     release();
@@ -209,6 +222,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     async close() {
       deps.fileWatches.close();
       await sessions.close();
+      await releaseLease();
       await store.close();
       release();
     },

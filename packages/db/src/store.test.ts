@@ -321,6 +321,17 @@ describeEachDriver('Store', env, test, () => {
     expect(await store.claimInstance(claim('third'))).toEqual({ ok: true });
   });
 
+  test('takes over at once from a holder named dead (its host and pid), not from another', async ({
+    store,
+  }) => {
+    expect(await store.claimInstance(claim('old'))).toEqual({ ok: true });
+    const other = { host: 'host-old', pid: 4242 };
+    expect((await store.claimInstance({ ...claim('new'), replace: other })).ok).toBe(false);
+    const dead = { host: 'host-old', pid: 1003 };
+    expect(await store.claimInstance({ ...claim('new'), replace: dead })).toEqual({ ok: true });
+    expect(await store.renewInstance('inst-1', 'old')).toBe(false);
+  });
+
   test('refuses a lease that is not a positive duration', async ({ store }) => {
     await expect(store.claimInstance(claim('a', 0))).rejects.toMatchObject({ code: 'INVALID_INPUT' });
     await expect(store.claimInstance(claim('a', Number.NaN))).rejects.toMatchObject({

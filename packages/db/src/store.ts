@@ -76,6 +76,11 @@ export interface InstanceClaim {
   dataDir: string;
   /** How long a heartbeat holds the claim; an older one may be taken over. */
   leaseMs: number;
+  /**
+   * A holder known to be dead (a process of this host that no longer runs): its claim is taken over at once
+   * instead of after its lease.
+   */
+  replace?: { host: string; pid: number } | undefined;
 }
 
 /** Who holds an instance id, as reported to a claimant that lost. */
@@ -503,6 +508,9 @@ export class Store {
             setWhere: or(
               eq(instances.holder, claim.holder),
               lt(instances.heartbeatAt, sql`now() - make_interval(secs => ${claim.leaseMs / 1000})`),
+              claim.replace
+                ? and(eq(instances.host, claim.replace.host), eq(instances.pid, claim.replace.pid))
+                : undefined,
             ),
           })
           .returning({ id: instances.id });
