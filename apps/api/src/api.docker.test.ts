@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { createStudioClient, type StudioClient, StudioClientError } from '@studio/client';
+import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
 import { signSessionToken } from '@studio/policy';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +18,11 @@ import {
 
 const IMAGE = 'studio-sandbox:latest';
 const LABELS = { 'studio.test': 'api' };
-const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: 'api-test' });
+const backend = new DockerBackend({
+  dataDir: join(TEST_DATA_DIR, 'docker'),
+  instanceId: 'api-test',
+  seccompProfile: runtimePaths().seccompProfile,
+});
 const skip = await skipUnlessAvailable(backend);
 
 async function refusal(p: Promise<unknown>): Promise<StudioClientError> {

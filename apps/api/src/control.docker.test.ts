@@ -5,6 +5,7 @@ import {
   type StudioClient,
   StudioClientError,
 } from '@studio/client';
+import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
 import { EventSource } from 'eventsource';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,7 +25,11 @@ import {
 
 const IMAGE = 'studio-sandbox:latest';
 const LABELS = { 'studio.test': 'control' };
-const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: 'api-test' });
+const backend = new DockerBackend({
+  dataDir: join(TEST_DATA_DIR, 'docker'),
+  instanceId: 'api-test',
+  seccompProfile: runtimePaths().seccompProfile,
+});
 const skip = await skipUnlessAvailable(backend);
 const ES = EventSource as unknown as EventSourceConstructor;
 

@@ -7,6 +7,7 @@ import {
   StudioClientError,
   type StudioTerminal,
 } from '@studio/client';
+import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
 import { signSessionToken } from '@studio/policy';
 import { EventSource } from 'eventsource';
@@ -29,7 +30,11 @@ import {
 const IMAGE = 'studio-sandbox:latest';
 const LABELS = { 'studio.test': 'realtime' };
 const RATE_LIMIT = 40;
-const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: 'api-test' });
+const backend = new DockerBackend({
+  dataDir: join(TEST_DATA_DIR, 'docker'),
+  instanceId: 'api-test',
+  seccompProfile: runtimePaths().seccompProfile,
+});
 const skip = await skipUnlessAvailable(backend);
 const ES = EventSource as unknown as EventSourceConstructor;
 
