@@ -45,47 +45,50 @@ interface Runtime<B extends IsolationBackend> {
  * ```
  */
 export function sandboxTest<B extends IsolationBackend = IsolationBackend>(options: SandboxTestOptions<B>) {
-  return test
-    .extend('runtime', { scope: 'file' }, async (_context, { onCleanup }): Promise<Runtime<B>> => {
-      let backend: B | undefined;
-      try {
-        backend = await options.createBackend();
-      } catch (error) {
-        return { backend: undefined, unavailable: `createBackend() threw: ${oneLine(error)}` };
-      }
-      const ready = backend;
-      onCleanup(() => ready.close());
-      try {
-        const availability = await backend.available();
-        return { backend, unavailable: availability.ok ? undefined : availability.reason };
-      } catch (error) {
-        return { backend, unavailable: `available() threw: ${oneLine(error)}` };
-      }
-    })
-    .extend('sharedSandbox', { scope: 'file' }, async ({ runtime }, { onCleanup }) => {
-      if (runtime.backend === undefined || runtime.unavailable !== undefined) return undefined;
-      const sandbox = await runtime.backend.create({
-        image: options.image,
-        resources: options.limits ?? SMALL_LIMITS,
-        network: 'none',
-        labels: { ...options.labels },
-      });
-      // Runs before the backend is closed: fixtures are torn down in the reverse order of their set-up.
-      onCleanup(() => sandbox.destroy());
-      return sandbox;
-    })
-    .extend('backend', async ({ runtime, skip }): Promise<B> => {
-      if (runtime.backend === undefined || runtime.unavailable !== undefined) {
-        const reason = runtime.unavailable ?? 'no backend';
-        if (options.requireRuntime) {
-          throw new Error(`isolation runtime unavailable (requireRuntime is true): ${reason}`);
+  return (
+    test
+      // biome-ignore lint/correctness/noEmptyPattern: vitest reads a fixture's dependencies from this pattern
+      .extend('runtime', { scope: 'file' }, async ({}, { onCleanup }): Promise<Runtime<B>> => {
+        let backend: B | undefined;
+        try {
+          backend = await options.createBackend();
+        } catch (error) {
+          return { backend: undefined, unavailable: `createBackend() threw: ${oneLine(error)}` };
         }
-        skip(reason);
-      }
-      return runtime.backend as B;
-    })
-    .extend('sandbox', async ({ backend, sharedSandbox }): Promise<Sandbox> => {
-      if (sharedSandbox === undefined) throw new Error(`no sandbox on backend ${backend.name}`);
-      return sharedSandbox;
-    });
+        const ready = backend;
+        onCleanup(() => ready.close());
+        try {
+          const availability = await backend.available();
+          return { backend, unavailable: availability.ok ? undefined : availability.reason };
+        } catch (error) {
+          return { backend, unavailable: `available() threw: ${oneLine(error)}` };
+        }
+      })
+      .extend('sharedSandbox', { scope: 'file' }, async ({ runtime }, { onCleanup }) => {
+        if (runtime.backend === undefined || runtime.unavailable !== undefined) return undefined;
+        const sandbox = await runtime.backend.create({
+          image: options.image,
+          resources: options.limits ?? SMALL_LIMITS,
+          network: 'none',
+          labels: { ...options.labels },
+        });
+        // Runs before the backend is closed: fixtures are torn down in the reverse order of their set-up.
+        onCleanup(() => sandbox.destroy());
+        return sandbox;
+      })
+      .extend('backend', async ({ runtime, skip }): Promise<B> => {
+        if (runtime.backend === undefined || runtime.unavailable !== undefined) {
+          const reason = runtime.unavailable ?? 'no backend';
+          if (options.requireRuntime) {
+            throw new Error(`isolation runtime unavailable (requireRuntime is true): ${reason}`);
+          }
+          skip(reason);
+        }
+        return runtime.backend as B;
+      })
+      .extend('sandbox', async ({ backend, sharedSandbox }): Promise<Sandbox> => {
+        if (sharedSandbox === undefined) throw new Error(`no sandbox on backend ${backend.name}`);
+        return sharedSandbox;
+      })
+  );
 }
