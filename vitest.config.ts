@@ -25,7 +25,7 @@ export default defineConfig({
         test: {
           name: 'docker',
           globalSetup,
-          include: ['{packages,apps}/*/src/**/*.docker.test.ts'],
+          include: ['{packages,apps}/*/src/**/*.docker.test.ts', 'infra/test/**/*.docker.test.ts'],
           exclude: ignored,
           testTimeout: 120_000,
           hookTimeout: 300_000,

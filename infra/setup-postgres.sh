@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
 # A private PostgreSQL server on 127.0.0.1 for the store's tests (the API itself defaults to embedded
-# PGlite). Installs Debian's postgresql when missing, keeps its cluster under $STUDIO_CACHE/postgres, and
-# prints the URL the tests read as STUDIO_TEST_DATABASE_URL on stdout. Idempotent: a running server is reused.
+# PGlite). Installs Debian's postgresql when missing, keeps its cluster outside the clone (as root: under the
+# postgres user's home, which that user can reach even when a parent of the clone is mode 0700, as /root and
+# every mktemp -d are; otherwise under $STUDIO_CACHE/postgres), and prints the URL the tests read as
+# STUDIO_TEST_DATABASE_URL on stdout. Idempotent: a running server is reused. STUDIO_TEST_PG_DIR overrides.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${STUDIO_CACHE:-$ROOT/.cache}
 PORT=${STUDIO_TEST_PG_PORT:-54329}
-DATA=$CACHE/postgres/data
-SOCK=$CACHE/postgres/sock
-LOG=$CACHE/postgres/server.log
+if [ -n "${STUDIO_TEST_PG_DIR:-}" ]; then
+  PGDIR=$STUDIO_TEST_PG_DIR
+elif [ "$(id -u)" = 0 ]; then
+  PGDIR=/var/lib/postgresql/studio-test-$PORT
+else
+  PGDIR=$CACHE/postgres
+fi
+DATA=$PGDIR/data
+# Unix socket paths may not exceed 108 bytes: keep the socket out of a possibly deep clone.
+SOCK=${XDG_RUNTIME_DIR:-/tmp}/studio-pg-$(id -u)-$PORT
+[ "$(id -u)" != 0 ] || SOCK=$PGDIR/sock
+LOG=$PGDIR/server.log
 log() { printf '[studio] %s\n' "$*" >&2; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
@@ -25,7 +36,12 @@ BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 # The server refuses to run as root: run it as the postgres user Debian's package creates.
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 mkdir -p "$SOCK"
-if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$CACHE/postgres"; chmod 755 "$CACHE" "$CACHE/postgres"; fi
+if [ "$(id -u)" = 0 ]; then
+  chown -R postgres:postgres "$PGDIR"
+  # Fail here with the reason rather than in initdb with "Permission denied".
+  runuser -u postgres -- test -x "$PGDIR" ||
+    { log "error: the postgres user cannot reach $PGDIR (a parent folder is not traversable): set STUDIO_TEST_PG_DIR to a folder it can reach"; exit 1; }
+fi
 
 # A server already answering on the port (another checkout's, say) is reused rather than fought over.
 if as_pg "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT"; then

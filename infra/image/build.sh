@@ -279,6 +279,27 @@ elif have_tar; then
     mv -T "$TMP" "$ROOTFS"
     TMP=
   fi
+elif [ $WANT_ROOTFS = 1 ] && [ $DSTATE != 2 ]; then
+  # Docker already has this recipe's image (a fresh clone on a machine that built it before): take the rootfs
+  # from it in seconds instead of running mmdebstrap again.
+  as_root_or_reexec
+  step "rootfs missing, image $TAG present: exporting the rootfs from Docker"
+  TMP=$(mktemp -d "$CACHE/image/.tmp-$HASH.XXXXXX")
+  chmod 0755 "$TMP"
+  cid=$(docker create "$TAG" /bin/true)
+  docker export "$cid" >"$TMP/rootfs.tar.part" || { docker rm "$cid" >/dev/null; die "docker export $TAG failed"; }
+  docker rm "$cid" >/dev/null
+  mkdir "$TMP/rootfs"
+  tar --numeric-owner -xpf "$TMP/rootfs.tar.part" -C "$TMP/rootfs"
+  # What Docker adds to every container: not part of the recipe.
+  rm -f "$TMP/rootfs.tar.part" "$TMP/rootfs/.dockerenv" "$TMP/rootfs/etc/mtab"
+  verify_rootfs "$TMP/rootfs"
+  pack_tar "$TMP/rootfs" "$TMP/rootfs.tar"
+  printf '%s\n' "$HASH" >"$TMP/.complete"
+  safe_rm "$DIR"
+  mv -T "$TMP" "$DIR"
+  TMP=
+  step "rootfs ready: $ROOTFS"
 elif [ $WANT_ROOTFS = 1 ] || [ $DSTATE = 2 ]; then
   build_rootfs
   REBUILT=1

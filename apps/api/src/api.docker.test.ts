@@ -1,29 +1,16 @@
-import { join } from 'node:path';
 import { createStudioClient, type StudioClient, StudioClientError } from '@studio/client';
-import { runtimePaths } from '@studio/isolation/testing';
-import { DockerBackend } from '@studio/isolation-docker';
 import { signSessionToken } from '@studio/policy';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ADMIN_PASSWORD,
-  JWT_SECRET,
-  skipUnlessAvailable,
-  startTestApi,
-  TEST_DATA_DIR,
-  type TestApi,
-} from './testing/api-fixture.ts';
+import { afterAll, describe, expect, it } from 'vitest';
+import { JWT_SECRET, type TestApi } from './testing/api-fixture.ts';
+import { dockerApiTest, dockerSkip, dockerTestBackend } from './testing/docker-api.ts';
 
 // The real API on loopback, the real DockerBackend and image, through @studio/client and raw HTTP.
 // Every sandbox is labelled studio.test=api and destroyed in afterAll.
 
 const IMAGE = 'studio-sandbox:latest';
-const LABELS = { 'studio.test': 'api' };
-const backend = new DockerBackend({
-  dataDir: join(TEST_DATA_DIR, 'docker'),
-  instanceId: 'api-test',
-  seccompProfile: runtimePaths().seccompProfile,
-});
-const skip = await skipUnlessAvailable(backend);
+const backend = dockerTestBackend;
+const skip = dockerSkip;
+const test = dockerApiTest('api');
 
 async function refusal(p: Promise<unknown>): Promise<StudioClientError> {
   try {
@@ -42,22 +29,15 @@ describe.skipIf(skip !== undefined)(`API on Docker${skip ? ` (skipped: ${skip})`
   let bobToken: string;
   let sessionId: string;
 
-  beforeAll(async () => {
-    t = await startTestApi({ backends: [backend], labels: LABELS });
-    const admin = createStudioClient({ url: t.url, token: await t.login('admin', ADMIN_PASSWORD) });
-    await admin.users.create.mutate({ username: 'alice', password: 'alice-password-1' });
-    await admin.users.create.mutate({ username: 'bob', password: 'bob-password-12' });
-    aliceToken = await t.login('alice', 'alice-password-1');
-    bobToken = await t.login('bob', 'bob-password-12');
-    alice = createStudioClient({ url: t.url, token: aliceToken });
+  test.beforeAll(async ({ api, alice: a, bob: b }) => {
+    t = api;
+    aliceToken = a.token;
+    bobToken = b.token;
+    alice = a.client;
     sessionId = (await alice.sessions.create.mutate({ image: IMAGE, resources: { memoryMb: 512 } })).id;
   });
 
-  afterAll(async () => {
-    for (const s of await backend.list({ labels: LABELS }))
-      await backend.destroy(s.id).catch(() => undefined);
-    await t?.close();
-  });
+  afterAll(async () => {});
 
   it('creates a running, labelled sandbox', async () => {
     const s = await alice.sessions.get.query({ sessionId });

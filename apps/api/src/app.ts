@@ -1,20 +1,22 @@
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IsolationBackend } from '@studio/isolation';
 import { DockerBackend } from '@studio/isolation-docker';
 import { GVisorBackend } from '@studio/isolation-gvisor';
 import { createPolicySchemas, type RateLimiter } from '@studio/policy';
-import { Auth, ensureAdmin, loadJwtKey } from './auth.ts';
-import type { AppDeps } from './context.ts';
+import { Auth, ensureAdmin, loadJwtKey } from './auth/auth.ts';
+import type { AppDeps } from './core/context.ts';
+import { createLogger, type Logger } from './core/logger.ts';
 import { type Env, resolveSandboxRootfs } from './env.ts';
-import { EventBus } from './event-bus.ts';
-import { ExecRegistry } from './exec-registry.ts';
-import { FileWatches } from './file-watches.ts';
-import { createLogger, type Logger } from './logger.ts';
-import { PreviewGrants } from './preview.ts';
-import { defaultResources, SessionManager } from './session-manager.ts';
+import { ExecRegistry } from './exec/exec-registry.ts';
+import { claimInstance, dataDirInstanceId, lockDataDir } from './instance/instance.ts';
+import { PreviewGrants } from './preview/preview.ts';
+import { EventBus } from './realtime/event-bus.ts';
+import { FileWatches } from './realtime/file-watches.ts';
+import { defaultResources, SessionManager } from './sessions/session-manager.ts';
+import { WarmPool } from './sessions/warm-pool.ts';
 import { type Db, openDb } from './store/db.ts';
 import { Store } from './store/store.ts';
-import { WarmPool } from './warm-pool.ts';
 
 /** Options for {@link createApp}. Everything but `env` can be injected (tests pass backends and a database). */
 export interface CreateAppOptions {
@@ -28,12 +30,20 @@ export interface CreateAppOptions {
   sandboxLabels?: Record<string, string>;
   loginLimiter?: RateLimiter;
   createLimiter?: RateLimiter;
+  /**
+   * Lock the data dir and claim the instance id for this process (default true). Off only for tests that run
+   * many APIs on one shared test data dir with an in-memory store.
+   */
+  claim?: boolean;
 }
+
+/** The configuration with the instance id resolved (given, or derived from the data dir). */
+export type ResolvedEnv = Env & { instanceId: string };
 
 /** The wired API, not yet listening. */
 export interface App {
   deps: AppDeps;
-  env: Env;
+  env: ResolvedEnv;
   /** Set when this start created the first administrator. */
   bootstrap: { username: string; password: string; generated: boolean } | null;
   close(): Promise<void>;
@@ -43,7 +53,7 @@ export interface App {
  * The backends named by STUDIO_BACKENDS, constructed (not yet checked). `auto` means every backend this API
  * knows how to build (Docker and gVisor); {@link selectBackends} then keeps those that are available.
  */
-export function backendsFromEnv(env: Env): IsolationBackend[] {
+export function backendsFromEnv(env: ResolvedEnv): IsolationBackend[] {
   const names = new Set(env.backends.includes('auto') ? ['docker', 'gvisor'] : env.backends);
   const backends: IsolationBackend[] = [];
   for (const name of names) {
@@ -60,6 +70,7 @@ export function backendsFromEnv(env: Env): IsolationBackend[] {
       backends.push(
         new GVisorBackend({
           dataDir: join(env.dataDir, 'gvisor'),
+          stateDir: gvisorStateDir(env),
           instanceId: env.instanceId,
           seccompProfile: env.seccompProfile,
           limits: env.policy.sandbox,
@@ -73,6 +84,17 @@ export function backendsFromEnv(env: Env): IsolationBackend[] {
     }
   }
   return backends;
+}
+
+/**
+ * runsc's state folder (`--root`): it holds the sandboxes' control sockets, so it lives in the short runtime dir
+ * (a socket path may not exceed 108 bytes). A data dir from an earlier release keeps its old state folder while
+ * it holds state, so sandboxes running across the upgrade stay reachable.
+ */
+function gvisorStateDir(env: ResolvedEnv): string {
+  const legacy = join(env.dataDir, 'gvisor', 'runsc');
+  if (existsSync(legacy) && readdirSync(legacy).length > 0) return legacy;
+  return join(env.runtimeDir, env.instanceId, 'runsc');
 }
 
 /**
@@ -111,15 +133,35 @@ export async function selectBackends(
 
 /** Opens the store (running migrations), loads the signing key, creates the first admin, wires the services. */
 export async function createApp(options: CreateAppOptions): Promise<App> {
-  const { env } = options;
-  const logger = options.logger ?? createLogger({ level: env.logLevel });
-  const db =
-    options.db ?? (await openDb({ databaseUrl: env.databaseUrl, pgliteDir: join(env.dataDir, 'pglite') }));
+  const logger = options.logger ?? createLogger({ level: options.env.logLevel });
+  const releases: (() => void)[] = [];
+  const release = () => {
+    for (const r of releases.splice(0).reverse()) r();
+  };
+  const claim = options.claim ?? true;
+  // Before the store opens: an embedded store must never be opened by two processes.
+  if (claim) releases.push(lockDataDir(options.env.dataDir));
+  let db: Db | undefined;
   let store: Store;
+  let env: ResolvedEnv;
   try {
+    db =
+      options.db ??
+      (await openDb({
+        databaseUrl: options.env.databaseUrl,
+        pgliteDir: join(options.env.dataDir, 'pglite'),
+      }));
     store = await Store.open(db);
+    const instanceId =
+      options.env.instanceId ??
+      (await dataDirInstanceId(options.env.dataDir, async (legacy) =>
+        (await store.listLiveSessions()).some((s) => s.instanceId === legacy),
+      ));
+    env = { ...options.env, instanceId };
+    if (claim) releases.push(claimInstance({ instanceId, runtimeDir: env.runtimeDir }));
   } catch (error) {
-    await db.close().catch(() => undefined);
+    await db?.close().catch(() => undefined);
+    release();
     throw error;
   }
   const admin = await ensureAdmin(store, env.adminPassword);
@@ -176,6 +218,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
       deps.fileWatches.close();
       await sessions.close();
       await store.close();
+      release();
     },
   };
 }

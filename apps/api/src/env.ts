@@ -1,5 +1,4 @@
 import { execFileSync } from 'node:child_process';
-import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { type Policy, parsePolicy } from '@studio/policy';
 import { z } from 'zod';
@@ -78,6 +77,13 @@ const schema = z.object({
     .optional(),
   STUDIO_SANDBOX_ROOTFS: z.string().min(1).optional(),
   STUDIO_SECCOMP_PROFILE: z.string().min(1).optional(),
+  STUDIO_RUNTIME_DIR: z
+    .string()
+    .regex(/^\/.{0,60}$/, {
+      error: 'STUDIO_RUNTIME_DIR is an absolute path of at most 60 characters (sockets live there)',
+    })
+    .optional(),
+  XDG_RUNTIME_DIR: z.string().optional(),
   STUDIO_RECONCILE_INTERVAL_MS: z.coerce.number().int().min(0).max(86_400_000).default(60_000),
   STUDIO_ORPHAN_GRACE_MS: z.coerce.number().int().min(0).max(86_400_000).default(60_000),
   STUDIO_WARM_POOL: z
@@ -124,7 +130,13 @@ export interface Env {
   origins: string[];
   /** Images `sessions.create` accepts; the first is the default. */
   images: string[];
-  instanceId: string;
+  /**
+   * Names the sandboxes this API owns. Unset: derived from the data dir (`<dataDir>/instance-id`, see
+   * instance/instance.ts), never from the host name, so two APIs on one host do not remove each other's.
+   */
+  instanceId: string | undefined;
+  /** A short folder for sockets and locks (`STUDIO_RUNTIME_DIR`; default /run/studio as root). */
+  runtimeDir: string;
   policy: Policy;
   /** gVisor: the root filesystem of `studio-sandbox:latest`; unset: computed once by {@link resolveSandboxRootfs}. */
   sandboxRootfs: string | undefined;
@@ -177,11 +189,8 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     backends: e.STUDIO_BACKENDS,
     origins: e.STUDIO_ORIGINS,
     images: e.STUDIO_IMAGES,
-    instanceId:
-      e.STUDIO_INSTANCE_ID ??
-      `api-${hostname()
-        .replace(/[^A-Za-z0-9_.-]/g, '-')
-        .slice(0, 50)}`,
+    instanceId: e.STUDIO_INSTANCE_ID,
+    runtimeDir: e.STUDIO_RUNTIME_DIR ?? defaultRuntimeDir(e.XDG_RUNTIME_DIR),
     policy,
     sandboxRootfs: e.STUDIO_SANDBOX_ROOTFS,
     seccompProfile: e.STUDIO_SECCOMP_PROFILE ?? `${REPO_ROOT}infra/seccomp/studio.json`,
@@ -191,6 +200,13 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     trustProxy: e.STUDIO_TRUST_PROXY,
     logLevel: e.STUDIO_LOG_LEVEL,
   };
+}
+
+// Unix socket paths may not exceed 108 bytes and a data dir may be deep: sockets and locks go here instead.
+function defaultRuntimeDir(xdg: string | undefined): string {
+  const uid = process.getuid?.() ?? 0;
+  if (uid === 0) return '/run/studio';
+  return xdg && xdg.length <= 40 ? `${xdg}/studio` : `/tmp/studio-${uid}`;
 }
 
 /**

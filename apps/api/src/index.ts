@@ -2,15 +2,15 @@
 // entry point, tests and benchmarks.
 export type { App, CreateAppOptions } from './app.ts';
 export { backendsFromEnv, createApp } from './app.ts';
-export type { Principal } from './auth.ts';
+export type { Principal } from './auth/auth.ts';
+export type { AppErrorCode, MappedError } from './core/errors.ts';
+export { APP_ERROR_CODES, AppError, mapError } from './core/errors.ts';
 export type { Env } from './env.ts';
 export { loadEnv, parseEnv } from './env.ts';
-export type { AppErrorCode, MappedError } from './errors.ts';
-export { APP_ERROR_CODES, AppError, mapError } from './errors.ts';
 export type { AppRouter } from './router.ts';
-export type { SessionView } from './routers/sessions.ts';
 export type { StartServerOptions, StudioServer } from './server.ts';
 export { startServer, TRPC_PATH } from './server.ts';
+export type { SessionView } from './sessions/sessions-router.ts';
 export type { Db, OpenDbOptions } from './store/db.ts';
 export { openDb } from './store/db.ts';
 export { Store } from './store/store.ts';

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -92,8 +92,24 @@ describe('main.ts', () => {
       expect(second.stderr()).not.toContain('one-time password');
       const me = await fetch(`${second.url}/trpc/auth.me`, { headers: { authorization: `Bearer ${token}` } });
       expect(me.status).toBe(200);
+
+      // A third on the same data dir while the second runs: refused with the holder and the fix, no stack.
+      const refused = await start().then(
+        async (third) => {
+          await stop(third);
+          return 'started';
+        },
+        (error: Error) => error.message,
+      );
+      expect(refused).toMatch(/^exited with 1:/);
+      expect(refused).toMatch(/the data directory \S+ is in use by process \d+ on /);
+      expect(refused).toContain('STUDIO_DATA_DIR');
+      expect(refused).toContain('(code INVALID_STATE)');
+      expect(refused).not.toMatch(/\n\s+at /);
     } finally {
       expect(await stop(second)).toBe(0);
     }
+    // The data dir keeps the instance id the first start derived.
+    expect(readFileSync(join(dataDir, 'instance-id'), 'utf8')).toMatch(/^api-[0-9a-f]{16}\n$/);
   }, 120_000);
 });

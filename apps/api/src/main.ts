@@ -1,11 +1,27 @@
 import { createApp } from './app.ts';
+import { createLogger } from './core/logger.ts';
 import { loadEnv } from './env.ts';
-import { createLogger } from './logger.ts';
 import { startServer } from './server.ts';
 
-const env = loadEnv();
+// A start-up failure (bad configuration, a data dir or instance id in use, an unreachable store) ends with its
+// message and the fix it names, never a stack trace.
+function fail(error: unknown): never {
+  const code = (error as { code?: unknown }).code;
+  process.stderr.write(
+    `Claude Studio API did not start: ${error instanceof Error ? error.message : String(error)}\n${typeof code === 'string' ? `(code ${code})\n` : ''}`,
+  );
+  process.exit(1);
+}
+
+const env = (() => {
+  try {
+    return loadEnv();
+  } catch (error) {
+    fail(error);
+  }
+})();
 const logger = createLogger({ level: env.logLevel });
-const app = await createApp({ env, logger });
+const app = await createApp({ env, logger }).catch(fail);
 // Recovery (SECURITY.md §7): adopt, fail or remove what the last run left, before serving; then periodically.
 const report = await app.deps.sessions.reconcile().catch((error: unknown) => {
   logger.error('start-up reconciliation failed', { error });

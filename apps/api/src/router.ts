@@ -1,28 +1,33 @@
-import { authRouter } from './routers/auth.ts';
-import { backendsRouter } from './routers/backends.ts';
-import { eventsRouter } from './routers/events.ts';
-import { execRouter } from './routers/exec.ts';
-import { filesRouter } from './routers/files.ts';
-import { previewsRouter } from './routers/previews.ts';
-import { sessionsRouter } from './routers/sessions.ts';
-import { systemRouter } from './routers/system.ts';
-import { tokensRouter } from './routers/tokens.ts';
-import { usersRouter } from './routers/users.ts';
-import { router } from './trpc.ts';
+import type { PolicySchemas } from '@studio/policy';
+import { authRouter } from './auth/auth-router.ts';
+import { tokensRouter } from './auth/tokens-router.ts';
+import { usersRouter } from './auth/users-router.ts';
+import { router } from './core/trpc.ts';
+import { execRouter } from './exec/exec-router.ts';
+import { filesRouter } from './files/files-router.ts';
+import { previewsRouter } from './preview/previews-router.ts';
+import { eventsRouter } from './realtime/events-router.ts';
+import { backendsRouter } from './sessions/backends-router.ts';
+import { sessionsRouter } from './sessions/sessions-router.ts';
+import { systemRouter } from './system/system-router.ts';
 
-/** Every procedure of the API, by domain. Procedure names are the public contract. */
-export const appRouter = router({
-  auth: authRouter,
-  tokens: tokensRouter,
-  users: usersRouter,
-  backends: backendsRouter,
-  sessions: sessionsRouter,
-  files: filesRouter,
-  exec: execRouter,
-  events: eventsRouter,
-  previews: previewsRouter,
-  system: systemRouter,
-});
+/**
+ * Every procedure of the API, by domain. Procedure names are the public contract. `schemas` are the policy's
+ * input schemas bound to the running limits, so each procedure declares the schema it validates with.
+ */
+export const createAppRouter = (schemas: PolicySchemas) =>
+  router({
+    auth: authRouter,
+    tokens: tokensRouter,
+    users: usersRouter,
+    backends: backendsRouter,
+    sessions: sessionsRouter(schemas),
+    files: filesRouter(schemas),
+    exec: execRouter(schemas),
+    events: eventsRouter,
+    previews: previewsRouter,
+    system: systemRouter,
+  });
 
 /** The router's type: the only thing clients (web, MCP, @studio/client) import from the API. */
-export type AppRouter = typeof appRouter;
+export type AppRouter = ReturnType<typeof createAppRouter>;

@@ -4,11 +4,11 @@ import type { TLSSocket } from 'node:tls';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import type { App } from './app.ts';
-import { createContextFactory, requestMeta } from './context.ts';
-import { newId } from './ids.ts';
-import { startPreviewServer } from './preview.ts';
-import { appRouter } from './router.ts';
-import { attachTerminal } from './terminal.ts';
+import { createContextFactory, requestMeta } from './core/context.ts';
+import { newId } from './core/ids.ts';
+import { startPreviewServer } from './preview/preview.ts';
+import { createAppRouter } from './router.ts';
+import { attachTerminal } from './terminal/terminal.ts';
 
 /** Where tRPC is served. */
 export const TRPC_PATH = '/trpc';
@@ -21,8 +21,6 @@ const API_HEADERS: Record<string, string> = {
   'Cross-Origin-Resource-Policy': 'same-origin',
   'Cache-Control': 'no-store',
 };
-
-const PROCEDURES = new Set(Object.keys(appRouter._def.procedures));
 
 /** A listening API. */
 export interface StudioServer {
@@ -89,6 +87,8 @@ export async function startServer(app: App, options: StartServerOptions): Promis
   });
 
   const maxFile = deps.policy.files.maxFileBytes;
+  const appRouter = createAppRouter(deps.schemas);
+  const procedures = new Set(Object.keys(appRouter._def.procedures));
   const trpc = createHTTPHandler({
     router: appRouter,
     createContext: createContextFactory(deps),
@@ -144,7 +144,7 @@ export async function startServer(app: App, options: StartServerOptions): Promis
         ? ['/healthz', '/readyz', '/metrics'].includes(path)
           ? path
           : 'other'
-        : PROCEDURES.has(procedure)
+        : procedures.has(procedure)
           ? procedure
           : 'trpc_other';
     res.once('finish', () => {

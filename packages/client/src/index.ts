@@ -10,6 +10,12 @@ import {
 
 export { type OpenTerminalOptions, openTerminal, type StudioTerminal } from './terminal.ts';
 
+/**
+ * The API's router type, for typed integrations such as `@trpc/tanstack-react-query` in the web app. A type
+ * only: importing it bundles nothing of the server.
+ */
+export type { AppRouter };
+
 /** Options for {@link createStudioClient}. */
 export interface StudioClientOptions {
   /** The API's base URL, e.g. `http://127.0.0.1:4000` (tRPC is served under `/trpc`). */

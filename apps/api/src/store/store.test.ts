@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AppError } from '../errors.ts';
-import { newId } from '../ids.ts';
+import { AppError } from '../core/errors.ts';
+import { newId } from '../core/ids.ts';
 import { openTestDb, postgresSkipReason, type TestDb } from '../testing/databases.ts';
 import { migrate } from './migrations.ts';
 import { type NewSession, Store } from './store.ts';

@@ -1,4 +1,4 @@
-import { AppError } from '../errors.ts';
+import { AppError } from '../core/errors.ts';
 import type { Db, Queryable } from './db.ts';
 import { migrate } from './migrations.ts';
 

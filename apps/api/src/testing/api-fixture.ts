@@ -3,10 +3,10 @@ import { fileURLToPath } from 'node:url';
 import type { IsolationBackend } from '@studio/isolation';
 import type { RateLimiter } from '@studio/policy';
 import { type App, createApp } from '../app.ts';
+import { createLogger } from '../core/logger.ts';
 import { parseEnv } from '../env.ts';
-import { createLogger } from '../logger.ts';
 import { type StudioServer, startServer } from '../server.ts';
-import { openDb } from '../store/db.ts';
+import { type Db, openDb } from '../store/db.ts';
 
 /** Where API tests keep data (JWT secret, Docker workspaces). */
 export const TEST_DATA_DIR = fileURLToPath(new URL('../../../../.cache/test-data/api', import.meta.url));
@@ -63,12 +63,17 @@ export async function skipUnlessAvailable(
 
 /** Starts the real API on 127.0.0.1 with a random port, an in-memory PGlite store and the given backends. */
 export async function startTestApi(options: {
-  backends: IsolationBackend[];
+  /** Default: built from the env (STUDIO_BACKENDS), as a real start does. */
+  backends?: IsolationBackend[];
   labels?: Record<string, string>;
   loginLimiter?: RateLimiter;
   createLimiter?: RateLimiter;
   env?: Record<string, string>;
   terminalRecheckMs?: number;
+  /** Lock the data dir and claim the instance id as a real start does (default false: tests share a dir). */
+  claim?: boolean;
+  /** The store; default a fresh in-memory PGlite; `data-dir`: PGlite in the data dir, as a real start. */
+  db?: Db | 'data-dir';
 }): Promise<TestApi> {
   mkdirSync(TEST_DATA_DIR, { recursive: true });
   const env = parseEnv({
@@ -83,8 +88,9 @@ export async function startTestApi(options: {
   });
   const app = await createApp({
     env,
-    db: await openDb({}),
-    backends: options.backends,
+    ...(options.db === 'data-dir' ? {} : { db: options.db ?? (await openDb({})) }),
+    claim: options.claim ?? false,
+    ...(options.backends ? { backends: options.backends } : {}),
     logger: createLogger({ level: process.env.STUDIO_TEST_LOG === '1' ? 'debug' : 'silent' }),
     ...(options.labels ? { sandboxLabels: options.labels } : {}),
     ...(options.loginLimiter ? { loginLimiter: options.loginLimiter } : {}),

@@ -2,6 +2,7 @@ import type { Metadata, Viewport } from 'next';
 import { headers } from 'next/headers';
 import type { ReactNode } from 'react';
 import { NonceProvider } from '../components/nonce';
+import { Providers } from '../components/providers';
 import './globals.css';
 
 export const metadata: Metadata = { title: 'Claude Studio' };
@@ -16,7 +17,9 @@ export default async function RootLayout({ children }: { children: ReactNode }) 
   return (
     <html lang="en">
       <body>
-        <NonceProvider nonce={nonce}>{children}</NonceProvider>
+        <NonceProvider nonce={nonce}>
+          <Providers>{children}</Providers>
+        </NonceProvider>
       </body>
     </html>
   );

@@ -1,22 +1,23 @@
 'use client';
+import type { AppRouter } from '@studio/client';
+import { useMutation, useQueries, useQuery, useQueryClient } from '@tanstack/react-query';
+import type { inferRouterOutputs } from '@trpc/server';
 import Link from 'next/link';
 import { useEffect, useState } from 'react';
 import { formatAge, formatBytes } from '../lib/file-types';
-import { api, errorMessage } from '../lib/trpc';
+import { errorMessage, useTRPC } from '../lib/trpc';
 import { TopBar } from './top-bar';
-import { useAsync } from './use-async';
 
-type Sessions = Awaited<ReturnType<ReturnType<typeof api>['sessions']['list']['query']>>;
-type Session = Sessions[number];
-type Stats = Awaited<ReturnType<ReturnType<typeof api>['sessions']['stats']['query']>>['stats'];
+type Outputs = inferRouterOutputs<AppRouter>;
+type Session = Outputs['sessions']['list'][number];
+type Stats = Outputs['sessions']['stats']['stats'];
 
 const DEFAULT_IMAGE = 'studio-sandbox:latest';
 
 /** The sessions dashboard: list, live resource use, create/stop/start/destroy. */
 export function Dashboard() {
-  const sessions = useAsync(() => api().sessions.list.query(), '');
-  const backends = useAsync(() => api().backends.list.query(), '');
-  const [stats, setStats] = useState<Record<string, Stats>>({});
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
   const [backend, setBackend] = useState('auto');
   const [image, setImage] = useState(DEFAULT_IMAGE);
   const [busy, setBusy] = useState<string | null>(null);
@@ -24,53 +25,41 @@ export function Dashboard() {
   const [confirming, setConfirming] = useState<string | null>(null);
   const [, setTick] = useState(0);
 
+  // The list refreshes often while a session is being created, else every 15 s.
+  const sessions = useQuery({
+    ...trpc.sessions.list.queryOptions(),
+    refetchInterval: (query) => (query.state.data?.some((s) => s.state === 'creating') ? 2000 : 15_000),
+  });
+  const backends = useQuery(trpc.backends.list.queryOptions());
   const list = sessions.data ?? [];
-  const runningIds = list
-    .filter((s) => s.state === 'running')
-    .map((s) => s.id)
-    .join(',');
+  const running = list.filter((s) => s.state === 'running').map((s) => s.id);
+  // Live resource use of each running session, every 5 s; a failed poll shows as still loading.
+  const stats = useQueries({
+    queries: running.map((sessionId) => ({
+      ...trpc.sessions.stats.queryOptions({ sessionId }),
+      refetchInterval: 5000,
+      retry: false,
+    })),
+  });
+  const statsOf = (id: string): Stats | null => stats[running.indexOf(id)]?.data?.stats ?? null;
 
-  useEffect(() => {
-    if (runningIds === '') return;
-    let stop = false;
-    const poll = async () => {
-      const ids = runningIds.split(',');
-      const results = await Promise.all(
-        ids.map((id) =>
-          api()
-            .sessions.stats.query({ sessionId: id })
-            .then((r) => [id, r.stats] as const)
-            .catch(() => [id, null] as const),
-        ),
-      );
-      if (!stop) setStats((prev) => ({ ...prev, ...Object.fromEntries(results) }));
-    };
-    void poll();
-    const timer = setInterval(poll, 5000);
-    return () => {
-      stop = true;
-      clearInterval(timer);
-    };
-  }, [runningIds]);
-
-  // Ages tick; the list refreshes (often while a session is being created, else every 15 s).
-  const creating = list.some((s) => s.state === 'creating');
-  const reloadSessions = sessions.reload;
+  // Ages tick.
   useEffect(() => {
     const timer = setInterval(() => setTick((t) => t + 1), 10_000);
-    const refresh = setInterval(() => void reloadSessions(), creating ? 2000 : 15_000);
-    return () => {
-      clearInterval(timer);
-      clearInterval(refresh);
-    };
-  }, [creating, reloadSessions]);
+    return () => clearInterval(timer);
+  }, []);
+
+  const create = useMutation(trpc.sessions.create.mutationOptions());
+  const stop = useMutation(trpc.sessions.stop.mutationOptions());
+  const start = useMutation(trpc.sessions.start.mutationOptions());
+  const destroy = useMutation(trpc.sessions.destroy.mutationOptions());
 
   async function act(label: string, fn: () => Promise<unknown>) {
     setBusy(label);
     setError(null);
     try {
       await fn();
-      await sessions.reload();
+      await queryClient.invalidateQueries(trpc.sessions.list.queryFilter());
     } catch (e) {
       setError(errorMessage(e));
     } finally {
@@ -78,9 +67,9 @@ export function Dashboard() {
     }
   }
 
-  const create = () =>
+  const createSession = () =>
     act('create', () =>
-      api().sessions.create.mutate({ backend: backend as 'auto' | 'docker' | 'gvisor', image: image.trim() }),
+      create.mutateAsync({ backend: backend as 'auto' | 'docker' | 'gvisor', image: image.trim() }),
     );
 
   return (
@@ -93,7 +82,7 @@ export function Dashboard() {
             className="create-form"
             onSubmit={(e) => {
               e.preventDefault();
-              void create();
+              void createSession();
             }}
           >
             <label htmlFor="backend">Backend</label>
@@ -138,18 +127,18 @@ export function Dashboard() {
         <section aria-labelledby="sessions-title">
           <div className="section-head">
             <h1 id="sessions-title">Your sessions</h1>
-            <button type="button" onClick={() => void sessions.reload()} aria-label="Refresh sessions">
+            <button type="button" onClick={() => void sessions.refetch()} aria-label="Refresh sessions">
               Refresh
             </button>
           </div>
-          {sessions.loading && !sessions.data ? (
+          {sessions.isPending ? (
             <p className="muted" aria-live="polite">
               Loading sessions…
             </p>
           ) : sessions.error ? (
             <p className="error" role="alert">
               {errorMessage(sessions.error)}{' '}
-              <button type="button" onClick={() => void sessions.reload()}>
+              <button type="button" onClick={() => void sessions.refetch()}>
                 Retry
               </button>
             </p>
@@ -175,18 +164,16 @@ export function Dashboard() {
                   <SessionRow
                     key={s.id}
                     session={s}
-                    stats={stats[s.id] ?? null}
+                    stats={statsOf(s.id)}
                     busy={busy}
                     confirming={confirming === s.id}
-                    onStop={() => act(`stop:${s.id}`, () => api().sessions.stop.mutate({ sessionId: s.id }))}
-                    onStart={() =>
-                      act(`start:${s.id}`, () => api().sessions.start.mutate({ sessionId: s.id }))
-                    }
+                    onStop={() => act(`stop:${s.id}`, () => stop.mutateAsync({ sessionId: s.id }))}
+                    onStart={() => act(`start:${s.id}`, () => start.mutateAsync({ sessionId: s.id }))}
                     onAskDestroy={() => setConfirming(s.id)}
                     onCancelDestroy={() => setConfirming(null)}
                     onDestroy={() => {
                       setConfirming(null);
-                      void act(`destroy:${s.id}`, () => api().sessions.destroy.mutate({ sessionId: s.id }));
+                      void act(`destroy:${s.id}`, () => destroy.mutateAsync({ sessionId: s.id }));
                     }}
                   />
                 ))}

@@ -1,27 +1,31 @@
 'use client';
+import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useRouter } from 'next/navigation';
 import { type FormEvent, useState } from 'react';
-import { api, errorMessage } from '../lib/trpc';
+import { errorMessage, useTRPC } from '../lib/trpc';
 
 /** The sign-in page; tells a new user where the first admin password is. */
 export function LoginForm() {
   const router = useRouter();
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
   const [username, setUsername] = useState('admin');
   const [password, setPassword] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string | null>(null);
+  const login = useMutation(
+    trpc.auth.login.mutationOptions({
+      onSuccess: () => {
+        // Whatever was cached belonged to no one (or someone else): start clean as the new user.
+        queryClient.clear();
+        router.push('/');
+      },
+    }),
+  );
+  // Stays busy after success, until the dashboard replaces this page.
+  const busy = login.isPending || login.isSuccess;
 
-  async function submit(event: FormEvent) {
+  function submit(event: FormEvent) {
     event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      await api().auth.login.mutate({ username, password });
-      router.push('/');
-    } catch (e) {
-      setError(errorMessage(e));
-      setBusy(false);
-    }
+    login.mutate({ username, password });
   }
 
   return (
@@ -50,9 +54,9 @@ export function LoginForm() {
           // biome-ignore lint/a11y/noAutofocus: the only field a returning user needs
           autoFocus
         />
-        {error && (
+        {login.error && (
           <p className="error" role="alert">
-            {error}
+            {errorMessage(login.error)}
           </p>
         )}
         <button type="submit" className="primary" disabled={busy}>

@@ -1,7 +1,15 @@
 'use client';
-import { createStudioClient, type StudioClient, toStudioClientError } from '@studio/client';
+import { type AppRouter, createStudioClient, type StudioClient, toStudioClientError } from '@studio/client';
+import { createTRPCContext } from '@trpc/tanstack-react-query';
 
 export type Api = StudioClient;
+
+/**
+ * TanStack Query for the API: `useTRPC()` gives `queryOptions` / `mutationOptions` / `subscriptionOptions`
+ * factories typed from the router (a type only, through `@studio/client`); `useTRPCClient()` the client for
+ * one-off calls whose result becomes local state (an editor tab's text, a download, a socket token).
+ */
+export const { TRPCProvider, useTRPC, useTRPCClient } = createTRPCContext<AppRouter>();
 
 let client: Api | undefined;
 
@@ -11,13 +19,35 @@ let client: Api | undefined;
  * EventSource.
  */
 export function api(): Api {
-  client ??= createStudioClient({ url: window.location.origin });
+  // Server rendering never calls the API (queries and the event stream start in the browser): there the client
+  // points at a name that resolves nowhere, so a stray call fails instead of reaching something.
+  client ??= createStudioClient({
+    url: typeof window === 'undefined' ? 'http://server-render.invalid' : window.location.origin,
+  });
   return client;
 }
 
 /** The API's stable code of a failure (`data.studioCode`), or NETWORK. */
 export function studioCode(error: unknown): string {
   return toStudioClientError(error).code;
+}
+
+/** The sign-in is gone (expired, revoked, signed out elsewhere): the page goes to /login. */
+export function isSignedOut(error: unknown): boolean {
+  const code = studioCode(error);
+  return (
+    code === 'UNAUTHENTICATED' ||
+    code === 'TOKEN_EXPIRED' ||
+    code === 'TOKEN_REVOKED' ||
+    code === 'UNAUTHORIZED'
+  );
+}
+
+const TRANSIENT = new Set(['NETWORK', 'API_UNREACHABLE', 'BACKEND_UNAVAILABLE', 'INTERNAL_SERVER_ERROR']);
+
+/** Worth one more try: the server was not reached or failed, not a refusal that would repeat. */
+export function isTransient(error: unknown): boolean {
+  return TRANSIENT.has(studioCode(error));
 }
 
 const MESSAGES: Record<string, string> = {

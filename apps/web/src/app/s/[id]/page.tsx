@@ -1,4 +1,4 @@
-import { Ide } from '../../../components/ide';
+import { Ide } from '../../../components/ide/ide';
 
 export default async function SessionPage({ params }: { params: Promise<{ id: string }> }) {
   const { id } = await params;

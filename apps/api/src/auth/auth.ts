@@ -1,0 +1,301 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { hash, verify } from '@node-rs/argon2';
+import {
+  createRateLimiter,
+  DEFAULT_LOGIN_LIMIT,
+  isPolicyError,
+  MAX_TOKEN_LENGTH,
+  MAX_TOKEN_LIFETIME_MS,
+  PolicyError,
+  type RateLimiter,
+  rateLimitedError,
+  rateLimitKey,
+  type SessionToken,
+  signSessionToken,
+  verifySessionToken,
+} from '@studio/policy';
+import { AppError } from '../core/errors.ts';
+import { API_TOKEN_PREFIX, hashApiToken, newId } from '../core/ids.ts';
+import type { Role, Store, UserRecord } from '../store/store.ts';
+
+/** Who is calling: resolved from a login JWT (cookie or bearer) or an API token. */
+export interface Principal {
+  userId: string;
+  username: string;
+  role: Role;
+  via: 'login' | 'api-token';
+  /** The login's id (the JWT's `sid`), for logout. */
+  loginId?: string;
+  /** The API token's id. */
+  tokenId?: string;
+  /** The API token was made for an AI agent (`tokens.create({ agent: true })`). */
+  agent?: boolean;
+}
+
+/** How long a socket token ({@link Auth.socketToken}) stays valid for opening a socket. */
+export const SOCKET_TOKEN_MS = 60_000;
+
+/** Argon2id with the library defaults (m=19 MiB, t=2, p=1: OWASP's minimum recommendation). */
+export function hashPassword(password: string): Promise<string> {
+  return hash(password);
+}
+
+let dummyHash: Promise<string> | undefined;
+
+/** Verifies a password against a stored hash; runs a real verification even without a user (no timing oracle). */
+export async function verifyPassword(stored: string | undefined, password: string): Promise<boolean> {
+  dummyHash ??= hash(randomBytes(16).toString('hex'));
+  const target = stored ?? (await dummyHash);
+  const ok = await verify(target, password).catch(() => false);
+  return stored !== undefined && ok;
+}
+
+/**
+ * The JWT signing key: STUDIO_JWT_SECRET when set, else a random secret generated on first start and kept in
+ * `<dataDir>/jwt-secret` (mode 0600), so logins survive restarts.
+ */
+export function loadJwtKey(options: { secret?: string | undefined; dataDir: string }): Uint8Array {
+  if (options.secret !== undefined) return new TextEncoder().encode(options.secret);
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const file = join(options.dataDir, 'jwt-secret');
+  try {
+    const fd = openSync(file, 'wx', 0o600);
+    try {
+      writeSync(fd, randomBytes(48).toString('base64url'));
+    } finally {
+      closeSync(fd);
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+  const text = readFileSync(file, 'utf8').trim();
+  if (text.length < 32) {
+    throw new Error(`${file} holds a secret shorter than 32 characters; delete it to generate a new one`);
+  }
+  return new TextEncoder().encode(text);
+}
+
+/** Options for {@link Auth}. */
+export interface AuthOptions {
+  store: Store;
+  key: Uint8Array;
+  /** Login attempts per username and client address; default the policy's 10 a minute. */
+  loginLimiter?: RateLimiter;
+  /**
+   * Login attempts per client address over all usernames; default 60 a minute. Each attempt costs an argon2
+   * verification, so spraying usernames from one address must not buy unbounded CPU.
+   */
+  addressLimiter?: RateLimiter;
+  /** JWT lifetime; default and maximum 4 h. */
+  tokenLifetimeMs?: number;
+}
+
+/** Sign-in, token verification and API tokens. */
+export class Auth {
+  readonly #store: Store;
+  readonly #key: Uint8Array;
+  readonly #limiter: RateLimiter;
+  readonly #addressLimiter: RateLimiter;
+  readonly lifetimeMs: number;
+
+  constructor(options: AuthOptions) {
+    this.#store = options.store;
+    this.#key = options.key;
+    this.#limiter = options.loginLimiter ?? createRateLimiter(DEFAULT_LOGIN_LIMIT);
+    this.#addressLimiter = options.addressLimiter ?? createRateLimiter({ limit: 60, windowMs: 60_000 });
+    this.lifetimeMs = Math.min(options.tokenLifetimeMs ?? MAX_TOKEN_LIFETIME_MS, MAX_TOKEN_LIFETIME_MS);
+  }
+
+  /**
+   * Checks a username and password (rate-limited per username and client address before any hashing) and
+   * records a login. Unknown user, wrong password and disabled account all give INVALID_CREDENTIALS.
+   */
+  async login(
+    username: string,
+    password: string,
+    ip: string,
+  ): Promise<{ token: string; expiresAt: Date; user: UserRecord }> {
+    const key = rateLimitKey('login', username, ip);
+    const verdict = this.#limiter.take(key);
+    if (!verdict.allowed) throw rateLimitedError(verdict, 'login attempts');
+    const perAddress = this.#addressLimiter.take(rateLimitKey('login-address', ip));
+    if (!perAddress.allowed) throw rateLimitedError(perAddress, 'login attempts from this address');
+    const user = await this.#store.getUserByUsername(username);
+    const ok = await verifyPassword(user?.passwordHash, password);
+    if (!user || !ok || user.disabledAt !== null) {
+      throw new AppError('INVALID_CREDENTIALS', 'wrong username or password');
+    }
+    this.#limiter.reset(key);
+    const loginId = newId('ses_');
+    const now = new Date();
+    const expiresAt = new Date(now.getTime() + this.lifetimeMs);
+    await this.#store.createLogin({ id: loginId, userId: user.id, expiresAt });
+    const token = await signSessionToken(
+      { userId: user.id, sessionId: loginId, projectPath: '' },
+      this.#key,
+      { lifetimeMs: this.lifetimeMs, now },
+    );
+    return { token, expiresAt, user };
+  }
+
+  /**
+   * A short-lived JWT ({@link SOCKET_TOKEN_MS}) for the same sign-in, for the first message of a WebSocket: a
+   * browser's login cookie is httpOnly, so its page cannot read it. Revoking the sign-in revokes this too.
+   */
+  async socketToken(principal: Principal): Promise<{ token: string; expiresAt: Date }> {
+    if (principal.via !== 'login' || principal.loginId === undefined) {
+      throw new AppError(
+        'INVALID_STATE',
+        'socket tokens are for signed-in browsers; send your API token instead',
+      );
+    }
+    const now = new Date();
+    const token = await signSessionToken(
+      { userId: principal.userId, sessionId: principal.loginId, projectPath: '' },
+      this.#key,
+      { lifetimeMs: SOCKET_TOKEN_MS, now },
+    );
+    return { token, expiresAt: new Date(now.getTime() + SOCKET_TOKEN_MS) };
+  }
+
+  /**
+   * Checks that a principal resolved earlier from `raw` still holds, for sockets that authenticate once and
+   * stay open: the sign-in is not revoked or past its expiry (checked on the login, not on the short socket
+   * token that opened the socket), the API token is not revoked or expired, the user is not disabled. Throws
+   * TOKEN_EXPIRED, TOKEN_REVOKED or UNAUTHENTICATED.
+   */
+  async recheck(principal: Principal, raw: string): Promise<void> {
+    if (principal.via === 'api-token') {
+      await this.authenticate(raw);
+      return;
+    }
+    const found =
+      principal.loginId === undefined ? undefined : await this.#store.getLoginWithUser(principal.loginId);
+    if (!found) throw new AppError('UNAUTHENTICATED', 'this sign-in is unknown to the server; sign in again');
+    if (found.login.revokedAt !== null) throw new AppError('TOKEN_REVOKED', 'you signed out; sign in again');
+    if (found.login.expiresAt.getTime() <= Date.now()) {
+      throw new PolicyError('TOKEN_EXPIRED', 'your sign-in has expired; sign in again');
+    }
+    activeUser(found.user);
+  }
+
+  /** Resolves a bearer value (login JWT or API token) to a principal, or throws UNAUTHORIZED-class errors. */
+  async authenticate(raw: string): Promise<Principal> {
+    if (raw.length === 0 || raw.length > MAX_TOKEN_LENGTH) {
+      throw new AppError('UNAUTHENTICATED', 'the credential is empty or too long; sign in again');
+    }
+    if (raw.startsWith(API_TOKEN_PREFIX)) return this.#fromApiToken(raw);
+    const claims = await this.#verify(raw);
+    const found = await this.#store.getLoginWithUser(claims.sessionId);
+    if (!found || found.login.userId !== claims.userId) {
+      throw new AppError('UNAUTHENTICATED', 'this sign-in is unknown to the server; sign in again');
+    }
+    if (found.login.revokedAt !== null) throw new AppError('TOKEN_REVOKED', 'you signed out; sign in again');
+    // A socket token outlives nothing: its sign-in's own expiry still holds.
+    if (found.login.expiresAt.getTime() <= Date.now()) {
+      throw new PolicyError('TOKEN_EXPIRED', 'your sign-in has expired; sign in again');
+    }
+    const user = activeUser(found.user);
+    return {
+      userId: user.id,
+      username: user.username,
+      role: user.role,
+      via: 'login',
+      loginId: found.login.id,
+    };
+  }
+
+  // Verified JWTs by their exact text, until min(exp, 60 s from now): an identical string verifies identically,
+  // so this only skips repeating the HMAC. Revocation and the user's state are still read on every request.
+  readonly #verified = new Map<string, { claims: SessionToken; untilMs: number }>();
+
+  async #verify(raw: string): Promise<SessionToken> {
+    const now = Date.now();
+    const hit = this.#verified.get(raw);
+    if (hit && hit.untilMs > now) return hit.claims;
+    const claims = await verifySessionToken(raw, this.#key);
+    if (this.#verified.size >= 10_000) this.#verified.clear();
+    this.#verified.set(raw, { claims, untilMs: Math.min(claims.exp * 1000, now + 60_000) });
+    return claims;
+  }
+
+  async #fromApiToken(raw: string): Promise<Principal> {
+    const found = await this.#store.findApiTokenWithUser(hashApiToken(raw));
+    if (!found) throw new AppError('UNAUTHENTICATED', 'unknown API token; create one with tokens.create');
+    const { token } = found;
+    if (token.revokedAt !== null) throw new AppError('TOKEN_REVOKED', 'this API token was revoked');
+    if (token.expiresAt !== null && token.expiresAt.getTime() <= Date.now()) {
+      throw new AppError('TOKEN_REVOKED', 'this API token has expired; create a new one');
+    }
+    const user = activeUser(found.user);
+    this.#touchToken(token.id);
+    return {
+      userId: user.id,
+      username: user.username,
+      role: user.role,
+      via: 'api-token',
+      tokenId: token.id,
+      ...(token.agent ? { agent: true } : {}),
+    };
+  }
+
+  readonly #lastTokenTouch = new Map<string, number>();
+  #touchToken(id: string): void {
+    const now = Date.now();
+    if (now - (this.#lastTokenTouch.get(id) ?? 0) < 60_000) return;
+    if (this.#lastTokenTouch.size > 10_000) this.#lastTokenTouch.clear();
+    this.#lastTokenTouch.set(id, now);
+    void this.#store.touchApiToken(id).catch(() => undefined);
+  }
+
+  async logout(principal: Principal): Promise<void> {
+    if (principal.loginId) await this.#store.revokeLogin(principal.loginId);
+  }
+}
+
+function activeUser(user: UserRecord): UserRecord {
+  if (user.disabledAt !== null) {
+    throw new AppError('UNAUTHENTICATED', 'this account is disabled; ask an administrator');
+  }
+  return user;
+}
+
+/** True for errors that mean "the credential is not good" (as opposed to a server failure). */
+export function isCredentialError(error: unknown): boolean {
+  if (isPolicyError(error)) return error.code.startsWith('TOKEN_');
+  return (
+    error instanceof AppError &&
+    (error.code === 'UNAUTHENTICATED' ||
+      error.code === 'TOKEN_REVOKED' ||
+      error.code === 'INVALID_CREDENTIALS')
+  );
+}
+
+/**
+ * Creates the first administrator when the store has no users: username `admin`, with `password` when given,
+ * else a generated one returned so the caller can print it once.
+ */
+export async function ensureAdmin(
+  store: Store,
+  password: string | undefined,
+): Promise<{ created: false } | { created: true; username: string; password: string; generated: boolean }> {
+  if ((await store.countUsers()) > 0) return { created: false };
+  const generated = password === undefined;
+  const chosen = password ?? randomBytes(18).toString('base64url');
+  try {
+    await store.createUser({
+      id: newId('usr_'),
+      username: 'admin',
+      passwordHash: await hashPassword(chosen),
+      role: 'admin',
+    });
+  } catch (error) {
+    // Another instance created it at the same moment.
+    if (error instanceof AppError && error.code === 'ALREADY_EXISTS') return { created: false };
+    throw error;
+  }
+  return { created: true, username: 'admin', password: chosen, generated };
+}

@@ -1,0 +1,86 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Policy, PolicySchemas } from '@studio/policy';
+import type { Auth, Principal } from '../auth/auth.ts';
+import { authCookieName, readCookie } from '../auth/cookies.ts';
+import type { ExecRegistry } from '../exec/exec-registry.ts';
+import type { PreviewGrants } from '../preview/preview.ts';
+import type { EventBus } from '../realtime/event-bus.ts';
+import type { FileWatches } from '../realtime/file-watches.ts';
+import type { AuditContext, SessionManager } from '../sessions/session-manager.ts';
+import type { Store } from '../store/store.ts';
+import type { Logger } from './logger.ts';
+
+/** The long-lived parts every procedure can use. */
+export interface AppDeps {
+  store: Store;
+  auth: Auth;
+  sessions: SessionManager;
+  policy: Policy;
+  schemas: PolicySchemas;
+  logger: Logger;
+  /** Live events per session (events.subscribe). */
+  events: EventBus;
+  /** Watches of sandboxes' workspaces while someone subscribes to their events (changes made inside). */
+  fileWatches: FileWatches;
+  /** Streamed execs whose stdin is open (exec.write, exec.closeStdin). */
+  execs: ExecRegistry;
+  /** Preview grants (previews.create) and the preview origin. */
+  previews: PreviewGrants;
+  /** Extra origins allowed to send cookie-authenticated requests (besides the API's own). */
+  origins: readonly string[];
+  /** Trust X-Forwarded-For / X-Forwarded-Proto (only behind a proxy that sets them). */
+  trustProxy: boolean;
+}
+
+/** Per-request facts the HTTP layer computes before tRPC runs. */
+export interface RequestMeta {
+  requestId: string;
+  ip: string;
+  https: boolean;
+}
+
+/** Set by the server for every request; read by {@link createContextFactory}. */
+export const requestMeta = new WeakMap<IncomingMessage, RequestMeta>();
+
+export interface Context {
+  deps: AppDeps;
+  req: IncomingMessage;
+  res: ServerResponse;
+  requestId: string;
+  ip: string;
+  https: boolean;
+  /** Where the credential came from, if any. */
+  credential: { value: string; source: 'bearer' | 'cookie' } | null;
+  principal: Principal | null;
+}
+
+function readCredential(req: IncomingMessage, https: boolean): Context['credential'] {
+  const authorization = req.headers.authorization;
+  if (typeof authorization === 'string' && /^Bearer\s+/i.test(authorization)) {
+    return { value: authorization.replace(/^Bearer\s+/i, '').trim(), source: 'bearer' };
+  }
+  const cookie = readCookie(req.headers.cookie, authCookieName(https));
+  return cookie ? { value: cookie, source: 'cookie' } : null;
+}
+
+/** Builds tRPC's createContext for the node-http adapter. */
+export function createContextFactory(deps: AppDeps) {
+  return ({ req, res }: { req: IncomingMessage; res: ServerResponse }): Context => {
+    const meta = requestMeta.get(req) ?? { requestId: 'req_unknown', ip: 'unknown', https: false };
+    return {
+      deps,
+      req,
+      res,
+      requestId: meta.requestId,
+      ip: meta.ip,
+      https: meta.https,
+      credential: readCredential(req, meta.https),
+      principal: null,
+    };
+  };
+}
+
+/** The audit facts of a request. */
+export function auditOf(ctx: Context): AuditContext {
+  return { actorId: ctx.principal?.userId ?? null, ip: ctx.ip, requestId: ctx.requestId };
+}

@@ -1,0 +1,144 @@
+import { createRateLimiter, defaultPolicy, sessionCreateInput } from '@studio/policy';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { newId } from '../core/ids.ts';
+import { createLogger } from '../core/logger.ts';
+import { openDb } from '../store/db.ts';
+import { Store } from '../store/store.ts';
+import { FakeBackend } from '../testing/fake-backend.ts';
+import { type AuditContext, defaultResources, SessionManager } from './session-manager.ts';
+
+const audit: AuditContext = { actorId: null, ip: '127.0.0.1', requestId: 'req_test' };
+const input = sessionCreateInput.parse({ image: 'studio-sandbox:latest' });
+
+describe('SessionManager', () => {
+  let store: Store;
+  let backend: FakeBackend;
+  let manager: SessionManager;
+  let owner: string;
+
+  beforeEach(async () => {
+    store = await Store.open(await openDb({}));
+    backend = new FakeBackend('docker', 'test');
+    manager = new SessionManager({
+      store,
+      backends: [backend],
+      policy: defaultPolicy,
+      instanceId: 'test',
+      images: ['studio-sandbox:latest'],
+      labels: { 'studio.test': 'unit' },
+      createLimiter: createRateLimiter({ limit: 1000, windowMs: 60_000 }),
+      logger: createLogger({ level: 'silent' }),
+    });
+    owner = (await store.createUser({ id: newId('usr_'), username: 'o', passwordHash: 'x', role: 'user' }))
+      .id;
+  });
+  afterEach(async () => {
+    await manager.close();
+    await store.close();
+  });
+
+  it('labels every sandbox with session, owner and the extra labels', async () => {
+    const s = await manager.create(owner, input, audit);
+    const [info] = await backend.list();
+    expect(info?.labels).toEqual({
+      'studio.test': 'unit',
+      'studio.session': s.id,
+      'studio.owner': owner,
+      'studio.instance': 'test',
+    });
+  });
+
+  it('destroying a session while its sandbox is being created leaves no sandbox behind', async () => {
+    backend.createDelayMs = 100;
+    const creating = manager.create(owner, input, audit).catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 30));
+    const [record] = await manager.list(owner);
+    expect(record?.state).toBe('creating');
+    expect((await manager.destroy(owner, record?.id as string, audit)).state).toBe('destroyed');
+    expect(await creating).toMatchObject({ code: 'INVALID_STATE' });
+    expect(backend.sandboxes.size).toBe(0);
+  });
+
+  it('refuses to start a session past its TTL and the sweep stops it', async () => {
+    const s = await manager.create(owner, input, audit);
+    const later = new Date(Date.now() + defaultPolicy.session.ttlMs + 1000);
+    expect(await manager.sweep(later)).toEqual([s.id]);
+    await store.db.query(`UPDATE sessions SET created_at = now() - interval '9 hours' WHERE id = $1`, [s.id]);
+    await expect(manager.start(owner, s.id, audit)).rejects.toMatchObject({ code: 'INVALID_STATE' });
+  });
+
+  it('does not sweep active sessions', async () => {
+    await manager.create(owner, input, audit);
+    expect(await manager.sweep(new Date())).toEqual([]);
+  });
+
+  it('rate-limits session creation per user', async () => {
+    const limited = new SessionManager({
+      store,
+      backends: [backend],
+      policy: defaultPolicy,
+      instanceId: 'test',
+      images: ['studio-sandbox:latest'],
+      createLimiter: createRateLimiter({ limit: 1, windowMs: 60_000 }),
+      logger: createLogger({ level: 'silent' }),
+    });
+    await limited.create(owner, input, audit);
+    await expect(limited.create(owner, input, audit)).rejects.toMatchObject({ code: 'RATE_LIMITED' });
+  });
+
+  describe('reconcile', () => {
+    it('adopts running sessions and marks one whose sandbox vanished failed with a reason', async () => {
+      const a = await manager.create(owner, input, audit);
+      const b = await manager.create(owner, input, audit);
+      await backend.destroy(b.sandboxId as string); // behind the API's back
+      const report = await manager.reconcile();
+      expect(report.adopted).toEqual([a.id]);
+      expect(report.failed).toEqual([b.id]);
+      const failed = await manager.get(owner, b.id, audit);
+      expect(failed.state).toBe('failed');
+      expect(failed.failureReason).toMatch(/vanished/);
+      expect((await store.listAudit({ limit: 50 })).some((e) => e.action === 'session.fail')).toBe(true);
+    });
+
+    it('removes orphans of this instance after the grace period, never pool sandboxes or other instances', async () => {
+      const spec = { image: 'i', resources: defaultResources(defaultPolicy), network: 'none' as const };
+      const orphan = await backend.create({ ...spec, labels: { 'studio.session': 'ses_x' } });
+      const pooled = await backend.create({ ...spec, labels: { 'studio.session': 'pool' } });
+      const foreign = await backend.plant(spec, 'other');
+      const t0 = Date.now();
+      expect((await manager.reconcile(t0)).orphansRemoved).toEqual([]); // first seen: within the grace period
+      expect((await manager.reconcile(t0 + 61_000)).orphansRemoved).toEqual([orphan.id]);
+      expect([...backend.sandboxes.keys()].sort()).toEqual([pooled.id, foreign.id].sort());
+    });
+
+    it('a sandbox that failed fails its session and is kept (not an orphan) until the session is destroyed', async () => {
+      const s = await manager.create(owner, input, audit);
+      (backend.sandboxes.get(s.sandboxId as string) as { state: string }).state = 'failed';
+      expect((await manager.reconcile()).failed).toEqual([s.id]);
+      expect((await manager.get(owner, s.id, audit)).failureReason).toMatch(/sandbox failed/);
+      const t0 = Date.now();
+      await manager.reconcile(t0);
+      expect((await manager.reconcile(t0 + 120_000)).orphansRemoved).toEqual([]);
+      expect(backend.sandboxes.has(s.sandboxId as string)).toBe(true);
+      await manager.destroy(owner, s.id, audit);
+      expect(backend.sandboxes.size).toBe(0);
+    });
+
+    it('detects a backend restart: sessions whose sandboxes were stopped by it become stopped and start again', async () => {
+      const s = await manager.create(owner, input, audit);
+      backend.available_ = { ok: false, reason: 'Cannot connect to the Docker daemon' };
+      expect((await manager.reconcile()).backendsDown).toEqual(['docker']);
+      expect((await manager.get(owner, s.id, audit)).state).toBe('running'); // left alone while down
+      // The daemon is back; like dockerd, it left the container stopped (no restart policy).
+      (backend.sandboxes.get(s.sandboxId as string) as { state: string }).state = 'stopped';
+      backend.available_ = { ok: true };
+      expect((await manager.reconcile()).stopped).toEqual([s.id]);
+      expect((await manager.get(owner, s.id, audit)).state).toBe('stopped');
+      expect((await manager.start(owner, s.id, audit)).state).toBe('running');
+      const r = await manager.withSandbox(owner, s.id, audit, (sb) =>
+        sb.exec(['echo', 'hi'], { timeoutMs: 5000, maxOutputBytes: 1024 }),
+      );
+      expect(r.exitCode).toBe(0);
+    });
+  });
+});

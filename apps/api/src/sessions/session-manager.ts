@@ -1,0 +1,629 @@
+import {
+  type BackendCapabilities,
+  type IsolationBackend,
+  isIsolationError,
+  type Sandbox,
+  type SandboxInfo,
+  type SandboxStats,
+} from '@studio/isolation';
+import {
+  createRateLimiter,
+  DEFAULT_SESSION_CREATE_LIMIT,
+  type Policy,
+  type RateLimiter,
+  rateLimitedError,
+  type SessionCreateInput,
+} from '@studio/policy';
+import { AppError } from '../core/errors.ts';
+import { newId } from '../core/ids.ts';
+import type { Logger } from '../core/logger.ts';
+import type { AuditEvent, SessionRecord, SessionResources, Store } from '../store/store.ts';
+import { POOL_LABEL, POOL_VALUE, type WarmPool } from './warm-pool.ts';
+
+const MiB = 1024 * 1024;
+
+/** Request facts recorded with audit events. */
+export interface AuditContext {
+  actorId: string | null;
+  ip: string | null;
+  requestId: string | null;
+}
+
+/** The resources of a session created without `resources` (what the warm pool creates). */
+export function defaultResources(policy: Policy): SessionResources {
+  const s = policy.sandbox;
+  return {
+    memoryBytes: s.memoryBytes,
+    cpus: s.cpus,
+    pids: s.pids,
+    diskBytes: s.diskBytes,
+    inodes: s.inodes,
+    tmpBytes: Math.min(s.tmpBytes, s.memoryBytes),
+  };
+}
+
+/** What {@link SessionManager.reconcile} did (session ids, orphan sandbox ids, backend names). */
+export interface ReconcileReport {
+  adopted: string[];
+  stopped: string[];
+  failed: string[];
+  orphansRemoved: string[];
+  backendsDown: string[];
+}
+
+/** What `backends.list` reports for one backend. */
+export interface BackendInfo {
+  name: string;
+  available: boolean;
+  /** Why it is not available, naming the fix. */
+  reason: string | null;
+  capabilities: BackendCapabilities;
+}
+
+/** Options for {@link SessionManager}. */
+export interface SessionManagerOptions {
+  store: Store;
+  /** The enabled backends, in order of preference for `backend: 'auto'`. */
+  backends: readonly IsolationBackend[];
+  policy: Policy;
+  /** This API instance (recorded on sessions; backends label sandboxes with it). */
+  instanceId: string;
+  /** Images a client may ask for. */
+  images: readonly string[];
+  /** Extra labels on every sandbox (tests add `studio.test`). */
+  labels?: Record<string, string>;
+  /** Orphans (sandboxes of this instance unknown to the store) are removed once seen this long (ms). Default 60 s. */
+  orphanGraceMs?: number;
+  /** The warm pool `create` claims from; none: every create is cold. */
+  pool?: WarmPool;
+  /** Session creations per user; default the policy's 10 a minute. */
+  createLimiter?: RateLimiter;
+  logger: Logger;
+}
+
+/**
+ * Sessions: their records in the store and their sandboxes in a backend, kept in step. States go
+ * `creating → running ⇄ stopped → destroyed`, or `failed` with a reason; every transition is a compare-and-set
+ * in the store, so racing calls cannot both win. Every method takes the caller's user id and sees only that
+ * user's sessions; another user's session id is NOT_FOUND (and the attempt is audited).
+ */
+export class SessionManager {
+  readonly #o: SessionManagerOptions;
+  readonly #backends: Map<string, IsolationBackend>;
+  readonly #handles = new Map<string, Sandbox>();
+  readonly #lastTouch = new Map<string, number>();
+  readonly #createLimiter: RateLimiter;
+  #sweeper: NodeJS.Timeout | undefined;
+  #reconciler: NodeJS.Timeout | undefined;
+  #reconciling: Promise<ReconcileReport> | undefined;
+  /** Orphan sandbox id → when reconciliation first saw it (ms). */
+  readonly #orphansSeen = new Map<string, number>();
+  /** Backends whose last availability check failed (a daemon down or restarting). */
+  readonly #down = new Set<string>();
+  /** Sessions created by this process from the warm pool. */
+  readonly #pooled = new Set<string>();
+
+  constructor(options: SessionManagerOptions) {
+    this.#o = options;
+    this.#backends = new Map(options.backends.map((b) => [b.name, b]));
+    this.#createLimiter = options.createLimiter ?? createRateLimiter(DEFAULT_SESSION_CREATE_LIMIT);
+  }
+
+  get policy(): Policy {
+    return this.#o.policy;
+  }
+
+  async listBackends(): Promise<BackendInfo[]> {
+    return Promise.all(
+      [...this.#backends.values()].map(async (b) => {
+        const a = await b.available().catch((e: unknown) => ({ ok: false as const, reason: String(e) }));
+        return {
+          name: b.name,
+          available: a.ok,
+          reason: a.ok ? null : a.reason,
+          capabilities: b.capabilities(),
+        };
+      }),
+    );
+  }
+
+  /** Readiness: at least one backend is available. */
+  async ready(): Promise<{ ok: boolean; backends: BackendInfo[] }> {
+    const backends = await this.listBackends();
+    return { ok: backends.some((b) => b.available), backends };
+  }
+
+  async #pickBackend(requested: SessionCreateInput['backend']): Promise<IsolationBackend> {
+    const enabled = [...this.#backends.keys()].join(', ') || 'none';
+    if (requested !== 'auto') {
+      const backend = this.#backends.get(requested);
+      if (!backend) {
+        throw new AppError(
+          'BACKEND_UNAVAILABLE',
+          `backend ${requested} is not enabled on this server (enabled: ${enabled}); ask for 'auto' or one of those`,
+        );
+      }
+      const a = await backend.available();
+      if (!a.ok)
+        throw new AppError('BACKEND_UNAVAILABLE', `backend ${requested} is unavailable: ${a.reason}`);
+      return backend;
+    }
+    const reasons: string[] = [];
+    for (const backend of this.#backends.values()) {
+      const a = await backend.available();
+      if (a.ok) return backend;
+      reasons.push(`${backend.name}: ${a.reason}`);
+    }
+    throw new AppError(
+      'BACKEND_UNAVAILABLE',
+      `no sandbox backend is available (${reasons.join('; ') || `enabled: ${enabled}`})`,
+    );
+  }
+
+  #resources(input: SessionCreateInput['resources']): SessionResources {
+    const s = this.#o.policy.sandbox;
+    const memoryBytes = input?.memoryMb !== undefined ? input.memoryMb * MiB : s.memoryBytes;
+    return {
+      memoryBytes,
+      cpus: input?.cpus ?? s.cpus,
+      pids: input?.pids ?? s.pids,
+      diskBytes: input?.diskMb !== undefined ? input.diskMb * MiB : s.diskBytes,
+      inodes: s.inodes,
+      tmpBytes: Math.min(s.tmpBytes, memoryBytes),
+    };
+  }
+
+  /**
+   * Creates a session: checks the image against the allow list and the per-user creation rate, reserves a
+   * `creating` record atomically within the live-session limit, then creates the sandbox. A backend failure
+   * leaves the session `failed` with the reason; the error reaches the caller.
+   */
+  async create(ownerId: string, input: SessionCreateInput, audit: AuditContext): Promise<SessionRecord> {
+    if (!this.#o.images.includes(input.image)) {
+      throw new AppError(
+        'IMAGE_NOT_ALLOWED',
+        `image ${input.image} is not offered here; use one of: ${this.#o.images.join(', ')}`,
+      );
+    }
+    const verdict = this.#createLimiter.take(ownerId);
+    if (!verdict.allowed) throw rateLimitedError(verdict, 'session creations');
+    const backend = await this.#pickBackend(input.backend);
+    const resources = this.#resources(input.resources);
+    const record = await this.#o.store
+      .reserveSession(
+        {
+          id: newId('ses_'),
+          ownerId,
+          backend: backend.name,
+          image: input.image,
+          resources,
+          instanceId: this.#o.instanceId,
+        },
+        this.#o.policy.maxLiveSessionsPerUser,
+      )
+      .catch(async (error: unknown) => {
+        if (error instanceof AppError && error.code === 'SESSION_LIMIT') {
+          await this.#audit({
+            ...audit,
+            action: 'session.create',
+            outcome: 'denied',
+            details: { reason: error.code },
+          });
+        }
+        throw error;
+      });
+    let sandbox: Sandbox;
+    // A warm sandbox (reset, default resources) when the pool has one; otherwise a cold create.
+    const pooled = await this.#o.pool?.claim(backend.name, input.image, resources).catch(() => undefined);
+    if (pooled) sandbox = pooled;
+    else
+      try {
+        sandbox = await backend.create({
+          image: input.image,
+          resources,
+          network: 'none',
+          labels: {
+            ...this.#o.labels,
+            'studio.session': record.id,
+            'studio.owner': ownerId,
+          },
+        });
+      } catch (error) {
+        const reason = isIsolationError(error) ? `${error.code}: ${error.message}` : 'the backend failed';
+        this.#o.logger.warn('sandbox create failed', { sessionId: record.id, error });
+        await this.#o.store.transitionSession(record.id, ['creating'], 'failed', { failureReason: reason });
+        await this.#audit({ ...audit, action: 'session.create', outcome: 'failure', target: record.id });
+        throw error;
+      }
+    const running = await this.#o.store.transitionSession(record.id, ['creating'], 'running', {
+      sandboxId: sandbox.id,
+    });
+    if (!running) {
+      // Destroyed while it was being created: nothing may outlive its session.
+      await backend.destroy(sandbox.id).catch(() => undefined);
+      throw new AppError('INVALID_STATE', `session ${record.id} was destroyed while it was being created`);
+    }
+    this.#handles.set(record.id, sandbox);
+    if (pooled) this.#pooled.add(record.id);
+    await this.#audit({
+      ...audit,
+      action: 'session.create',
+      outcome: 'success',
+      target: record.id,
+      details: { pooled: pooled !== undefined },
+    });
+    return running;
+  }
+
+  list(ownerId: string, includeEnded = false): Promise<SessionRecord[]> {
+    return this.#o.store.listSessions(ownerId, { includeEnded });
+  }
+
+  /** The caller's session, or NOT_FOUND (auditing the attempt when the id belongs to someone else). */
+  async get(ownerId: string, id: string, audit: AuditContext): Promise<SessionRecord> {
+    const record = await this.#o.store.getSession(ownerId, id);
+    if (record) return record;
+    const other = await this.#o.store.getSessionById(id);
+    if (other) {
+      await this.#audit({ ...audit, action: 'session.access', outcome: 'denied', target: id });
+    }
+    throw new AppError('NOT_FOUND', `session ${id} not found; sessions.list shows yours`);
+  }
+
+  #backendOf(record: SessionRecord): IsolationBackend {
+    const backend = this.#backends.get(record.backend);
+    if (!backend) {
+      throw new AppError(
+        'BACKEND_UNAVAILABLE',
+        `session ${record.id} runs on backend ${record.backend}, which is not enabled on this server`,
+      );
+    }
+    return backend;
+  }
+
+  async #sandbox(record: SessionRecord): Promise<Sandbox> {
+    const cached = this.#handles.get(record.id);
+    if (cached) return cached;
+    if (!record.sandboxId) throw new AppError('INVALID_STATE', `session ${record.id} has no sandbox yet`);
+    const sandbox = await this.#backendOf(record).get(record.sandboxId);
+    this.#handles.set(record.id, sandbox);
+    return sandbox;
+  }
+
+  #requireRunning(record: SessionRecord): void {
+    if (record.state === 'running') return;
+    const hint =
+      record.state === 'stopped'
+        ? 'start it with sessions.start'
+        : record.state === 'creating'
+          ? 'wait until it is running'
+          : record.state === 'failed'
+            ? `it failed (${record.failureReason ?? 'unknown'}); destroy it and create another`
+            : 'create a new session';
+    throw new AppError('INVALID_STATE', `session ${record.id} is ${record.state}: ${hint}`);
+  }
+
+  /** Runs `fn` with the sandbox of the caller's running session, and records activity for the idle timeout. */
+  async withSandbox<T>(
+    ownerId: string,
+    id: string,
+    audit: AuditContext,
+    fn: (sandbox: Sandbox, record: SessionRecord) => Promise<T>,
+  ): Promise<T> {
+    const record = await this.get(ownerId, id, audit);
+    this.#requireRunning(record);
+    const sandbox = await this.#sandbox(record);
+    this.#touch(record.id);
+    return fn(sandbox, record);
+  }
+
+  #touch(id: string): void {
+    const now = Date.now();
+    if (now - (this.#lastTouch.get(id) ?? 0) < 5_000) return;
+    this.#lastTouch.set(id, now);
+    void this.#o.store.touchSession(id).catch(() => undefined);
+  }
+
+  async stop(ownerId: string, id: string, audit: AuditContext): Promise<SessionRecord> {
+    const record = await this.get(ownerId, id, audit);
+    if (record.state === 'stopped') return record;
+    this.#requireRunning(record);
+    await (await this.#sandbox(record)).stop();
+    const updated = await this.#o.store.transitionSession(id, ['running'], 'stopped');
+    await this.#audit({ ...audit, action: 'session.stop', outcome: 'success', target: id });
+    return updated ?? this.get(ownerId, id, audit);
+  }
+
+  async start(ownerId: string, id: string, audit: AuditContext): Promise<SessionRecord> {
+    const record = await this.get(ownerId, id, audit);
+    if (record.state === 'running') return record;
+    if (record.state !== 'stopped') this.#requireRunning(record);
+    if (Date.now() - record.createdAt.getTime() > this.#o.policy.session.ttlMs) {
+      throw new AppError('INVALID_STATE', `session ${id} reached its time limit; create a new session`);
+    }
+    await (await this.#sandbox(record)).start();
+    const updated = await this.#o.store.transitionSession(id, ['stopped'], 'running');
+    await this.#audit({ ...audit, action: 'session.start', outcome: 'success', target: id });
+    return updated ?? this.get(ownerId, id, audit);
+  }
+
+  /** Destroys the sandbox and its workspace, then marks the session destroyed. Idempotent. */
+  async destroy(ownerId: string, id: string, audit: AuditContext): Promise<SessionRecord> {
+    const record = await this.get(ownerId, id, audit);
+    if (record.state === 'destroyed') return record;
+    const backend = this.#backendOf(record);
+    if (record.sandboxId) await backend.destroy(record.sandboxId);
+    this.#handles.delete(id);
+    this.#lastTouch.delete(id);
+    const updated = await this.#o.store.transitionSession(
+      id,
+      ['creating', 'running', 'stopped', 'failed'],
+      'destroyed',
+    );
+    // A create that finished between our read and our update attached a sandbox we have not destroyed.
+    if (updated?.sandboxId && updated.sandboxId !== record.sandboxId) {
+      await backend.destroy(updated.sandboxId);
+    }
+    await this.#audit({ ...audit, action: 'session.destroy', outcome: 'success', target: id });
+    return updated ?? this.get(ownerId, id, audit);
+  }
+
+  async stats(
+    ownerId: string,
+    id: string,
+    audit: AuditContext,
+  ): Promise<{ session: SessionRecord; stats: SandboxStats | null }> {
+    const record = await this.get(ownerId, id, audit);
+    if (record.state !== 'running') return { session: record, stats: null };
+    return { session: record, stats: await (await this.#sandbox(record)).stats() };
+  }
+
+  /** Stops every running session of `ownerId` (their workspaces are kept); used when a user is disabled. */
+  async stopAllOf(ownerId: string, audit: AuditContext): Promise<string[]> {
+    const stopped: string[] = [];
+    for (const record of await this.#o.store.listSessions(ownerId)) {
+      if (record.state !== 'running') continue;
+      try {
+        await this.stop(ownerId, record.id, audit);
+        stopped.push(record.id);
+      } catch (error) {
+        this.#o.logger.warn('could not stop a session of a disabled user', { sessionId: record.id, error });
+      }
+    }
+    return stopped;
+  }
+
+  /**
+   * Stops running sessions idle longer than the policy's idle timeout or older than its TTL. Returns the ids
+   * stopped. Run periodically by {@link startSweeper}.
+   */
+  async sweep(now: Date = new Date()): Promise<string[]> {
+    const { idleTimeoutMs, ttlMs } = this.#o.policy.session;
+    const stopped: string[] = [];
+    for (const record of await this.#o.store.listLiveSessions()) {
+      if (record.state !== 'running' || record.instanceId !== this.#o.instanceId) continue;
+      const idle = now.getTime() - record.lastActiveAt.getTime() > idleTimeoutMs;
+      const expired = now.getTime() - record.createdAt.getTime() > ttlMs;
+      if (!idle && !expired) continue;
+      try {
+        await (await this.#sandbox(record)).stop();
+        await this.#o.store.transitionSession(record.id, ['running'], 'stopped');
+        await this.#audit({
+          actorId: null,
+          ip: null,
+          requestId: null,
+          action: 'session.stop',
+          outcome: 'success',
+          target: record.id,
+          details: { reason: expired ? 'ttl' : 'idle' },
+        });
+        stopped.push(record.id);
+      } catch (error) {
+        this.#o.logger.warn('sweep could not stop a session', { sessionId: record.id, error });
+      }
+    }
+    return stopped;
+  }
+
+  startSweeper(intervalMs = 60_000): void {
+    this.#sweeper ??= setInterval(() => {
+      this.sweep().catch((error: unknown) => this.#o.logger.warn('sweep failed', { error }));
+    }, intervalMs);
+    this.#sweeper.unref();
+  }
+
+  /**
+   * Reconciles the store with every backend, by labels (`studio.instance` = this instance, `studio.session`):
+   * - a recorded session whose sandbox is there is adopted (running stays running; a sandbox found stopped,
+   *   e.g. after a Docker daemon restart, which stops containers that have no restart policy, marks the
+   *   session `stopped` so `sessions.start` brings it back);
+   * - a recorded session whose sandbox vanished is marked `failed` with the reason;
+   * - a sandbox labelled with this instance but unknown to the store (an orphan, e.g. the API was killed
+   *   mid-create) is destroyed once it has been seen for `orphanGraceMs`. Pool sandboxes (`studio.session=pool`)
+   *   are not orphans.
+   * A backend that is unavailable is skipped (its sessions are left alone) and remembered as down; when it
+   * comes back its cached sandbox handles are dropped. Concurrent calls share one run.
+   */
+  reconcile(now: number = Date.now()): Promise<ReconcileReport> {
+    this.#reconciling ??= this.#reconcile(now).finally(() => {
+      this.#reconciling = undefined;
+    });
+    return this.#reconciling;
+  }
+
+  async #reconcile(now: number): Promise<ReconcileReport> {
+    const report: ReconcileReport = {
+      adopted: [],
+      stopped: [],
+      failed: [],
+      orphansRemoved: [],
+      backendsDown: [],
+    };
+    const grace = this.#o.orphanGraceMs ?? 60_000;
+    const live = (await this.#o.store.listLiveSessions()).filter((r) => r.instanceId === this.#o.instanceId);
+    const seenOrphans = new Set<string>();
+    // A failed session keeps its sandbox (and workspace) until it is destroyed: not an orphan.
+    const failedSandboxes = new Set(await this.#o.store.listFailedSandboxIds(this.#o.instanceId));
+    for (const backend of this.#backends.values()) {
+      const a = await backend.available().catch((e: unknown) => ({ ok: false as const, reason: String(e) }));
+      if (!a.ok) {
+        if (!this.#down.has(backend.name)) {
+          this.#o.logger.warn('backend went down; its sessions are left as they are until it returns', {
+            backend: backend.name,
+            reason: a.reason,
+          });
+        }
+        this.#down.add(backend.name);
+        report.backendsDown.push(backend.name);
+        continue;
+      }
+      if (this.#down.delete(backend.name)) {
+        this.#o.logger.warn('backend is back; re-attaching its sessions', { backend: backend.name });
+        for (const r of live) if (r.backend === backend.name) this.#handles.delete(r.id);
+      }
+      let infos: SandboxInfo[];
+      try {
+        infos = await backend.list({ labels: { 'studio.instance': this.#o.instanceId } });
+      } catch (error) {
+        this.#o.logger.warn('reconcile: listing sandboxes failed', { backend: backend.name, error });
+        report.backendsDown.push(backend.name);
+        continue;
+      }
+      const byId = new Map(infos.map((i) => [i.id, i]));
+      const known = new Set<string>();
+      for (const record of live) {
+        if (record.backend !== backend.name) continue;
+        if (record.sandboxId) known.add(record.sandboxId);
+        if (record.state === 'creating' || !record.sandboxId) continue;
+        const info = byId.get(record.sandboxId);
+        if (!info) {
+          const reason = `sandbox ${record.sandboxId} vanished from backend ${backend.name} (removed outside Studio); the workspace may be lost`;
+          if (
+            await this.#o.store.transitionSession(record.id, ['running', 'stopped'], 'failed', {
+              failureReason: reason,
+            })
+          ) {
+            this.#handles.delete(record.id);
+            report.failed.push(record.id);
+            this.#o.logger.warn('session failed: sandbox vanished', {
+              sessionId: record.id,
+              sandboxId: record.sandboxId,
+            });
+            await this.#audit({
+              actorId: null,
+              ip: null,
+              requestId: null,
+              action: 'session.fail',
+              outcome: 'failure',
+              target: record.id,
+              details: { reason },
+            });
+          }
+          continue;
+        }
+        if (info.state === 'failed') {
+          const reason = `sandbox failed: ${info.failure?.reason ?? 'unknown'}`;
+          if (
+            await this.#o.store.transitionSession(record.id, ['running', 'stopped'], 'failed', {
+              failureReason: reason,
+            })
+          ) {
+            this.#handles.delete(record.id);
+            report.failed.push(record.id);
+          }
+          continue;
+        }
+        if (record.state === 'running' && info.state === 'stopped') {
+          // Stopped behind our back (a daemon restart, an OOM of the init): startable again.
+          if (await this.#o.store.transitionSession(record.id, ['running'], 'stopped')) {
+            this.#handles.delete(record.id);
+            report.stopped.push(record.id);
+            this.#o.logger.warn('session stopped outside Studio; sessions.start resumes it', {
+              sessionId: record.id,
+            });
+          }
+          continue;
+        }
+        report.adopted.push(record.id);
+      }
+      // Sessions in `creating` may not have their sandbox id recorded yet: protect them by session label.
+      const creating = new Set(live.filter((r) => r.state === 'creating').map((r) => r.id));
+      for (const info of infos) {
+        if (known.has(info.id) || failedSandboxes.has(info.id) || info.labels[POOL_LABEL] === POOL_VALUE)
+          continue;
+        const session = info.labels['studio.session'];
+        if (session && creating.has(session)) continue;
+        seenOrphans.add(info.id);
+        const first = this.#orphansSeen.get(info.id) ?? now;
+        this.#orphansSeen.set(info.id, first);
+        if (now - first < grace) continue;
+        try {
+          await backend.destroy(info.id);
+          this.#orphansSeen.delete(info.id);
+          report.orphansRemoved.push(info.id);
+          this.#o.logger.warn('removed an orphan sandbox', {
+            backend: backend.name,
+            sandboxId: info.id,
+            session: session ?? null,
+          });
+          await this.#audit({
+            actorId: null,
+            ip: null,
+            requestId: null,
+            action: 'sandbox.orphan_removed',
+            outcome: 'success',
+            target: info.id,
+            details: { backend: backend.name, session: session ?? null },
+          });
+        } catch (error) {
+          this.#o.logger.warn('could not remove an orphan sandbox', { sandboxId: info.id, error });
+        }
+      }
+    }
+    for (const id of this.#orphansSeen.keys()) if (!seenOrphans.has(id)) this.#orphansSeen.delete(id);
+    return report;
+  }
+
+  /** Whether this process created the session from the warm pool (also in the audit log: `details.pooled`). */
+  wasPooled(sessionId: string): boolean {
+    return this.#pooled.has(sessionId);
+  }
+
+  get pool(): WarmPool | undefined {
+    return this.#o.pool;
+  }
+
+  /** Starts the warm pool: adopts unclaimed pool sandboxes of a previous run, then fills it in the background. */
+  async startPool(): Promise<void> {
+    if (!this.#o.pool?.enabled) return;
+    const claimed = new Set<string>();
+    for (const r of await this.#o.store.listLiveSessions()) if (r.sandboxId) claimed.add(r.sandboxId);
+    await this.#o.pool.start(claimed);
+  }
+
+  /** Runs {@link reconcile} every `intervalMs` (0: never). */
+  startReconciler(intervalMs: number): void {
+    if (intervalMs <= 0 || this.#reconciler) return;
+    this.#reconciler = setInterval(() => {
+      this.reconcile().catch((error: unknown) => this.#o.logger.warn('reconcile failed', { error }));
+    }, intervalMs);
+    this.#reconciler.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.#reconciler) clearInterval(this.#reconciler);
+    this.#reconciler = undefined;
+    await this.#reconciling?.catch(() => undefined);
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+    await this.#o.pool?.close().catch(() => undefined);
+    this.#handles.clear();
+    await Promise.all([...this.#backends.values()].map((b) => b.close().catch(() => undefined)));
+  }
+
+  async #audit(event: AuditContext & AuditEvent): Promise<void> {
+    await this.#o.store.audit(event).catch((error: unknown) => {
+      this.#o.logger.error('audit write failed', { action: event.action, error });
+    });
+  }
+}

@@ -1,0 +1,136 @@
+import { type PolicySchemas, sessionByIdInput } from '@studio/policy';
+import { z } from 'zod';
+import { auditOf, type Context } from '../core/context.ts';
+import { AppError } from '../core/errors.ts';
+import { authedProcedure, principalOf, router } from '../core/trpc.ts';
+import { actorOf } from '../realtime/event-bus.ts';
+import type { SessionRecord } from '../store/store.ts';
+
+/** Publishes the session's state to its watchers and returns the client view. */
+function announced(ctx: Context, s: SessionRecord) {
+  ctx.deps.events.publish(s.id, actorOf(principalOf(ctx)), { type: 'session.status', state: s.state });
+  if (s.state === 'destroyed') ctx.deps.events.drop(s.id);
+  return sessionView(s);
+}
+
+/** What clients see of a session (no sandbox ids or instance ids). */
+export const sessionView = (s: SessionRecord) => ({
+  id: s.id,
+  backend: s.backend,
+  image: s.image,
+  state: s.state,
+  failureReason: s.failureReason,
+  resources: s.resources,
+  createdAt: s.createdAt.toISOString(),
+  lastActiveAt: s.lastActiveAt.toISOString(),
+  destroyedAt: s.destroyedAt?.toISOString() ?? null,
+  /** A person holding control (API tokens' changes fail with HUMAN_HAS_CONTROL), or null. */
+  control: s.control ? { heldBy: s.control.name, since: s.control.since.toISOString() } : null,
+});
+
+export type SessionView = ReturnType<typeof sessionView>;
+
+/** Records who holds control of a session (null: nobody), audits it and tells the session's watchers. */
+async function setControl(ctx: Context, sessionId: string, holder: { loginId: string; name: string } | null) {
+  const principal = principalOf(ctx);
+  const record = await ctx.deps.store.setSessionControl(principal.userId, sessionId, holder);
+  if (!record) throw new AppError('NOT_FOUND', `session ${sessionId} not found; sessions.list shows yours`);
+  await ctx.deps.store.audit({
+    ...auditOf(ctx),
+    action: holder ? 'session.control_take' : 'session.control_release',
+    outcome: 'success',
+    target: record.id,
+  });
+  ctx.deps.events.publish(record.id, actorOf(principal), {
+    type: holder ? 'control.taken' : 'control.released',
+  });
+  return sessionView(record);
+}
+
+/** Sessions' procedures; `schemas` are the policy's, bound to the running limits. */
+export const sessionsRouter = (schemas: PolicySchemas) =>
+  router({
+    /** Creates a session (a sandbox and its workspace) within the policy's limits; at most 5 live per user. */
+    create: authedProcedure
+      .input(schemas.sessionCreateInput)
+      .mutation(async ({ ctx, input }) =>
+        announced(ctx, await ctx.deps.sessions.create(ctx.principal.userId, input, auditOf(ctx))),
+      ),
+
+    /** The caller's live sessions, or all of them (newest first, at most 500) with `includeEnded`. */
+    list: authedProcedure
+      .input(z.strictObject({ includeEnded: z.boolean().optional() }).optional())
+      .query(async ({ ctx, input }) =>
+        (await ctx.deps.sessions.list(ctx.principal.userId, input?.includeEnded ?? false)).map(sessionView),
+      ),
+
+    get: authedProcedure
+      .input(sessionByIdInput)
+      .query(async ({ ctx, input }) =>
+        sessionView(await ctx.deps.sessions.get(ctx.principal.userId, input.sessionId, auditOf(ctx))),
+      ),
+
+    /** Stops every process; the workspace is kept. */
+    stop: authedProcedure
+      .input(sessionByIdInput)
+      .mutation(async ({ ctx, input }) =>
+        announced(ctx, await ctx.deps.sessions.stop(ctx.principal.userId, input.sessionId, auditOf(ctx))),
+      ),
+
+    start: authedProcedure
+      .input(sessionByIdInput)
+      .mutation(async ({ ctx, input }) =>
+        announced(ctx, await ctx.deps.sessions.start(ctx.principal.userId, input.sessionId, auditOf(ctx))),
+      ),
+
+    /** Removes the sandbox and its workspace for good. Idempotent. */
+    destroy: authedProcedure
+      .input(sessionByIdInput)
+      .mutation(async ({ ctx, input }) =>
+        announced(ctx, await ctx.deps.sessions.destroy(ctx.principal.userId, input.sessionId, auditOf(ctx))),
+      ),
+
+    /**
+     * A person takes control of the session: until released, API tokens (agents, API clients) get
+     * HUMAN_HAS_CONTROL (409) on every change (files, exec, terminal); reads stay allowed. Logins only (an API
+     * token gets FORBIDDEN). Taking it again moves it to the caller's login. Publishes `control.taken`.
+     */
+    takeControl: authedProcedure.input(sessionByIdInput).mutation(async ({ ctx, input }) => {
+      const principal = principalOf(ctx);
+      await ctx.deps.sessions.get(principal.userId, input.sessionId, auditOf(ctx));
+      if (principal.via !== 'login' || !principal.loginId) {
+        throw new AppError(
+          'FORBIDDEN',
+          'only a person signed in (auth.login: the web app) can take control of a session; API tokens cannot',
+        );
+      }
+      return setControl(ctx, input.sessionId, { loginId: principal.loginId, name: principal.username });
+    }),
+
+    /**
+     * Releases control (the holder, or any login of the owner; idempotent). Publishes `control.released` when
+     * control was held. API tokens get FORBIDDEN.
+     */
+    releaseControl: authedProcedure.input(sessionByIdInput).mutation(async ({ ctx, input }) => {
+      const principal = principalOf(ctx);
+      const before = await ctx.deps.sessions.get(principal.userId, input.sessionId, auditOf(ctx));
+      if (principal.via !== 'login') {
+        throw new AppError(
+          'FORBIDDEN',
+          'only a person signed in (auth.login: the web app) can release control of a session',
+        );
+      }
+      if (!before.control) return sessionView(before);
+      return setControl(ctx, input.sessionId, null);
+    }),
+
+    /** Resource use of a running session (`stats: null` when it is not running). */
+    stats: authedProcedure.input(sessionByIdInput).query(async ({ ctx, input }) => {
+      const { session, stats } = await ctx.deps.sessions.stats(
+        ctx.principal.userId,
+        input.sessionId,
+        auditOf(ctx),
+      );
+      return { session: sessionView(session), stats };
+    }),
+  });

@@ -1,0 +1,143 @@
+'use client';
+import { useQuery, useQueryClient } from '@tanstack/react-query';
+import Link from 'next/link';
+import { useCallback, useEffect, useRef, useState } from 'react';
+import { errorMessage, useTRPC } from '../../lib/trpc';
+import { TopBar } from '../top-bar';
+import { ActivityFeed } from './activity-feed';
+import { BottomPanel, type BottomTab } from './bottom-panel';
+import { ControlBar } from './control-bar';
+import { EditorTabs } from './editor-tabs';
+import { FileTree } from './file-tree';
+import { PreviewPane } from './preview-pane';
+import { useEditorTabs } from './use-editor-tabs';
+import { useIdeShortcuts } from './use-ide-shortcuts';
+import { useSessionEvents } from './use-session-events';
+import { WatchersList } from './watchers-list';
+
+/** The IDE for one session: files, editor tabs, terminal, console, preview, activity, watchers, control. */
+export function Ide({ sessionId }: { sessionId: string }) {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  const session = useQuery(trpc.sessions.get.queryOptions({ sessionId }));
+  const me = useQuery(trpc.auth.me.queryOptions());
+  const editor = useEditorTabs(sessionId);
+  const [bottom, setBottom] = useState<BottomTab>('terminal');
+
+  const reloadTree = useCallback(
+    () => void queryClient.invalidateQueries(trpc.files.list.queryFilter({ sessionId })),
+    [queryClient, trpc, sessionId],
+  );
+  // A build inside the sandbox can change dozens of files at once: one tree reload per burst, not per event.
+  const treeTimer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  const reloadTreeSoon = useCallback(() => {
+    if (treeTimer.current !== undefined) return;
+    treeTimer.current = setTimeout(() => {
+      treeTimer.current = undefined;
+      reloadTree();
+    }, 150);
+  }, [reloadTree]);
+  useEffect(() => () => clearTimeout(treeTimer.current), []);
+
+  const live = useSessionEvents(sessionId, {
+    onFileChanged: (path, to) => {
+      reloadTreeSoon();
+      // '' (many changed inside the sandbox): every open tab may have.
+      if (path === '') editor.allChanged();
+      else void editor.diskChanged(path);
+      if (to) void editor.diskChanged(to);
+    },
+    onGap: reloadTree,
+  });
+  useIdeShortcuts(editor, setBottom);
+
+  if (session.isPending) {
+    return (
+      <div className="page">
+        <TopBar />
+        <p className="muted center" aria-live="polite">
+          Loading session…
+        </p>
+      </div>
+    );
+  }
+  if (session.error || !session.data) {
+    return (
+      <div className="page">
+        <TopBar />
+        <div className="card center">
+          <p className="error" role="alert">
+            {errorMessage(session.error)}
+          </p>
+          <Link href="/">Back to sessions</Link>
+        </div>
+      </div>
+    );
+  }
+  const s = session.data;
+
+  return (
+    <div className="ide">
+      <TopBar>
+        <span className="mono small">{s.id}</span> <span className={`badge state-${s.state}`}>{s.state}</span>{' '}
+        <span className="muted small">
+          {s.backend} · {s.image}
+        </span>
+        <ControlBar sessionId={sessionId} heldBy={s.control?.heldBy ?? null} onError={editor.setNotice} />
+        <WatchersList sessionId={sessionId} />
+      </TopBar>
+      {s.state !== 'running' && (
+        <p className="error banner" role="alert">
+          This session is {s.state}. Start it from the <Link href="/">dashboard</Link> to use files and the
+          terminal.
+        </p>
+      )}
+      {live.live && (
+        <p className="error banner" role="alert">
+          {live.live.retrying ? (
+            <>Live updates interrupted: {live.live.error} (retrying)</>
+          ) : (
+            <>
+              Live updates stopped: {live.live.error}{' '}
+              <button type="button" onClick={live.reconnect}>
+                Reconnect
+              </button>
+            </>
+          )}
+        </p>
+      )}
+      <div className="ide-grid">
+        <aside className="ide-files">
+          <h2 className="panel-title">Files</h2>
+          <FileTree
+            sessionId={sessionId}
+            onOpen={(p, size) => void editor.open(p, size)}
+            onRenamed={editor.renamed}
+            onRemoved={editor.removed}
+          />
+        </aside>
+        <section className="ide-main" aria-label="Editor">
+          <EditorTabs editor={editor} />
+          <BottomPanel
+            sessionId={sessionId}
+            running={s.state === 'running'}
+            shown={bottom}
+            onShow={setBottom}
+            lines={live.lines}
+            onClearLines={live.clearLines}
+          />
+        </section>
+        <aside className="ide-side">
+          <section className="side-preview" aria-label="Preview">
+            <h2 className="panel-title">Preview</h2>
+            <PreviewPane sessionId={sessionId} />
+          </section>
+          <section className="side-activity" aria-label="Activity">
+            <h2 className="panel-title">Activity</h2>
+            <ActivityFeed events={live.events} me={me.data} />
+          </section>
+        </aside>
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,51 @@
+import { TRPCClientError } from '@trpc/client';
+import { describe, expect, it } from 'vitest';
+import { errorMessage, isSignedOut, isTransient, studioCode } from './trpc.ts';
+
+// What people see when a call fails: a message chosen by the API's stable code, the code and the server's
+// message as detail, never a stack.
+
+function apiError(studio: string, message: string): TRPCClientError<never> {
+  return TRPCClientError.from({
+    error: {
+      code: -32600,
+      message,
+      data: {
+        code: 'BAD_REQUEST',
+        httpStatus: 400,
+        studioCode: studio,
+        stack: 'Error: x\n    at secret (/srv/a.ts:1:1)',
+      },
+    },
+  }) as TRPCClientError<never>;
+}
+
+describe('error messages by studioCode', () => {
+  it('a known code: the friendly message, then the code and the server message as detail', () => {
+    const error = apiError('SESSION_LIMIT', 'you already have 5 live sessions');
+    expect(studioCode(error)).toBe('SESSION_LIMIT');
+    expect(errorMessage(error)).toBe(
+      'You have reached your limit of live sessions. Destroy one (or stop it) first. (SESSION_LIMIT: you already have 5 live sessions)',
+    );
+  });
+
+  it('an unknown code: the code and the server message; never a stack', () => {
+    const error = apiError('SOMETHING_NEW', 'it broke');
+    expect(errorMessage(error)).toBe('SOMETHING_NEW: it broke');
+    expect(errorMessage(error)).not.toMatch(/\bat |\.ts:/);
+  });
+
+  it('a transport failure is NETWORK, shown without the raw error', () => {
+    const error = new TypeError('fetch failed');
+    expect(studioCode(error)).toBe('NETWORK');
+    expect(errorMessage(error)).toBe('Network error: the server could not be reached.');
+    expect(isTransient(error)).toBe(true);
+  });
+
+  it('sign-in codes send the page to /login; refusals are not retried', () => {
+    expect(isSignedOut(apiError('TOKEN_EXPIRED', 'expired'))).toBe(true);
+    expect(isSignedOut(apiError('NOT_FOUND', 'gone'))).toBe(false);
+    expect(isTransient(apiError('API_UNREACHABLE', 'down'))).toBe(true);
+    expect(isTransient(apiError('HUMAN_HAS_CONTROL', 'no'))).toBe(false);
+  });
+});
