@@ -4,6 +4,8 @@ import { defineConfig } from 'vitest/config';
 // `e2e` drives a browser. A file's suffix picks its project.
 const runtimeSuffixes = ['**/*.docker.test.ts', '**/*.gvisor.test.ts', '**/*.e2e.test.ts'];
 const ignored = ['**/node_modules/**', '**/dist/**', '**/.next/**'];
+// The runtime projects get the host paths the backends need (seccomp profile, gVisor rootfs) from one setup.
+const globalSetup = ['scripts/vitest-global-setup.ts'];
 
 export default defineConfig({
   test: {
@@ -22,6 +24,7 @@ export default defineConfig({
       {
         test: {
           name: 'docker',
+          globalSetup,
           include: ['{packages,apps}/*/src/**/*.docker.test.ts', 'infra/test/**/*.docker.test.ts'],
           exclude: ignored,
           testTimeout: 120_000,
@@ -32,6 +35,7 @@ export default defineConfig({
       {
         test: {
           name: 'gvisor',
+          globalSetup,
           include: ['{packages,apps}/*/src/**/*.gvisor.test.ts'],
           exclude: ignored,
           testTimeout: 120_000,
@@ -42,6 +46,7 @@ export default defineConfig({
       {
         test: {
           name: 'e2e',
+          globalSetup,
           include: ['apps/*/{src,e2e}/**/*.e2e.test.ts'],
           exclude: ignored,
           testTimeout: 180_000,

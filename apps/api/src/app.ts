@@ -62,20 +62,27 @@ export function backendsFromEnv(env: ResolvedEnv): IsolationBackend[] {
   const backends: IsolationBackend[] = [];
   for (const name of names) {
     if (name === 'docker') {
-      backends.push(new DockerBackend({ dataDir: join(env.dataDir, 'docker'), instanceId: env.instanceId }));
+      backends.push(
+        new DockerBackend({
+          dataDir: join(env.dataDir, 'docker'),
+          instanceId: env.instanceId,
+          seccompProfile: env.seccompProfile,
+          limits: env.policy.sandbox,
+        }),
+      );
     } else if (name === 'gvisor') {
-      let rootfs: string | undefined;
-      try {
-        rootfs = resolveSandboxRootfs(env);
-      } catch {
-        rootfs = undefined; // the backend's own default; available() then names what is missing
-      }
       backends.push(
         new GVisorBackend({
           dataDir: join(env.dataDir, 'gvisor'),
           stateDir: gvisorStateDir(env),
           instanceId: env.instanceId,
-          ...(rootfs ? { images: Object.fromEntries(env.images.map((i) => [i, rootfs])) } : {}),
+          seccompProfile: env.seccompProfile,
+          limits: env.policy.sandbox,
+          // Resolved on first use; when it cannot be, available() reports why, naming the fix.
+          images: () => {
+            const rootfs = resolveSandboxRootfs(env);
+            return Object.fromEntries(env.images.map((i) => [i, rootfs]));
+          },
         }),
       );
     }

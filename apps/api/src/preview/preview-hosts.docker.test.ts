@@ -1,6 +1,7 @@
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { createStudioClient, type EventSourceConstructor, type StudioClient } from '@studio/client';
+import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
 import { EventSource } from 'eventsource';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,7 +21,11 @@ import { previewHostName } from './preview.ts';
 const IMAGE = 'studio-sandbox:latest';
 const LABELS = { 'studio.test': 'preview-hosts' };
 const DOMAIN = 'preview.studio.test';
-const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: 'api-test' });
+const backend = new DockerBackend({
+  dataDir: join(TEST_DATA_DIR, 'docker'),
+  instanceId: 'api-test',
+  seccompProfile: runtimePaths().seccompProfile,
+});
 const skip = await skipUnlessAvailable(backend);
 
 const DEV_SERVER = `require('http').createServer((q, s) => s.end('port ' + process.argv.at(-1))).listen(+process.argv.at(-1), '127.0.0.1', () => console.log('listening ' + process.argv.at(-1)));`;

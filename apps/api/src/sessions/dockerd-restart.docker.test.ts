@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createStudioClient, type EventSourceConstructor, type StudioClient } from '@studio/client';
+import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
 import Docker from 'dockerode';
 import { EventSource } from 'eventsource';
@@ -121,6 +122,7 @@ describe.skipIf(skip !== undefined)(
         docker: new Docker({ socketPath: SOCKET }),
         dataDir: join(ROOT, 'workspaces'),
         instanceId: 'api-dockerd-restart',
+        seccompProfile: runtimePaths().seccompProfile,
       });
       t = await startTestApi({ backends: [backend], env: { STUDIO_INSTANCE_ID: 'api-dockerd-restart' } });
       t.app.deps.sessions.startReconciler(500);

@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { newId } from '../core/ids.ts';
 import { createLogger } from '../core/logger.ts';
 import { FakeBackend } from '../testing/fake-backend.ts';
-import { type AuditContext, SessionManager } from './session-manager.ts';
+import { type AuditContext, defaultResources, SessionManager } from './session-manager.ts';
 
 const audit: AuditContext = { actorId: null, ip: '127.0.0.1', requestId: 'req_test' };
 const input = sessionCreateInput.parse({ image: 'studio-sandbox:latest' });
@@ -102,16 +102,10 @@ describe('SessionManager', () => {
     });
 
     it('removes orphans of this instance after the grace period, never pool sandboxes or other instances', async () => {
-      const spec = { image: 'i', resources: {} as never, network: 'none' as const };
-      const orphan = await backend.create({
-        ...spec,
-        labels: { 'studio.instance': 'test', 'studio.session': 'ses_x' },
-      });
-      const pooled = await backend.create({
-        ...spec,
-        labels: { 'studio.instance': 'test', 'studio.session': 'pool' },
-      });
-      const foreign = await backend.create({ ...spec, labels: { 'studio.instance': 'other' } });
+      const spec = { image: 'i', resources: defaultResources(defaultPolicy), network: 'none' as const };
+      const orphan = await backend.create({ ...spec, labels: { 'studio.session': 'ses_x' } });
+      const pooled = await backend.create({ ...spec, labels: { 'studio.session': 'pool' } });
+      const foreign = await backend.plant(spec, 'other');
       const t0 = Date.now();
       expect((await manager.reconcile(t0)).orphansRemoved).toEqual([]); // first seen: within the grace period
       expect((await manager.reconcile(t0 + 61_000)).orphansRemoved).toEqual([orphan.id]);

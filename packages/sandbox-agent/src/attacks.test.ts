@@ -11,8 +11,8 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { isIsolationError } from '@studio/isolation';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { isIsolationError } from '../errors.ts';
 import {
   type AgentFixture,
   createFixture,

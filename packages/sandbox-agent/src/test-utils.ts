@@ -1,8 +1,8 @@
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { IsolationErrorCode } from '../errors.ts';
-import { isIsolationError } from '../errors.ts';
+import type { IsolationErrorCode } from '@studio/isolation';
+import { isIsolationError } from '@studio/isolation';
 import type { AgentClient } from './client.ts';
 import { type LocalAgent, type LocalAgentOptions, spawnLocalAgent } from './local.ts';
 

@@ -1,8 +1,8 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
+import { AGENT_DIR } from './agent-dir.ts';
 import { AgentClient, type AgentClientOptions } from './client.ts';
-import { AGENT_DIR } from './index.ts';
 
 /** Options of {@link spawnLocalAgent}. */
 export interface LocalAgentOptions extends Omit<AgentClientOptions, 'input' | 'output'> {

@@ -1,9 +1,9 @@
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { isIsolationError } from '@studio/isolation';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isIsolationError } from '../errors.ts';
+import { AGENT_COMMAND, AGENT_DIR } from './agent-dir.ts';
 import { AgentClient } from './client.ts';
-import { AGENT_COMMAND, AGENT_DIR } from './index.ts';
 import { expectCode, race, SWAPPER, text, until } from './test-utils.ts';
 
 // The agent where it really runs: the sandbox image's Node (18), uid 1000, a read-only root, no

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Terminal } from '@studio/isolation';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Terminal } from '../types.ts';
 import {
   type AgentFixture,
   createFixture,

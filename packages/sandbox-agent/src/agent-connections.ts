@@ -1,4 +1,4 @@
-import type { AgentClient } from './agent/client.ts';
+import type { AgentClient } from './client.ts';
 
 /**
  * One agent connection per sandbox, shared by every handle a backend gives out. A second connection

@@ -1,7 +1,4 @@
 import type { Duplex } from 'node:stream';
-import type { AgentClient } from './agent/client.ts';
-import type { AgentConnections } from './agent-connections.ts';
-import { IsolationError } from './errors.ts';
 import type {
   ExecOptions,
   ExecResult,
@@ -14,7 +11,10 @@ import type {
   SandboxStats,
   Terminal,
   TerminalOptions,
-} from './types.ts';
+} from '@studio/isolation';
+import { IsolationError } from '@studio/isolation';
+import type { AgentConnections } from './agent-connections.ts';
+import type { AgentClient } from './client.ts';
 
 /**
  * A `Sandbox` whose exec, terminals, files and connections all go through the in-sandbox agent, so

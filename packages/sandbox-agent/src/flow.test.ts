@@ -5,8 +5,8 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { type Duplex, PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_DIR } from './agent-dir.ts';
 import { AgentClient } from './client.ts';
-import { AGENT_DIR } from './index.ts';
 import { encodeFrame, type Frame, FrameDecoder, FrameType, MAX_PAYLOAD, SYNC_MAGIC } from './protocol.ts';
 import { type AgentFixture, createFixture, expectCode, rssOf, text, until } from './test-utils.ts';
 

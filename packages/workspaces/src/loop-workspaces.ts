@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, rm, rmdir, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { IsolationError } from './errors.ts';
+import { IsolationError } from '@studio/isolation';
 
 const run = promisify(execFile);
 

@@ -1,7 +1,7 @@
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isIsolationError } from '@studio/isolation';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isIsolationError } from '../errors.ts';
 import {
   type AgentFixture,
   createFixture,

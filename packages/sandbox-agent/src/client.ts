@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { Duplex, type Readable, type Writable } from 'node:stream';
-import { ISOLATION_ERROR_CODES, IsolationError, type IsolationErrorCode } from '../errors.ts';
 import type {
   ExecOptions,
   ExecResult,
@@ -10,7 +9,8 @@ import type {
   FileWatch,
   Terminal,
   TerminalOptions,
-} from '../types.ts';
+} from '@studio/isolation';
+import { ISOLATION_ERROR_CODES, IsolationError, type IsolationErrorCode } from '@studio/isolation';
 import {
   DATA_CHUNK,
   DEFAULT_WINDOW,
