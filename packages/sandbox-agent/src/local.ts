@@ -27,9 +27,10 @@ export async function spawnLocalAgent(options: LocalAgentOptions): Promise<Local
   const { workspace, env, ...clientOptions } = options;
   const child = spawn(process.execPath, [join(AGENT_DIR, 'studio-agent.cjs')], {
     stdio: ['pipe', 'pipe', 'pipe'],
+    // A fixed environment, not the host's: what runs under the agent sees what it would see in a sandbox.
     env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: process.env.HOME ?? '/tmp',
+      PATH: '/usr/local/bin:/usr/bin:/bin',
+      HOME: workspace,
       ...env,
       STUDIO_WORKSPACE: workspace,
     },
