@@ -154,6 +154,20 @@ function fromZod(error: ZodError): MappedError {
 }
 
 /**
+ * A coded refusal as the client sees it: its code and message, unless it maps to an internal error, whose
+ * message may carry internals (host paths, SQL) and is replaced.
+ */
+function coded(trpcCode: TRPC_ERROR_CODE_KEY, code: string, message: string): MappedError {
+  const hidden = trpcCode === 'INTERNAL_SERVER_ERROR';
+  return {
+    trpcCode,
+    studioCode: hidden ? 'INTERNAL' : code,
+    message: hidden ? INTERNAL_MESSAGE : clip(message),
+    hidden,
+  };
+}
+
+/**
  * THE mapping from any failure to what a client sees. Order: our own `AppError`, store refusals (as the
  * `AppError` codes they stand for), policy refusals, zod input errors (a policy code carried in the issue wins), isolation errors, tRPC's own errors; anything else is
  * INTERNAL with its message hidden. Messages that may carry internals (INTERNAL, UNAVAILABLE from a backend,
@@ -167,23 +181,10 @@ export function mapError(error: unknown): MappedError {
   }
   if (error instanceof AppError || isStoreError(error)) {
     const code = error instanceof AppError ? error.code : STORE_TO_APP[error.code];
-    const hidden = code === 'INTERNAL';
-    return {
-      trpcCode: APP_TO_TRPC[code],
-      studioCode: code,
-      message: hidden ? INTERNAL_MESSAGE : clip(error.message),
-      hidden,
-    };
+    return coded(APP_TO_TRPC[code], code, error.message);
   }
   if (isPolicyError(error)) {
-    const trpcCode = POLICY_TO_TRPC[error.code];
-    const hidden = trpcCode === 'INTERNAL_SERVER_ERROR';
-    return {
-      trpcCode,
-      studioCode: hidden ? 'INTERNAL' : error.code,
-      message: hidden ? INTERNAL_MESSAGE : clip(error.message),
-      hidden,
-    };
+    return coded(POLICY_TO_TRPC[error.code], error.code, error.message);
   }
   if (error instanceof ZodError) return fromZod(error);
   if (isIsolationError(error)) {
@@ -196,23 +197,9 @@ export function mapError(error: unknown): MappedError {
         hidden: true,
       };
     }
-    const hidden = trpcCode === 'INTERNAL_SERVER_ERROR';
-    return {
-      trpcCode,
-      studioCode: hidden ? 'INTERNAL' : error.code,
-      message: hidden ? INTERNAL_MESSAGE : clip(error.message),
-      hidden,
-    };
+    return coded(trpcCode, error.code, error.message);
   }
-  if (error instanceof TRPCError) {
-    const hidden = error.code === 'INTERNAL_SERVER_ERROR';
-    return {
-      trpcCode: error.code,
-      studioCode: hidden ? 'INTERNAL' : error.code,
-      message: hidden ? INTERNAL_MESSAGE : clip(error.message),
-      hidden,
-    };
-  }
+  if (error instanceof TRPCError) return coded(error.code, error.code, error.message);
   return {
     trpcCode: 'INTERNAL_SERVER_ERROR',
     studioCode: 'INTERNAL',

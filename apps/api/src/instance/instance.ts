@@ -50,7 +50,8 @@ interface LockOwner {
   since: string;
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` of this host runs (EPERM: it does, as another user). */
+export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -90,7 +91,7 @@ export function acquireLock(path: string, what: string, fix: string): () => void
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       }
       const owner = readOwner(path);
-      const stale = owner === undefined || (owner.host === me.host && !alive(owner.pid));
+      const stale = owner === undefined || (owner.host === me.host && !isProcessAlive(owner.pid));
       if (!stale || attempt > 0) {
         const who = owner ? `process ${owner.pid} on ${owner.host} since ${owner.since}` : 'another process';
         throw new AppError('INVALID_STATE', `${what} is in use by ${who}: ${fix}`);
@@ -171,7 +172,7 @@ export async function leaseInstance(
     leaseMs,
   };
   let result = await store.claimInstance(claim);
-  if (!result.ok && result.holder.host === hostname() && !alive(result.holder.pid)) {
+  if (!result.ok && result.holder.host === hostname() && !isProcessAlive(result.holder.pid)) {
     result = await store.claimInstance({
       ...claim,
       replace: { host: result.holder.host, pid: result.holder.pid },

@@ -15,6 +15,7 @@ import {
 } from '@studio/isolation';
 import { type AgentClient, AgentConnections, AgentSandbox } from '@studio/sandbox-agent';
 import { type LocalAgent, spawnLocalAgent } from '@studio/sandbox-agent/local';
+import { isProcessAlive } from '../instance/instance.ts';
 
 // Every fake backend's root is `<tmp>/studio-fake-backend/<pid>-<random>`: made when a sandbox first runs its
 // agent, removed when its last sandbox is destroyed or the backend closed. Unit tests rarely destroy every
@@ -34,16 +35,7 @@ function sweepStaleRoots(): void {
   }
   for (const name of names) {
     const pid = Number(/^(\d+)-/.exec(name)?.[1]);
-    if (pid > 0 && !alive(pid)) rmSync(join(PARENT, name), { recursive: true, force: true });
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    if (pid > 0 && !isProcessAlive(pid)) rmSync(join(PARENT, name), { recursive: true, force: true });
   }
 }
 
