@@ -4,6 +4,8 @@ import { defineConfig } from 'vitest/config';
 // `e2e` drives a browser. A file's suffix picks its project.
 const runtimeSuffixes = ['**/*.docker.test.ts', '**/*.gvisor.test.ts', '**/*.e2e.test.ts'];
 const ignored = ['**/node_modules/**', '**/dist/**', '**/.next/**'];
+// The runtime projects get the host paths the backends need (seccomp profile, gVisor rootfs) from one setup.
+const globalSetup = ['scripts/vitest-global-setup.ts'];
 
 export default defineConfig({
   test: {
@@ -14,13 +16,15 @@ export default defineConfig({
           include: ['{packages,apps}/*/src/**/*.test.ts', 'infra/test/**/*.test.ts'],
           exclude: [...ignored, ...runtimeSuffixes],
           // Pure, but some hash passwords (argon2) or open PGlite: generous while the runtime projects load
-          // both cores (a timeout here has only ever meant a busy machine).
+          // both cores (a timeout here has only ever meant a busy machine). Hooks too: they open PGlite.
           testTimeout: 30_000,
+          hookTimeout: 60_000,
         },
       },
       {
         test: {
           name: 'docker',
+          globalSetup,
           include: ['{packages,apps}/*/src/**/*.docker.test.ts', 'infra/test/**/*.docker.test.ts'],
           exclude: ignored,
           testTimeout: 120_000,
@@ -31,6 +35,7 @@ export default defineConfig({
       {
         test: {
           name: 'gvisor',
+          globalSetup,
           include: ['{packages,apps}/*/src/**/*.gvisor.test.ts'],
           exclude: ignored,
           testTimeout: 120_000,
@@ -41,6 +46,7 @@ export default defineConfig({
       {
         test: {
           name: 'e2e',
+          globalSetup,
           include: ['apps/*/{src,e2e}/**/*.e2e.test.ts'],
           exclude: ignored,
           testTimeout: 180_000,

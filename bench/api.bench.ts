@@ -9,6 +9,7 @@ import { createStudioClient, type EventSourceConstructor, openTerminal } from '@
 import { DockerBackend } from '@studio/isolation-docker';
 import { defaultPolicy } from '@studio/policy';
 import { createToOutput, type Harness, startHarness } from './harness.ts';
+import { SECCOMP_PROFILE } from './paths.ts';
 import { onCleanup, type Row, ratioOf } from './report.ts';
 import { elapsed, interleaved, progress, sleep, summarize, timed } from './stats.ts';
 
@@ -22,6 +23,7 @@ export async function benchApi(options: { quick: boolean }): Promise<Row[]> {
   const backend = new DockerBackend({
     dataDir: join(TEST_DATA_DIR, 'bench-docker'),
     instanceId: 'bench-api',
+    seccompProfile: SECCOMP_PROFILE,
   });
   const h = await startHarness({ backend, labels: { 'studio.test': 'bench-api' }, sessions: 1 });
   const body = JSON.stringify({ result: { data: { ok: true } } });
@@ -162,7 +164,11 @@ export async function benchApiRealtime(options: { quick: boolean }): Promise<Row
   const floods = options.quick ? 2 : 4;
   const floodBytes = options.quick ? 10_000_000 : 50_000_000;
   const instanceId = 'bench-api-rt';
-  const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'bench-docker'), instanceId });
+  const backend = new DockerBackend({
+    dataDir: join(TEST_DATA_DIR, 'bench-docker'),
+    instanceId,
+    seccompProfile: SECCOMP_PROFILE,
+  });
   const h: Harness = await startHarness({
     backend,
     labels: { 'studio.test': 'bench-api-rt' },

@@ -2,7 +2,6 @@
 // Flags: `--quick` for fewer samples; `--only=docker,api,realtime,gvisor,tasks` for some sections.
 // Writes bench/results/latest.json, latest.md and ratios.svg; progress goes to stderr.
 
-import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +10,7 @@ import type { IsolationBackend } from '@studio/isolation';
 import { DockerBackend } from '@studio/isolation-docker';
 import { GVisorBackend } from '@studio/isolation-gvisor';
 import { benchApi, benchApiRealtime } from './api.bench.ts';
+import { SECCOMP_PROFILE, sandboxRootfs } from './paths.ts';
 import { rawDocker, rawGvisor } from './raw.ts';
 import {
   onCleanup,
@@ -44,9 +44,6 @@ process.on('SIGINT', () => {
   void runCleanups().finally(() => process.exit(130));
 });
 
-const rootfs = (): string =>
-  execFileSync('bash', [`${root}infra/image/build.sh`, '--print-rootfs'], { encoding: 'utf8' }).trim();
-
 /** A backend if it is available, else the reason it is not. */
 async function open<B extends IsolationBackend>(make: () => B): Promise<B | string> {
   try {
@@ -79,11 +76,18 @@ async function section(name: string, targets: [string, TargetId | undefined][], 
 try {
   mkdirSync(dockerData, { recursive: true });
   mkdirSync(gvisorData, { recursive: true });
-  const docker = await open(() => new DockerBackend({ dataDir: dockerData, instanceId: 'bench' }));
+  const docker = await open(
+    () => new DockerBackend({ dataDir: dockerData, instanceId: 'bench', seccompProfile: SECCOMP_PROFILE }),
+  );
   let gvisorRootfs = '';
   const gvisor = await open(() => {
-    gvisorRootfs = rootfs();
-    return new GVisorBackend({ dataDir: gvisorData, instanceId: 'bench', images: { [image]: gvisorRootfs } });
+    gvisorRootfs = sandboxRootfs();
+    return new GVisorBackend({
+      dataDir: gvisorData,
+      instanceId: 'bench',
+      images: { [image]: gvisorRootfs },
+      seccompProfile: SECCOMP_PROFILE,
+    });
   });
   const dockerRows: [string, TargetId | undefined][] = [
     ['docker: create → first exec output', 'create'],
@@ -155,11 +159,16 @@ try {
     // Fresh backends: the API sections close the ones they were given.
     else
       await section('tasks', targets, async () => {
-        const d = new DockerBackend({ dataDir: dockerData, instanceId: 'bench-tasks' });
+        const d = new DockerBackend({
+          dataDir: dockerData,
+          instanceId: 'bench-tasks',
+          seccompProfile: SECCOMP_PROFILE,
+        });
         const g = new GVisorBackend({
           dataDir: gvisorData,
           instanceId: 'bench-tasks',
           images: { [image]: gvisorRootfs },
+          seccompProfile: SECCOMP_PROFILE,
         });
         onCleanup(() => d.close());
         onCleanup(() => g.close());

@@ -34,7 +34,8 @@ BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$BIN/pg_ctl" ] || { log "error: PostgreSQL binaries not found under /usr/lib/postgresql: apt-get install postgresql"; exit 1; }
 
 # The server refuses to run as root: run it as the postgres user Debian's package creates.
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# From /: the postgres user may not be able to enter the current folder (a clone under a 0700 parent).
+as_pg() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 mkdir -p "$SOCK"
 if [ "$(id -u)" = 0 ]; then
   chown -R postgres:postgres "$PGDIR"

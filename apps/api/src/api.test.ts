@@ -325,9 +325,7 @@ describe('API (fake backend)', () => {
       expect((await alice.sessions.stats.query({ sessionId: s.id })).stats?.memoryLimitBytes).toBe(
         256 * 1024 * 1024,
       );
-      expect((await alice.exec.run.mutate({ sessionId: s.id, command: ['echo', 'hi'] })).stdout).toBe(
-        'echo hi\n',
-      );
+      expect((await alice.exec.run.mutate({ sessionId: s.id, command: ['echo', 'hi'] })).stdout).toBe('hi\n');
       expect((await alice.sessions.destroy.mutate({ sessionId: s.id })).state).toBe('destroyed');
       expect(sandbox && backend.sandboxes.has(sandbox.id)).toBe(false);
       expect((await alice.sessions.destroy.mutate({ sessionId: s.id })).state).toBe('destroyed');

@@ -1,5 +1,6 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { type Db, openDb, Store } from '@studio/db';
 import type { IsolationBackend } from '@studio/isolation';
 import { DockerBackend } from '@studio/isolation-docker';
 import { GVisorBackend } from '@studio/isolation-gvisor';
@@ -9,14 +10,12 @@ import type { AppDeps } from './core/context.ts';
 import { createLogger, type Logger } from './core/logger.ts';
 import { type Env, resolveSandboxRootfs } from './env.ts';
 import { ExecRegistry } from './exec/exec-registry.ts';
-import { claimInstance, dataDirInstanceId, lockDataDir } from './instance/instance.ts';
+import { claimInstance, dataDirInstanceId, leaseInstance, lockDataDir } from './instance/instance.ts';
 import { PreviewGrants } from './preview/preview.ts';
 import { EventBus } from './realtime/event-bus.ts';
 import { FileWatches } from './realtime/file-watches.ts';
 import { defaultResources, SessionManager } from './sessions/session-manager.ts';
 import { WarmPool } from './sessions/warm-pool.ts';
-import { type Db, openDb } from './store/db.ts';
-import { Store } from './store/store.ts';
 
 /** Options for {@link createApp}. Everything but `env` can be injected (tests pass backends and a database). */
 export interface CreateAppOptions {
@@ -35,6 +34,11 @@ export interface CreateAppOptions {
    * many APIs on one shared test data dir with an in-memory store.
    */
   claim?: boolean;
+  /**
+   * Called if another process takes this API's instance id over in the store (this one stalled past its lease).
+   * Default: logged. `main.ts` exits, so two processes never reconcile the same sandboxes.
+   */
+  onInstanceLost?: (message: string) => void;
 }
 
 /** The configuration with the instance id resolved (given, or derived from the data dir). */
@@ -58,20 +62,27 @@ export function backendsFromEnv(env: ResolvedEnv): IsolationBackend[] {
   const backends: IsolationBackend[] = [];
   for (const name of names) {
     if (name === 'docker') {
-      backends.push(new DockerBackend({ dataDir: join(env.dataDir, 'docker'), instanceId: env.instanceId }));
+      backends.push(
+        new DockerBackend({
+          dataDir: join(env.dataDir, 'docker'),
+          instanceId: env.instanceId,
+          seccompProfile: env.seccompProfile,
+          limits: env.policy.sandbox,
+        }),
+      );
     } else if (name === 'gvisor') {
-      let rootfs: string | undefined;
-      try {
-        rootfs = resolveSandboxRootfs(env);
-      } catch {
-        rootfs = undefined; // the backend's own default; available() then names what is missing
-      }
       backends.push(
         new GVisorBackend({
           dataDir: join(env.dataDir, 'gvisor'),
           stateDir: gvisorStateDir(env),
           instanceId: env.instanceId,
-          ...(rootfs ? { images: Object.fromEntries(env.images.map((i) => [i, rootfs])) } : {}),
+          seccompProfile: env.seccompProfile,
+          limits: env.policy.sandbox,
+          // Resolved on first use; when it cannot be, available() reports why, naming the fix.
+          images: () => {
+            const rootfs = resolveSandboxRootfs(env);
+            return Object.fromEntries(env.images.map((i) => [i, rootfs]));
+          },
         }),
       );
     }
@@ -137,6 +148,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
   let db: Db | undefined;
   let store: Store;
   let env: ResolvedEnv;
+  let releaseLease: () => Promise<void> = async () => undefined;
   try {
     db =
       options.db ??
@@ -151,7 +163,14 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
         (await store.listLiveSessions()).some((s) => s.instanceId === legacy),
       ));
     env = { ...options.env, instanceId };
-    if (claim) releases.push(claimInstance({ instanceId, runtimeDir: env.runtimeDir }));
+    if (claim) {
+      releases.push(claimInstance({ instanceId, runtimeDir: env.runtimeDir }));
+      releaseLease = await leaseInstance(store, {
+        instanceId,
+        dataDir: env.dataDir,
+        onLost: options.onInstanceLost ?? ((message) => logger.error('instance id lost', { message })),
+      });
+    }
   } catch (error) {
     await db?.close().catch(() => undefined);
     release();
@@ -213,6 +232,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     async close() {
       deps.fileWatches.close();
       await sessions.close();
+      await releaseLease();
       await store.close();
       release();
     },

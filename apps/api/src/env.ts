@@ -77,6 +77,7 @@ const schema = z.object({
     .max(64 * 1024)
     .optional(),
   STUDIO_SANDBOX_ROOTFS: z.string().min(1).optional(),
+  STUDIO_SECCOMP_PROFILE: z.string().min(1).optional(),
   STUDIO_RUNTIME_DIR: z
     .string()
     .regex(/^\/.{0,60}$/, {
@@ -151,6 +152,8 @@ export interface Env {
   policy: Policy;
   /** gVisor: the root filesystem of `studio-sandbox:latest`; unset: computed once by {@link resolveSandboxRootfs}. */
   sandboxRootfs: string | undefined;
+  /** The seccomp profile both backends apply (`STUDIO_SECCOMP_PROFILE`, default the repository's `infra/seccomp/studio.json`). */
+  seccompProfile: string;
   /** How often reconciliation with the backends runs (ms); 0: only at start-up. */
   reconcileIntervalMs: number;
   /** How long a sandbox labelled with this instance but unknown to the store lives before it is removed (ms). */
@@ -221,6 +224,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     runtimeDir: e.STUDIO_RUNTIME_DIR ?? defaultRuntimeDir(e.XDG_RUNTIME_DIR),
     policy,
     sandboxRootfs: e.STUDIO_SANDBOX_ROOTFS,
+    seccompProfile: e.STUDIO_SECCOMP_PROFILE ?? `${REPO_ROOT}infra/seccomp/studio.json`,
     reconcileIntervalMs: e.STUDIO_RECONCILE_INTERVAL_MS,
     orphanGraceMs: e.STUDIO_ORPHAN_GRACE_MS,
     warmPool: e.STUDIO_WARM_POOL,
@@ -245,17 +249,35 @@ function defaultRuntimeDir(xdg: string | undefined): string {
 
 /**
  * The gVisor root filesystem of `studio-sandbox:latest`: `STUDIO_SANDBOX_ROOTFS`, else what
- * `bash infra/image/build.sh --print-rootfs` prints (computed once; it does not build anything).
+ * `bash infra/image/build.sh --print-rootfs` prints (computed once; it does not build anything). A rootfs not
+ * built yet is still named (the script exits 1 after printing it): the gVisor backend's `available()` then
+ * says to build it.
  */
 export function resolveSandboxRootfs(env: Env): string {
   if (env.sandboxRootfs) return env.sandboxRootfs;
-  rootfsCache ??= execFileSync('bash', [`${REPO_ROOT}infra/image/build.sh`, '--print-rootfs'], {
-    cwd: REPO_ROOT,
-    encoding: 'utf8',
-    timeout: 30_000,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  }).trim();
+  rootfsCache ??= printRootfs();
   return rootfsCache;
+}
+
+function printRootfs(): string {
+  let printed: string;
+  try {
+    printed = execFileSync('bash', [`${REPO_ROOT}infra/image/build.sh`, '--print-rootfs'], {
+      cwd: REPO_ROOT,
+      encoding: 'utf8',
+      timeout: 30_000,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (error) {
+    printed = String((error as { stdout?: unknown }).stdout ?? '');
+    if (printed.trim() === '') {
+      throw new Error(
+        `cannot locate the sandbox rootfs: set STUDIO_SANDBOX_ROOTFS or run bash infra/image/build.sh (${(error as Error).message.split('\n')[0]})`,
+        { cause: error },
+      );
+    }
+  }
+  return printed.trim();
 }
 
 let rootfsCache: string | undefined;

@@ -11,6 +11,3 @@ export type { AppRouter } from './router.ts';
 export type { StartServerOptions, StudioServer } from './server.ts';
 export { startServer, TRPC_PATH } from './server.ts';
 export type { SessionView } from './sessions/sessions-router.ts';
-export type { Db, OpenDbOptions } from './store/db.ts';
-export { openDb } from './store/db.ts';
-export { Store } from './store/store.ts';

@@ -21,7 +21,12 @@ const env = (() => {
   }
 })();
 const logger = createLogger({ level: env.logLevel });
-const app = await createApp({ env, logger }).catch(fail);
+const app = await createApp({
+  env,
+  logger,
+  // Another process holds this instance id now: stop before two of us reconcile (and remove) the same sandboxes.
+  onInstanceLost: (message) => fail(new Error(`${message}; restart it once the other process is stopped`)),
+}).catch(fail);
 // Recovery (SECURITY.md §7): adopt, fail or remove what the last run left, before serving; then periodically.
 const report = await app.deps.sessions.reconcile().catch((error: unknown) => {
   logger.error('start-up reconciliation failed', { error });

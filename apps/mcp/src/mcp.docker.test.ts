@@ -11,6 +11,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { ADMIN_PASSWORD, startTestApi, type TestApi } from '@studio/api/testing';
 import { createStudioClient, type EventSourceConstructor, type StudioClient } from '@studio/client';
+import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
 import { EventSource } from 'eventsource';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -32,7 +33,11 @@ const TEST_DIR = join(REPO, '.cache/test-data/mcp');
 const RUN_DIR = join(TEST_DIR, `run-${process.pid}`);
 const MAIN = join(APP_DIR, 'src/main.ts');
 
-const backend = new DockerBackend({ dataDir: join(TEST_DIR, 'docker'), instanceId: INSTANCE });
+const backend = new DockerBackend({
+  dataDir: join(TEST_DIR, 'docker'),
+  instanceId: INSTANCE,
+  seccompProfile: runtimePaths().seccompProfile,
+});
 const availability = await backend.available();
 const inCi = process.env.CI === 'true' || process.env.CI === '1';
 if (!availability.ok && inCi) throw new Error(`Docker is required in CI: ${availability.reason}`);

@@ -1,13 +1,14 @@
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { runIsolationConformance } from '@studio/isolation/testing';
+import { runIsolationConformance, runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from './docker-backend.ts';
 
 const dataDir = fileURLToPath(new URL('../../../.cache/test-data/docker', import.meta.url));
 mkdirSync(dataDir, { recursive: true });
+const { seccompProfile } = runtimePaths();
 
 runIsolationConformance({
-  createBackend: () => new DockerBackend({ dataDir, instanceId: 'conformance' }),
+  createBackend: () => new DockerBackend({ dataDir, instanceId: 'conformance', seccompProfile }),
   image: process.env.STUDIO_SANDBOX_IMAGE ?? 'studio-sandbox:latest',
   // In CI a missing Docker daemon fails the run; on a laptop the cases skip with the reason.
   requireRuntime: process.env.CI === 'true',

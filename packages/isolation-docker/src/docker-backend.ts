@@ -1,25 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import {
-  AgentConnections,
-  AgentSandbox,
   type BackendCapabilities,
   type IsolationBackend,
   IsolationError,
   isIsolationError,
   type ListFilter,
-  LoopWorkspaces,
   MANAGED_LABEL,
-  RESERVED_LABEL_PREFIX,
+  type ResourceLimits,
   type SandboxInfo,
   type SandboxSpec,
   type SandboxState,
   type SandboxStats,
-  type WorkspaceMode,
+  validateSandboxSpec,
 } from '@studio/isolation';
-import { AGENT_COMMAND, AGENT_DIR, AgentClient } from '@studio/isolation/agent';
+import { AGENT_COMMAND, AGENT_DIR, AgentClient, AgentConnections, AgentSandbox } from '@studio/sandbox-agent';
+import { LoopWorkspaces, type WorkspaceMode } from '@studio/workspaces';
 import Docker from 'dockerode';
 import { containerConfig } from './hardening.ts';
 import { mapDockerError } from './map-error.ts';
@@ -32,8 +29,13 @@ export interface DockerBackendOptions {
   docker?: Docker;
   /** Written as the `studio.instance` label so one API finds what it created. */
   instanceId?: string;
-  /** Seccomp profile (JSON file). Default: infra/seccomp/studio.json of this repository. */
-  seccompProfilePath?: string;
+  /**
+   * Seccomp profile (a Docker-format JSON file) applied to every sandbox. Required: packages never read the
+   * repository's infra/ themselves; the app passes `infra/seccomp/studio.json` (`STUDIO_SECCOMP_PROFILE`).
+   */
+  seccompProfile: string;
+  /** Per-sandbox ceilings on top of the policy's bounds (e.g. the API's `policy.sandbox`); see `validateSandboxSpec`. */
+  limits?: Partial<ResourceLimits>;
   /** AppArmor profile name, applied only when the host kernel has AppArmor. */
   apparmorProfile?: string;
   /** `loop` (hard quota, needs root) or `volume` (no quota). Default: `loop` when running as root. */
@@ -44,7 +46,6 @@ export interface DockerBackendOptions {
   agentTimeoutMs?: number;
 }
 
-const DEFAULT_SECCOMP = fileURLToPath(new URL('../../../infra/seccomp/studio.json', import.meta.url));
 const NAME_PREFIX = 'studio-';
 const LABEL_SANDBOX = 'studio.sandbox';
 const LABEL_WORKSPACE = 'studio.workspace';
@@ -88,6 +89,11 @@ export class DockerBackend implements IsolationBackend {
     } catch (error) {
       return { ok: false, reason: mapDockerError(error, 'Docker').message };
     }
+    try {
+      this.#seccompProfile();
+    } catch (error) {
+      return { ok: false, reason: (error as Error).message };
+    }
     if (this.#mode === 'loop' && process.getuid?.() !== 0) {
       return {
         ok: false,
@@ -98,7 +104,7 @@ export class DockerBackend implements IsolationBackend {
   }
 
   async create(spec: SandboxSpec): Promise<DockerSandbox> {
-    validateSpec(spec);
+    validateSandboxSpec(spec, this.#options.limits);
     const id = `sbx-${randomBytes(8).toString('hex')}`;
     const labels: Record<string, string> = {
       ...(spec.labels ?? {}),
@@ -223,11 +229,11 @@ export class DockerBackend implements IsolationBackend {
 
   #seccompProfile(): string {
     if (this.#seccomp) return this.#seccomp;
-    const path = this.#options.seccompProfilePath ?? DEFAULT_SECCOMP;
+    const path = this.#options.seccompProfile;
     if (!existsSync(path)) {
       throw new IsolationError(
         'UNAVAILABLE',
-        `seccomp profile not found at ${path}: pass seccompProfilePath`,
+        `seccomp profile not found at ${path}: pass seccompProfile (the API's STUDIO_SECCOMP_PROFILE)`,
       );
     }
     // Parse to fail early on a broken file; Docker's API wants the profile's JSON text, not a path.
@@ -413,41 +419,6 @@ const ID_PATTERN = /^sbx-[0-9a-f]{16}$/;
 function assertId(id: string): void {
   if (!ID_PATTERN.test(id))
     throw new IsolationError('NOT_FOUND', `sandbox ${JSON.stringify(id).slice(0, 64)} not found`);
-}
-
-function validateSpec(spec: SandboxSpec): void {
-  const r = spec.resources;
-  const count = (n: number) => Number.isSafeInteger(n) && n > 0;
-  if (
-    !count(r.memoryBytes) ||
-    !count(r.pids) ||
-    !count(r.diskBytes) ||
-    !count(r.inodes) ||
-    !count(r.tmpBytes)
-  ) {
-    throw new IsolationError(
-      'INVALID_INPUT',
-      'memory, pids, disk, inodes and tmp limits must be positive whole numbers',
-    );
-  }
-  if (!(Number.isFinite(r.cpus) && r.cpus > 0)) {
-    throw new IsolationError('INVALID_INPUT', 'the CPU limit must be a positive number of cores');
-  }
-  if (r.memoryBytes < 32 * 1024 * 1024)
-    throw new IsolationError('INVALID_INPUT', 'memory must be at least 32 MiB');
-  if (r.diskBytes < 8 * 1024 * 1024) throw new IsolationError('INVALID_INPUT', 'disk must be at least 8 MiB');
-  if ((spec.network ?? 'none') !== 'none')
-    throw new IsolationError('UNSUPPORTED', 'only network mode "none" is supported');
-  for (const key of Object.keys(spec.labels ?? {})) {
-    if (
-      key.startsWith(RESERVED_LABEL_PREFIX) &&
-      key !== 'studio.session' &&
-      key !== 'studio.owner' &&
-      key !== 'studio.test'
-    ) {
-      throw new IsolationError('INVALID_INPUT', `label ${key} is reserved for the backend`);
-    }
-  }
 }
 
 function hostHasAppArmor(): boolean {

@@ -1,16 +1,21 @@
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { runIsolationConformance } from '@studio/isolation/testing';
+import { runIsolationConformance, runtimePaths } from '@studio/isolation/testing';
 import { GVisorBackend } from './gvisor-backend.ts';
-import { sandboxRootfs } from './test-rootfs.ts';
 
 const dataDir = fileURLToPath(new URL('../../../.cache/test-data/gvisor', import.meta.url));
 mkdirSync(dataDir, { recursive: true });
 const image = 'studio-sandbox:latest';
+const { seccompProfile, sandboxRootfs } = runtimePaths();
 
 runIsolationConformance({
   createBackend: () =>
-    new GVisorBackend({ dataDir, instanceId: 'conformance', images: { [image]: sandboxRootfs() } }),
+    new GVisorBackend({
+      dataDir,
+      instanceId: 'conformance',
+      images: { [image]: sandboxRootfs },
+      seccompProfile,
+    }),
   image,
   // In CI a missing runsc fails the run; on a laptop the cases skip with the reason.
   requireRuntime: process.env.CI === 'true',

@@ -1,54 +1,45 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ResourceLimits } from '@studio/isolation';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runtimePaths, SMALL_LIMITS, sandboxTest } from '@studio/isolation/testing';
+import { afterAll, describe, expect } from 'vitest';
 import { GVisorBackend } from './gvisor-backend.ts';
-import { sandboxRootfs } from './test-rootfs.ts';
 
 // gVisor-specific behaviour the shared conformance suite cannot see: what the backend does on the host.
 const dataDir = fileURLToPath(new URL('../../../.cache/test-data/gvisor-backend', import.meta.url));
+mkdirSync(dataDir, { recursive: true });
 const image = 'studio-sandbox:latest';
-const limits: ResourceLimits = {
-  memoryBytes: 256 * 2 ** 20,
-  cpus: 1,
-  pids: 128,
-  diskBytes: 64 * 2 ** 20,
-  inodes: 4096,
-  tmpBytes: 16 * 2 ** 20,
-};
+const limits = SMALL_LIMITS;
 const opts = { timeoutMs: 20_000, maxOutputBytes: 1 << 20 };
-
-const images = { [image]: sandboxRootfs() };
+const labels = { 'studio.test': 'gvisor-backend' };
+const { seccompProfile, sandboxRootfs } = runtimePaths();
+const images = { [image]: sandboxRootfs };
 const make = (reconcileOnStart = false) =>
-  new GVisorBackend({ dataDir, instanceId: 'backend-test', images, reconcileOnStart });
-let unavailable: string | undefined;
+  new GVisorBackend({ dataDir, instanceId: 'backend-test', images, seccompProfile, reconcileOnStart });
 
-beforeAll(async () => {
-  mkdirSync(dataDir, { recursive: true });
-  const a = await make().available();
-  if (!a.ok) {
-    if (process.env.CI === 'true') throw new Error(`gVisor unavailable in CI: ${a.reason}`);
-    unavailable = a.reason;
-  }
+// `backend`: one per file, closed by the fixture; a test using it skips (fails in CI) without runsc.
+const test = sandboxTest({
+  createBackend: () => make(),
+  image,
+  labels,
+  requireRuntime: process.env.CI === 'true',
 });
 
 afterAll(async () => {
-  if (unavailable) return;
   const backend = make();
-  for (const info of await backend.list({ labels: { 'studio.test': 'gvisor-backend' } }))
-    await backend.destroy(info.id);
+  if ((await backend.available()).ok) {
+    for (const info of await backend.list({ labels })) await backend.destroy(info.id);
+  }
   await backend.close();
 });
 
 const text = (b: Uint8Array) => Buffer.from(b).toString();
-const labels = { 'studio.test': 'gvisor-backend' };
 
 describe('GVisorBackend on the host', () => {
-  it('keeps the shared image untouched, runs coreutils through the statx shim, and filters every process', async (ctx) => {
-    if (unavailable) ctx.skip(unavailable);
+  test('keeps the shared image untouched, runs coreutils through the statx shim, and filters every process', async ({
+    backend,
+  }) => {
     const before = readdirSync(join(images[image] ?? '', 'etc')).sort();
-    const backend = make();
     await using sandbox = await backend.create({ image, resources: limits, labels });
     const r = await sandbox.exec(
       [
@@ -63,13 +54,13 @@ describe('GVisorBackend on the host', () => {
     // Mount points runsc creates land in the sandbox's overlay, never in the image every sandbox shares.
     expect(readdirSync(join(images[image] ?? '', 'etc')).sort()).toEqual(before);
     expect(existsSync(join(images[image] ?? '', 'etc', 'ld.so.preload'))).toBe(false);
-    await backend.close();
   });
 
-  it('reconcile() removes half-created sandboxes, stray runsc processes and workspaces without a sandbox', async (ctx) => {
-    if (unavailable) ctx.skip(unavailable);
-    const backend = make();
-    const sandbox = await backend.create({ image, resources: limits, labels });
+  test('reconcile() removes half-created sandboxes, stray runsc processes and workspaces without a sandbox', async ({
+    backend: restarted,
+  }) => {
+    const first = make();
+    const sandbox = await first.create({ image, resources: limits, labels });
     const stateDir = join(dataDir, 'runsc');
     // A crash that lost runsc's record of a live sandbox (e.g. `runsc create` over an existing id does that).
     for (const f of readdirSync(stateDir).filter((f) => f.startsWith(`${sandbox.id}_`)))
@@ -80,9 +71,9 @@ describe('GVisorBackend on the host', () => {
     const lonely = 'sbx-00000000000000bb';
     mkdirSync(join(dataDir, 'workspaces'), { recursive: true });
     writeFileSync(join(dataDir, 'workspaces', `${lonely}.img`), '');
-    await backend.close();
+    await first.close();
 
-    const restarted = make();
+    // The fixture's backend stands for the next API: it never saw this sandbox made.
     const report = await restarted.reconcile();
     expect(report.killed.length, 'the sandbox and gofer processes runsc forgot').toBeGreaterThanOrEqual(2);
     expect(report.removed).toEqual(expect.arrayContaining([half, lonely]));
@@ -95,11 +86,9 @@ describe('GVisorBackend on the host', () => {
     expect(text((await again.exec(['echo', 'back'], opts)).stdout)).toBe('back\n');
     await again.destroy();
     expect(readdirSync(stateDir).filter((f) => f.includes(sandbox.id))).toEqual([]);
-    await restarted.close();
   });
 
-  it('a sandbox outlives the backend that made it and is adopted by the next one', async (ctx) => {
-    if (unavailable) ctx.skip(unavailable);
+  test('a sandbox outlives the backend that made it and is adopted by the next one', async ({ backend }) => {
     const first = make();
     const sandbox = await first.create({ image, resources: limits, labels });
     await sandbox.writeFile('kept.txt', 'still here');
@@ -114,5 +103,7 @@ describe('GVisorBackend on the host', () => {
     expect(statSync(dataDir).isDirectory()).toBe(true);
     expect(readFileSync('/proc/self/mounts', 'utf8')).not.toContain(sandbox.id);
     await second.close();
+    // Nor does any other backend of this instance still list it.
+    expect((await backend.list({ labels })).map((i) => i.id)).not.toContain(sandbox.id);
   });
 });

@@ -2,25 +2,22 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import {
-  AgentConnections,
-  AgentSandbox,
   type BackendCapabilities,
   type IsolationBackend,
   IsolationError,
   isIsolationError,
   type ListFilter,
-  LoopWorkspaces,
   MANAGED_LABEL,
-  RESERVED_LABEL_PREFIX,
   type ResourceLimits,
   type SandboxInfo,
   type SandboxSpec,
   type SandboxState,
   type SandboxStats,
+  validateSandboxSpec,
 } from '@studio/isolation';
-import { AGENT_COMMAND, AGENT_DIR, AgentClient } from '@studio/isolation/agent';
+import { AGENT_COMMAND, AGENT_DIR, AgentClient, AgentConnections, AgentSandbox } from '@studio/sandbox-agent';
+import { LoopWorkspaces } from '@studio/workspaces';
 import { execa, type ResultPromise } from 'execa';
 import { cpuUsageNanos, limitEvents, memoryUsage, removeCgroups } from './cgroups.ts';
 import { mapRunscError } from './map-error.ts';
@@ -33,10 +30,12 @@ export interface GVisorBackendOptions {
   /** Where bundles, workspaces and runsc's state live. Required: packages never guess a host path. */
   dataDir: string;
   /**
-   * Image names a spec may use, each mapped to a root filesystem directory. Default:
-   * `studio-sandbox:latest` → the rootfs `infra/image/build.sh` builds (`--print-rootfs`).
+   * Image names a spec may use, each mapped to a root filesystem directory, or a function giving that map
+   * (called once, on first use, and again after it threw: `available()` reports its error). Required: packages
+   * never locate the repository's image build themselves; the app passes `STUDIO_SANDBOX_ROOTFS` (by default
+   * what `infra/image/build.sh --print-rootfs` names).
    */
-  images?: Record<string, string>;
+  images: Record<string, string> | (() => Record<string, string> | Promise<Record<string, string>>);
   /** Written as the `studio.instance` label; reconciliation only touches sandboxes of this instance. */
   instanceId?: string;
   /** The runsc binary. Default `runsc` (on PATH). */
@@ -49,8 +48,13 @@ export interface GVisorBackendOptions {
   agentDir?: string;
   /** How long to wait for the agent's hello after a start (Node starts slowly under ptrace). */
   agentTimeoutMs?: number;
-  /** Docker-format seccomp profile compiled for every sandbox process. Default: infra/seccomp/studio.json. */
-  seccompProfilePath?: string;
+  /**
+   * Docker-format seccomp profile (JSON file) compiled for every sandbox process. Required: the app passes
+   * `infra/seccomp/studio.json` (`STUDIO_SECCOMP_PROFILE`), the same profile as the Docker backend's.
+   */
+  seccompProfile: string;
+  /** Per-sandbox ceilings on top of the policy's bounds (e.g. the API's `policy.sandbox`); see `validateSandboxSpec`. */
+  limits?: Partial<ResourceLimits>;
   /** Host cgroup under which each sandbox gets `<cgroupParent>/<id>`. Default `studio-gvisor`. */
   cgroupParent?: string;
   /** C compiler for the statx shim. Default `cc`. */
@@ -73,17 +77,13 @@ export interface ReconcileReport {
   unmounted: string[];
 }
 
-const REPO_ROOT = new URL('../../../', import.meta.url);
-const DEFAULT_SECCOMP = fileURLToPath(new URL('infra/seccomp/studio.json', REPO_ROOT));
-const BUILD_SCRIPT = fileURLToPath(new URL('infra/image/build.sh', REPO_ROOT));
+/** The image of a bundle written before sandboxes recorded theirs. */
 const DEFAULT_IMAGE = 'studio-sandbox:latest';
 const LABEL_SANDBOX = 'studio.sandbox';
 const LABEL_INSTANCE = 'studio.instance';
 const ANNOTATION_IMAGE = 'studio.image';
 const ANNOTATION_CREATED = 'studio.created';
 const ID_PATTERN = /^sbx-[0-9a-f]{16}$/;
-/** Labels a caller may set under the reserved prefix (the same set the Docker backend accepts). */
-const CALLER_STUDIO_LABELS = new Set(['studio.session', 'studio.owner', 'studio.test']);
 
 /** A sandbox's failure, kept in its bundle so it survives an API restart. */
 type Failure = NonNullable<SandboxInfo['failure']> & { limit?: 'memory' | 'pids' };
@@ -118,7 +118,7 @@ export class GVisorBackend implements IsolationBackend {
     this.#workspaces = new LoopWorkspaces(options.dataDir);
     this.#guest = new GuestLayer({
       dir: join(options.dataDir, 'guest'),
-      seccompProfilePath: options.seccompProfilePath ?? DEFAULT_SECCOMP,
+      seccompProfilePath: options.seccompProfile,
       compiler: options.compiler ?? 'cc',
     });
     this.#sandboxesDir = join(options.dataDir, 'sandboxes');
@@ -167,7 +167,7 @@ export class GVisorBackend implements IsolationBackend {
   async create(spec: SandboxSpec): Promise<GVisorSandbox> {
     this.#assertOpen();
     await this.#reconciled;
-    validateSpec(spec);
+    validateSandboxSpec(spec, this.#o.limits);
     const rootfs = await this.#rootfsFor(spec.image);
     const layer = await this.#guest.path();
     const id = `sbx-${randomBytes(8).toString('hex')}`;
@@ -645,7 +645,8 @@ export class GVisorBackend implements IsolationBackend {
   }
 
   #imageMap(): Promise<Record<string, string>> {
-    this.#images ??= this.#o.images ? Promise.resolve(this.#o.images) : defaultImages();
+    const images = this.#o.images;
+    this.#images ??= typeof images === 'function' ? (async () => images())() : Promise.resolve(images);
     return this.#images.catch((error: unknown) => {
       this.#images = undefined;
       throw error;
@@ -665,7 +666,7 @@ export class GVisorBackend implements IsolationBackend {
     if (!s?.isDirectory()) {
       throw new IsolationError(
         'NOT_FOUND',
-        `image ${image}: no root filesystem at ${rootfs}; build it with infra/image/build.sh`,
+        `image ${image}: no root filesystem at ${rootfs}; build it with bash infra/image/build.sh`,
       );
     }
     return rootfs;
@@ -789,60 +790,7 @@ async function writeJson(path: string, value: unknown): Promise<void> {
   await rename(tmp, path);
 }
 
-/** `studio-sandbox:latest` → the rootfs `infra/image/build.sh --print-rootfs` names. */
-async function defaultImages(): Promise<Record<string, string>> {
-  try {
-    const r = await execa('bash', [BUILD_SCRIPT, '--print-rootfs'], { stdin: 'ignore', timeout: 30_000 });
-    return { [DEFAULT_IMAGE]: r.stdout.trim() };
-  } catch (error) {
-    const e = error as { stdout?: string };
-    const path = typeof e.stdout === 'string' ? e.stdout.trim() : '';
-    if (path) return { [DEFAULT_IMAGE]: path };
-    throw new IsolationError(
-      'NOT_FOUND',
-      `image ${DEFAULT_IMAGE}: cannot locate its rootfs: run infra/image/build.sh`,
-      {
-        cause: error,
-      },
-    );
-  }
-}
-
 function assertId(id: string): void {
   if (!ID_PATTERN.test(id))
     throw new IsolationError('NOT_FOUND', `sandbox ${JSON.stringify(id).slice(0, 64)} not found`);
-}
-
-function validateSpec(spec: SandboxSpec): void {
-  if (typeof spec.image !== 'string' || spec.image === '') {
-    throw new IsolationError('INVALID_INPUT', 'image must be a non-empty image name');
-  }
-  const r: ResourceLimits = spec.resources;
-  const positive = (n: number) => typeof n === 'number' && Number.isFinite(n) && n > 0;
-  const integer = (n: number) => positive(n) && Number.isSafeInteger(n);
-  if (
-    !integer(r.memoryBytes) ||
-    !positive(r.cpus) ||
-    !integer(r.pids) ||
-    !integer(r.diskBytes) ||
-    !integer(r.inodes) ||
-    !integer(r.tmpBytes)
-  ) {
-    throw new IsolationError(
-      'INVALID_INPUT',
-      'every resource limit must be a positive number (integers but cpus): check the policy',
-    );
-  }
-  if (r.memoryBytes < 64 * 1024 * 1024)
-    throw new IsolationError('INVALID_INPUT', 'memory must be at least 64 MiB');
-  if (r.diskBytes < 8 * 1024 * 1024) throw new IsolationError('INVALID_INPUT', 'disk must be at least 8 MiB');
-  if (r.pids < 16) throw new IsolationError('INVALID_INPUT', 'pids must be at least 16');
-  if ((spec.network ?? 'none') !== 'none')
-    throw new IsolationError('UNSUPPORTED', 'only network mode "none" is supported');
-  for (const [key, value] of Object.entries(spec.labels ?? {})) {
-    if (key.startsWith(RESERVED_LABEL_PREFIX) && !CALLER_STUDIO_LABELS.has(key)) {
-      throw new IsolationError('INVALID_INPUT', `label ${key} is reserved for the backend`);
-    }
-    if (typeof value !== 'string') throw new IsolationError('INVALID_INPUT', `label ${key} must be a string`);
-  }
 }

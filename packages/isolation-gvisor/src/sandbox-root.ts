@@ -55,7 +55,7 @@ export class GuestLayer {
     const profileText = await readFile(this.#o.seccompProfilePath, 'utf8').catch((error: unknown) => {
       throw new IsolationError(
         'UNAVAILABLE',
-        `seccomp profile not found at ${this.#o.seccompProfilePath}: pass seccompProfilePath`,
+        `seccomp profile not found at ${this.#o.seccompProfilePath}: pass seccompProfile (the API's STUDIO_SECCOMP_PROFILE)`,
         { cause: error },
       );
     });

@@ -1,9 +1,7 @@
-export { AgentConnections } from './agent-connections.ts';
-export { AgentSandbox } from './agent-sandbox.ts';
+// The public surface of @studio/isolation: the contract (types), its one error class, and the one SandboxSpec
+// validator. The conformance suite is the `./testing` subpath. No implementation of a sandbox lives here.
 export type { IsolationErrorCode, IsolationErrorOptions } from './errors.ts';
 export { ISOLATION_ERROR_CODES, IsolationError, isIsolationError } from './errors.ts';
-export type { WorkspaceMode } from './loop-workspaces.ts';
-export { LoopWorkspaces } from './loop-workspaces.ts';
 export type {
   BackendCapabilities,
   ExecOptions,
@@ -25,3 +23,4 @@ export type {
   TerminalOptions,
 } from './types.ts';
 export { MANAGED_LABEL, RESERVED_LABEL_PREFIX } from './types.ts';
+export { CALLER_RESERVED_LABELS, validateSandboxSpec } from './validate-spec.ts';

@@ -23,6 +23,8 @@ const CONTRACT = [
   'rateLimitKey',
   'defaultPolicy',
   'parsePolicy',
+  'SANDBOX_LIMIT_BOUNDS',
+  'sandboxResourcesSchema',
   'MAX_TOKEN_LENGTH',
   'signSessionToken',
   'verifySessionToken',

@@ -14,11 +14,18 @@ export type {
   PolicyOverrides,
   PreviewLimits,
   SandboxLimits,
+  SandboxResources,
   SessionLimits,
   TerminalLimits,
   WebSocketLimits,
 } from './limits.ts';
-export { defaultPolicy, MAX_TOKEN_LENGTH, parsePolicy } from './limits.ts';
+export {
+  defaultPolicy,
+  MAX_TOKEN_LENGTH,
+  parsePolicy,
+  SANDBOX_LIMIT_BOUNDS,
+  sandboxResourcesSchema,
+} from './limits.ts';
 export type { ResolveWorkspacePathOptions } from './paths.ts';
 export {
   DEFAULT_MAX_PATH_BYTES,

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { isPolicyError, PolicyError } from './errors.ts';
-import { defaultPolicy, MAX_TOKEN_LENGTH, parsePolicy } from './limits.ts';
+import {
+  defaultPolicy,
+  MAX_TOKEN_LENGTH,
+  parsePolicy,
+  SANDBOX_LIMIT_BOUNDS,
+  sandboxResourcesSchema,
+} from './limits.ts';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -134,5 +140,40 @@ describe('parsePolicy', () => {
 
   it('refusal is a PolicyError instance', () => {
     expect(refusal({ sandbox: { pids: 0 } })).toBeInstanceOf(PolicyError);
+  });
+});
+
+describe('SANDBOX_LIMIT_BOUNDS and sandboxResourcesSchema', () => {
+  const resources = {
+    memoryBytes: defaultPolicy.sandbox.memoryBytes,
+    cpus: defaultPolicy.sandbox.cpus,
+    pids: defaultPolicy.sandbox.pids,
+    diskBytes: defaultPolicy.sandbox.diskBytes,
+    inodes: defaultPolicy.sandbox.inodes,
+    tmpBytes: defaultPolicy.sandbox.tmpBytes,
+  };
+
+  it('are the bounds parsePolicy enforces: each edge is accepted, one step past it refused', () => {
+    for (const key of ['pids', 'inodes', 'diskBytes'] as const) {
+      const { min, max } = SANDBOX_LIMIT_BOUNDS[key];
+      expect(parsePolicy({ sandbox: { [key]: min } }).sandbox[key]).toBe(min);
+      expect(parsePolicy({ sandbox: { [key]: max } }).sandbox[key]).toBe(max);
+      expect(refusal({ sandbox: { [key]: min - 1 } }).message).toContain(`sandbox.${key}`);
+      expect(refusal({ sandbox: { [key]: max + 1 } }).message).toContain(`sandbox.${key}`);
+      expect(sandboxResourcesSchema.safeParse({ ...resources, [key]: min }).success).toBe(true);
+      expect(sandboxResourcesSchema.safeParse({ ...resources, [key]: min - 1 }).success).toBe(false);
+      expect(sandboxResourcesSchema.safeParse({ ...resources, [key]: max + 1 }).success).toBe(false);
+    }
+    expect(Object.isFrozen(SANDBOX_LIMIT_BOUNDS.memoryBytes)).toBe(true);
+  });
+
+  it('accepts the default resources and refuses /tmp above memory, fractions and unknown keys', () => {
+    expect(sandboxResourcesSchema.parse(resources)).toEqual(resources);
+    expect(
+      sandboxResourcesSchema.safeParse({ ...resources, tmpBytes: resources.memoryBytes + 1 }).success,
+    ).toBe(false);
+    expect(sandboxResourcesSchema.safeParse({ ...resources, pids: 100.5 }).success).toBe(false);
+    expect(sandboxResourcesSchema.safeParse({ ...resources, cpus: 0.5 }).success).toBe(true);
+    expect(sandboxResourcesSchema.safeParse({ ...resources, privileged: true }).success).toBe(false);
   });
 });

@@ -112,15 +112,64 @@ export interface Policy {
 
 const int = (min: number, max: number) => z.int().min(min).max(max);
 
+/**
+ * The hard floor and ceiling of every per-sandbox limit: what {@link parsePolicy} accepts for `sandbox.*`, what
+ * `sessions.create` accepts from a client, and what every isolation backend accepts in a spec
+ * (`validateSandboxSpec` of `@studio/isolation` checks {@link sandboxResourcesSchema}). Security meaning: one
+ * set of numbers for the whole system, so no configuration, client or backend can ask for a sandbox too small
+ * to hold its own agent (below 64 MiB or 64 pids the agent and a shell cannot start reliably, and a failure
+ * there looks like an attack) or larger than a host should give one session.
+ */
+export const SANDBOX_LIMIT_BOUNDS: {
+  readonly [K in keyof SandboxLimits]: { readonly min: number; readonly max: number };
+} = Object.freeze({
+  memoryBytes: Object.freeze({ min: 64 * MiB, max: 16 * GiB }),
+  swapBytes: Object.freeze({ min: 64 * MiB, max: 16 * GiB }),
+  cpus: Object.freeze({ min: 0.1, max: 16 }),
+  pids: Object.freeze({ min: 64, max: 4096 }),
+  diskBytes: Object.freeze({ min: 64 * MiB, max: 64 * GiB }),
+  inodes: Object.freeze({ min: 1000, max: 10_000_000 }),
+  tmpBytes: Object.freeze({ min: 1 * MiB, max: 16 * GiB }),
+  logBytes: Object.freeze({ min: 64 * KiB, max: 1 * GiB }),
+});
+
+const bounded = (key: Exclude<keyof SandboxLimits, 'cpus'>) =>
+  int(SANDBOX_LIMIT_BOUNDS[key].min, SANDBOX_LIMIT_BOUNDS[key].max);
+const cpusBounded = () => z.number().min(SANDBOX_LIMIT_BOUNDS.cpus.min).max(SANDBOX_LIMIT_BOUNDS.cpus.max);
+const TMP_WITHIN_MEMORY = 'must not exceed memoryBytes (tmpfs pages count against the memory limit)';
+
+/**
+ * The six limits a backend enforces on one sandbox (the isolation contract's `ResourceLimits`): each within
+ * {@link SANDBOX_LIMIT_BOUNDS}, whole numbers but `cpus`, and `/tmp` no larger than memory. Strict: an unknown
+ * key is refused, so nothing but these six numbers ever reaches a runtime through a spec.
+ */
+export const sandboxResourcesSchema = z
+  .strictObject({
+    memoryBytes: bounded('memoryBytes'),
+    cpus: cpusBounded(),
+    pids: bounded('pids'),
+    diskBytes: bounded('diskBytes'),
+    inodes: bounded('inodes'),
+    tmpBytes: bounded('tmpBytes'),
+  })
+  .superRefine((r, ctx) => {
+    if (r.tmpBytes > r.memoryBytes) {
+      ctx.addIssue({ code: 'custom', path: ['tmpBytes'], message: TMP_WITHIN_MEMORY });
+    }
+  });
+
+/** What {@link sandboxResourcesSchema} accepts: the per-sandbox limits a backend enforces. */
+export type SandboxResources = z.infer<typeof sandboxResourcesSchema>;
+
 const sandboxShape = z.strictObject({
-  memoryBytes: int(64 * MiB, 16 * GiB),
-  swapBytes: int(64 * MiB, 16 * GiB),
-  cpus: z.number().min(0.1).max(16),
-  pids: int(64, 4096),
-  diskBytes: int(64 * MiB, 64 * GiB),
-  inodes: int(1000, 10_000_000),
-  tmpBytes: int(1 * MiB, 16 * GiB),
-  logBytes: int(64 * KiB, 1 * GiB),
+  memoryBytes: bounded('memoryBytes'),
+  swapBytes: bounded('swapBytes'),
+  cpus: cpusBounded(),
+  pids: bounded('pids'),
+  diskBytes: bounded('diskBytes'),
+  inodes: bounded('inodes'),
+  tmpBytes: bounded('tmpBytes'),
+  logBytes: bounded('logBytes'),
 });
 const execShape = z.strictObject({
   defaultTimeoutMs: int(100, HOUR),

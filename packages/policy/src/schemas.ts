@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { isPolicyError } from './errors.ts';
 import { findControlChar, hasLoneSurrogate, utf8ByteLength } from './lib/text.ts';
-import { defaultPolicy, MAX_TOKEN_LENGTH, type Policy } from './limits.ts';
+import { defaultPolicy, MAX_TOKEN_LENGTH, type Policy, SANDBOX_LIMIT_BOUNDS } from './limits.ts';
 import { DEFAULT_MAX_PATH_BYTES, resolveWorkspacePath } from './paths.ts';
 import { validatePreviewPort } from './preview.ts';
 
@@ -221,13 +221,13 @@ export function createPolicySchemas(policy: Policy) {
       .strictObject({
         memoryMb: z
           .int()
-          .min(64)
+          .min(Math.ceil(SANDBOX_LIMIT_BOUNDS.memoryBytes.min / MiB))
           .max(Math.floor(policy.sandbox.memoryBytes / MiB)),
-        cpus: z.number().min(0.1).max(policy.sandbox.cpus),
-        pids: z.int().min(64).max(policy.sandbox.pids),
+        cpus: z.number().min(SANDBOX_LIMIT_BOUNDS.cpus.min).max(policy.sandbox.cpus),
+        pids: z.int().min(SANDBOX_LIMIT_BOUNDS.pids.min).max(policy.sandbox.pids),
         diskMb: z
           .int()
-          .min(64)
+          .min(Math.ceil(SANDBOX_LIMIT_BOUNDS.diskBytes.min / MiB))
           .max(Math.floor(policy.sandbox.diskBytes / MiB)),
       })
       .partial()

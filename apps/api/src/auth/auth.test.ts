@@ -1,9 +1,8 @@
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openDb, Store } from '@studio/db';
 import { afterAll, describe, expect, it } from 'vitest';
-import { openDb } from '../store/db.ts';
-import { Store } from '../store/store.ts';
 import { ensureAdmin, hashPassword, loadJwtKey, verifyPassword } from './auth.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'studio-auth-'));

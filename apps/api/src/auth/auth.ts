@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { hash, verify } from '@node-rs/argon2';
+import { isStoreError, type Role, type Store, type UserRecord } from '@studio/db';
 import {
   createRateLimiter,
   DEFAULT_LOGIN_LIMIT,
@@ -18,7 +19,6 @@ import {
 } from '@studio/policy';
 import { AppError } from '../core/errors.ts';
 import { API_TOKEN_PREFIX, hashApiToken, newId } from '../core/ids.ts';
-import type { Role, Store, UserRecord } from '../store/store.ts';
 
 /** Who is calling: resolved from a login JWT (cookie or bearer) or an API token. */
 export interface Principal {
@@ -294,7 +294,7 @@ export async function ensureAdmin(
     });
   } catch (error) {
     // Another instance created it at the same moment.
-    if (error instanceof AppError && error.code === 'ALREADY_EXISTS') return { created: false };
+    if (isStoreError(error, 'CONFLICT')) return { created: false };
     throw error;
   }
   return { created: true, username: 'admin', password: chosen, generated };

@@ -1,10 +1,10 @@
+import type { ApiTokenRecord } from '@studio/db';
 import { tokenCreateInput } from '@studio/policy';
 import { z } from 'zod';
 import { auditOf } from '../core/context.ts';
 import { AppError } from '../core/errors.ts';
 import { hashApiToken, newApiToken, newId } from '../core/ids.ts';
 import { authedProcedure, router } from '../core/trpc.ts';
-import type { ApiTokenRecord } from '../store/store.ts';
 
 const DAY = 24 * 60 * 60 * 1000;
 

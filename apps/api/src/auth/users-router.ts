@@ -1,10 +1,10 @@
+import type { UserRecord } from '@studio/db';
 import { userCreateInput, userIdSchema } from '@studio/policy';
 import { z } from 'zod';
 import { auditOf } from '../core/context.ts';
 import { AppError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import { adminProcedure, router } from '../core/trpc.ts';
-import type { UserRecord } from '../store/store.ts';
 import { hashPassword } from './auth.ts';
 
 const view = (u: UserRecord) => ({

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Store } from '@studio/db';
 import type { Policy, PolicySchemas } from '@studio/policy';
 import type { Auth, Principal } from '../auth/auth.ts';
 import { authCookieName, isLoopbackHost, readCookie } from '../auth/cookies.ts';
@@ -7,7 +8,6 @@ import type { PreviewGrants } from '../preview/preview.ts';
 import type { EventBus } from '../realtime/event-bus.ts';
 import type { FileWatches } from '../realtime/file-watches.ts';
 import type { AuditContext, SessionManager } from '../sessions/session-manager.ts';
-import type { Store } from '../store/store.ts';
 import type { Logger } from './logger.ts';
 
 /** The long-lived parts every procedure can use. */

@@ -1,3 +1,4 @@
+import { StoreError } from '@studio/db';
 import { IsolationError } from '@studio/isolation';
 import { filesReadInput, filesWriteInput, PolicyError } from '@studio/policy';
 import { TRPCError } from '@trpc/server';
@@ -30,6 +31,34 @@ describe('mapError: the one mapping from failures to client-visible codes', () =
       hidden: false,
     });
   });
+
+  it.each([
+    ['SESSION_LIMIT', 'SESSION_LIMIT', 'PRECONDITION_FAILED'],
+    ['CONFLICT', 'ALREADY_EXISTS', 'CONFLICT'],
+    ['OWNER_INACTIVE', 'UNAUTHENTICATED', 'UNAUTHORIZED'],
+  ] as const)(
+    'StoreError %s → %s / %s, message kept (as the AppError the store threw before)',
+    (code, app, trpc) => {
+      expect(mapError(new StoreError(code, 'do this instead'))).toEqual({
+        trpcCode: trpc,
+        studioCode: app,
+        message: 'do this instead',
+        hidden: false,
+      });
+    },
+  );
+
+  it.each(['SCHEMA_TOO_NEW', 'UNAVAILABLE', 'QUERY_FAILED', 'INVALID_INPUT'] as const)(
+    'StoreError %s is INTERNAL with its message hidden (it may name hosts or SQL)',
+    (code) => {
+      expect(mapError(new StoreError(code, 'relation "users" at 10.0.0.5'))).toEqual({
+        trpcCode: 'INTERNAL_SERVER_ERROR',
+        studioCode: 'INTERNAL',
+        message: expect.not.stringContaining('10.0.0.5'),
+        hidden: true,
+      });
+    },
+  );
 
   it.each([
     ['PATH_TRAVERSAL', 'BAD_REQUEST'],

@@ -1,3 +1,4 @@
+import { isStoreError, type StoreErrorCode } from '@studio/db';
 import { isIsolationError } from '@studio/isolation';
 import { isPolicyError, type PolicyErrorCode } from '@studio/policy';
 import { TRPCError } from '@trpc/server';
@@ -109,6 +110,18 @@ const ISOLATION_TO_TRPC: Record<string, TRPC_ERROR_CODE_KEY> = {
   INTERNAL: 'INTERNAL_SERVER_ERROR',
 };
 
+// The store's refusals as the API's codes (the same codes and messages the store threw as AppErrors before it
+// became @studio/db). The rest are server faults: INTERNAL, message hidden.
+const STORE_TO_APP: Record<StoreErrorCode, AppErrorCode> = {
+  CONFLICT: 'ALREADY_EXISTS',
+  OWNER_INACTIVE: 'UNAUTHENTICATED',
+  SESSION_LIMIT: 'SESSION_LIMIT',
+  INVALID_INPUT: 'INTERNAL',
+  SCHEMA_TOO_NEW: 'INTERNAL',
+  UNAVAILABLE: 'INTERNAL',
+  QUERY_FAILED: 'INTERNAL',
+};
+
 const INTERNAL_MESSAGE = 'internal error; the server log has the details under this request id';
 const MAX_MESSAGE = 500;
 
@@ -141,8 +154,22 @@ function fromZod(error: ZodError): MappedError {
 }
 
 /**
- * THE mapping from any failure to what a client sees. Order: our own `AppError`, policy refusals, zod input
- * errors (a policy code carried in the issue wins), isolation errors, tRPC's own errors; anything else is
+ * A coded refusal as the client sees it: its code and message, unless it maps to an internal error, whose
+ * message may carry internals (host paths, SQL) and is replaced.
+ */
+function coded(trpcCode: TRPC_ERROR_CODE_KEY, code: string, message: string): MappedError {
+  const hidden = trpcCode === 'INTERNAL_SERVER_ERROR';
+  return {
+    trpcCode,
+    studioCode: hidden ? 'INTERNAL' : code,
+    message: hidden ? INTERNAL_MESSAGE : clip(message),
+    hidden,
+  };
+}
+
+/**
+ * THE mapping from any failure to what a client sees. Order: our own `AppError`, store refusals (as the
+ * `AppError` codes they stand for), policy refusals, zod input errors (a policy code carried in the issue wins), isolation errors, tRPC's own errors; anything else is
  * INTERNAL with its message hidden. Messages that may carry internals (INTERNAL, UNAVAILABLE from a backend,
  * server misconfiguration) are replaced; the original stays in the server log.
  */
@@ -152,24 +179,12 @@ export function mapError(error: unknown): MappedError {
     const inner = mapError(error.cause);
     if (inner.studioCode !== 'INTERNAL' || error.code === 'INTERNAL_SERVER_ERROR') return inner;
   }
-  if (error instanceof AppError) {
-    const hidden = error.code === 'INTERNAL';
-    return {
-      trpcCode: APP_TO_TRPC[error.code],
-      studioCode: error.code,
-      message: hidden ? INTERNAL_MESSAGE : clip(error.message),
-      hidden,
-    };
+  if (error instanceof AppError || isStoreError(error)) {
+    const code = error instanceof AppError ? error.code : STORE_TO_APP[error.code];
+    return coded(APP_TO_TRPC[code], code, error.message);
   }
   if (isPolicyError(error)) {
-    const trpcCode = POLICY_TO_TRPC[error.code];
-    const hidden = trpcCode === 'INTERNAL_SERVER_ERROR';
-    return {
-      trpcCode,
-      studioCode: hidden ? 'INTERNAL' : error.code,
-      message: hidden ? INTERNAL_MESSAGE : clip(error.message),
-      hidden,
-    };
+    return coded(POLICY_TO_TRPC[error.code], error.code, error.message);
   }
   if (error instanceof ZodError) return fromZod(error);
   if (isIsolationError(error)) {
@@ -182,23 +197,9 @@ export function mapError(error: unknown): MappedError {
         hidden: true,
       };
     }
-    const hidden = trpcCode === 'INTERNAL_SERVER_ERROR';
-    return {
-      trpcCode,
-      studioCode: hidden ? 'INTERNAL' : error.code,
-      message: hidden ? INTERNAL_MESSAGE : clip(error.message),
-      hidden,
-    };
+    return coded(trpcCode, error.code, error.message);
   }
-  if (error instanceof TRPCError) {
-    const hidden = error.code === 'INTERNAL_SERVER_ERROR';
-    return {
-      trpcCode: error.code,
-      studioCode: hidden ? 'INTERNAL' : error.code,
-      message: hidden ? INTERNAL_MESSAGE : clip(error.message),
-      hidden,
-    };
-  }
+  if (error instanceof TRPCError) return coded(error.code, error.code, error.message);
   return {
     trpcCode: 'INTERNAL_SERVER_ERROR',
     studioCode: 'INTERNAL',

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { Store } from '@studio/db';
 import { AppError } from '../core/errors.ts';
 
 // An instance id names the sandboxes one API owns (label `studio.instance`): the reconciler adopts the ones its
@@ -49,7 +50,8 @@ interface LockOwner {
   since: string;
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` of this host runs (EPERM: it does, as another user). */
+export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -89,7 +91,7 @@ export function acquireLock(path: string, what: string, fix: string): () => void
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       }
       const owner = readOwner(path);
-      const stale = owner === undefined || (owner.host === me.host && !alive(owner.pid));
+      const stale = owner === undefined || (owner.host === me.host && !isProcessAlive(owner.pid));
       if (!stale || attempt > 0) {
         const who = owner ? `process ${owner.pid} on ${owner.host} since ${owner.since}` : 'another process';
         throw new AppError('INVALID_STATE', `${what} is in use by ${who}: ${fix}`);
@@ -134,4 +136,75 @@ export function lockDataDir(dataDir: string): () => void {
     `the data directory ${dataDir}`,
     'stop the other Studio API, or give this one its own STUDIO_DATA_DIR',
   );
+}
+
+/** Options for {@link leaseInstance}. */
+export interface LeaseInstanceOptions {
+  instanceId: string;
+  dataDir: string;
+  /** How long a heartbeat holds the id in the store (default 30 s); renewed every third of it. */
+  leaseMs?: number;
+  /** Called once if another process took the id over (this one stalled past its lease): stop reconciling. */
+  onLost: (message: string) => void;
+}
+
+/** What the store offers for instance claims (@studio/db's Store). */
+type InstanceStore = Pick<Store, 'claimInstance' | 'renewInstance' | 'releaseInstance'>;
+
+/**
+ * Claims `instanceId` in the store for this process and keeps the claim alive: APIs on several hosts sharing one
+ * PostgreSQL cannot run under the same id (the host lock cannot see another host). Refuses (INVALID_STATE) while
+ * a live holder has it; a holder of this host whose process is gone is taken over at once. Returns the release
+ * function (stops the heartbeat, gives the id up).
+ */
+export async function leaseInstance(
+  store: InstanceStore,
+  options: LeaseInstanceOptions,
+): Promise<() => Promise<void>> {
+  const leaseMs = options.leaseMs ?? 30_000;
+  const holder = `${hostname()}:${process.pid}:${randomBytes(6).toString('hex')}`;
+  const claim = {
+    id: options.instanceId,
+    holder,
+    host: hostname(),
+    pid: process.pid,
+    dataDir: options.dataDir,
+    leaseMs,
+  };
+  let result = await store.claimInstance(claim);
+  if (!result.ok && result.holder.host === hostname() && !isProcessAlive(result.holder.pid)) {
+    result = await store.claimInstance({
+      ...claim,
+      replace: { host: result.holder.host, pid: result.holder.pid },
+    });
+  }
+  if (!result.ok) {
+    const h = result.holder;
+    throw new AppError(
+      'INVALID_STATE',
+      `instance id ${options.instanceId} is in use by process ${h.pid} on ${h.host} (data dir ${h.dataDir}, last seen ${h.heartbeatAt.toISOString()}): give each Studio API its own STUDIO_INSTANCE_ID`,
+    );
+  }
+  let lost = false;
+  const timer = setInterval(
+    () => {
+      store.renewInstance(options.instanceId, holder).then(
+        (kept) => {
+          if (kept || lost) return;
+          lost = true;
+          clearInterval(timer);
+          options.onLost(
+            `instance id ${options.instanceId} was taken over by another process while this one stalled`,
+          );
+        },
+        () => undefined, // the store is briefly unreachable: the next beat retries within the lease
+      );
+    },
+    Math.max(1000, Math.floor(leaseMs / 3)),
+  );
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    if (!lost) await store.releaseInstance(options.instanceId, holder).catch(() => undefined);
+  };
 }

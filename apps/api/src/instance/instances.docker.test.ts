@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createStudioClient, type StudioClient } from '@studio/client';
+import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -15,7 +16,12 @@ import {
 // checkouts or two `npm start`s would run. Each reconciles with orphans removed at once: neither may touch the
 // other's sandboxes. With the old host-name default both had the same id and removed each other's after 60 s.
 
-const skip = await skipUnlessAvailable(new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker') }));
+const skip = await skipUnlessAvailable(
+  new DockerBackend({
+    dataDir: join(TEST_DATA_DIR, 'docker'),
+    seccompProfile: runtimePaths().seccompProfile,
+  }),
+);
 const IMAGE = 'studio-sandbox:latest';
 
 async function startDefault(dataDir: string): Promise<TestApi> {

@@ -6,6 +6,7 @@ import {
   type StudioClient,
   streamExec,
 } from '@studio/client';
+import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
 import { EventSource } from 'eventsource';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,7 +28,11 @@ const LABELS = { 'studio.test': 'preview-hosts' };
 // A registrable domain of its own, not the IDE's (studio.test): start-up refuses a same-site one.
 const DOMAIN = 'studio-preview.test';
 const IDE_ORIGIN = 'https://studio.test';
-const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: 'api-test' });
+const backend = new DockerBackend({
+  dataDir: join(TEST_DATA_DIR, 'docker'),
+  instanceId: 'api-test',
+  seccompProfile: runtimePaths().seccompProfile,
+});
 const skip = await skipUnlessAvailable(backend);
 
 const DEV_SERVER = `require('http').createServer((q, s) => s.end('port ' + process.argv.at(-1))).listen(+process.argv.at(-1), '127.0.0.1', () => console.log('listening ' + process.argv.at(-1)));`;

@@ -1,6 +1,6 @@
+import type { Store } from '@studio/db';
 import type { Principal } from '../auth/auth.ts';
 import { AppError } from '../core/errors.ts';
-import type { Store } from '../store/store.ts';
 
 /**
  * THE take-control check (issue 8): while a person (a login of the owner) holds control of a session, an API

@@ -8,6 +8,7 @@ import {
   type StudioClient,
   streamExec,
 } from '@studio/client';
+import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
 import Docker from 'dockerode';
 import { EventSource } from 'eventsource';
@@ -126,6 +127,7 @@ describe.skipIf(skip !== undefined)(
         docker: new Docker({ socketPath: SOCKET }),
         dataDir: join(ROOT, 'workspaces'),
         instanceId: 'api-dockerd-restart',
+        seccompProfile: runtimePaths().seccompProfile,
       });
       t = await startTestApi({ backends: [backend], env: { STUDIO_INSTANCE_ID: 'api-dockerd-restart' } });
       t.app.deps.sessions.startReconciler(500);

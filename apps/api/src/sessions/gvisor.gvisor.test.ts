@@ -1,10 +1,11 @@
 import { join } from 'node:path';
 import { createStudioClient, type StudioClient } from '@studio/client';
+import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
 import { GVisorBackend } from '@studio/isolation-gvisor';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendsFromEnv } from '../app.ts';
-import { parseEnv, resolveSandboxRootfs } from '../env.ts';
+import { parseEnv } from '../env.ts';
 import { ADMIN_PASSWORD, startTestApi, TEST_DATA_DIR, type TestApi } from '../testing/api-fixture.ts';
 
 // The real API with the real GVisorBackend (runsc) beside Docker: backends.list reports both, and a session
@@ -13,14 +14,18 @@ import { ADMIN_PASSWORD, startTestApi, TEST_DATA_DIR, type TestApi } from '../te
 
 const IMAGE = 'studio-sandbox:latest';
 const LABELS = { 'studio.test': 'api-gvisor' };
-const env = parseEnv({ STUDIO_DATA_DIR: TEST_DATA_DIR, STUDIO_INSTANCE_ID: 'api-test-gvisor' });
 const gvisor = new GVisorBackend({
   dataDir: join(TEST_DATA_DIR, 'gvisor'),
   instanceId: 'api-test-gvisor',
-  images: { [IMAGE]: resolveSandboxRootfs(env) },
+  images: { [IMAGE]: runtimePaths().sandboxRootfs },
+  seccompProfile: runtimePaths().seccompProfile,
   reconcileOnStart: false,
 });
-const docker = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: 'api-test-gvisor' });
+const docker = new DockerBackend({
+  dataDir: join(TEST_DATA_DIR, 'docker'),
+  instanceId: 'api-test-gvisor',
+  seccompProfile: runtimePaths().seccompProfile,
+});
 const availability = await gvisor.available();
 const inCi = process.env.CI === 'true' || process.env.CI === '1';
 if (!availability.ok && inCi) throw new Error(`gVisor is required in CI: ${availability.reason}`);

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createStudioClient, loginStudioClient } from '@studio/client';
+import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
 import { afterAll, describe, expect, it } from 'vitest';
 import { skipUnlessAvailable } from '../testing/api-fixture.ts';
@@ -19,7 +20,11 @@ const INSTANCE = 'api-test-recovery';
 const PASSWORD = 'recovery-admin-password';
 const IMAGE = 'studio-sandbox:latest';
 const dataDir = mkdtempSync(join(tmpdir(), 'studio-recovery-'));
-const backend = new DockerBackend({ dataDir: join(dataDir, 'docker'), instanceId: INSTANCE });
+const backend = new DockerBackend({
+  dataDir: join(dataDir, 'docker'),
+  instanceId: INSTANCE,
+  seccompProfile: runtimePaths().seccompProfile,
+});
 const skip = await skipUnlessAvailable(backend);
 
 function start(): Promise<{ child: ChildProcess; url: string }> {
@@ -89,7 +94,11 @@ describe.skipIf(skip !== undefined)(`recovery${skip ? ` (skipped: ${skip})` : ''
 
     // A sandbox of this instance the store never heard of (as if the API died mid-create), made through a
     // backend closed right after, so this process holds no connection to it when the API removes it.
-    const maker = new DockerBackend({ dataDir: join(dataDir, 'docker'), instanceId: INSTANCE });
+    const maker = new DockerBackend({
+      dataDir: join(dataDir, 'docker'),
+      instanceId: INSTANCE,
+      seccompProfile: runtimePaths().seccompProfile,
+    });
     const orphan = await maker.create({
       image: IMAGE,
       resources: {

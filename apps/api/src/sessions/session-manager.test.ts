@@ -1,11 +1,11 @@
+import { Store, sql } from '@studio/db';
+import { freshPglite } from '@studio/db/testing';
 import { createRateLimiter, defaultPolicy, sessionCreateInput } from '@studio/policy';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { newId } from '../core/ids.ts';
 import { createLogger } from '../core/logger.ts';
-import { openDb } from '../store/db.ts';
-import { Store } from '../store/store.ts';
 import { FakeBackend } from '../testing/fake-backend.ts';
-import { type AuditContext, SessionManager } from './session-manager.ts';
+import { type AuditContext, defaultResources, SessionManager } from './session-manager.ts';
 
 const audit: AuditContext = { actorId: null, ip: '127.0.0.1', requestId: 'req_test' };
 const input = sessionCreateInput.parse({ image: 'studio-sandbox:latest' });
@@ -17,7 +17,7 @@ describe('SessionManager', () => {
   let owner: string;
 
   beforeEach(async () => {
-    store = await Store.open(await openDb({}));
+    store = await Store.open(await freshPglite());
     backend = new FakeBackend('docker', 'test');
     manager = new SessionManager({
       store,
@@ -63,7 +63,9 @@ describe('SessionManager', () => {
     const s = await manager.create(owner, input, audit);
     const later = new Date(Date.now() + defaultPolicy.session.ttlMs + 1000);
     expect(await manager.sweep(later)).toEqual([s.id]);
-    await store.db.query(`UPDATE sessions SET created_at = now() - interval '9 hours' WHERE id = $1`, [s.id]);
+    await store.db.orm.execute(
+      sql`UPDATE sessions SET created_at = now() - interval '9 hours' WHERE id = ${s.id}`,
+    );
     await expect(manager.start(owner, s.id, audit)).rejects.toMatchObject({ code: 'INVALID_STATE' });
   });
 
@@ -101,16 +103,10 @@ describe('SessionManager', () => {
     });
 
     it('removes orphans of this instance after the grace period, never pool sandboxes or other instances', async () => {
-      const spec = { image: 'i', resources: {} as never, network: 'none' as const };
-      const orphan = await backend.create({
-        ...spec,
-        labels: { 'studio.instance': 'test', 'studio.session': 'ses_x' },
-      });
-      const pooled = await backend.create({
-        ...spec,
-        labels: { 'studio.instance': 'test', 'studio.session': 'pool' },
-      });
-      const foreign = await backend.create({ ...spec, labels: { 'studio.instance': 'other' } });
+      const spec = { image: 'i', resources: defaultResources(defaultPolicy), network: 'none' as const };
+      const orphan = await backend.create({ ...spec, labels: { 'studio.session': 'ses_x' } });
+      const pooled = await backend.create({ ...spec, labels: { 'studio.session': 'pool' } });
+      const foreign = await backend.plant(spec, 'other');
       const t0 = Date.now();
       expect((await manager.reconcile(t0)).orphansRemoved).toEqual([]); // first seen: within the grace period
       expect((await manager.reconcile(t0 + 61_000)).orphansRemoved).toEqual([orphan.id]);

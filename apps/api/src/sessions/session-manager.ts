@@ -1,4 +1,11 @@
 import {
+  type AuditEvent,
+  isStoreError,
+  type SessionRecord,
+  type SessionResources,
+  type Store,
+} from '@studio/db';
+import {
   type BackendCapabilities,
   type IsolationBackend,
   isIsolationError,
@@ -17,7 +24,6 @@ import {
 import { AppError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import type { Logger } from '../core/logger.ts';
-import type { AuditEvent, SessionRecord, SessionResources, Store } from '../store/store.ts';
 import { POOL_LABEL, POOL_VALUE, type WarmPool } from './warm-pool.ts';
 
 const MiB = 1024 * 1024;
@@ -206,7 +212,7 @@ export class SessionManager {
         this.#o.policy.maxLiveSessionsPerUser,
       )
       .catch(async (error: unknown) => {
-        if (error instanceof AppError && error.code === 'SESSION_LIMIT') {
+        if (isStoreError(error, 'SESSION_LIMIT')) {
           await this.#audit({
             ...audit,
             action: 'session.create',

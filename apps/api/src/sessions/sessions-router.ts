@@ -1,10 +1,10 @@
+import type { SessionRecord } from '@studio/db';
 import { type PolicySchemas, sessionByIdInput } from '@studio/policy';
 import { z } from 'zod';
 import { auditOf, type Context } from '../core/context.ts';
 import { AppError } from '../core/errors.ts';
 import { authedProcedure, principalOf, router } from '../core/trpc.ts';
 import { actorOf } from '../realtime/event-bus.ts';
-import type { SessionRecord } from '../store/store.ts';
 
 /** Publishes the session's state to its watchers and returns the client view. */
 function announced(ctx: Context, s: SessionRecord) {

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { createStudioClient, type StudioClient } from '@studio/client';
+import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -17,7 +18,11 @@ import {
 const IMAGE = 'studio-sandbox:latest';
 const LABELS = { 'studio.test': 'api-pool' };
 const INSTANCE = 'api-test-pool';
-const backend = new DockerBackend({ dataDir: join(TEST_DATA_DIR, 'docker'), instanceId: INSTANCE });
+const backend = new DockerBackend({
+  dataDir: join(TEST_DATA_DIR, 'docker'),
+  instanceId: INSTANCE,
+  seccompProfile: runtimePaths().seccompProfile,
+});
 const skip = await skipUnlessAvailable(backend);
 
 async function until<T>(fn: () => Promise<T | undefined>, what: string, ms = 60_000): Promise<T> {

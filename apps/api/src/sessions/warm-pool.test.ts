@@ -34,8 +34,11 @@ describe('WarmPool', () => {
     );
     expect(await pool.claim('docker', IMAGE, { ...resources, pids: resources.pids - 1 })).toBeUndefined();
     expect(await pool.claim('gvisor', IMAGE, resources)).toBeUndefined();
+    for (const s of backend.sandboxes.values())
+      await s.writeFile('left/over.txt', 'x', { createParents: true });
     const claimed = await pool.claim('docker', IMAGE, resources);
     expect(claimed).toBeDefined();
+    expect(await claimed?.list('')).toEqual([]);
     await until(() => backend.sandboxes.size === 3 && pool.status()[`docker/${IMAGE}`]?.ready === 2);
     await pool.close();
     expect([...backend.sandboxes.keys()]).toEqual([claimed?.id]);

@@ -158,7 +158,8 @@ export class WarmPool {
     this.fill();
     if (!sandbox) return undefined;
     try {
-      const reset = await sandbox.exec(['sh', '-c', 'find /workspace -mindepth 1 -delete'], {
+      // `.`: the exec's default cwd, the workspace (the contract's; an absolute path would miss a test double's).
+      const reset = await sandbox.exec(['sh', '-c', 'find . -mindepth 1 -delete'], {
         timeoutMs: 10_000,
         maxOutputBytes: 4096,
       });

@@ -1,12 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { type Db, openDb } from '@studio/db';
 import type { IsolationBackend } from '@studio/isolation';
 import type { RateLimiter } from '@studio/policy';
 import { type App, createApp } from '../app.ts';
 import { createLogger } from '../core/logger.ts';
 import { parseEnv } from '../env.ts';
 import { type StudioServer, startServer } from '../server.ts';
-import { type Db, openDb } from '../store/db.ts';
 
 /** Where API tests keep data (JWT secret, Docker workspaces). */
 export const TEST_DATA_DIR = fileURLToPath(new URL('../../../../.cache/test-data/api', import.meta.url));

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { createStudioClient, type EventSourceConstructor, type StudioClient } from '@studio/client';
+import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
 import { EventSource } from 'eventsource';
 import { test } from 'vitest';
@@ -15,6 +16,7 @@ import {
 export const dockerTestBackend = new DockerBackend({
   dataDir: join(TEST_DATA_DIR, 'docker'),
   instanceId: 'api-test',
+  seccompProfile: runtimePaths().seccompProfile,
 });
 
 /** Why the API's Docker tests skip (undefined: they run); in CI a missing Docker throws instead. */

@@ -1,23 +1,55 @@
-import type { Duplex } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   type BackendCapabilities,
-  type ExecOptions,
-  type ExecResult,
-  type FileEntry,
-  type FileStat,
-  type FileWatch,
   type IsolationBackend,
   IsolationError,
   type ListFilter,
-  type Sandbox,
   type SandboxInfo,
   type SandboxSpec,
   type SandboxState,
   type SandboxStats,
-  type Terminal,
+  validateSandboxSpec,
 } from '@studio/isolation';
+import { type AgentClient, AgentConnections, AgentSandbox } from '@studio/sandbox-agent';
+import { type LocalAgent, spawnLocalAgent } from '@studio/sandbox-agent/local';
+import { isProcessAlive } from '../instance/instance.ts';
 
-/** An in-memory backend for unit tests: sandboxes are records, files a map, exec echoes its argv. */
+// Every fake backend's root is `<tmp>/studio-fake-backend/<pid>-<random>`: made when a sandbox first runs its
+// agent, removed when its last sandbox is destroyed or the backend closed. Unit tests rarely destroy every
+// sandbox and a test runner may end its workers without an exit event, so a new backend also removes the roots
+// of processes that are gone.
+const PARENT = join(realpathSync(tmpdir()), 'studio-fake-backend');
+let swept = false;
+
+function sweepStaleRoots(): void {
+  if (swept) return;
+  swept = true;
+  let names: string[];
+  try {
+    names = readdirSync(PARENT);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(/^(\d+)-/.exec(name)?.[1]);
+    if (pid > 0 && !isProcessAlive(pid)) rmSync(join(PARENT, name), { recursive: true, force: true });
+  }
+}
+
+/**
+ * A backend for the API's unit tests. Sandboxes are records in memory, each with a real workspace (a temporary
+ * directory) served by the real agent run as a plain host process (`spawnLocalAgent`, started on first use), so
+ * exec, files, terminals, watches and `connect` behave as the contract says without a container runtime. It is
+ * not a sandbox: commands run on the host as the test user, in the workspace directory, so tests give it only
+ * harmless commands. It passes the conformance suite except the cases that need a real sandbox
+ * (`fake-backend.test.ts` names them with reasons).
+ *
+ * Test hooks: `failCreate`, `createDelayMs`, `available_`, `sandboxes`, {@link FakeSandbox.state} and
+ * {@link plant}.
+ */
 export class FakeBackend implements IsolationBackend {
   readonly name: string;
   readonly sandboxes = new Map<string, FakeSandbox>();
@@ -26,14 +58,19 @@ export class FakeBackend implements IsolationBackend {
   /** Delay of `create`, in ms. */
   createDelayMs = 0;
   available_: { ok: true } | { ok: false; reason: string } = { ok: true };
-  #next = 0;
-
   /** Written as the `studio.instance` label, like the real backends do, when set. */
   readonly instanceId: string | undefined;
+  /** The host directory holding this backend's workspaces (`<root>/<id>`) and agent homes; made on first use. */
+  readonly root: string;
+  /** @internal One agent connection per sandbox, shared by every handle. */
+  readonly agents = new AgentConnections();
+  #next = 0;
 
   constructor(name = 'docker', instanceId?: string) {
     this.name = name;
     this.instanceId = instanceId;
+    sweepStaleRoots();
+    this.root = join(PARENT, `${process.pid}-${randomBytes(6).toString('hex')}`);
   }
 
   capabilities(): BackendCapabilities {
@@ -41,145 +78,243 @@ export class FakeBackend implements IsolationBackend {
       pause: true,
       checkpoint: false,
       networkModes: ['none'],
-      terminal: false,
+      terminal: true,
       diskQuota: false,
-      connect: false,
+      connect: true,
     };
   }
+
   async available() {
     return this.available_;
   }
-  async create(spec: SandboxSpec): Promise<Sandbox> {
+
+  async create(spec: SandboxSpec): Promise<FakeSandbox> {
     if (this.createDelayMs) await new Promise((r) => setTimeout(r, this.createDelayMs));
     if (this.failCreate) throw this.failCreate;
-    // (spec labels win, so unit tests can plant sandboxes of another instance)
-    const labels = { ...(this.instanceId ? { 'studio.instance': this.instanceId } : {}), ...spec.labels };
-    const sandbox = new FakeSandbox(this, `sbx-${(this.#next++).toString(16).padStart(16, '0')}`, {
-      ...spec,
-      labels,
-    });
-    this.sandboxes.set(sandbox.id, sandbox);
-    return sandbox;
+    validateSandboxSpec(spec);
+    return this.#make(spec, this.instanceId);
   }
-  async get(id: string): Promise<Sandbox> {
+
+  /**
+   * Test hook: a sandbox as an API with `instanceId` would have made it (its `studio.instance` label), which
+   * `create` refuses as a reserved label.
+   */
+  async plant(spec: SandboxSpec, instanceId: string | undefined): Promise<FakeSandbox> {
+    validateSandboxSpec(spec);
+    return this.#make(spec, instanceId);
+  }
+
+  async get(id: string): Promise<FakeSandbox> {
     const s = this.sandboxes.get(id);
-    if (!s) throw new IsolationError('NOT_FOUND', `sandbox ${id} not found`);
+    if (!s) throw new IsolationError('NOT_FOUND', `sandbox ${JSON.stringify(id).slice(0, 64)} not found`);
     return s;
   }
+
   async list(filter: ListFilter = {}): Promise<SandboxInfo[]> {
     const all = await Promise.all([...this.sandboxes.values()].map((s) => s.info()));
     return all.filter((i) => Object.entries(filter.labels ?? {}).every(([k, v]) => i.labels[k] === v));
   }
+
   async destroy(id: string): Promise<void> {
+    const sandbox = this.sandboxes.get(id);
     this.sandboxes.delete(id);
+    await sandbox?.teardown();
+    if (this.sandboxes.size === 0) this.#removeRoot();
   }
-  async close(): Promise<void> {}
+
+  async close(): Promise<void> {
+    await this.agents.dropAll();
+    if (this.sandboxes.size === 0) this.#removeRoot();
+  }
+
+  /** @internal Makes the root (private to the test user) before a sandbox first uses its workspace. */
+  ensureRoot(): void {
+    mkdirSync(PARENT, { recursive: true, mode: 0o700 });
+    mkdirSync(this.root, { recursive: true, mode: 0o700 });
+  }
+
+  #removeRoot(): void {
+    rmSync(this.root, { recursive: true, force: true });
+  }
+
+  #make(spec: SandboxSpec, instanceId: string | undefined): FakeSandbox {
+    const id = `sbx-${(this.#next++).toString(16).padStart(16, '0')}`;
+    const labels = { ...spec.labels, ...(instanceId ? { 'studio.instance': instanceId } : {}) };
+    const sandbox = new FakeSandbox(this, id, { ...spec, labels });
+    this.sandboxes.set(id, sandbox);
+    return sandbox;
+  }
 }
 
-const unsupported = () => Promise.reject(new IsolationError('UNSUPPORTED', 'not in the fake backend'));
-
-export class FakeSandbox implements Sandbox {
+/** A fake sandbox: its workspace is `<backend root>/<id>`, its agent a host process started on first use. */
+export class FakeSandbox extends AgentSandbox {
   readonly id: string;
   readonly backend: string;
   readonly spec: SandboxSpec;
-  readonly files = new Map<string, Uint8Array>();
-  state: SandboxState = 'running';
+  /** Where the agent (and so every exec) sees the workspace. */
+  readonly workspace: string;
+  readonly #home: string;
   readonly #owner: FakeBackend;
+  readonly #createdAt = new Date();
+  #state: SandboxState = 'running';
+  #destroyed = false;
+  #local: LocalAgent | undefined;
 
   constructor(owner: FakeBackend, id: string, spec: SandboxSpec) {
+    super();
     this.#owner = owner;
     this.id = id;
     this.backend = owner.name;
     this.spec = spec;
+    this.workspace = join(owner.root, id);
+    this.#home = join(owner.root, `${id}-home`);
   }
+
+  /** The runtime's state. Test hook: setting `stopped` or `failed` ends its processes, as a runtime would. */
+  get state(): SandboxState {
+    return this.#state;
+  }
+  set state(state: SandboxState) {
+    this.#state = state;
+    if (state === 'stopped' || state === 'failed') void this.#stopAgent();
+  }
+
+  protected get connections(): AgentConnections {
+    return this.#owner.agents;
+  }
+
+  protected override agent(): Promise<AgentClient> {
+    try {
+      this.#assertState(['running']);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return super.agent();
+  }
+
+  protected async connectAgent(): Promise<AgentClient> {
+    this.#assertState(['running']);
+    await this.#local?.[Symbol.asyncDispose]();
+    this.#owner.ensureRoot();
+    mkdirSync(this.workspace, { recursive: true, mode: 0o700 });
+    // Its own HOME, so login shells and tools never touch the test user's.
+    this.#local = await spawnLocalAgent({ workspace: this.workspace, env: { HOME: this.#home } });
+    return this.#local.client;
+  }
+
   async info(): Promise<SandboxInfo> {
+    this.#assertState();
     return {
       id: this.id,
       backend: this.backend,
       image: this.spec.image,
-      state: this.state,
+      state: this.#state,
       labels: { ...this.spec.labels },
-      createdAt: new Date(),
+      createdAt: this.#createdAt,
     };
   }
-  async exec(command: readonly string[], options: ExecOptions): Promise<ExecResult> {
-    if (this.state !== 'running') throw new IsolationError('INVALID_STATE', 'stopped');
-    const out = new TextEncoder().encode(`${command.join(' ')}\n`);
-    return {
-      exitCode: 0,
-      signal: null,
-      stdout: out.slice(0, options.maxOutputBytes),
-      stderr: new Uint8Array(),
-      timedOut: false,
-      truncated: out.byteLength > options.maxOutputBytes,
-      oomKilled: false,
-      durationMs: 1,
-    };
-  }
-  openTerminal(): Promise<Terminal> {
-    return unsupported();
-  }
-  async readFile(path: string): Promise<Uint8Array> {
-    const f = this.files.get(path);
-    if (!f) throw new IsolationError('NOT_FOUND', `${path}: no such file`);
-    return f;
-  }
-  async writeFile(path: string, data: Uint8Array | string): Promise<void> {
-    this.files.set(path, typeof data === 'string' ? new TextEncoder().encode(data) : data);
-  }
-  async list(): Promise<FileEntry[]> {
-    return [...this.files.entries()].map(([name, d]) => ({
-      name,
-      type: 'file',
-      size: d.byteLength,
-      mtimeMs: 0,
-      mode: 0o644,
-    }));
-  }
-  stat(): Promise<FileStat> {
-    return unsupported();
-  }
-  mkdir(): Promise<void> {
-    return unsupported();
-  }
-  async remove(path: string): Promise<void> {
-    this.files.delete(path);
-  }
-  rename(): Promise<void> {
-    return unsupported();
-  }
-  watchFiles(): Promise<FileWatch> {
-    return unsupported();
-  }
-  connect(): Promise<Duplex> {
-    return unsupported();
-  }
+
+  /** Memory, CPU time and processes of the agent and everything it started, read from /proc. */
   async stats(): Promise<SandboxStats> {
+    this.#assertState(['running', 'paused']);
+    await this.agent().catch(() => undefined);
+    const pid = this.#local?.child.pid;
+    const tree = pid === undefined ? [] : processTree(pid);
+    const ticksToNanos = 1e9 / 100; // USER_HZ is 100 on Linux
     return {
-      memoryBytes: 1,
+      memoryBytes: Math.min(
+        this.spec.resources.memoryBytes,
+        tree.reduce((sum, p) => sum + p.rssBytes, 0),
+      ),
       memoryLimitBytes: this.spec.resources.memoryBytes,
-      cpuNanos: 1,
-      pids: 1,
+      cpuNanos: tree.reduce((sum, p) => sum + p.cpuTicks, 0) * ticksToNanos,
+      pids: tree.length,
       diskUsedBytes: null,
       diskLimitBytes: null,
     };
   }
+
   async stop(): Promise<void> {
-    this.state = 'stopped';
+    this.#assertState();
+    this.#state = 'stopped';
+    await this.#stopAgent();
   }
+
   async start(): Promise<void> {
-    this.state = 'running';
+    this.#assertState(['running', 'stopped', 'failed']);
+    if (this.#state === 'running') return;
+    await this.#stopAgent();
+    this.#state = 'running';
   }
+
   async pause(): Promise<void> {
-    this.state = 'paused';
+    this.#assertState(['running']);
+    this.#state = 'paused';
   }
+
   async resume(): Promise<void> {
-    this.state = 'running';
+    this.#assertState(['paused']);
+    this.#state = 'running';
   }
+
   async destroy(): Promise<void> {
     await this.#owner.destroy(this.id);
   }
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.destroy();
+
+  /** @internal Ends the agent and removes the workspace; called once by the backend's `destroy`. */
+  async teardown(): Promise<void> {
+    this.#destroyed = true;
+    await this.#stopAgent();
+    rmSync(this.workspace, { recursive: true, force: true });
+    rmSync(this.#home, { recursive: true, force: true });
   }
+
+  async #stopAgent(): Promise<void> {
+    await this.disconnectAgent();
+    const local = this.#local;
+    this.#local = undefined;
+    await local?.[Symbol.asyncDispose]();
+  }
+
+  /** NOT_FOUND once destroyed; INVALID_STATE when the state is not one of `allowed`. */
+  #assertState(allowed?: readonly SandboxState[]): void {
+    if (this.#destroyed) throw new IsolationError('NOT_FOUND', `sandbox ${this.id} not found`);
+    if (allowed !== undefined && !allowed.includes(this.#state)) {
+      const fix = this.#state === 'paused' ? 'resume it first' : 'start it first';
+      throw new IsolationError('INVALID_STATE', `sandbox ${this.id} is ${this.#state}: ${fix}`);
+    }
+  }
+}
+
+interface ProcessUse {
+  rssBytes: number;
+  cpuTicks: number;
+}
+
+/** `root` and its live descendants, with their resident memory and CPU time (their own and their reaped children's). */
+function processTree(root: number): ProcessUse[] {
+  const parent = new Map<number, number>();
+  const use = new Map<number, ProcessUse>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'latin1');
+      // Fields after the command name, which may itself hold spaces and parentheses.
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const pid = Number(name);
+      parent.set(pid, Number(f[1]));
+      const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(f[i] ?? 0), 0);
+      use.set(pid, { rssBytes: Number(f[21] ?? 0) * 4096, cpuTicks: ticks });
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  const inTree = (pid: number): boolean => {
+    for (let p: number | undefined = pid, hops = 0; p !== undefined && p > 0 && hops < 64; hops++) {
+      if (p === root) return true;
+      p = parent.get(p);
+    }
+    return false;
+  };
+  return [...use.entries()].filter(([pid]) => inTree(pid)).map(([, u]) => u);
 }

@@ -1,41 +1,21 @@
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DockerBackend, type DockerSandbox } from '../index.ts';
+import { runtimePaths, sandboxTest } from '@studio/isolation/testing';
+import { describe, expect } from 'vitest';
+import { DockerBackend } from '../index.ts';
 
 // Regression: sandbox code (uid 1000) could open /proc/<pid>/mem of init and of the agent, which run
 // as the same uid, and rewrite the agent that enforces timeouts, output caps and path checks. Fixed by
 // running both from execute-only binaries, which the kernel makes non-dumpable.
 const dataDir = fileURLToPath(new URL('../../../../.cache/test-data/docker-regression', import.meta.url));
-const image = process.env.STUDIO_SANDBOX_IMAGE ?? 'studio-sandbox:latest';
-const backend = new DockerBackend({ dataDir, instanceId: 'regression' });
-const MiB = 1024 * 1024;
-let sandbox: DockerSandbox | undefined;
-let skipReason: string | undefined;
+mkdirSync(dataDir, { recursive: true });
 
-beforeAll(async () => {
-  mkdirSync(dataDir, { recursive: true });
-  const available = await backend.available();
-  if (!available.ok) {
-    if (process.env.CI === 'true') throw new Error(`Docker is required in CI: ${available.reason}`);
-    skipReason = available.reason;
-    return;
-  }
-  sandbox = await backend.create({
-    image,
-    resources: {
-      memoryBytes: 256 * MiB,
-      cpus: 1,
-      pids: 128,
-      diskBytes: 64 * MiB,
-      inodes: 4096,
-      tmpBytes: 16 * MiB,
-    },
-  });
-});
-afterAll(async () => {
-  await sandbox?.destroy();
-  await backend.close();
+const test = sandboxTest({
+  createBackend: () =>
+    new DockerBackend({ dataDir, instanceId: 'regression', seccompProfile: runtimePaths().seccompProfile }),
+  image: process.env.STUDIO_SANDBOX_IMAGE ?? 'studio-sandbox:latest',
+  labels: { 'studio.test': 'agent-proc-mem' },
+  requireRuntime: process.env.CI === 'true',
 });
 
 const probe = `
@@ -61,8 +41,7 @@ print('\\n'.join(results))
 `;
 
 describe('regression: agent and init memory through /proc/<pid>/mem', () => {
-  it('refuses sandbox code access to the memory of init and the agent', async (ctx) => {
-    if (!sandbox) return ctx.skip(skipReason ?? 'no sandbox');
+  test('refuses sandbox code access to the memory of init and the agent', async ({ sandbox }) => {
     const r = await sandbox.exec(['python3', '-c', probe], { timeoutMs: 20_000, maxOutputBytes: 65_536 });
     const out = new TextDecoder().decode(r.stdout);
     expect(r.exitCode, new TextDecoder().decode(r.stderr)).toBe(0);

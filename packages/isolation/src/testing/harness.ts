@@ -18,6 +18,12 @@ export interface ConformanceOptions {
   requireRuntime: boolean;
   /** A host directory on the filesystem that holds the workspaces; enables the host free-space check of disk fills. */
   hostPath?: string;
+  /**
+   * Where processes in `sandbox` see its workspace. Default `/workspace`, as the contract says: only a test
+   * double that runs the agent as a host process in a temporary directory (the API's fake backend) sets it,
+   * and it must then skip every case that needs a real sandbox.
+   */
+  workspacePath?: (sandbox: Sandbox) => string;
 }
 
 /** Generous per-case limit: the cases never assert durations, this only stops a hung backend. */
@@ -154,6 +160,18 @@ export class ConformanceHarness {
   assertAllRegistered(): void {
     const missing = CONFORMANCE_CASE_IDS.filter((id) => !this.#registered.has(id));
     if (missing.length > 0) throw new Error(`conformance: case ids without a case: ${missing.join(', ')}`);
+  }
+
+  /** Where processes in `sandbox` see its workspace: `/workspace` unless {@link ConformanceOptions.workspacePath} says otherwise. */
+  workspace(sandbox: Sandbox): string {
+    const path = this.#options.workspacePath?.(sandbox) ?? '/workspace';
+    // Cases put it into shell scripts.
+    if (!/^\/[A-Za-z0-9._/-]+$/.test(path)) {
+      throw new Error(
+        `conformance: workspacePath ${JSON.stringify(path)} must be absolute, without shell characters`,
+      );
+    }
+    return path;
   }
 
   /** Creates a labelled sandbox and tracks it until it is destroyed. */

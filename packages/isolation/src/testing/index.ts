@@ -10,7 +10,9 @@ import { terminalCases } from './cases/terminal.ts';
 import { ConformanceHarness, type ConformanceOptions } from './harness.ts';
 
 export { CONFORMANCE_CASE_IDS, type ConformanceCaseId } from './case-ids.ts';
-export type { ConformanceOptions } from './harness.ts';
+export { type ConformanceOptions, SHARED_LIMITS, SMALL_LIMITS } from './harness.ts';
+export { type RuntimePaths, runtimePaths } from './runtime-paths.ts';
+export { type SandboxTestOptions, sandboxTest } from './sandbox-test.ts';
 
 /**
  * Registers the isolation conformance suite (vitest `describe`/`it`): the behaviour of the contract in
@@ -25,7 +27,7 @@ export type { ConformanceOptions } from './harness.ts';
  * @example
  * ```ts
  * runIsolationConformance({
- *   createBackend: () => new DockerBackend({ dataDir }),
+ *   createBackend: () => new DockerBackend({ dataDir, seccompProfile: runtimePaths().seccompProfile }),
  *   image: 'studio-sandbox:latest',
  *   requireRuntime: process.env.CI === 'true',
  *   hostPath: dataDir,

@@ -1,3 +1,5 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createPolicySchemas, defaultPolicy } from '@studio/policy';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAppRouter } from '../../router.ts';
@@ -38,6 +40,18 @@ const READS: Record<string, { why: string; input: (c: Ctx) => unknown }> = {
   },
 };
 
+/** Every file under a workspace with its content (base64), sorted. */
+function workspaceFiles(root: string): [string, string][] {
+  if (!existsSync(root)) return [];
+  return (readdirSync(root, { recursive: true, withFileTypes: true }) as import('node:fs').Dirent[])
+    .filter((d) => d.isFile())
+    .map((d): [string, string] => {
+      const path = join(d.parentPath, d.name);
+      return [path.slice(root.length), readFileSync(path).toString('base64')];
+    })
+    .sort(([a], [b]) => a.localeCompare(b));
+}
+
 const gets = Object.entries(createAppRouter(createPolicySchemas(defaultPolicy))._def.procedures)
   .map(([path, p]) => ({ path, type: (p as unknown as { _def: { type: string } })._def.type }))
   .filter((p) => p.type !== 'mutation');
@@ -54,7 +68,8 @@ describe('regression: no GET starts or changes anything', () => {
     token = await t.login('admin', ADMIN_PASSWORD);
     const auth = { authorization: `Bearer ${token}` };
     const created = await t.call('mutation', 'sessions.create', { image: 'studio-sandbox:latest' }, auth);
-    sessionId = (created.body.result?.data as { id: string }).id;
+    sessionId = (created.body.result?.data as { id: string } | undefined)?.id ?? '';
+    expect(sessionId).toMatch(/^ses_/);
     await t.call('mutation', 'files.write', { sessionId, path: 'kept.txt', content: 'kept' }, auth);
     // Count every exec run in any sandbox of this backend from here on.
     const sandbox = [...backend.sandboxes.values()][0] as FakeSandbox;
@@ -86,7 +101,7 @@ describe('regression: no GET starts or changes anything', () => {
     const sandboxes = [...backend.sandboxes.values()].map((s) => ({
       id: s.id,
       state: s.state,
-      files: [...s.files.entries()].map(([k, v]) => [k, Buffer.from(v).toString('base64')]),
+      files: workspaceFiles(s.workspace),
     }));
     return { users, sessions, tokens, audit: audit.length, sandboxes, execs };
   }

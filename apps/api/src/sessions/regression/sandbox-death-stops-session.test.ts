@@ -19,7 +19,8 @@ describe('regression: a sandbox that dies of a resource limit stops its session 
     t = await startTestApi({ backends: [backend], env: { STUDIO_BACKENDS: 'gvisor' } });
     auth = { authorization: `Bearer ${await t.login('admin', ADMIN_PASSWORD)}` };
     const created = await t.call('mutation', 'sessions.create', { image: 'studio-sandbox:latest' }, auth);
-    sessionId = (created.body.result?.data as { id: string }).id;
+    sessionId = (created.body.result?.data as { id: string } | undefined)?.id ?? '';
+    expect(sessionId).toMatch(/^ses_/);
   }, 120_000);
   afterAll(async () => {
     await t?.close();

@@ -24,7 +24,7 @@ async function startHttpServer(
         '--bind',
         '127.0.0.1',
         '--directory',
-        `/workspace/${dir}`,
+        dir, // relative to the exec's default cwd, the workspace
       ],
       { timeoutMs: 115_000, maxOutputBytes: 1 << 20, signal: controller.signal },
     ),

@@ -77,13 +77,14 @@ export function execCases(h: ConformanceHarness): void {
 
     h.case('exec.argv-exact', 'argv reaches the process byte for byte, never through a shell', async () => {
       const sandbox = await h.shared();
+      const ws = h.workspace(sandbox);
       const args = [
         '$(id)',
         '`id`',
         'a;b',
-        'x && touch /workspace/argv-pwned',
+        `x && touch ${ws}/argv-pwned`,
         '| cat',
-        '>/workspace/argv-pwned',
+        `>${ws}/argv-pwned`,
         '*',
         ' spaced  out ',
         '',
@@ -97,7 +98,7 @@ export function execCases(h: ConformanceHarness): void {
       const r = await py(sandbox, 'import json, sys; print(json.dumps(sys.argv[1:]))', args);
       expectOk(r, 'argv echo');
       expect(JSON.parse(r.out)).toEqual(args);
-      const check = await run(sandbox, ['test', '-e', '/workspace/argv-pwned']);
+      const check = await run(sandbox, ['test', '-e', `${ws}/argv-pwned`]);
       expect(check.exitCode, 'an argument was interpreted by a shell').toBe(1);
     });
 
@@ -124,12 +125,13 @@ export function execCases(h: ConformanceHarness): void {
 
     h.case('exec.cwd', 'cwd is resolved inside /workspace; the default is /workspace', async () => {
       const sandbox = await h.shared();
+      const ws = h.workspace(sandbox);
       const dir = nonce('cwd');
       await sandbox.mkdir(`${dir}/sub dir`, { recursive: true });
       const root = await run(sandbox, ['pwd']);
-      expect(root.out).toBe('/workspace\n');
+      expect(root.out).toBe(`${ws}\n`);
       const sub = await run(sandbox, ['pwd'], { cwd: `${dir}/sub dir` });
-      expect(sub.out).toBe(`/workspace/${dir}/sub dir\n`);
+      expect(sub.out).toBe(`${ws}/${dir}/sub dir\n`);
     });
 
     h.case('exec.cwd-escape', 'a cwd outside /workspace is refused before anything runs', async () => {

@@ -12,17 +12,19 @@ export function filesCases(h: ConformanceHarness): void {
       'writeFile/readFile keep UTF-8 text exactly, as seen from inside',
       async () => {
         const sandbox = await h.shared();
+        const ws = h.workspace(sandbox);
         const dir = nonce('text');
         const content = `line one\r\nünïcødé ✓ 🚀\n\ttabbed\n${nonce('t')}`;
         await sandbox.writeFile(`${dir}/note.txt`, content, { createParents: true });
         expect(text(await sandbox.readFile(`${dir}/note.txt`))).toBe(content);
-        const inside = await run(sandbox, ['cat', `/workspace/${dir}/note.txt`]);
+        const inside = await run(sandbox, ['cat', `${ws}/${dir}/note.txt`]);
         expect(inside.out).toBe(content);
       },
     );
 
     h.case('files.binary-roundtrip', 'every byte value survives a round trip', async () => {
       const sandbox = await h.shared();
+      const ws = h.workspace(sandbox);
       const dir = nonce('bin');
       const every = Uint8Array.from({ length: 256 * 4 }, (_, i) => i % 256);
       const bulk = new Uint8Array(randomBytes(2 * 2 ** 20));
@@ -31,7 +33,7 @@ export function filesCases(h: ConformanceHarness): void {
       await sandbox.writeFile(`${dir}/bulk.bin`, bulk);
       expect(Buffer.from(await sandbox.readFile(`${dir}/every.bin`)).equals(Buffer.from(every))).toBe(true);
       expect(Buffer.from(await sandbox.readFile(`${dir}/bulk.bin`)).equals(Buffer.from(bulk))).toBe(true);
-      const sum = await run(sandbox, ['sha256sum', `/workspace/${dir}/bulk.bin`]);
+      const sum = await run(sandbox, ['sha256sum', `${ws}/${dir}/bulk.bin`]);
       expect(sum.out.split(' ')[0]).toBe(createHash('sha256').update(bulk).digest('hex'));
       await sandbox.writeFile(`${dir}/empty.bin`, new Uint8Array(0));
       expect((await sandbox.readFile(`${dir}/empty.bin`)).byteLength).toBe(0);
@@ -39,10 +41,11 @@ export function filesCases(h: ConformanceHarness): void {
 
     h.case('files.list', 'list() names files, directories and links with their types and sizes', async () => {
       const sandbox = await h.shared();
+      const ws = h.workspace(sandbox);
       const dir = nonce('list');
       await sandbox.writeFile(`${dir}/a.txt`, 'abc', { createParents: true });
       await sandbox.mkdir(`${dir}/sub`);
-      expectOk(await sh(sandbox, `ln -s a.txt /workspace/${dir}/link`), 'ln -s inside the workspace');
+      expectOk(await sh(sandbox, `ln -s a.txt ${ws}/${dir}/link`), 'ln -s inside the workspace');
       const entries = await sandbox.list(dir);
       const byName = Object.fromEntries(entries.map((e) => [e.name, e]));
       expect(Object.keys(byName).sort()).toEqual(['a.txt', 'link', 'sub']);
@@ -58,6 +61,7 @@ export function filesCases(h: ConformanceHarness): void {
 
     h.case('files.stat', 'stat() reports type, size, mode and mtime', async () => {
       const sandbox = await h.shared();
+      const ws = h.workspace(sandbox);
       const dir = nonce('stat');
       const before = Date.now();
       await sandbox.writeFile(`${dir}/f.txt`, 'hello', { createParents: true, mode: 0o640 });
@@ -65,7 +69,7 @@ export function filesCases(h: ConformanceHarness): void {
       expect(s).toMatchObject({ path: `${dir}/f.txt`, name: 'f.txt', type: 'file', size: 5 });
       expect(s.mode & 0o777).toBe(0o640);
       expect(s.mtimeMs).toBeGreaterThan(before - 24 * 3600_000); // the clock inside may drift a little
-      const inside = await run(sandbox, ['stat', '-c', '%a %s', `/workspace/${dir}/f.txt`]);
+      const inside = await run(sandbox, ['stat', '-c', '%a %s', `${ws}/${dir}/f.txt`]);
       expect(inside.out.trim()).toBe('640 5');
       const d = await sandbox.stat(dir);
       expect(d.type).toBe('directory');
@@ -73,9 +77,10 @@ export function filesCases(h: ConformanceHarness): void {
 
     h.case('files.mkdir', 'mkdir() creates one level, or all with recursive', async () => {
       const sandbox = await h.shared();
+      const ws = h.workspace(sandbox);
       const dir = nonce('mkdir');
       await sandbox.mkdir(`${dir}/a/b/c`, { recursive: true });
-      expectOk(await run(sandbox, ['test', '-d', `/workspace/${dir}/a/b/c`]), 'nested directory exists');
+      expectOk(await run(sandbox, ['test', '-d', `${ws}/${dir}/a/b/c`]), 'nested directory exists');
       await sandbox.mkdir(`${dir}/a/b/c`, { recursive: true }); // mkdir -p on an existing path is fine
       await expectIsolationError(sandbox.mkdir(`${dir}/a`), ['ALREADY_EXISTS'], 'mkdir of an existing dir');
       await expectIsolationError(
@@ -100,6 +105,7 @@ export function filesCases(h: ConformanceHarness): void {
 
     h.case('files.remove', 'remove() deletes files, and trees only with recursive', async () => {
       const sandbox = await h.shared();
+      const ws = h.workspace(sandbox);
       const dir = nonce('remove');
       await sandbox.writeFile(`${dir}/tree/a/b/deep.txt`, 'x', { createParents: true });
       await sandbox.writeFile(`${dir}/single.txt`, 'x');
@@ -113,13 +119,14 @@ export function filesCases(h: ConformanceHarness): void {
           `remove of a non-empty directory: ${describeError(refused.error)}`,
         ).toBe(true);
       }
-      expectOk(await run(sandbox, ['test', '-f', `/workspace/${dir}/tree/a/b/deep.txt`]), 'tree kept');
+      expectOk(await run(sandbox, ['test', '-f', `${ws}/${dir}/tree/a/b/deep.txt`]), 'tree kept');
       await sandbox.remove(`${dir}/tree`, { recursive: true });
-      expect((await run(sandbox, ['test', '-e', `/workspace/${dir}/tree`])).exitCode).toBe(1);
+      expect((await run(sandbox, ['test', '-e', `${ws}/${dir}/tree`])).exitCode).toBe(1);
     });
 
     h.case('files.owner-uid', 'what the API writes is owned by the sandbox user 1000:1000', async () => {
       const sandbox = await h.shared();
+      const ws = h.workspace(sandbox);
       const dir = nonce('owner');
       await sandbox.writeFile(`${dir}/sub/f.txt`, 'x', { createParents: true });
       await sandbox.mkdir(`${dir}/made`);
@@ -127,10 +134,10 @@ export function filesCases(h: ConformanceHarness): void {
         'stat',
         '-c',
         '%u:%g %n',
-        `/workspace/${dir}`,
-        `/workspace/${dir}/sub`,
-        `/workspace/${dir}/sub/f.txt`,
-        `/workspace/${dir}/made`,
+        `${ws}/${dir}`,
+        `${ws}/${dir}/sub`,
+        `${ws}/${dir}/sub/f.txt`,
+        `${ws}/${dir}/made`,
       ]);
       expectOk(r, 'stat');
       for (const line of r.out.trim().split('\n')) expect(line).toMatch(/^1000:1000 /);
@@ -138,15 +145,16 @@ export function filesCases(h: ConformanceHarness): void {
 
     h.case('files.exec-visible', 'files written by exec are read by the API and the reverse', async () => {
       const sandbox = await h.shared();
+      const ws = h.workspace(sandbox);
       const dir = nonce('visible');
       const token = nonce('v');
       expectOk(
-        await sh(sandbox, `mkdir /workspace/${dir} && printf %s ${token} > /workspace/${dir}/from-exec`),
+        await sh(sandbox, `mkdir ${ws}/${dir} && printf %s ${token} > ${ws}/${dir}/from-exec`),
         'exec write',
       );
       expect(text(await sandbox.readFile(`${dir}/from-exec`))).toBe(token);
       await sandbox.writeFile(`${dir}/from-api`, token);
-      expect((await run(sandbox, ['cat', `/workspace/${dir}/from-api`])).out).toBe(token);
+      expect((await run(sandbox, ['cat', `${ws}/${dir}/from-api`])).out).toBe(token);
       expect((await sandbox.list(dir)).map((e) => e.name).sort()).toEqual(['from-api', 'from-exec']);
     });
 
@@ -190,15 +198,16 @@ export function filesCases(h: ConformanceHarness): void {
       'watchFiles() reports what sandbox processes change, new directories included, until it is closed',
       async () => {
         const sandbox = await h.shared();
+        const ws = h.workspace(sandbox);
         const dir = nonce('watch');
         await sandbox.mkdir(dir);
         const w = await watching(sandbox);
         expect(w.watch.dirs).toBeGreaterThan(0);
-        expectOk(await sh(sandbox, `cd /workspace/${dir} && echo 1 > a.txt && mkdir sub`), 'write and mkdir');
+        expectOk(await sh(sandbox, `cd ${ws}/${dir} && echo 1 > a.txt && mkdir sub`), 'write and mkdir');
         await w.until(() => w.seen(dir).includes('a.txt') && w.seen(dir).includes('sub'), 'a.txt and sub');
         // The new directory is watched too, once it has been seen.
         expectOk(
-          await sh(sandbox, `cd /workspace/${dir} && echo 2 > sub/b.txt && mv a.txt c.txt`),
+          await sh(sandbox, `cd ${ws}/${dir} && echo 2 > sub/b.txt && mv a.txt c.txt`),
           'nested write, mv',
         );
         await w.until(
@@ -211,7 +220,7 @@ export function filesCases(h: ConformanceHarness): void {
         w.watch.close();
         await w.watch.ended;
         const before = w.seen(dir).length;
-        expectOk(await sh(sandbox, `echo 3 > /workspace/${dir}/after-close.txt`), 'write after close');
+        expectOk(await sh(sandbox, `echo 3 > ${ws}/${dir}/after-close.txt`), 'write after close');
         await new Promise((r) => setTimeout(r, 400));
         expect(w.seen(dir).length, 'nothing arrives after close').toBe(before);
       },
@@ -222,12 +231,18 @@ export function filesCases(h: ConformanceHarness): void {
       'watchFiles() reports nothing outside the workspace, through links to outside, or in .git and node_modules',
       async () => {
         const sandbox = await h.shared();
+        const ws = h.workspace(sandbox);
         const dir = nonce('watchin');
         const outside = `/tmp/${nonce('outside')}`;
+        await using _cleanup = {
+          // Outside the workspace, so destroying the sandbox would not remove it where /tmp is not its own.
+          [Symbol.asyncDispose]: async () =>
+            void (await sh(sandbox, `rm -rf ${outside}`).catch(() => undefined)),
+        };
         expectOk(
           await sh(
             sandbox,
-            `mkdir -p ${outside} /workspace/${dir}/.git /workspace/${dir}/node_modules/pkg && ln -s ${outside} /workspace/${dir}/out`,
+            `mkdir -p ${outside} ${ws}/${dir}/.git ${ws}/${dir}/node_modules/pkg && ln -s ${outside} ${ws}/${dir}/out`,
           ),
           'set up a link to outside and skipped trees',
         );
@@ -235,7 +250,7 @@ export function filesCases(h: ConformanceHarness): void {
         expectOk(
           await sh(
             sandbox,
-            `echo 1 > ${outside}/secret.txt; echo 1 > /workspace/${dir}/out/via-link.txt; echo 1 > /workspace/${dir}/.git/HEAD; echo 1 > /workspace/${dir}/node_modules/pkg/index.js; echo 1 > /workspace/${dir}/marker.txt`,
+            `echo 1 > ${outside}/secret.txt; echo 1 > ${ws}/${dir}/out/via-link.txt; echo 1 > ${ws}/${dir}/.git/HEAD; echo 1 > ${ws}/${dir}/node_modules/pkg/index.js; echo 1 > ${ws}/${dir}/marker.txt`,
           ),
           'writes outside, through the link, in skipped trees, then a marker',
         );

@@ -160,13 +160,14 @@ export function lifecycleCases(h: ConformanceHarness): void {
     h.case('lifecycle.stop-start-keeps-workspace', 'stop() then start() keeps workspace files', async () => {
       await using fx = await h.dedicated();
       const sandbox = fx.sandbox;
+      const ws = h.workspace(sandbox);
       const token = nonce('keep');
       await sandbox.writeFile('keep/api.txt', token, { createParents: true });
-      expectOk(await sh(sandbox, `printf %s '${token}' > /workspace/keep/exec.txt`), 'write from exec');
+      expectOk(await sh(sandbox, `printf %s '${token}' > ${ws}/keep/exec.txt`), 'write from exec');
       await sandbox.stop();
       await sandbox.start();
       expect(Buffer.from(await sandbox.readFile('keep/api.txt')).toString()).toBe(token);
-      const r = await run(sandbox, ['cat', '/workspace/keep/exec.txt', '/workspace/keep/api.txt']);
+      const r = await run(sandbox, ['cat', `${ws}/keep/exec.txt`, `${ws}/keep/api.txt`]);
       expectOk(r, 'cat after restart');
       expect(r.out).toBe(token + token);
     });

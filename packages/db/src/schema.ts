@@ -1,0 +1,160 @@
+import { sql } from 'drizzle-orm';
+import {
+  bigserial,
+  boolean,
+  check,
+  foreignKey,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  unique,
+} from 'drizzle-orm/pg-core';
+
+// The schema of the store, as code: `npm run db:generate -w @studio/db` writes the next migration into
+// drizzle/ from the difference with the last one. Constraint and index names are the ones PostgreSQL gave the
+// hand-written migrations (users_username_key, logins_user_id_fkey, sessions_check, …), so a database created
+// by them and one created from this file are the same, and a later migration can name either's constraints.
+
+export const ROLES = ['admin', 'user'] as const;
+export const SESSION_STATES = ['creating', 'running', 'stopped', 'destroyed', 'failed'] as const;
+export const AUDIT_OUTCOMES = ['success', 'failure', 'denied'] as const;
+
+export type Role = (typeof ROLES)[number];
+export type SessionState = (typeof SESSION_STATES)[number];
+export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];
+
+/** States that count against the per-user limit: the session holds (or is getting) a sandbox and workspace. */
+export const LIVE_STATES = ['creating', 'running', 'stopped'] as const satisfies readonly SessionState[];
+
+/** The sandbox limits a session was created with (kept as JSON: the policy may add fields). */
+export interface SessionResources {
+  memoryBytes: number;
+  cpus: number;
+  pids: number;
+  diskBytes: number;
+  inodes: number;
+  tmpBytes: number;
+}
+
+const at = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+
+export const users = pgTable(
+  'users',
+  {
+    id: text('id').primaryKey(),
+    username: text('username').notNull(),
+    passwordHash: text('password_hash').notNull(),
+    role: text('role', { enum: ROLES }).notNull(),
+    disabledAt: at('disabled_at'),
+    createdAt: at('created_at').notNull().defaultNow(),
+  },
+  (t) => [
+    unique('users_username_key').on(t.username),
+    check('users_role_check', sql`${t.role} IN ('admin', 'user')`),
+  ],
+);
+
+/** One row per sign-in: the JWT's sid. Logout and disabling a user revoke it server-side. */
+export const logins = pgTable(
+  'logins',
+  {
+    id: text('id').primaryKey(),
+    userId: text('user_id').notNull(),
+    createdAt: at('created_at').notNull().defaultNow(),
+    expiresAt: at('expires_at').notNull(),
+    revokedAt: at('revoked_at'),
+  },
+  (t) => [
+    foreignKey({ name: 'logins_user_id_fkey', columns: [t.userId], foreignColumns: [users.id] }),
+    index('logins_user').on(t.userId),
+  ],
+);
+
+export const apiTokens = pgTable(
+  'api_tokens',
+  {
+    id: text('id').primaryKey(),
+    userId: text('user_id').notNull(),
+    name: text('name').notNull(),
+    tokenHash: text('token_hash').notNull(),
+    createdAt: at('created_at').notNull().defaultNow(),
+    expiresAt: at('expires_at'),
+    lastUsedAt: at('last_used_at'),
+    revokedAt: at('revoked_at'),
+    /** Made for an AI agent: its events name the actor kind `agent`. */
+    agent: boolean('agent').notNull().default(false),
+  },
+  (t) => [
+    foreignKey({ name: 'api_tokens_user_id_fkey', columns: [t.userId], foreignColumns: [users.id] }),
+    unique('api_tokens_token_hash_key').on(t.tokenHash),
+    index('api_tokens_user').on(t.userId),
+  ],
+);
+
+export const sessions = pgTable(
+  'sessions',
+  {
+    id: text('id').primaryKey(),
+    ownerId: text('owner_id').notNull(),
+    backend: text('backend').notNull(),
+    image: text('image').notNull(),
+    resources: jsonb('resources').$type<SessionResources>().notNull(),
+    instanceId: text('instance_id').notNull(),
+    sandboxId: text('sandbox_id'),
+    state: text('state', { enum: SESSION_STATES }).notNull(),
+    failureReason: text('failure_reason'),
+    createdAt: at('created_at').notNull().defaultNow(),
+    lastActiveAt: at('last_active_at').notNull().defaultNow(),
+    destroyedAt: at('destroyed_at'),
+    // Who holds control (a login of the owner, a person); null = nobody. The name is kept for display.
+    controlHolderLoginId: text('control_holder_login_id'),
+    controlHolderName: text('control_holder_name'),
+    controlTakenAt: at('control_taken_at'),
+  },
+  (t) => [
+    foreignKey({ name: 'sessions_owner_id_fkey', columns: [t.ownerId], foreignColumns: [users.id] }),
+    check(
+      'sessions_state_check',
+      sql`${t.state} IN ('creating', 'running', 'stopped', 'destroyed', 'failed')`,
+    ),
+    check('sessions_check', sql`(${t.state} = 'failed') = (${t.failureReason} IS NOT NULL)`),
+    index('sessions_owner_live').on(t.ownerId).where(sql`${t.state} IN ('creating', 'running', 'stopped')`),
+  ],
+);
+
+/** One security-relevant event. Never holds secrets (passwords, tokens, cookies). */
+export const auditEvents = pgTable(
+  'audit_events',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    at: at('at').notNull().defaultNow(),
+    actorId: text('actor_id'),
+    action: text('action').notNull(),
+    outcome: text('outcome', { enum: AUDIT_OUTCOMES }).notNull(),
+    target: text('target'),
+    ip: text('ip'),
+    requestId: text('request_id'),
+    details: jsonb('details').$type<Record<string, unknown>>().notNull().default({}),
+  },
+  (t) => [
+    check('audit_events_outcome_check', sql`${t.outcome} IN ('success', 'failure', 'denied')`),
+    index('audit_events_at').on(t.at),
+  ],
+);
+
+/**
+ * Which process holds each API instance id: one row per claimed id, renewed by heartbeat. A row whose
+ * heartbeat is older than the claimant's lease may be taken over (the holder died without releasing).
+ */
+export const instances = pgTable('instances', {
+  id: text('id').primaryKey(),
+  /** A token unique to the claiming process (never reused across starts). */
+  holder: text('holder').notNull(),
+  host: text('host').notNull(),
+  pid: integer('pid').notNull(),
+  dataDir: text('data_dir').notNull(),
+  heartbeatAt: at('heartbeat_at').notNull(),
+});

@@ -1,0 +1,341 @@
+import { randomBytes } from 'node:crypto';
+import { expect } from 'vitest';
+import { isStoreError, StoreError } from './errors.ts';
+import type { NewSession } from './store.ts';
+import { describeEachDriver, storeTest, testEnv } from './testing/store-test.ts';
+
+const env = testEnv(process.env);
+const newId = (prefix: string) => `${prefix}${randomBytes(8).toString('hex')}`;
+
+const resources = {
+  memoryBytes: 2 ** 30,
+  cpus: 1,
+  pids: 512,
+  diskBytes: 2 ** 31,
+  inodes: 200_000,
+  tmpBytes: 2 ** 28,
+};
+
+function newSession(ownerId: string): NewSession {
+  return {
+    id: newId('ses_'),
+    ownerId,
+    backend: 'docker',
+    image: 'studio-sandbox:latest',
+    resources,
+    instanceId: 'test',
+  };
+}
+
+// Every test below has a user `alice` in a clean database.
+const test = storeTest.extend(
+  'alice',
+  async ({ store }) =>
+    (await store.createUser({ id: newId('usr_'), username: 'alice', passwordHash: 'x', role: 'user' })).id,
+);
+
+describeEachDriver('Store', env, test, () => {
+  test('keeps usernames unique with a clear code', async ({ store }) => {
+    await store.createUser({ id: newId('usr_'), username: 'bob', passwordHash: 'x', role: 'user' });
+    const again = store.createUser({ id: newId('usr_'), username: 'bob', passwordHash: 'y', role: 'user' });
+    const error = await again.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StoreError);
+    expect(isStoreError(error, 'CONFLICT')).toBe(true);
+    expect((error as Error).message).toBe('username bob is taken; choose another');
+  });
+
+  test('holds the live-session limit under 50 concurrent creates: exactly 5 live', async ({
+    store,
+    alice,
+  }) => {
+    const results = await Promise.allSettled(
+      Array.from({ length: 50 }, () => store.reserveSession(newSession(alice), 5)),
+    );
+    const ok = results.filter((r) => r.status === 'fulfilled');
+    const refused = results.filter((r) => r.status === 'rejected' && isStoreError(r.reason, 'SESSION_LIMIT'));
+    expect(ok).toHaveLength(5);
+    expect(refused).toHaveLength(45);
+    expect(await store.countLiveSessions(alice)).toBe(5);
+  });
+
+  test('counts stopped sessions as live and frees a slot on destroy or failure', async ({ store, alice }) => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await store.reserveSession(newSession(alice), 5)).id);
+    await store.transitionSession(ids[0] as string, ['creating'], 'running', { sandboxId: 'sbx-1' });
+    await store.transitionSession(ids[0] as string, ['running'], 'stopped');
+    await expect(store.reserveSession(newSession(alice), 5)).rejects.toMatchObject({
+      code: 'SESSION_LIMIT',
+      message: /already have 5 live sessions \(the limit is 5\)/,
+    });
+    await store.transitionSession(ids[1] as string, ['creating'], 'failed', { failureReason: 'boom' });
+    await store.reserveSession(newSession(alice), 5);
+    await store.transitionSession(ids[2] as string, ['creating'], 'destroyed');
+    await store.reserveSession(newSession(alice), 5);
+    expect(await store.countLiveSessions(alice)).toBe(5);
+    expect((await store.listLiveSessions()).map((s) => s.state).sort()).toEqual([
+      'creating',
+      'creating',
+      'creating',
+      'creating',
+      'stopped',
+    ]);
+  });
+
+  test('moves states by compare-and-set only', async ({ store, alice }) => {
+    const s = await store.reserveSession(newSession(alice), 5);
+    const [a, b] = await Promise.all([
+      store.transitionSession(s.id, ['creating'], 'running', { sandboxId: 'sbx-a' }),
+      store.transitionSession(s.id, ['creating'], 'failed', { failureReason: 'x' }),
+    ]);
+    expect([a, b].filter(Boolean)).toHaveLength(1);
+    const failed = await store.transitionSession(s.id, ['running', 'creating'], 'failed', {
+      failureReason: 'why',
+    });
+    const now = failed ?? (await store.getSession(alice, s.id));
+    expect(now?.state === 'failed' ? now.failureReason : 'why').toBe('why');
+    const gone = await store.transitionSession(
+      s.id,
+      ['running', 'stopped', 'failed', 'creating'],
+      'destroyed',
+    );
+    expect(gone?.state).toBe('destroyed');
+    expect(gone?.destroyedAt).toBeInstanceOf(Date);
+    expect(gone?.failureReason).toBeNull();
+    expect(await store.transitionSession(s.id, [], 'running')).toBeUndefined();
+  });
+
+  test('keeps the sandbox id unless given, and lists failed sandboxes of this instance', async ({
+    store,
+    alice,
+  }) => {
+    const s = await store.reserveSession(newSession(alice), 5);
+    await store.transitionSession(s.id, ['creating'], 'running', { sandboxId: 'sbx-1' });
+    const failed = await store.transitionSession(s.id, ['running'], 'failed');
+    expect(failed).toMatchObject({ sandboxId: 'sbx-1', failureReason: 'unknown failure' });
+    expect(await store.listFailedSandboxIds('test')).toEqual(['sbx-1']);
+    expect(await store.listFailedSandboxIds('other')).toEqual([]);
+  });
+
+  test('scopes sessions to their owner', async ({ store, alice }) => {
+    const bob = (
+      await store.createUser({ id: newId('usr_'), username: 'bob', passwordHash: 'x', role: 'user' })
+    ).id;
+    const s = await store.reserveSession(newSession(alice), 5);
+    expect(await store.getSession(bob, s.id)).toBeUndefined();
+    expect((await store.getSession(alice, s.id))?.resources).toEqual(resources);
+    expect(await store.listSessions(bob)).toEqual([]);
+    expect((await store.listSessions(alice)).map((x) => x.id)).toEqual([s.id]);
+    await store.transitionSession(s.id, ['creating'], 'destroyed');
+    expect(await store.listSessions(alice)).toEqual([]);
+    expect((await store.listSessions(alice, { includeEnded: true })).map((x) => x.id)).toEqual([s.id]);
+    expect(await store.setSessionControl(bob, s.id, { loginId: 'l', name: 'bob' })).toBeUndefined();
+  });
+
+  test('sets and clears who holds control of a session', async ({ store, alice }) => {
+    const s = await store.reserveSession(newSession(alice), 5);
+    expect(s.control).toBeNull();
+    const held = await store.setSessionControl(alice, s.id, { loginId: 'login-1', name: 'Alice' });
+    expect(held?.control).toMatchObject({ loginId: 'login-1', name: 'Alice' });
+    expect(held?.control?.since).toBeInstanceOf(Date);
+    expect((await store.getSessionById(s.id))?.control?.loginId).toBe('login-1');
+    expect((await store.setSessionControl(alice, s.id, null))?.control).toBeNull();
+  });
+
+  test('refuses sessions for a disabled user, and disabling revokes logins and tokens', async ({
+    store,
+    alice,
+  }) => {
+    const loginId = newId('lgn_');
+    await store.createLogin({ id: loginId, userId: alice, expiresAt: new Date(Date.now() + 60_000) });
+    const token = await store.createApiToken({
+      id: newId('tok_'),
+      userId: alice,
+      name: 'ci',
+      tokenHash: 'h1',
+      expiresAt: null,
+    });
+    const disabled = await store.disableUser(alice);
+    expect(disabled?.disabledAt).toBeInstanceOf(Date);
+    expect((await store.findApiTokenByHash('h1'))?.revokedAt).toBeInstanceOf(Date);
+    expect((await store.getLogin(loginId))?.revokedAt).toBeInstanceOf(Date);
+    expect(token.revokedAt).toBeNull();
+    await expect(store.reserveSession(newSession(alice), 5)).rejects.toMatchObject({
+      code: 'OWNER_INACTIVE',
+    });
+    expect(await store.disableUser('usr_nobody')).toBeUndefined();
+  });
+
+  test('reads a login or a token with its user in one query', async ({ store, alice }) => {
+    const loginId = newId('lgn_');
+    const expiresAt = new Date(Date.now() + 60_000);
+    await store.createLogin({ id: loginId, userId: alice, expiresAt });
+    const found = await store.getLoginWithUser(loginId);
+    expect(found?.login).toMatchObject({ id: loginId, userId: alice, revokedAt: null });
+    expect(found?.login.expiresAt.getTime()).toBe(expiresAt.getTime());
+    expect(found?.user).toMatchObject({ id: alice, username: 'alice', role: 'user', disabledAt: null });
+    await store.revokeLogin(loginId);
+    expect((await store.getLoginWithUser(loginId))?.login.revokedAt).toBeInstanceOf(Date);
+    expect(await store.getLoginWithUser('nope')).toBeUndefined();
+
+    await store.createApiToken({
+      id: newId('tok_'),
+      userId: alice,
+      name: 'agent',
+      tokenHash: 'h-agent',
+      expiresAt: null,
+      agent: true,
+    });
+    const withUser = await store.findApiTokenWithUser('h-agent');
+    expect(withUser?.token).toMatchObject({ name: 'agent', agent: true, lastUsedAt: null });
+    expect(withUser?.user.username).toBe('alice');
+    await store.touchApiToken(withUser?.token.id as string);
+    expect((await store.findApiTokenByHash('h-agent'))?.lastUsedAt).toBeInstanceOf(Date);
+    expect((await store.listApiTokens(alice)).map((t) => t.agent)).toEqual([true]);
+  });
+
+  test('revokes only the owner’s tokens', async ({ store, alice }) => {
+    const bob = (
+      await store.createUser({ id: newId('usr_'), username: 'bob', passwordHash: 'x', role: 'user' })
+    ).id;
+    const t1 = await store.createApiToken({
+      id: newId('tok_'),
+      userId: alice,
+      name: 'a',
+      tokenHash: 'h2',
+      expiresAt: null,
+    });
+    expect(t1.agent).toBe(false);
+    expect(await store.revokeApiToken(bob, t1.id)).toBe(false);
+    expect(await store.revokeApiToken(alice, t1.id)).toBe(true);
+    expect(await store.revokeApiToken(alice, t1.id)).toBe(false);
+  });
+
+  test('lists users in creation order and counts them', async ({ store, alice }) => {
+    await store.createUser({ id: newId('usr_'), username: 'bob', passwordHash: 'x', role: 'admin' });
+    expect(await store.countUsers()).toBe(2);
+    expect((await store.listUsers()).map((u) => u.username)).toEqual(['alice', 'bob']);
+    expect((await store.getUserByUsername('bob'))?.role).toBe('admin');
+    expect((await store.getUser(alice))?.username).toBe('alice');
+    expect(await store.getUser('usr_nobody')).toBeUndefined();
+  });
+
+  test('writes and lists audit events, newest first', async ({ store }) => {
+    await store.audit({
+      action: 'auth.login',
+      outcome: 'failure',
+      target: 'alice',
+      ip: '127.0.0.1',
+      details: { code: 'X' },
+    });
+    await store.audit({ action: 'auth.login', outcome: 'success' });
+    await store.audit({ action: 'session.create', outcome: 'denied' });
+    const events = await store.listAudit({ action: 'auth.login' });
+    expect(events).toHaveLength(2);
+    expect(events[0]).toMatchObject({ outcome: 'success', target: null, details: {} });
+    expect(events[1]).toMatchObject({
+      action: 'auth.login',
+      outcome: 'failure',
+      target: 'alice',
+      ip: '127.0.0.1',
+      actorId: null,
+      requestId: null,
+      details: { code: 'X' },
+    });
+    expect(typeof events[1]?.id).toBe('string');
+    expect(events[1]?.at).toBeInstanceOf(Date);
+    expect(await store.listAudit({ limit: 1 })).toHaveLength(1);
+  });
+
+  test('a failed statement is a StoreError without the statement’s parameters', async ({ store, alice }) => {
+    const hash = 'secret-hash-must-not-appear';
+    await store.createApiToken({
+      id: 'tok_same',
+      userId: alice,
+      name: 'a',
+      tokenHash: hash,
+      expiresAt: null,
+    });
+    const again = store.createApiToken({
+      id: 'tok_same',
+      userId: alice,
+      name: 'b',
+      tokenHash: 'h',
+      expiresAt: null,
+    });
+    const error = await again.catch((e: unknown) => e);
+    expect(isStoreError(error, 'QUERY_FAILED')).toBe(true);
+    const { message } = error as Error;
+    expect(message).toMatch(/duplicate key/);
+    expect(message).not.toMatch(/Failed query|params/);
+    expect(message).not.toContain(hash);
+  });
+
+  // ---------------------------------------------------------------------------------------- instances
+
+  const claim = (holder: string, leaseMs = 30_000) => ({
+    id: 'inst-1',
+    holder,
+    host: `host-${holder}`,
+    pid: 1000 + holder.length,
+    dataDir: `/data/${holder}`,
+    leaseMs,
+  });
+
+  test('claims an instance id once: the same holder again, another holder refused with who holds it', async ({
+    store,
+  }) => {
+    expect(await store.claimInstance(claim('a'))).toEqual({ ok: true });
+    expect(await store.claimInstance(claim('a'))).toEqual({ ok: true });
+    const lost = await store.claimInstance(claim('bb'));
+    expect(lost).toMatchObject({ ok: false, holder: { host: 'host-a', pid: 1001, dataDir: '/data/a' } });
+    expect(lost.ok === false && lost.holder.heartbeatAt).toBeInstanceOf(Date);
+    expect(await store.claimInstance({ ...claim('bb'), id: 'inst-2' })).toEqual({ ok: true });
+  });
+
+  test('of 20 concurrent claims of one instance id exactly one wins', async ({ store }) => {
+    const holders = Array.from({ length: 20 }, (_, i) => `holder-${i}`);
+    const results = await Promise.all(holders.map((h) => store.claimInstance(claim(h))));
+    const winners = holders.filter((_, i) => results[i]?.ok);
+    expect(winners).toHaveLength(1);
+    for (const r of results) {
+      if (!r.ok) expect(r.holder.host).toBe(`host-${winners[0]}`);
+    }
+    expect(await store.renewInstance('inst-1', winners[0] as string)).toBe(true);
+    const loser = holders.find((h) => h !== winners[0]) as string;
+    expect(await store.renewInstance('inst-1', loser)).toBe(false);
+  });
+
+  test('takes over an expired lease; the old holder then cannot renew, and release frees the id', async ({
+    store,
+  }) => {
+    expect(await store.claimInstance(claim('old'))).toEqual({ ok: true });
+    expect((await store.claimInstance(claim('new', 60_000))).ok).toBe(false);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    // For the new claimant a heartbeat older than 50 ms is dead.
+    expect(await store.claimInstance(claim('new', 50))).toEqual({ ok: true });
+    expect(await store.renewInstance('inst-1', 'old')).toBe(false);
+    await store.releaseInstance('inst-1', 'old'); // not the holder: no effect
+    expect(await store.renewInstance('inst-1', 'new')).toBe(true);
+    await store.releaseInstance('inst-1', 'new');
+    expect(await store.renewInstance('inst-1', 'new')).toBe(false);
+    expect(await store.claimInstance(claim('third'))).toEqual({ ok: true });
+  });
+
+  test('takes over at once from a holder named dead (its host and pid), not from another', async ({
+    store,
+  }) => {
+    expect(await store.claimInstance(claim('old'))).toEqual({ ok: true });
+    const other = { host: 'host-old', pid: 4242 };
+    expect((await store.claimInstance({ ...claim('new'), replace: other })).ok).toBe(false);
+    const dead = { host: 'host-old', pid: 1003 };
+    expect(await store.claimInstance({ ...claim('new'), replace: dead })).toEqual({ ok: true });
+    expect(await store.renewInstance('inst-1', 'old')).toBe(false);
+  });
+
+  test('refuses a lease that is not a positive duration', async ({ store }) => {
+    await expect(store.claimInstance(claim('a', 0))).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+    await expect(store.claimInstance(claim('a', Number.NaN))).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+    });
+  });
+});

@@ -1,0 +1,554 @@
+import { and, desc, eq, inArray, isNotNull, isNull, lt, or, sql } from 'drizzle-orm';
+import type { Db } from './db.ts';
+import { driverError, StoreError, sqlStateOf, toStoreError } from './errors.ts';
+import {
+  apiTokens,
+  auditEvents,
+  instances,
+  LIVE_STATES as LIVE,
+  logins,
+  type Role,
+  type SessionResources,
+  type SessionState,
+  sessions,
+  users,
+} from './schema.ts';
+
+export type { AuditOutcome, Role, SessionResources, SessionState } from './schema.ts';
+
+/** States that count against the per-user limit: the session holds (or is getting) a sandbox and workspace. */
+export const LIVE_STATES: readonly SessionState[] = LIVE;
+
+export type UserRecord = typeof users.$inferSelect;
+export type LoginRecord = typeof logins.$inferSelect;
+export type ApiTokenRecord = typeof apiTokens.$inferSelect;
+
+/** Who holds control of a session: while set, API tokens may not change it (HUMAN_HAS_CONTROL). */
+export interface SessionControl {
+  loginId: string;
+  name: string;
+  since: Date;
+}
+
+type SessionRow = typeof sessions.$inferSelect;
+
+/** A session; the three control columns are read as one `control` (null when nobody holds it). */
+export type SessionRecord = Omit<
+  SessionRow,
+  'controlHolderLoginId' | 'controlHolderName' | 'controlTakenAt'
+> & {
+  /** The person (a login of the owner) holding control of the session, or null. */
+  control: SessionControl | null;
+};
+
+/** One security-relevant event. Never holds secrets (passwords, tokens, cookies). */
+export interface AuditEvent {
+  action: string;
+  outcome: AuditRecord['outcome'];
+  actorId?: string | null | undefined;
+  target?: string | null | undefined;
+  ip?: string | null | undefined;
+  requestId?: string | null | undefined;
+  details?: Record<string, unknown> | undefined;
+}
+
+/** A stored audit event; `id` is the bigserial as a string (it outgrows JavaScript numbers in theory only). */
+export type AuditRecord = Omit<typeof auditEvents.$inferSelect, 'id'> & { id: string };
+
+/** Input of {@link Store.reserveSession}. */
+export interface NewSession {
+  id: string;
+  ownerId: string;
+  backend: string;
+  image: string;
+  resources: SessionResources;
+  instanceId: string;
+}
+
+/** Input of {@link Store.claimInstance}. */
+export interface InstanceClaim {
+  /** The instance id (STUDIO_INSTANCE_ID): sandboxes are labelled with it. */
+  id: string;
+  /** A token unique to this process: renew and release only act for the same holder. */
+  holder: string;
+  host: string;
+  pid: number;
+  dataDir: string;
+  /** How long a heartbeat holds the claim; an older one may be taken over. */
+  leaseMs: number;
+  /**
+   * A holder known to be dead (a process of this host that no longer runs): its claim is taken over at once
+   * instead of after its lease.
+   */
+  replace?: { host: string; pid: number } | undefined;
+}
+
+/** Who holds an instance id, as reported to a claimant that lost. */
+export interface InstanceHolder {
+  host: string;
+  pid: number;
+  dataDir: string;
+  heartbeatAt: Date;
+}
+
+export type ClaimResult = { ok: true } | { ok: false; holder: InstanceHolder };
+
+// The record type differs from the row only here: the three control columns become one optional object.
+function toSession(row: SessionRow): SessionRecord {
+  const { controlHolderLoginId: loginId, controlHolderName: name, controlTakenAt: since, ...rest } = row;
+  return {
+    ...rest,
+    // setSessionControl writes the three together; the fallbacks only satisfy the column types.
+    control: loginId === null ? null : { loginId, name: name ?? '', since: since ?? rest.lastActiveAt },
+  };
+}
+
+const liveIn = inArray(sessions.state, LIVE_STATES as SessionState[]);
+
+/** Runs one store operation; every failure leaves it as a {@link StoreError} (never Drizzle's wrapper). */
+async function guard<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    throw toStoreError(error);
+  }
+}
+
+/**
+ * Every record of the API, over one PostgreSQL dialect (PGlite or a server). Methods that take an owner id
+ * only ever see that owner's rows: ownership is part of the query, never a check after it. Every failure is a
+ * {@link StoreError}.
+ */
+export class Store {
+  readonly db: Db;
+
+  private constructor(db: Db) {
+    this.db = db;
+  }
+
+  /** Wraps an open database (its schema is brought up to date by `openDb`). */
+  static async open(db: Db): Promise<Store> {
+    return new Store(db);
+  }
+
+  ping(): Promise<void> {
+    return guard(async () => {
+      await this.db.orm.execute(sql`SELECT 1`);
+    });
+  }
+
+  close(): Promise<void> {
+    return this.db.close();
+  }
+
+  // ---------------------------------------------------------------------------------------------- users
+
+  /** Throws CONFLICT when the username is taken. */
+  createUser(user: { id: string; username: string; passwordHash: string; role: Role }): Promise<UserRecord> {
+    return guard(async () => {
+      try {
+        const [row] = await this.db.orm.insert(users).values(user).returning();
+        return row as UserRecord;
+      } catch (error) {
+        if (sqlStateOf(error) === '23505') {
+          throw new StoreError('CONFLICT', `username ${user.username} is taken; choose another`, {
+            cause: driverError(error),
+          });
+        }
+        throw error;
+      }
+    });
+  }
+
+  countUsers(): Promise<number> {
+    return guard(() => this.db.orm.$count(users));
+  }
+
+  getUser(id: string): Promise<UserRecord | undefined> {
+    return guard(async () => (await this.db.orm.select().from(users).where(eq(users.id, id)))[0]);
+  }
+
+  getUserByUsername(username: string): Promise<UserRecord | undefined> {
+    return guard(async () => (await this.db.orm.select().from(users).where(eq(users.username, username)))[0]);
+  }
+
+  listUsers(): Promise<UserRecord[]> {
+    return guard(() => this.db.orm.select().from(users).orderBy(users.createdAt, users.username));
+  }
+
+  /** Disables a user and, in the same transaction, revokes every login and API token it holds. */
+  disableUser(id: string): Promise<UserRecord | undefined> {
+    return guard(() =>
+      this.db.orm.transaction(async (tx) => {
+        const [row] = await tx
+          .update(users)
+          .set({ disabledAt: sql`coalesce(${users.disabledAt}, now())` })
+          .where(eq(users.id, id))
+          .returning();
+        if (!row) return undefined;
+        await tx
+          .update(logins)
+          .set({ revokedAt: sql`now()` })
+          .where(and(eq(logins.userId, id), isNull(logins.revokedAt)));
+        await tx
+          .update(apiTokens)
+          .set({ revokedAt: sql`now()` })
+          .where(and(eq(apiTokens.userId, id), isNull(apiTokens.revokedAt)));
+        return row;
+      }),
+    );
+  }
+
+  // --------------------------------------------------------------------------------------------- logins
+
+  createLogin(login: { id: string; userId: string; expiresAt: Date }): Promise<void> {
+    return guard(async () => {
+      await this.db.orm.insert(logins).values(login);
+    });
+  }
+
+  getLogin(id: string): Promise<LoginRecord | undefined> {
+    return guard(async () => (await this.db.orm.select().from(logins).where(eq(logins.id, id)))[0]);
+  }
+
+  /** A login with its user, in one query (every request authenticated by JWT runs this). */
+  getLoginWithUser(id: string): Promise<{ login: LoginRecord; user: UserRecord } | undefined> {
+    return guard(
+      async () =>
+        (
+          await this.db.orm
+            .select({ login: logins, user: users })
+            .from(logins)
+            .innerJoin(users, eq(users.id, logins.userId))
+            .where(eq(logins.id, id))
+        )[0],
+    );
+  }
+
+  /** An API token with its user, in one query. */
+  findApiTokenWithUser(tokenHash: string): Promise<{ token: ApiTokenRecord; user: UserRecord } | undefined> {
+    return guard(
+      async () =>
+        (
+          await this.db.orm
+            .select({ token: apiTokens, user: users })
+            .from(apiTokens)
+            .innerJoin(users, eq(users.id, apiTokens.userId))
+            .where(eq(apiTokens.tokenHash, tokenHash))
+        )[0],
+    );
+  }
+
+  revokeLogin(id: string): Promise<void> {
+    return guard(async () => {
+      await this.db.orm
+        .update(logins)
+        .set({ revokedAt: sql`now()` })
+        .where(and(eq(logins.id, id), isNull(logins.revokedAt)));
+    });
+  }
+
+  // ----------------------------------------------------------------------------------------- api tokens
+
+  createApiToken(token: {
+    id: string;
+    userId: string;
+    name: string;
+    tokenHash: string;
+    expiresAt: Date | null;
+    agent?: boolean;
+  }): Promise<ApiTokenRecord> {
+    return guard(async () => {
+      const [row] = await this.db.orm
+        .insert(apiTokens)
+        .values({ ...token, agent: token.agent === true })
+        .returning();
+      return row as ApiTokenRecord;
+    });
+  }
+
+  findApiTokenByHash(tokenHash: string): Promise<ApiTokenRecord | undefined> {
+    return guard(
+      async () => (await this.db.orm.select().from(apiTokens).where(eq(apiTokens.tokenHash, tokenHash)))[0],
+    );
+  }
+
+  listApiTokens(userId: string): Promise<ApiTokenRecord[]> {
+    return guard(() =>
+      this.db.orm
+        .select()
+        .from(apiTokens)
+        .where(eq(apiTokens.userId, userId))
+        .orderBy(apiTokens.createdAt, apiTokens.id),
+    );
+  }
+
+  /** Revokes one of `userId`'s tokens; false when it has no such token (or it was already revoked). */
+  revokeApiToken(userId: string, id: string): Promise<boolean> {
+    return guard(async () => {
+      const rows = await this.db.orm
+        .update(apiTokens)
+        .set({ revokedAt: sql`now()` })
+        .where(and(eq(apiTokens.id, id), eq(apiTokens.userId, userId), isNull(apiTokens.revokedAt)))
+        .returning({ id: apiTokens.id });
+      return rows.length > 0;
+    });
+  }
+
+  touchApiToken(id: string): Promise<void> {
+    return guard(async () => {
+      await this.db.orm.update(apiTokens).set({ lastUsedAt: sql`now()` }).where(eq(apiTokens.id, id));
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------- sessions
+
+  /**
+   * Records a new session in state `creating` if its owner holds fewer than `maxLive` live sessions.
+   *
+   * Atomic under concurrency: the owner's user row is locked (`SELECT … FOR UPDATE`) for the transaction, so
+   * concurrent creates for one user run the count-and-insert one after another, on PostgreSQL (READ COMMITTED
+   * re-reads after the lock) and on PGlite alike. Throws SESSION_LIMIT when the owner is at the limit and
+   * OWNER_INACTIVE when the owner is disabled or gone.
+   */
+  reserveSession(session: NewSession, maxLive: number): Promise<SessionRecord> {
+    return guard(() =>
+      this.db.orm.transaction(async (tx) => {
+        const owner = await tx
+          .select({ id: users.id })
+          .from(users)
+          .where(and(eq(users.id, session.ownerId), isNull(users.disabledAt)))
+          .for('update');
+        if (owner.length === 0) throw new StoreError('OWNER_INACTIVE', 'your account is disabled or gone');
+        const live = await tx.$count(sessions, and(eq(sessions.ownerId, session.ownerId), liveIn));
+        if (live >= maxLive) {
+          throw new StoreError(
+            'SESSION_LIMIT',
+            `you already have ${live} live sessions (the limit is ${maxLive}); destroy one with sessions.destroy first`,
+          );
+        }
+        const [row] = await tx
+          .insert(sessions)
+          .values({ ...session, state: 'creating' })
+          .returning();
+        return toSession(row as SessionRow);
+      }),
+    );
+  }
+
+  countLiveSessions(ownerId: string): Promise<number> {
+    return guard(() => this.db.orm.$count(sessions, and(eq(sessions.ownerId, ownerId), liveIn)));
+  }
+
+  /** The session `id` if `ownerId` owns it; undefined otherwise (whether it exists or not). */
+  getSession(ownerId: string, id: string): Promise<SessionRecord | undefined> {
+    return guard(async () => {
+      const [row] = await this.db.orm
+        .select()
+        .from(sessions)
+        .where(and(eq(sessions.id, id), eq(sessions.ownerId, ownerId)));
+      return row && toSession(row);
+    });
+  }
+
+  /** Any owner's session: for internal bookkeeping (sweeps, audit of denied access), never for a caller. */
+  getSessionById(id: string): Promise<SessionRecord | undefined> {
+    return guard(async () => {
+      const [row] = await this.db.orm.select().from(sessions).where(eq(sessions.id, id));
+      return row && toSession(row);
+    });
+  }
+
+  listSessions(ownerId: string, options: { includeEnded?: boolean } = {}): Promise<SessionRecord[]> {
+    return guard(async () => {
+      const rows = await this.db.orm
+        .select()
+        .from(sessions)
+        .where(and(eq(sessions.ownerId, ownerId), options.includeEnded ? undefined : liveIn))
+        .orderBy(desc(sessions.createdAt), sessions.id)
+        .limit(500);
+      return rows.map(toSession);
+    });
+  }
+
+  /** Live sessions of every owner (for idle and TTL sweeps). */
+  listLiveSessions(): Promise<SessionRecord[]> {
+    return guard(async () => (await this.db.orm.select().from(sessions).where(liveIn)).map(toSession));
+  }
+
+  /** Sandbox ids of `failed` sessions of `instanceId` (kept until the session is destroyed: not orphans). */
+  listFailedSandboxIds(instanceId: string): Promise<string[]> {
+    return guard(async () => {
+      const rows = await this.db.orm
+        .select({ sandboxId: sessions.sandboxId })
+        .from(sessions)
+        .where(
+          and(
+            eq(sessions.state, 'failed'),
+            eq(sessions.instanceId, instanceId),
+            isNotNull(sessions.sandboxId),
+          ),
+        );
+      return rows.flatMap((r) => (r.sandboxId === null ? [] : [r.sandboxId]));
+    });
+  }
+
+  /**
+   * Moves a session to `to` only if it is currently in one of `from` (compare-and-set, so two racing
+   * transitions cannot both win). Returns the updated record, or undefined when the state did not match.
+   */
+  transitionSession(
+    id: string,
+    from: readonly SessionState[],
+    to: SessionState,
+    extra: { sandboxId?: string; failureReason?: string } = {},
+  ): Promise<SessionRecord | undefined> {
+    return guard(async () => {
+      const [row] = await this.db.orm
+        .update(sessions)
+        .set({
+          state: to,
+          // undefined leaves a column as it is
+          sandboxId: extra.sandboxId,
+          failureReason: to === 'failed' ? (extra.failureReason?.slice(0, 1000) ?? 'unknown failure') : null,
+          destroyedAt: to === 'destroyed' ? sql`now()` : undefined,
+          lastActiveAt: sql`now()`,
+        })
+        .where(and(eq(sessions.id, id), inArray(sessions.state, [...from])))
+        .returning();
+      return row && toSession(row);
+    });
+  }
+
+  /**
+   * Sets (a holder) or clears (null) who holds control of `ownerId`'s session `id`. Returns the updated
+   * record, or undefined when `ownerId` has no such session.
+   */
+  setSessionControl(
+    ownerId: string,
+    id: string,
+    holder: { loginId: string; name: string } | null,
+  ): Promise<SessionRecord | undefined> {
+    return guard(async () => {
+      const [row] = await this.db.orm
+        .update(sessions)
+        .set({
+          controlHolderLoginId: holder?.loginId ?? null,
+          controlHolderName: holder?.name ?? null,
+          controlTakenAt: holder ? sql`now()` : null,
+        })
+        .where(and(eq(sessions.id, id), eq(sessions.ownerId, ownerId)))
+        .returning();
+      return row && toSession(row);
+    });
+  }
+
+  touchSession(id: string): Promise<void> {
+    return guard(async () => {
+      await this.db.orm.update(sessions).set({ lastActiveAt: sql`now()` }).where(eq(sessions.id, id));
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------- audit
+
+  audit(event: AuditEvent): Promise<void> {
+    return guard(async () => {
+      await this.db.orm.insert(auditEvents).values({
+        actorId: event.actorId ?? null,
+        action: event.action,
+        outcome: event.outcome,
+        target: event.target ?? null,
+        ip: event.ip ?? null,
+        requestId: event.requestId ?? null,
+        details: event.details ?? {},
+      });
+    });
+  }
+
+  listAudit(options: { limit?: number; action?: string } = {}): Promise<AuditRecord[]> {
+    const limit = Math.min(Math.max(options.limit ?? 100, 1), 1000);
+    return guard(async () => {
+      const rows = await this.db.orm
+        .select()
+        .from(auditEvents)
+        .where(options.action === undefined ? undefined : eq(auditEvents.action, options.action))
+        .orderBy(desc(auditEvents.id))
+        .limit(limit);
+      return rows.map((r) => ({ ...r, id: String(r.id) }));
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------ instances
+
+  /**
+   * Claims instance id `claim.id` for `claim.holder`: wins when nobody holds it, when the holder is the same, or
+   * when the last heartbeat is older than `leaseMs` (the holder died without releasing). One statement (INSERT …
+   * ON CONFLICT DO UPDATE … WHERE), so of two concurrent claimants at most one wins; times are the database's
+   * clock, so hosts with skewed clocks agree. A loser learns who holds the id.
+   */
+  claimInstance(claim: InstanceClaim): Promise<ClaimResult> {
+    if (!Number.isFinite(claim.leaseMs) || claim.leaseMs <= 0) {
+      return Promise.reject(
+        new StoreError(
+          'INVALID_INPUT',
+          `leaseMs must be a positive number of milliseconds, not ${claim.leaseMs}`,
+        ),
+      );
+    }
+    return guard(async () => {
+      const values = { holder: claim.holder, host: claim.host, pid: claim.pid, dataDir: claim.dataDir };
+      // A holder that releases between the lost claim and the look-up leaves no row: claim again.
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const won = await this.db.orm
+          .insert(instances)
+          .values({ id: claim.id, ...values, heartbeatAt: sql`now()` })
+          .onConflictDoUpdate({
+            target: instances.id,
+            set: { ...values, heartbeatAt: sql`now()` },
+            setWhere: or(
+              eq(instances.holder, claim.holder),
+              lt(instances.heartbeatAt, sql`now() - make_interval(secs => ${claim.leaseMs / 1000})`),
+              claim.replace
+                ? and(eq(instances.host, claim.replace.host), eq(instances.pid, claim.replace.pid))
+                : undefined,
+            ),
+          })
+          .returning({ id: instances.id });
+        if (won.length > 0) return { ok: true };
+        const [holder] = await this.db.orm
+          .select({
+            host: instances.host,
+            pid: instances.pid,
+            dataDir: instances.dataDir,
+            heartbeatAt: instances.heartbeatAt,
+          })
+          .from(instances)
+          .where(eq(instances.id, claim.id));
+        if (holder) return { ok: false, holder };
+      }
+      throw new StoreError(
+        'CONFLICT',
+        `instance id ${claim.id} kept changing hands while it was claimed; retry`,
+      );
+    });
+  }
+
+  /** Renews `holder`'s heartbeat on instance `id`; false when someone else holds it now (or nobody does). */
+  renewInstance(id: string, holder: string): Promise<boolean> {
+    return guard(async () => {
+      const rows = await this.db.orm
+        .update(instances)
+        .set({ heartbeatAt: sql`now()` })
+        .where(and(eq(instances.id, id), eq(instances.holder, holder)))
+        .returning({ id: instances.id });
+      return rows.length > 0;
+    });
+  }
+
+  /** Gives up instance `id` if `holder` holds it (another holder's claim is left alone). */
+  releaseInstance(id: string, holder: string): Promise<void> {
+    return guard(async () => {
+      await this.db.orm.delete(instances).where(and(eq(instances.id, id), eq(instances.holder, holder)));
+    });
+  }
+}

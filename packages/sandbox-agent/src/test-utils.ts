@@ -1,0 +1,153 @@
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { IsolationErrorCode } from '@studio/isolation';
+import { isIsolationError } from '@studio/isolation';
+import type { AgentClient } from './client.ts';
+import { type LocalAgent, type LocalAgentOptions, spawnLocalAgent } from './local.ts';
+
+/** A temp directory with `ws` (the agent's workspace) and `outside` (what the agent must never touch). */
+export interface AgentFixture {
+  root: string;
+  ws: string;
+  outside: string;
+  agent: LocalAgent;
+  client: AgentClient;
+  dispose(): Promise<void>;
+}
+
+export async function createFixture(options: Partial<LocalAgentOptions> = {}): Promise<AgentFixture> {
+  const root = realpathSync(mkdtempSync(join(tmpdir(), 'studio-agent-test-')));
+  const ws = join(root, 'ws');
+  const outside = join(root, 'outside');
+  mkdirSync(ws);
+  mkdirSync(outside);
+  const agent = await spawnLocalAgent({ ...options, workspace: ws });
+  return {
+    root,
+    ws,
+    outside,
+    agent,
+    client: agent.client,
+    async dispose() {
+      await agent[Symbol.asyncDispose]();
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Asserts that `promise` rejects with an IsolationError of `code`; returns the error. */
+export async function expectCode(promise: Promise<unknown>, code: IsolationErrorCode): Promise<Error> {
+  const error = await promise.then(
+    (value) => {
+      throw new Error(`expected ${code}, but it resolved with ${String(value)}`);
+    },
+    (e: unknown) => e,
+  );
+  if (!isIsolationError(error, code)) {
+    throw new Error(`expected ${code}, got ${String((error as Error)?.stack ?? error)}`);
+  }
+  return error;
+}
+
+/** Polls until `check` returns true (or throws after `timeoutMs`). */
+export async function until(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Live (non-zombie) processes whose command line contains `marker`. */
+export function processesWith(marker: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, 'latin1').split('\0').join(' ');
+      if (!cmdline.includes(marker)) continue;
+      const stat = readFileSync(`/proc/${name}/stat`, 'latin1');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
+      pids.push(Number(name));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return pids;
+}
+
+/** Resident memory of a process in bytes. */
+export function rssOf(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** A `sleep` argument no other test uses, so its processes can be found in /proc. */
+export function uniqueSleep(): string {
+  return `${1000 + Math.floor(Math.random() * 8000)}.${String(Math.floor(Math.random() * 1e6)).padStart(6, '0')}`;
+}
+
+export function text(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString('utf8');
+}
+
+/**
+ * A swapper process that keeps changing what a name is, as fast as it can: `exchange A B` swaps two
+ * names atomically (renameat2 RENAME_EXCHANGE, so the name always exists: a directory one instant, a
+ * link out the next); `replace NAME LINK_TARGET` keeps replacing NAME by a symlink and by a file
+ * (a hardlink of one source file: writing data on every round would make ext4 flush on each rename).
+ * It prints its running count of swaps every 500 and exits on SIGTERM.
+ */
+export const SWAPPER = `
+import ctypes, os, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+count = 0
+def tick(n):
+    global count
+    count += n
+    if count % 500 < n:
+        sys.stdout.write('%d\\n' % count); sys.stdout.flush()
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+sys.stdout.write('0\\n'); sys.stdout.flush()
+mode = sys.argv[1]
+if mode == 'exchange':
+    a, b = sys.argv[2].encode(), sys.argv[3].encode()
+    while True:
+        if libc.renameat2(-100, a, -100, b, 2) == 0:
+            tick(1)
+else:
+    name, target = sys.argv[2], sys.argv[3]
+    tmp_link, tmp_file, src = name + '.swap-l', name + '.swap-f', name + '.swap-src'
+    with open(src, 'w') as fh: fh.write('inside')
+    while True:
+        try:
+            os.symlink(target, tmp_link); os.rename(tmp_link, name)
+            os.link(src, tmp_file); os.rename(tmp_file, name)
+            tick(2)
+        except OSError:
+            pass
+`;
+
+export interface Swapper {
+  /** Swaps done so far (as last reported). */
+  readonly swaps: number;
+  stop(): Promise<void>;
+}
+
+/** Keeps going until at least `min` rounds ran and the swapper has done at least `swaps` swaps. */
+export async function race(
+  swapper: Swapper,
+  min: number,
+  swaps: number,
+  round: (i: number) => Promise<void>,
+): Promise<void> {
+  for (let i = 0; i < min || swapper.swaps < swaps; i++) {
+    if (i > 100 * min) throw new Error(`the swapper is stuck at ${swapper.swaps} swaps`);
+    await round(i);
+  }
+}
