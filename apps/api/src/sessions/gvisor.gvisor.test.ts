@@ -88,4 +88,42 @@ describe.skipIf(skip !== undefined)(`API on gVisor${skip ? ` (skipped: ${skip})`
     }
     expect(await gvisor.list({ labels: { 'studio.session': s.id } })).toEqual([]);
   });
+
+  it('a memory bomb stops the session at once, with the reason; sessions.start brings it back', async () => {
+    const s = await client.sessions.create.mutate({
+      backend: 'gvisor',
+      image: IMAGE,
+      resources: { memoryMb: 256, diskMb: 64 },
+    });
+    try {
+      await client.files.write.mutate({ sessionId: s.id, path: 'kept.txt', content: 'kept\n' });
+      // The sandbox's kernel is one host process under the memory limit: the bomb takes the whole sandbox.
+      const bomb = await client.exec.run
+        .mutate({
+          sessionId: s.id,
+          command: ['python3', '-c', 'l = []\nwhile True:\n    l.append(b"x" * (16 << 20))'],
+          timeoutMs: 90_000,
+        })
+        .then(
+          (r) => ({ ok: true as const, r }),
+          (error: unknown) => ({ ok: false as const, error }),
+        );
+      if (bomb.ok) {
+        // The OOM killer took only the bomb: the sandbox lived, so the session must too.
+        expect(bomb.r.oomKilled).toBe(true);
+        expect((await client.sessions.get.query({ sessionId: s.id })).state).toBe('running');
+        return;
+      }
+      expect(bomb.error).toMatchObject({ code: 'RESOURCE_LIMIT' });
+      // At once, without a reconciliation.
+      const now = await client.sessions.get.query({ sessionId: s.id });
+      expect(now.state).toBe('stopped');
+      expect(now.stopReason).toMatch(/memory/);
+      expect((await client.sessions.start.mutate({ sessionId: s.id })).state).toBe('running');
+      const after = await client.exec.run.mutate({ sessionId: s.id, command: ['cat', 'kept.txt'] });
+      expect(after.stdout).toBe('kept\n');
+    } finally {
+      await client.sessions.destroy.mutate({ sessionId: s.id });
+    }
+  });
 });
