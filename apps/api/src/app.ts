@@ -193,6 +193,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     ...(options.sandboxLabels ? { labels: options.sandboxLabels } : {}),
     logger,
   });
+  const events = new EventBus();
   const sessions = new SessionManager({
     store,
     backends,
@@ -204,8 +205,9 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     logger,
     ...(options.sandboxLabels ? { labels: options.sandboxLabels } : {}),
     ...(options.createLimiter ? { createLimiter: options.createLimiter } : {}),
+    onFailed: (sessionId, reason) =>
+      events.publish(sessionId, null, { type: 'session.status', state: 'failed', reason }),
   });
-  const events = new EventBus();
   const deps: AppDeps = {
     store,
     auth,

@@ -59,6 +59,8 @@ describe('parseMountinfo', () => {
     // A workspace whose journal aborted: the mount still says rw, its superblock says ro.
     '301 22 7:3 / /var/lib/studio/docker/workspaces/sbx-00000000000000aa rw,nosuid,nodev,noatime shared:160 - ext4 /dev/loop3 ro',
     '302 22 7:4 / /var/lib/studio/docker/workspaces/sbx-00000000000000bb rw,nosuid,nodev,noatime shared:161 - ext4 /dev/loop4 rw',
+    // The same on Linux 6.x: the superblock stays rw and says emergency_ro.
+    '304 22 7:6 / /var/lib/studio/docker/workspaces/sbx-00000000000000cc rw,noatime - ext4 /dev/loop6 rw,emergency_ro',
     // Remounted read-only per mount; and a path with a space, written \\040; no optional fields.
     '303 22 7:5 / /mnt/with\\040space ro,relatime - ext4 /dev/loop5 rw',
     '',
@@ -69,6 +71,7 @@ describe('parseMountinfo', () => {
       { mountPoint: '/', readOnly: false },
       { mountPoint: '/var/lib/studio/docker/workspaces/sbx-00000000000000aa', readOnly: true },
       { mountPoint: '/var/lib/studio/docker/workspaces/sbx-00000000000000bb', readOnly: false },
+      { mountPoint: '/var/lib/studio/docker/workspaces/sbx-00000000000000cc', readOnly: true },
       { mountPoint: '/mnt/with space', readOnly: true },
     ]);
   });

@@ -42,9 +42,14 @@ export interface MountEntry {
   readOnly: boolean;
 }
 
+// Superblock options of a filesystem that turned read-only by itself: `ro` on older kernels; Linux 6.x ext4
+// whose journal aborted shows `rw,emergency_ro` (seen on 6.18 reproducing issue 17), and `shutdown` after a
+// forced shutdown.
+const FAILED_READ_ONLY = ['ro', 'emergency_ro', 'shutdown'];
+
 /**
- * Parses /proc/self/mountinfo (proc(5)). A mount is read-only when its per-mount options or its superblock
- * options say `ro`: an ext4 whose journal aborted keeps `rw` per mount but its superblock turns `ro`.
+ * Parses /proc/self/mountinfo (proc(5)). A mount is read-only when its per-mount options say `ro` or its
+ * superblock options say it went read-only: an ext4 whose journal aborted keeps `rw` per mount.
  */
 export function parseMountinfo(text: string): MountEntry[] {
   const entries: MountEntry[] = [];
@@ -57,7 +62,7 @@ export function parseMountinfo(text: string): MountEntry[] {
     const superOptions = (fields[dash + 3] ?? '').split(',');
     entries.push({
       mountPoint: unescapeOctal(mountPoint),
-      readOnly: mountOptions.includes('ro') || superOptions.includes('ro'),
+      readOnly: mountOptions.includes('ro') || superOptions.some((o) => FAILED_READ_ONLY.includes(o)),
     });
   }
   return entries;

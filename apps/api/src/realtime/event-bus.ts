@@ -43,7 +43,8 @@ export type SessionEventBody =
       timedOut: boolean;
       cancelled: boolean;
     }
-  | { type: 'session.status'; state: string }
+  /** `reason` is set when the server marked the session `failed` (e.g. its workspace went read-only). */
+  | { type: 'session.status'; state: string; reason?: string }
   | { type: 'control.taken' | 'control.released' }
   | { type: 'watcher.joined' | 'watcher.left'; watcherId: string; via: 'events' | 'terminal' };
 
