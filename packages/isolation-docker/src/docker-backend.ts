@@ -162,6 +162,8 @@ export class DockerBackend implements IsolationBackend {
     const label = [`${MANAGED_LABEL}=true`, `studio.backend=${this.name}`];
     for (const [k, v] of Object.entries(filter.labels ?? {})) label.push(`${k}=${v}`);
     try {
+      // list() is what the API's reconciliation polls: the place to repair images a host fstrim made sparse.
+      if (this.#mode === 'loop') await this.#workspaces.fillHoles();
       const [containers, readOnly] = await Promise.all([
         this.#docker.listContainers({ all: true, filters: { label } }),
         this.#workspaces.readOnlyIds(),

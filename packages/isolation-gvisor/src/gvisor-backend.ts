@@ -227,6 +227,8 @@ export class GVisorBackend implements IsolationBackend {
     const ids = (await readdir(this.#sandboxesDir).catch(() => [] as string[])).filter((n) =>
       ID_PATTERN.test(n),
     );
+    // list() is what the API's reconciliation polls: the place to repair images a host fstrim made sparse.
+    await this.#workspaces.fillHoles();
     const states = new Map((await this.#runsc.list()).map((s) => [s.id, s]));
     const out: SandboxInfo[] = [];
     for (const id of ids) {
