@@ -212,17 +212,19 @@ describe.skipIf(skip !== undefined)(
       );
       const hog = join(hostDir, 'hog');
       try {
-        // What preallocation prevents, forced from outside: holes punched in the image by a host fstrim (the
-        // backend fills them again on its next list, which reconciliation polls), then, before that list, the
-        // host disk filled by something other than a session.
-        const mountPoint = join(workspacesDir, sandboxId);
-        const image = join(workspacesDir, `${sandboxId}.img`);
-        const allocated = () => statSync(image).blocks * 512;
-        sh('fstrim', mountPoint);
-        expect(allocated()).toBeLessThan(60 * MiB);
+        // A host fstrim punches holes in a workspace image through its loop device; the backend fills them again
+        // on its next list, which reconciliation polls.
+        const allocated = (id: string) => statSync(join(workspacesDir, `${id}.img`)).blocks * 512;
+        const keeperSandbox = await sandboxOf(keeper);
+        sh('fstrim', join(workspacesDir, keeperSandbox));
+        expect(allocated(keeperSandbox)).toBeLessThan(60 * MiB);
         await backend.list({ labels });
-        expect(allocated()).toBeGreaterThanOrEqual(64 * MiB);
-        sh('fstrim', mountPoint);
+        expect(allocated(keeperSandbox)).toBeGreaterThanOrEqual(64 * MiB);
+
+        // What preallocation prevents, forced from outside: the victim's image trimmed, then, before the next
+        // list, the host disk filled by something other than a session.
+        sh('fstrim', join(workspacesDir, sandboxId));
+        expect(allocated(sandboxId)).toBeLessThan(60 * MiB);
         try {
           sh('dd', 'if=/dev/zero', `of=${hog}`, 'bs=1M');
         } catch {} // ENOSPC is the point
