@@ -65,6 +65,9 @@ export function backendsFromEnv(env: ResolvedEnv): IsolationBackend[] {
       backends.push(
         new DockerBackend({
           dataDir: join(env.dataDir, 'docker'),
+          ...(env.workspaceHeadroomBytes === undefined
+            ? {}
+            : { workspaceHeadroomBytes: env.workspaceHeadroomBytes }),
           instanceId: env.instanceId,
           seccompProfile: env.seccompProfile,
           limits: env.policy.sandbox,
@@ -74,6 +77,9 @@ export function backendsFromEnv(env: ResolvedEnv): IsolationBackend[] {
       backends.push(
         new GVisorBackend({
           dataDir: join(env.dataDir, 'gvisor'),
+          ...(env.workspaceHeadroomBytes === undefined
+            ? {}
+            : { workspaceHeadroomBytes: env.workspaceHeadroomBytes }),
           stateDir: gvisorStateDir(env),
           instanceId: env.instanceId,
           seccompProfile: env.seccompProfile,
