@@ -1,4 +1,5 @@
-import { openDb, Store, sql } from '@studio/db';
+import { Store, sql } from '@studio/db';
+import { freshPglite } from '@studio/db/testing';
 import { createRateLimiter, defaultPolicy, sessionCreateInput } from '@studio/policy';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { newId } from '../core/ids.ts';
@@ -16,7 +17,7 @@ describe('SessionManager', () => {
   let owner: string;
 
   beforeEach(async () => {
-    store = await Store.open(await openDb({}));
+    store = await Store.open(await freshPglite());
     backend = new FakeBackend('docker', 'test');
     manager = new SessionManager({
       store,

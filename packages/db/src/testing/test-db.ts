@@ -3,8 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
+import { getTableName, is, sql } from 'drizzle-orm';
+import { PgTable } from 'drizzle-orm/pg-core';
 import pg from 'pg';
 import { type Db, type OpenDbOptions, openDb } from '../db.ts';
+import * as schema from '../schema.ts';
 
 /** The two drivers the store runs on; every store test runs on both. */
 export const TEST_DRIVERS = ['pglite', 'postgres'] as const;
@@ -96,6 +99,25 @@ export async function createTestDatabase(driver: TestDriver, env: TestDatabaseEn
   };
 }
 
+// Booting PGlite (its WebAssembly PostgreSQL) costs seconds on a loaded machine; emptying its tables costs
+// milliseconds. So a test file's PGlite tests share one in-memory database, emptied before each test. Tests in a
+// file run one after another, and each file gets its own module instance, hence its own database.
+let sharedPglite: Promise<Db> | undefined;
+
+/**
+ * An open, migrated, empty in-memory PGlite database, shared by the tests of one file (each call empties it
+ * first: every table, identities restarted). Its `close()` does nothing; the database ends with the file.
+ */
+export async function freshPglite(): Promise<Db> {
+  sharedPglite ??= openDb({});
+  const db = await sharedPglite;
+  const tables = Object.values(schema)
+    .filter((t) => is(t, PgTable))
+    .map((t) => `"${getTableName(t as PgTable)}"`);
+  await db.orm.execute(sql.raw(`TRUNCATE ${tables.join(', ')} RESTART IDENTITY CASCADE`));
+  return { ...db, close: async () => undefined };
+}
+
 /** An open, migrated database for one test: PGlite in memory, or a fresh database on the test server. */
 export interface TestDb {
   db: Db;
@@ -103,10 +125,7 @@ export interface TestDb {
 }
 
 export async function openTestDb(driver: TestDriver, env: TestDatabaseEnv): Promise<TestDb> {
-  if (driver === 'pglite') {
-    const db = await openDb({});
-    return { db, dispose: () => db.close() };
-  }
+  if (driver === 'pglite') return { db: await freshPglite(), dispose: async () => undefined };
   const database = await createTestDatabase(driver, env);
   try {
     const db = await openDb(database.options);
