@@ -65,6 +65,9 @@ export function backendsFromEnv(env: ResolvedEnv): IsolationBackend[] {
       backends.push(
         new DockerBackend({
           dataDir: join(env.dataDir, 'docker'),
+          ...(env.workspaceHeadroomBytes === undefined
+            ? {}
+            : { workspaceHeadroomBytes: env.workspaceHeadroomBytes }),
           instanceId: env.instanceId,
           seccompProfile: env.seccompProfile,
           limits: env.policy.sandbox,
@@ -74,6 +77,9 @@ export function backendsFromEnv(env: ResolvedEnv): IsolationBackend[] {
       backends.push(
         new GVisorBackend({
           dataDir: join(env.dataDir, 'gvisor'),
+          ...(env.workspaceHeadroomBytes === undefined
+            ? {}
+            : { workspaceHeadroomBytes: env.workspaceHeadroomBytes }),
           stateDir: gvisorStateDir(env),
           instanceId: env.instanceId,
           seccompProfile: env.seccompProfile,
@@ -193,6 +199,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     ...(options.sandboxLabels ? { labels: options.sandboxLabels } : {}),
     logger,
   });
+  const events = new EventBus();
   const sessions = new SessionManager({
     store,
     backends,
@@ -207,8 +214,10 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     // A sandbox that died of a resource limit: its session's watchers learn it at once.
     onStopped: (sessionId, reason) =>
       events.publish(sessionId, null, { type: 'session.status', state: 'stopped', reason }),
+    // A session failed by the server (its workspace went read-only): watchers learn why.
+    onFailed: (sessionId, reason) =>
+      events.publish(sessionId, null, { type: 'session.status', state: 'failed', reason }),
   });
-  const events = new EventBus();
   const deps: AppDeps = {
     store,
     auth,

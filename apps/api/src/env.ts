@@ -87,6 +87,12 @@ const schema = z.object({
   XDG_RUNTIME_DIR: z.string().optional(),
   STUDIO_RECONCILE_INTERVAL_MS: z.coerce.number().int().min(0).max(86_400_000).default(60_000),
   STUDIO_ORPHAN_GRACE_MS: z.coerce.number().int().min(0).max(86_400_000).default(60_000),
+  STUDIO_WORKSPACE_HEADROOM_MB: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(16 * 1024 * 1024)
+    .optional(),
   STUDIO_WARM_POOL: z
     .string()
     .default('1')
@@ -158,6 +164,8 @@ export interface Env {
   reconcileIntervalMs: number;
   /** How long a sandbox labelled with this instance but unknown to the store lives before it is removed (ms). */
   orphanGraceMs: number;
+  /** Bytes of the data dir's disk no workspace may take (creates past it get HOST_DISK_FULL); unset: 5%, at most 1 GiB. */
+  workspaceHeadroomBytes: number | undefined;
   /** Warm pool size per backend name (sandboxes per image); missing or 0: no pool. Default docker=1. */
   warmPool: Record<string, number>;
   trustProxy: boolean;
@@ -227,6 +235,8 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     seccompProfile: e.STUDIO_SECCOMP_PROFILE ?? `${REPO_ROOT}infra/seccomp/studio.json`,
     reconcileIntervalMs: e.STUDIO_RECONCILE_INTERVAL_MS,
     orphanGraceMs: e.STUDIO_ORPHAN_GRACE_MS,
+    workspaceHeadroomBytes:
+      e.STUDIO_WORKSPACE_HEADROOM_MB === undefined ? undefined : e.STUDIO_WORKSPACE_HEADROOM_MB * 1024 * 1024,
     warmPool: e.STUDIO_WARM_POOL,
     trustProxy: e.STUDIO_TRUST_PROXY,
     metrics: {

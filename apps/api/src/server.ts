@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { App } from './app.ts';
 import { createContextFactory, requestMeta } from './core/context.ts';
 import { newId } from './core/ids.ts';
@@ -96,6 +96,15 @@ export async function startServer(app: App, options: StartServerOptions): Promis
     registers: [registry],
   });
 
+  new Gauge({
+    name: 'studio_workspaces_read_only',
+    help: 'Sandboxes whose workspace filesystem went read-only (a host write error), as of the last reconciliation',
+    registers: [registry],
+    collect() {
+      this.set(deps.sessions.readOnlyWorkspaces);
+    },
+  });
+
   const maxFile = deps.policy.files.maxFileBytes;
   const appRouter = createAppRouter(deps.schemas);
   const procedures = new Set(Object.keys(appRouter._def.procedures));
@@ -114,12 +123,18 @@ export async function startServer(app: App, options: StartServerOptions): Promis
         () => true,
         () => false,
       );
-      const ready = await deps.sessions.ready().catch(() => ({ ok: false, backends: [] }));
+      const ready = await deps.sessions
+        .ready()
+        .catch(() => ({ ok: false, backends: [], readOnlyWorkspaces: 0 }));
       const ok = store && ready.ok;
+      // A read-only workspace degrades, not fails, readiness: taking the API out of service would stop every
+      // other session too.
       return sendJson(res, ok ? 200 : 503, {
         ok,
         store,
         backends: ready.backends.map((b) => ({ name: b.name, available: b.available })),
+        degraded: ready.readOnlyWorkspaces > 0,
+        readOnlyWorkspaces: ready.readOnlyWorkspaces,
       });
     }
     if (path === '/metrics' && req.method === 'GET') {

@@ -16,7 +16,7 @@ import {
   validateSandboxSpec,
 } from '@studio/isolation';
 import { AGENT_COMMAND, AGENT_DIR, AgentClient, AgentConnections, AgentSandbox } from '@studio/sandbox-agent';
-import { LoopWorkspaces, type WorkspaceMode } from '@studio/workspaces';
+import { LoopWorkspaces, WORKSPACE_READ_ONLY_FAILURE, type WorkspaceMode } from '@studio/workspaces';
 import Docker from 'dockerode';
 import { containerConfig } from './hardening.ts';
 import { mapDockerError } from './map-error.ts';
@@ -40,6 +40,8 @@ export interface DockerBackendOptions {
   apparmorProfile?: string;
   /** `loop` (hard quota, needs root) or `volume` (no quota). Default: `loop` when running as root. */
   workspaceMode?: WorkspaceMode;
+  /** Bytes of the data directory's disk no workspace may take; see `LoopWorkspacesOptions.headroomBytes`. */
+  workspaceHeadroomBytes?: number;
   /** Host directory with the agent, mounted read-only at /opt/studio. */
   agentDir?: string;
   /** How long to wait for the agent's hello after a start. */
@@ -68,7 +70,10 @@ export class DockerBackend implements IsolationBackend {
   constructor(options: DockerBackendOptions) {
     this.#options = options;
     this.#docker = options.docker ?? new Docker();
-    this.#workspaces = new LoopWorkspaces(options.dataDir);
+    this.#workspaces = new LoopWorkspaces(
+      options.dataDir,
+      options.workspaceHeadroomBytes === undefined ? {} : { headroomBytes: options.workspaceHeadroomBytes },
+    );
     this.#mode = options.workspaceMode ?? (process.getuid?.() === 0 ? 'loop' : 'volume');
   }
 
@@ -157,15 +162,23 @@ export class DockerBackend implements IsolationBackend {
     const label = [`${MANAGED_LABEL}=true`, `studio.backend=${this.name}`];
     for (const [k, v] of Object.entries(filter.labels ?? {})) label.push(`${k}=${v}`);
     try {
-      const containers = await this.#docker.listContainers({ all: true, filters: { label } });
-      return containers.map((c) => ({
-        id: c.Labels[LABEL_SANDBOX] ?? c.Id,
-        backend: this.name,
-        image: c.Image,
-        state: stateOf(c.State),
-        labels: c.Labels,
-        createdAt: new Date(c.Created * 1000),
-      }));
+      // list() is what the API's reconciliation polls: the place to repair images a host fstrim made sparse.
+      if (this.#mode === 'loop') await this.#workspaces.fillHoles();
+      const [containers, readOnly] = await Promise.all([
+        this.#docker.listContainers({ all: true, filters: { label } }),
+        this.#workspaces.readOnlyIds(),
+      ]);
+      return containers.map((c) => {
+        const id = c.Labels[LABEL_SANDBOX] ?? c.Id;
+        return {
+          id,
+          backend: this.name,
+          image: c.Image,
+          labels: c.Labels,
+          createdAt: new Date(c.Created * 1000),
+          ...(readOnly.has(id) ? WORKSPACE_READ_ONLY : { state: stateOf(c.State) }),
+        };
+      });
     } catch (error) {
       throw mapDockerError(error, 'sandbox list');
     }
@@ -318,6 +331,9 @@ export class DockerSandbox extends AgentSandbox {
 
   async info(): Promise<SandboxInfo> {
     const info = await this.#backend.inspect(this.id);
+    const readOnly =
+      info.Config.Labels?.[LABEL_WORKSPACE] === 'loop' &&
+      (await this.#backend.workspaces.readOnlyIds()).has(this.id);
     const failure = info.State.OOMKilled
       ? ({ code: 'RESOURCE_LIMIT', reason: 'the sandbox ran out of memory' } as const)
       : undefined;
@@ -325,10 +341,11 @@ export class DockerSandbox extends AgentSandbox {
       id: this.id,
       backend: this.backend,
       image: info.Config.Image,
-      state: stateOf(info.State.Status),
       labels: info.Config.Labels ?? {},
       createdAt: new Date(info.Created),
-      ...(failure ? { failure } : {}),
+      ...(readOnly
+        ? WORKSPACE_READ_ONLY
+        : { state: stateOf(info.State.Status), ...(failure ? { failure } : {}) }),
     };
   }
 
@@ -413,6 +430,8 @@ function stateOf(status: string): SandboxState {
       return 'stopped';
   }
 }
+
+const WORKSPACE_READ_ONLY = { state: 'failed', failure: WORKSPACE_READ_ONLY_FAILURE } as const;
 
 const ID_PATTERN = /^sbx-[0-9a-f]{16}$/;
 

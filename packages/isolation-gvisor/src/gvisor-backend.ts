@@ -17,7 +17,7 @@ import {
   validateSandboxSpec,
 } from '@studio/isolation';
 import { AGENT_COMMAND, AGENT_DIR, AgentClient, AgentConnections, AgentSandbox } from '@studio/sandbox-agent';
-import { LoopWorkspaces } from '@studio/workspaces';
+import { LoopWorkspaces, WORKSPACE_READ_ONLY_FAILURE } from '@studio/workspaces';
 import { execa, type ResultPromise } from 'execa';
 import { cpuUsageNanos, limitEvents, memoryUsage, removeCgroups } from './cgroups.ts';
 import { mapRunscError } from './map-error.ts';
@@ -44,6 +44,8 @@ export interface GVisorBackendOptions {
   stateDir?: string;
   /** gVisor platform. Default `ptrace` (KVM hangs in nested VMs). */
   platform?: 'ptrace' | 'kvm' | 'systrap';
+  /** Bytes of the data directory's disk no workspace may take; see `LoopWorkspacesOptions.headroomBytes`. */
+  workspaceHeadroomBytes?: number;
   /** Host directory with the agent, mounted read-only at /opt/studio. */
   agentDir?: string;
   /** How long to wait for the agent's hello after a start (Node starts slowly under ptrace). */
@@ -115,7 +117,10 @@ export class GVisorBackend implements IsolationBackend {
       platform: options.platform ?? 'ptrace',
       timeoutMs: options.runscTimeoutMs ?? 60_000,
     });
-    this.#workspaces = new LoopWorkspaces(options.dataDir);
+    this.#workspaces = new LoopWorkspaces(
+      options.dataDir,
+      options.workspaceHeadroomBytes === undefined ? {} : { headroomBytes: options.workspaceHeadroomBytes },
+    );
     this.#guest = new GuestLayer({
       dir: join(options.dataDir, 'guest'),
       seccompProfilePath: options.seccompProfile,
@@ -222,6 +227,8 @@ export class GVisorBackend implements IsolationBackend {
     const ids = (await readdir(this.#sandboxesDir).catch(() => [] as string[])).filter((n) =>
       ID_PATTERN.test(n),
     );
+    // list() is what the API's reconciliation polls: the place to repair images a host fstrim made sparse.
+    await this.#workspaces.fillHoles();
     const states = new Map((await this.#runsc.list()).map((s) => [s.id, s]));
     const out: SandboxInfo[] = [];
     for (const id of ids) {
@@ -551,14 +558,19 @@ export class GVisorBackend implements IsolationBackend {
       failure = await readFailure(this.bundleDir(id));
     }
     const annotations = config.annotations ?? {};
+    const readOnly = (await this.#workspaces.readOnlyIds()).has(id);
     return {
       id,
       backend: this.name,
       image: annotations[ANNOTATION_IMAGE] ?? DEFAULT_IMAGE,
-      state: stateOf(state),
       labels: labelsOf(annotations),
       createdAt: new Date(annotations[ANNOTATION_CREATED] ?? 0),
-      ...(failure ? { failure: { code: failure.code, reason: failure.reason } } : {}),
+      ...(readOnly
+        ? { state: 'failed' as const, failure: WORKSPACE_READ_ONLY_FAILURE }
+        : {
+            state: stateOf(state),
+            ...(failure ? { failure: { code: failure.code, reason: failure.reason } } : {}),
+          }),
     };
   }
 

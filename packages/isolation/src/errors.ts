@@ -21,6 +21,11 @@ export const ISOLATION_ERROR_CODES = [
   'FORBIDDEN',
   /** The sandbox is not in a state that allows the operation (stopped, failed). */
   'INVALID_STATE',
+  /**
+   * The host has no room for what was asked (a workspace's quota does not fit in the data directory's free space
+   * minus its headroom): the operator frees space or lowers the quota; the caller can do nothing but retry later.
+   */
+  'HOST_DISK_FULL',
   /** The operation was cancelled by its caller. */
   'CANCELLED',
   /** Anything else: a bug or an unexpected runtime answer; `cause` holds the original. */

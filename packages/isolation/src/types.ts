@@ -45,7 +45,12 @@ export interface SandboxInfo {
   labels: Record<string, string>;
   createdAt: Date;
   /** Set when `state` is `failed`, or when the sandbox last stopped because of a limit. */
-  failure?: { code: 'RESOURCE_LIMIT' | 'INTERNAL'; reason: string };
+  failure?: {
+    code: 'RESOURCE_LIMIT' | 'INTERNAL';
+    reason: string;
+    /** `read-only`: the workspace's filesystem went read-only (a host write error aborted its journal). */
+    workspace?: 'read-only';
+  };
 }
 
 /** What a backend can do, declared in advance so callers never discover it by failing. */

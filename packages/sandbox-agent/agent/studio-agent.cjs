@@ -147,7 +147,8 @@ const ERRNO_CODES = {
   EEXIST: 'ALREADY_EXISTS',
   EACCES: 'FORBIDDEN',
   EPERM: 'FORBIDDEN',
-  EROFS: 'FORBIDDEN',
+  // Only the workspace is written through the agent: read-only means its filesystem failed on the host (issue 17).
+  EROFS: 'INVALID_STATE',
   ENOSPC: 'RESOURCE_LIMIT',
   EDQUOT: 'RESOURCE_LIMIT',
   EMFILE: 'RESOURCE_LIMIT',
@@ -171,7 +172,8 @@ const ERRNO_TEXT = {
   EEXIST: 'already exists',
   EACCES: 'permission denied',
   EPERM: 'operation not permitted',
-  EROFS: 'read-only file system',
+  EROFS:
+    'read-only file system: the workspace disk failed on the host; the session is marked failed and the operator can recover its files',
   ENOSPC: 'no space left in the workspace (disk quota)',
   EDQUOT: 'disk quota exceeded',
   EMFILE: 'too many open files',

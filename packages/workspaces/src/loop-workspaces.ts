@@ -1,8 +1,9 @@
 import { execFile } from 'node:child_process';
-import { mkdir, rm, rmdir, stat, statfs } from 'node:fs/promises';
+import { mkdir, readdir, readFile, realpath, rm, rmdir, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { IsolationError } from '@studio/isolation';
+import { IsolationError, isIsolationError, type SandboxInfo } from '@studio/isolation';
+import { defaultHeadroomBytes, formatBytes, parseMountinfo, reserveVerdict } from './host-space.ts';
 
 const run = promisify(execFile);
 
@@ -10,16 +11,48 @@ const run = promisify(execFile);
 export type WorkspaceMode = 'loop' | 'volume';
 
 /**
+ * The `failure` a backend reports for a sandbox whose workspace is in {@link LoopWorkspaces.readOnlyIds}, with
+ * state `failed` whatever its process says: the filesystem cannot be written again until the operator checks it
+ * (fsck) on the host, so the session shows it and the API's reconcile logs it, instead of `running` with every
+ * write refused (issue 17).
+ */
+export const WORKSPACE_READ_ONLY_FAILURE: NonNullable<SandboxInfo['failure']> = Object.freeze({
+  code: 'INTERNAL',
+  workspace: 'read-only',
+  reason:
+    'the workspace filesystem went read-only after a write error on the host (the operator can still read its files): destroy the session and create another; the operator checks the host disk and the API log',
+});
+
+/** Options for {@link LoopWorkspaces}. */
+export interface LoopWorkspacesOptions {
+  /**
+   * Bytes of the data directory's filesystem that no workspace may take, so the host's own writes still fit
+   * when every quota is full. Default: 5% of that filesystem, at most 1 GiB (`defaultHeadroomBytes`).
+   */
+  headroomBytes?: number;
+}
+
+// Bytes promised to creates in flight, per filesystem (device number), across every LoopWorkspaces of this
+// process: two concurrent creates must not both pass the free-space check for the same last gigabyte.
+const inFlight = new Map<number, number>();
+
+/**
  * Workspaces as loop-mounted ext4 images: the only way to get a real byte and inode quota on an ext4
- * host, where overlay2 cannot quota bind mounts. The image is sparse, so the host pays only for what
- * is written, and never more than the quota. Mounted nosuid,nodev so nothing planted in it gains
+ * host, where overlay2 cannot quota bind mounts. Mounted nosuid,nodev so nothing planted in it gains
  * privilege. Needs root (mount), like the Docker socket itself.
+ *
+ * Each image is preallocated (`fallocate`) to its full quota, and a create that would not leave the headroom
+ * free is refused with `HOST_DISK_FULL` (issue 17). A sparse image let one session fill the host's disk: every
+ * other image's next block write then failed, which aborted its ext4 journal and turned it read-only. A
+ * preallocated image never asks the host for a block again, so no session can take another's space.
  */
 export class LoopWorkspaces {
   readonly #root: string;
+  readonly #headroomBytes: number | undefined;
 
-  constructor(dataDir: string) {
+  constructor(dataDir: string, options: LoopWorkspacesOptions = {}) {
     this.#root = join(dataDir, 'workspaces');
+    this.#headroomBytes = options.headroomBytes;
   }
 
   imagePath(id: string): string {
@@ -33,9 +66,14 @@ export class LoopWorkspaces {
   async create(id: string, sizeBytes: number, inodes: number): Promise<string> {
     await mkdir(this.#root, { recursive: true, mode: 0o700 });
     const image = this.imagePath(id);
+    const release = await this.#reserve(sizeBytes);
     try {
-      await run('truncate', ['-s', String(sizeBytes), image]);
-      // -m 0: no root-reserved blocks, the quota is all the user's; root_owner so uid 1000 owns the root.
+      await this.#preallocate(image, sizeBytes);
+      // -m 0: no root-reserved blocks, the quota is all the user's; root_owner so uid 1000 owns the root;
+      // nodiscard: on a regular file mkfs "discards" by punching holes, which would make the image sparse again;
+      // lazy_*_init=0: initialise inode tables and journal now (a metadata-only ZERO_RANGE on a preallocated
+      // file, no slower), else the kernel's ext4lazyinit zeroes them after mount through the loop device, which
+      // punches holes in the image (seen: 50 of 64 MiB given back to the host within seconds).
       await run('mkfs.ext4', [
         '-q',
         '-F',
@@ -44,16 +82,69 @@ export class LoopWorkspaces {
         '-N',
         String(inodes),
         '-E',
-        'root_owner=1000:1000',
+        'root_owner=1000:1000,nodiscard,lazy_itable_init=0,lazy_journal_init=0',
         image,
       ]);
     } catch (error) {
       await rm(image, { force: true });
+      if (isIsolationError(error)) throw error;
       throw new IsolationError('INTERNAL', `could not create the workspace image: ${errorText(error)}`, {
         cause: error,
       });
+    } finally {
+      release();
     }
     return this.mount(id);
+  }
+
+  /**
+   * Checks that `sizeBytes` fits in the data directory's free space minus the headroom and what creates in
+   * flight were promised, and promises it until the returned release is called.
+   */
+  async #reserve(sizeBytes: number): Promise<() => void> {
+    const [fs, dir] = await Promise.all([statfs(this.#root), stat(this.#root)]);
+    const availableBytes = fs.bavail * fs.bsize;
+    const headroomBytes = this.#headroomBytes ?? defaultHeadroomBytes(fs.blocks * fs.bsize);
+    const pendingBytes = inFlight.get(dir.dev) ?? 0;
+    const verdict = reserveVerdict({ availableBytes, pendingBytes, sizeBytes, headroomBytes });
+    if (!verdict.ok) {
+      throw hostDiskFull(
+        `${formatBytes(availableBytes)} free, ${formatBytes(headroomBytes)} of it kept as headroom, ` +
+          `${formatBytes(pendingBytes)} promised to creates in flight; ${formatBytes(verdict.missingBytes)} missing`,
+        sizeBytes,
+        { availableBytes, headroomBytes, pendingBytes, missingBytes: verdict.missingBytes },
+      );
+    }
+    inFlight.set(dir.dev, pendingBytes + sizeBytes);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (inFlight.get(dir.dev) ?? sizeBytes) - sizeBytes;
+      if (left > 0) inFlight.set(dir.dev, left);
+      else inFlight.delete(dir.dev);
+    };
+  }
+
+  async #preallocate(image: string, sizeBytes: number): Promise<void> {
+    try {
+      await run('fallocate', ['-l', String(sizeBytes), image]);
+    } catch (error) {
+      const text = errorText(error);
+      // Someone else wrote to the host's disk between the check and here.
+      if (/no space left/i.test(text))
+        throw hostDiskFull('the disk filled during the create', sizeBytes, {}, error);
+      if (/not supported/i.test(text)) {
+        throw new IsolationError(
+          'UNSUPPORTED',
+          "the data directory's filesystem cannot preallocate workspace images: put the data directory on ext4, xfs or tmpfs",
+          { cause: error },
+        );
+      }
+      throw new IsolationError('INTERNAL', `could not preallocate the workspace image: ${text}`, {
+        cause: error,
+      });
+    }
   }
 
   /** Mounts the workspace image if it is not mounted (again after a host reboot). */
@@ -61,6 +152,14 @@ export class LoopWorkspaces {
     const target = this.mountPath(id);
     await mkdir(target, { recursive: true, mode: 0o755 });
     if (await this.#isMounted(target)) return target;
+    // Fill any holes again before mounting: an image made sparse by an older release or punched by a host
+    // `fstrim` would otherwise ask the host for blocks on write. Best effort: a host too full to fill them must
+    // not lock a user out of their files (its writes then fail, and the workspace shows up as read-only).
+    const size = await stat(this.imagePath(id)).then(
+      (s) => s.size,
+      () => 0,
+    );
+    if (size > 0) await run('fallocate', ['-l', String(size), this.imagePath(id)]).catch(() => undefined);
     try {
       await run('mount', ['-o', 'loop,nosuid,nodev,noatime', this.imagePath(id), target]);
     } catch (error) {
@@ -71,6 +170,29 @@ export class LoopWorkspaces {
     // mkfs leaves a root-owned lost+found the sandbox user could neither use nor remove.
     await rmdir(join(target, 'lost+found')).catch(() => undefined);
     return target;
+  }
+
+  /**
+   * Fills the holes of every workspace image again, and returns the ids it had to fill. A discard through a
+   * loop device (a host `fstrim -A`, which systemd's fstrim.timer runs weekly, or a `discard` mount) punches
+   * holes in its image, making it sparse again, so it would once more ask the host for blocks on write.
+   * Best effort: an image the host has no room to fill stays sparse (and shows up in `readOnlyIds` if it fails).
+   */
+  async fillHoles(): Promise<string[]> {
+    const names = await readdir(this.#root).catch(() => [] as string[]);
+    const filled: string[] = [];
+    for (const name of names) {
+      if (!name.endsWith('.img')) continue;
+      const image = join(this.#root, name);
+      const s = await stat(image).catch(() => undefined);
+      if (!s || s.blocks * 512 >= s.size) continue;
+      const ok = await run('fallocate', ['-l', String(s.size), image]).then(
+        () => true,
+        () => false,
+      );
+      if (ok) filled.push(name.slice(0, -'.img'.length));
+    }
+    return filled;
   }
 
   async exists(id: string): Promise<boolean> {
@@ -85,6 +207,24 @@ export class LoopWorkspaces {
     if (!(await this.#isMounted(target))) return null;
     const s = await statfs(target);
     return { used: (s.blocks - s.bfree) * s.bsize, limit: s.blocks * s.bsize };
+  }
+
+  /**
+   * Ids of the mounted workspaces whose filesystem is read-only: an ext4 turns read-only when its journal
+   * aborts on a write error (the host refused a block, a disk failed). Its files can still be read.
+   */
+  async readOnlyIds(): Promise<Set<string>> {
+    const [text, root] = await Promise.all([
+      readFile('/proc/self/mountinfo', 'utf8').catch(() => ''),
+      realpath(this.#root).catch(() => this.#root),
+    ]);
+    const ids = new Set<string>();
+    for (const m of parseMountinfo(text)) {
+      if (!m.readOnly || !m.mountPoint.startsWith(`${root}/`)) continue;
+      const id = m.mountPoint.slice(root.length + 1);
+      if (!id.includes('/')) ids.add(id);
+    }
+    return ids;
   }
 
   async destroy(id: string): Promise<void> {
@@ -105,6 +245,21 @@ export class LoopWorkspaces {
       return false;
     }
   }
+}
+
+function hostDiskFull(
+  why: string,
+  sizeBytes: number,
+  details: Record<string, unknown>,
+  cause?: unknown,
+): IsolationError {
+  // No host path in the message: the API shows it to the user. The operator's fix is named.
+  return new IsolationError(
+    'HOST_DISK_FULL',
+    `the host has no room for a ${formatBytes(sizeBytes)} workspace (${why}): the operator must free space on ` +
+      "the data directory's disk or lower the workspace quota (STUDIO_POLICY sandbox.diskBytes); or ask for a smaller disk",
+    { cause, details: { sizeBytes, ...details } },
+  );
 }
 
 function errorText(error: unknown): string {

@@ -106,6 +106,8 @@ const ISOLATION_TO_TRPC: Record<string, TRPC_ERROR_CODE_KEY> = {
   ALREADY_EXISTS: 'CONFLICT',
   FORBIDDEN: 'FORBIDDEN',
   INVALID_STATE: 'CONFLICT',
+  // The host is out of disk for another workspace: an operator's fix, not the caller's.
+  HOST_DISK_FULL: 'SERVICE_UNAVAILABLE',
   CANCELLED: 'CLIENT_CLOSED_REQUEST',
   INTERNAL: 'INTERNAL_SERVER_ERROR',
 };

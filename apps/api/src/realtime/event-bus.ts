@@ -43,6 +43,7 @@ export type SessionEventBody =
       timedOut: boolean;
       cancelled: boolean;
     }
+  /** Why the session stopped on its own, or why the server marked it `failed` (e.g. a read-only workspace). */
   | { type: 'session.status'; state: string; reason?: string }
   | { type: 'control.taken' | 'control.released' }
   | { type: 'watcher.joined' | 'watcher.left'; watcherId: string; via: 'events' | 'terminal' };

@@ -102,6 +102,50 @@ describe('SessionManager', () => {
       expect((await store.listAudit({ limit: 50 })).some((e) => e.action === 'session.fail')).toBe(true);
     });
 
+    it('fails a session whose workspace went read-only: logged, audited, told, and counted for /readyz', async () => {
+      const told: [string, string][] = [];
+      const lines: string[] = [];
+      const watched = new SessionManager({
+        store,
+        backends: [backend],
+        policy: defaultPolicy,
+        instanceId: 'test',
+        images: ['studio-sandbox:latest'],
+        createLimiter: createRateLimiter({ limit: 1000, windowMs: 60_000 }),
+        logger: createLogger({ level: 'warn', write: (line) => lines.push(line) }),
+        onFailed: (id, reason) => told.push([id, reason]),
+      });
+      const healthy = await watched.create(owner, input, audit);
+      const broken = await watched.create(owner, input, audit);
+      const sandbox = backend.sandboxes.get(broken.sandboxId as string);
+      if (!sandbox) throw new Error('no sandbox');
+      sandbox.state = 'failed';
+      // What the loop-workspace backends report (WORKSPACE_READ_ONLY_FAILURE in @studio/workspaces).
+      sandbox.failure = {
+        code: 'INTERNAL',
+        workspace: 'read-only',
+        reason: 'the workspace filesystem went read-only after a write error on the host',
+      };
+      expect(watched.readOnlyWorkspaces).toBe(0);
+
+      const report = await watched.reconcile();
+      expect(report.failed).toEqual([broken.id]);
+      expect(report.adopted).toEqual([healthy.id]);
+      const failed = await watched.get(owner, broken.id, audit);
+      expect(failed.state).toBe('failed');
+      expect(failed.failureReason).toMatch(/workspace filesystem went read-only/);
+      expect(told).toEqual([[broken.id, failed.failureReason]]);
+      expect(lines.join('\n')).toMatch(/workspace filesystem went read-only: check the host disk/);
+      expect((await store.listAudit({ limit: 50 })).some((e) => e.action === 'session.fail')).toBe(true);
+      expect((await watched.ready()).readOnlyWorkspaces).toBe(1);
+
+      // Counted until its sandbox is gone; then readiness is no longer degraded.
+      await watched.destroy(owner, broken.id, audit);
+      await watched.reconcile();
+      expect(watched.readOnlyWorkspaces).toBe(0);
+      await watched.close();
+    });
+
     it('removes orphans of this instance after the grace period, never pool sandboxes or other instances', async () => {
       const spec = { image: 'i', resources: defaultResources(defaultPolicy), network: 'none' as const };
       const orphan = await backend.create({ ...spec, labels: { 'studio.session': 'ses_x' } });

@@ -87,6 +87,8 @@ export interface SessionManagerOptions {
   /** Called when a session stops on its own (its sandbox died of a resource limit), with the reason. */
   onStopped?: (sessionId: string, reason: string) => void;
   logger: Logger;
+  /** Told when reconciliation marks a session failed (the app publishes it as a `session.status` event). */
+  onFailed?: (sessionId: string, reason: string) => void;
 }
 
 /**
@@ -112,6 +114,8 @@ export class SessionManager {
   readonly #pooled = new Set<string>();
   /** Why a session stopped on its own, until it starts again (the audit log keeps it for good). */
   readonly #stopReasons = new Map<string, string>();
+  /** Sandboxes whose workspace filesystem went read-only, as of the last reconciliation (by backend). */
+  readonly #readOnly = new Map<string, Set<string>>();
 
   constructor(options: SessionManagerOptions) {
     this.#o = options;
@@ -137,10 +141,20 @@ export class SessionManager {
     );
   }
 
-  /** Readiness: at least one backend is available. */
-  async ready(): Promise<{ ok: boolean; backends: BackendInfo[] }> {
+  /**
+   * Readiness: at least one backend is available. `readOnlyWorkspaces` (from the last reconciliation) counts
+   * sandboxes whose workspace went read-only: the API is degraded, not down, as other sessions still work.
+   */
+  async ready(): Promise<{ ok: boolean; backends: BackendInfo[]; readOnlyWorkspaces: number }> {
     const backends = await this.listBackends();
-    return { ok: backends.some((b) => b.available), backends };
+    return { ok: backends.some((b) => b.available), backends, readOnlyWorkspaces: this.readOnlyWorkspaces };
+  }
+
+  /** Sandboxes of this instance whose workspace filesystem went read-only, as of the last reconciliation. */
+  get readOnlyWorkspaces(): number {
+    let n = 0;
+    for (const ids of this.#readOnly.values()) n += ids.size;
+    return n;
   }
 
   async #pickBackend(requested: SessionCreateInput['backend']): Promise<IsolationBackend> {
@@ -543,6 +557,16 @@ export class SessionManager {
         continue;
       }
       const byId = new Map(infos.map((i) => [i.id, i]));
+      const readOnly = new Set(infos.filter((i) => i.failure?.workspace === 'read-only').map((i) => i.id));
+      for (const id of readOnly) {
+        if (!this.#readOnly.get(backend.name)?.has(id)) {
+          this.#o.logger.error(
+            'a workspace filesystem went read-only: check the host disk (dmesg, free space) of the data directory',
+            { backend: backend.name, sandboxId: id, session: byId.get(id)?.labels['studio.session'] ?? null },
+          );
+        }
+      }
+      this.#readOnly.set(backend.name, readOnly);
       const known = new Set<string>();
       for (const record of live) {
         if (record.backend !== backend.name) continue;
@@ -583,6 +607,21 @@ export class SessionManager {
           ) {
             this.#handles.delete(record.id);
             report.failed.push(record.id);
+            this.#o.logger.warn('session failed', {
+              sessionId: record.id,
+              sandboxId: record.sandboxId,
+              reason,
+            });
+            await this.#audit({
+              actorId: null,
+              ip: null,
+              requestId: null,
+              action: 'session.fail',
+              outcome: 'failure',
+              target: record.id,
+              details: { reason },
+            });
+            this.#o.onFailed?.(record.id, reason);
           }
           continue;
         }

@@ -157,6 +157,8 @@ export class FakeSandbox extends AgentSandbox {
   readonly #owner: FakeBackend;
   readonly #createdAt = new Date();
   #state: SandboxState = 'running';
+  /** Test hook: the `failure` info() reports (e.g. a workspace gone read-only, with state `failed`). */
+  failure: SandboxInfo['failure'];
   #destroyed = false;
   #local: LocalAgent | undefined;
 
@@ -211,6 +213,7 @@ export class FakeSandbox extends AgentSandbox {
       state: this.#state,
       labels: { ...this.spec.labels },
       createdAt: this.#createdAt,
+      ...(this.failure ? { failure: this.failure } : {}),
     };
   }
 
