@@ -62,6 +62,8 @@ describe('API (fake backend)', () => {
       ok: true,
       store: true,
       backends: [{ name: 'docker', available: true }],
+      degraded: false,
+      readOnlyWorkspaces: 0,
     });
     // Metrics are not public: only for the bearer of STUDIO_METRICS_TOKEN (or on a listener of their own).
     const anonymous = await fetch(`${t.url}/metrics`);
