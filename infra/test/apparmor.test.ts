@@ -70,7 +70,7 @@ describe('studio-api profile', () => {
     }
   });
 
-  it('writes only to its data directory and /tmp', () => {
+  it('writes only to its data directory, its runtime folder and /tmp', () => {
     const writable = text
       .split('\n')
       .map((l) => l.trim())
@@ -78,7 +78,7 @@ describe('studio-api profile', () => {
       .map((l) => l.split(/\s+/)[0]);
     for (const path of writable) {
       expect(path).toMatch(
-        /^\/(var\/lib\/studio|tmp|dev\/(null|loop|ptmx|pts)|run\/docker\.sock|var\/run\/docker\.sock)/,
+        /^\/(var\/lib\/studio|run\/studio\/|tmp|dev\/(null|loop|ptmx|pts)|run\/docker\.sock|var\/run\/docker\.sock)/,
       );
     }
   });

@@ -9,6 +9,9 @@ import { DockerBackend } from '@studio/isolation-docker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StreamedEvent } from '../realtime/event-bus.ts';
 import { ADMIN_PASSWORD, skipUnlessAvailable, startTestApi, type TestApi } from '../testing/api-fixture.ts';
+
+const METRICS_TOKEN = 'metrics-token-for-tests-0123456789abcdef';
+
 import { ES } from '../testing/docker-api.ts';
 
 // Issue 17, disk as a shared resource, against the real API and DockerBackend on a host disk of its own: a
@@ -97,7 +100,11 @@ describe.skipIf(skip !== undefined)(
       sh('mkfs.ext4', '-q', '-F', '-m', '0', hostImage);
       mkdirSync(hostDir);
       sh('mount', '-o', 'loop', hostImage, hostDir);
-      t = await startTestApi({ backends: [backend], labels, env: { STUDIO_INSTANCE_ID: INSTANCE } });
+      t = await startTestApi({
+        backends: [backend],
+        labels,
+        env: { STUDIO_INSTANCE_ID: INSTANCE, STUDIO_METRICS_TOKEN: METRICS_TOKEN },
+      });
       const admin = createStudioClient({
         url: t.url,
         token: await t.login('admin', ADMIN_PASSWORD),
@@ -265,7 +272,11 @@ describe.skipIf(skip !== undefined)(
         const ready = await fetch(`${t.url}/readyz`);
         expect(ready.status).toBe(200); // degraded, not down: the other sessions still work
         expect(await ready.json()).toMatchObject({ ok: true, degraded: true, readOnlyWorkspaces: 1 });
-        expect(await (await fetch(`${t.url}/metrics`)).text()).toMatch(/^studio_workspaces_read_only 1$/m);
+        expect(
+          await (
+            await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })
+          ).text(),
+        ).toMatch(/^studio_workspaces_read_only 1$/m);
 
         // With the host disk at zero, the preallocated neighbours still write.
         const write = await alice.exec.run.mutate({
