@@ -114,6 +114,23 @@ typecheck() {
   [ "$code" = 0 ] || die "typecheck failed (see above)"
 }
 
+# The pure `unit` project beside the runtime projects (docker, gvisor, e2e, one file at a time): the runtime
+# tests mostly wait on containers and browsers, so the unit tests use the core they leave idle. Runtime
+# projects never run beside each other: their timing cases (timeouts, resource limits) stay as they were.
+run_tests() {
+  local unit_log unit_pid code=0 unit_code=0
+  unit_log=$(mktemp)
+  node_modules/.bin/vitest run --project unit >"$unit_log" 2>&1 &
+  unit_pid=$!
+  node_modules/.bin/vitest run --project docker --project gvisor --project e2e || code=$?
+  wait "$unit_pid" || unit_code=$?
+  log "unit project (ran alongside):"
+  cat "$unit_log"
+  rm -f "$unit_log"
+  [ "$unit_code" = 0 ] || die "unit tests failed (see above)"
+  [ "$code" = 0 ] || die "runtime tests failed (see above)"
+}
+
 cmd=${1:-}
 case "$cmd" in
   test)
@@ -123,7 +140,7 @@ case "$cmd" in
     ensure_chromium
     log "lint (biome)"; npx biome ci .
     log "typecheck"; typecheck
-    log "tests"; npx vitest run
+    log "tests"; run_tests
     ;;
   start)
     ensure_node_deps
