@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import {
@@ -8,7 +7,9 @@ import {
   isIsolationError,
   type ListFilter,
   MANAGED_LABEL,
+  newSandboxId,
   type ResourceLimits,
+  SANDBOX_ID_PATTERN,
   type SandboxInfo,
   type SandboxSpec,
   type SandboxState,
@@ -110,7 +111,15 @@ export class DockerBackend implements IsolationBackend {
 
   async create(spec: SandboxSpec): Promise<DockerSandbox> {
     validateSandboxSpec(spec, this.#options.limits);
-    const id = `sbx-${randomBytes(8).toString('hex')}`;
+    const id = spec.id ?? newSandboxId();
+    // Checked before anything is made: the clean-up below removes everything named after `id`, and must never
+    // reach a sandbox that a caller's reused id happens to name.
+    if (spec.id !== undefined && (await this.#inUse(id))) {
+      throw new IsolationError(
+        'ALREADY_EXISTS',
+        `sandbox id ${id} is in use: create without an id, or with a new one`,
+      );
+    }
     const labels: Record<string, string> = {
       ...(spec.labels ?? {}),
       [MANAGED_LABEL]: 'true',
@@ -150,6 +159,18 @@ export class DockerBackend implements IsolationBackend {
     } catch (error) {
       await this.destroy(id).catch(() => undefined);
       throw mapDockerError(error, `sandbox from image ${spec.image}`);
+    }
+  }
+
+  async #inUse(id: string): Promise<boolean> {
+    if (await this.#workspaces.exists(id)) return true;
+    try {
+      await this.#docker.getContainer(`${NAME_PREFIX}${id}`).inspect();
+      return true;
+    } catch (error) {
+      const mapped = mapDockerError(error, `sandbox ${id}`);
+      if (mapped.code === 'NOT_FOUND') return false;
+      throw mapped;
     }
   }
 
@@ -433,7 +454,7 @@ function stateOf(status: string): SandboxState {
 
 const WORKSPACE_READ_ONLY = { state: 'failed', failure: WORKSPACE_READ_ONLY_FAILURE } as const;
 
-const ID_PATTERN = /^sbx-[0-9a-f]{16}$/;
+const ID_PATTERN = SANDBOX_ID_PATTERN;
 
 function assertId(id: string): void {
   if (!ID_PATTERN.test(id))

@@ -9,7 +9,9 @@ import {
   isIsolationError,
   type ListFilter,
   MANAGED_LABEL,
+  newSandboxId,
   type ResourceLimits,
+  SANDBOX_ID_PATTERN,
   type SandboxInfo,
   type SandboxSpec,
   type SandboxState,
@@ -85,7 +87,7 @@ const LABEL_SANDBOX = 'studio.sandbox';
 const LABEL_INSTANCE = 'studio.instance';
 const ANNOTATION_IMAGE = 'studio.image';
 const ANNOTATION_CREATED = 'studio.created';
-const ID_PATTERN = /^sbx-[0-9a-f]{16}$/;
+const ID_PATTERN = SANDBOX_ID_PATTERN;
 
 /** A sandbox's failure, kept in its bundle so it survives an API restart. */
 type Failure = NonNullable<SandboxInfo['failure']> & { limit?: 'memory' | 'pids' };
@@ -175,7 +177,15 @@ export class GVisorBackend implements IsolationBackend {
     validateSandboxSpec(spec, this.#o.limits);
     const rootfs = await this.#rootfsFor(spec.image);
     const layer = await this.#guest.path();
-    const id = `sbx-${randomBytes(8).toString('hex')}`;
+    const id = spec.id ?? newSandboxId();
+    // Checked before anything is made: the clean-up below removes everything named after `id`, and must never
+    // reach a sandbox that a caller's reused id happens to name.
+    if (spec.id !== undefined && (await this.#inUse(id))) {
+      throw new IsolationError(
+        'ALREADY_EXISTS',
+        `sandbox id ${id} is in use: create without an id, or with a new one`,
+      );
+    }
     const labels: Record<string, string> = {
       ...(spec.labels ?? {}),
       [MANAGED_LABEL]: 'true',
@@ -214,6 +224,18 @@ export class GVisorBackend implements IsolationBackend {
       await this.destroy(id).catch(() => undefined);
       throw mapRunscError(error, `sandbox from image ${spec.image}`);
     }
+  }
+
+  async #inUse(id: string): Promise<boolean> {
+    if (this.#locks.has(id) || (await this.#workspaces.exists(id))) return true;
+    if (
+      await stat(this.bundleDir(id)).then(
+        () => true,
+        () => false,
+      )
+    )
+      return true;
+    return (await this.#runsc.list()).some((c) => c.id === id);
   }
 
   async get(id: string): Promise<GVisorSandbox> {

@@ -2,6 +2,7 @@
 // validator. The conformance suite is the `./testing` subpath. No implementation of a sandbox lives here.
 export type { IsolationErrorCode, IsolationErrorOptions } from './errors.ts';
 export { ISOLATION_ERROR_CODES, IsolationError, isIsolationError } from './errors.ts';
+export { newSandboxId, SANDBOX_ID_PATTERN } from './sandbox-id.ts';
 export type {
   BackendCapabilities,
   ExecOptions,

@@ -24,6 +24,12 @@ export interface ResourceLimits {
  * devices, privileged mode, users or a working directory outside /workspace.
  */
 export interface SandboxSpec {
+  /**
+   * The sandbox's id (`SANDBOX_ID_PATTERN`), chosen by the caller so that it can record the owner of everything
+   * the backend is about to create before any of it exists (issue 17); default a fresh one. An id already in use
+   * is refused with `ALREADY_EXISTS`, and the sandbox holding it is left alone.
+   */
+  id?: string;
   /** The image: a name the backend resolves (Docker image tag, or a rootfs the gVisor backend knows). */
   image: string;
   resources: ResourceLimits;

@@ -1,6 +1,7 @@
 import { defaultPolicy, SANDBOX_LIMIT_BOUNDS } from '@studio/policy';
 import { describe, expect, it } from 'vitest';
 import { type IsolationErrorCode, isIsolationError } from './errors.ts';
+import { newSandboxId } from './sandbox-id.ts';
 import type { ResourceLimits, SandboxSpec } from './types.ts';
 import { validateSandboxSpec } from './validate-spec.ts';
 
@@ -53,6 +54,23 @@ describe('validateSandboxSpec', () => {
         tmpBytes: b.tmpBytes.min,
       }) as SandboxSpec,
     );
+  });
+
+  it('accepts a caller-chosen id of the one shape and refuses any other', () => {
+    validateSandboxSpec({ ...spec, id: newSandboxId() });
+    validateSandboxSpec({ ...spec, id: 'sbx-0123456789abcdef' });
+    for (const id of [
+      '',
+      'sbx-0123',
+      'sbx-0123456789ABCDEF',
+      '../sbx-0123456789abcdef',
+      'sbx-0123456789abcdef\n',
+      7,
+    ]) {
+      const e = refusal({ ...spec, id });
+      expect(e.code).toBe('INVALID_INPUT');
+      expect(e.message).toMatch(/newSandboxId/);
+    }
   });
 
   // Before there was one validator, Docker took memory ≥ 32 MiB, gVisor ≥ 64 MiB; pids ≥ 1 and ≥ 16 where the

@@ -1,5 +1,6 @@
 import { sandboxResourcesSchema } from '@studio/policy/limits';
 import { IsolationError } from './errors.ts';
+import { SANDBOX_ID_PATTERN } from './sandbox-id.ts';
 import { RESERVED_LABEL_PREFIX, type ResourceLimits, type SandboxSpec } from './types.ts';
 
 /**
@@ -19,7 +20,7 @@ const IMAGE = /^[\x21-\x7e]{1,255}$/;
 /**
  * The one check of a {@link SandboxSpec}, called by every backend's `create()` before it touches the runtime,
  * so that every backend accepts and refuses the same specs. Throws `INVALID_INPUT` (naming the field and the
- * bound) for a malformed image, resources outside `@studio/policy`'s `SANDBOX_LIMIT_BOUNDS` (whole numbers
+ * bound) for a malformed id or image, resources outside `@studio/policy`'s `SANDBOX_LIMIT_BOUNDS` (whole numbers
  * but `cpus`, `/tmp` no larger than memory, no unknown keys) or above `limits`, and for labels that are not
  * strings or use a `studio.*` key the backend owns; `UNSUPPORTED` for a network mode other than `none`.
  *
@@ -31,6 +32,12 @@ const IMAGE = /^[\x21-\x7e]{1,255}$/;
 export function validateSandboxSpec(spec: SandboxSpec, limits?: Partial<ResourceLimits>): void {
   if (typeof spec !== 'object' || spec === null) {
     throw new IsolationError('INVALID_INPUT', 'the sandbox spec must be an object: { image, resources }');
+  }
+  if (spec.id !== undefined && (typeof spec.id !== 'string' || !SANDBOX_ID_PATTERN.test(spec.id))) {
+    throw new IsolationError(
+      'INVALID_INPUT',
+      'id must be "sbx-" and 16 lowercase hex digits (newSandboxId() makes one), or left out',
+    );
   }
   if (typeof spec.image !== 'string' || !IMAGE.test(spec.image)) {
     throw new IsolationError(

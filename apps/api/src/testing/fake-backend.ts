@@ -92,6 +92,12 @@ export class FakeBackend implements IsolationBackend {
     if (this.createDelayMs) await new Promise((r) => setTimeout(r, this.createDelayMs));
     if (this.failCreate) throw this.failCreate;
     validateSandboxSpec(spec);
+    if (spec.id !== undefined && this.sandboxes.has(spec.id)) {
+      throw new IsolationError(
+        'ALREADY_EXISTS',
+        `sandbox id ${spec.id} is in use: create without an id, or with a new one`,
+      );
+    }
     return this.#make(spec, this.instanceId);
   }
 
@@ -138,7 +144,7 @@ export class FakeBackend implements IsolationBackend {
   }
 
   #make(spec: SandboxSpec, instanceId: string | undefined): FakeSandbox {
-    const id = `sbx-${(this.#next++).toString(16).padStart(16, '0')}`;
+    const id = spec.id ?? `sbx-${(this.#next++).toString(16).padStart(16, '0')}`;
     const labels = { ...spec.labels, ...(instanceId ? { 'studio.instance': instanceId } : {}) };
     const sandbox = new FakeSandbox(this, id, { ...spec, labels });
     this.sandboxes.set(id, sandbox);

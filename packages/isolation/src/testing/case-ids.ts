@@ -9,6 +9,7 @@ export const CONFORMANCE_CASE_IDS = [
 
   'lifecycle.create-info',
   'lifecycle.create-rejects-invalid-spec',
+  'lifecycle.create-with-id',
   'lifecycle.get',
   'lifecycle.get-unknown',
   'lifecycle.list-by-labels',

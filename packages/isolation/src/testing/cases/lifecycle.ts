@@ -2,6 +2,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { isIsolationError } from '../../errors.ts';
+import { newSandboxId } from '../../sandbox-id.ts';
 import { MANAGED_LABEL, type SandboxSpec } from '../../types.ts';
 import { describeError, expectIsolationError, expectOk, nonce, run, settle, sh } from '../fixtures.ts';
 import { type ConformanceHarness, RUN_LABEL, SHARED_LIMITS, SMALL_LIMITS } from '../harness.ts';
@@ -77,6 +78,34 @@ export function lifecycleCases(h: ConformanceHarness): void {
           );
         } else {
           expect(isIsolationError(forged.error, 'INVALID_INPUT'), describeError(forged.error)).toBe(true);
+        }
+      },
+    );
+
+    h.case(
+      'lifecycle.create-with-id',
+      'create() takes a caller-chosen id, and refuses it again without touching the sandbox that holds it',
+      async () => {
+        const id = newSandboxId();
+        const spec: SandboxSpec = {
+          id,
+          image: h.options.image,
+          resources: SMALL_LIMITS,
+          labels: { ...h.labels },
+        };
+        const sandbox = await h.backend.create(spec);
+        try {
+          expect(sandbox.id).toBe(id);
+          expect((await sandbox.info()).id).toBe(id);
+          await sandbox.writeFile('kept.txt', 'kept');
+          // A reused id (a retried create, a bug in the caller) must not be "cleaned up" as a failed create.
+          await expectIsolationError(h.backend.create(spec), ['ALREADY_EXISTS'], 'create with an id in use');
+          expect((await h.backend.get(id)).id).toBe(id);
+          expect((await sandbox.info()).state).toBe('running');
+          expect(new TextDecoder().decode(await sandbox.readFile('kept.txt'))).toBe('kept');
+          expectOk(await run(sandbox, ['true']), 'exec after the refused create');
+        } finally {
+          await sandbox.destroy();
         }
       },
     );
