@@ -20,6 +20,7 @@ export type {
   LoginRecord,
   NewSession,
   Role,
+  SandboxOwner,
   SessionControl,
   SessionRecord,
   SessionResources,

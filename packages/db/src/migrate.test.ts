@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { sql } from 'drizzle-orm';
 import { expect } from 'vitest';
 import { type Db, openDb } from './db.ts';
@@ -6,6 +7,13 @@ import { Store } from './store.ts';
 import { describeEachDriver, storeTest as test, testEnv } from './testing/store-test.ts';
 
 const env = testEnv(process.env);
+// Every Drizzle migration this code has, oldest first, from the journal drizzle-kit keeps.
+const MIGRATIONS: string[] = (
+  JSON.parse(readFileSync(new URL('../drizzle/meta/_journal.json', import.meta.url), 'utf8')) as {
+    entries: { tag: string }[];
+  }
+).entries.map((e) => e.tag);
+const AFTER_BASELINE = MIGRATIONS.slice(1);
 
 // ---- Fixture: the store's schema as the hand-written migrations before @studio/db made it (apps/api's
 // store/migrations.ts, versions 1..3), verbatim. Never edit: it stands for databases that exist.
@@ -190,15 +198,16 @@ describeEachDriver('Migrations', env, test, () => {
   test('a new database gets every migration once, recorded in Drizzle’s table', async ({ database }) => {
     const db = await openDb(database.options);
     try {
-      expect(db.migrations).toEqual({ baselined: false, applied: ['0000_baseline', '0001_instances'] });
-      expect(await drizzleRecords(db)).toHaveLength(2);
+      expect(db.migrations).toEqual({ baselined: false, applied: MIGRATIONS });
+      expect(MIGRATIONS.slice(0, 2)).toEqual(['0000_baseline', '0001_instances']);
+      expect(await drizzleRecords(db)).toHaveLength(MIGRATIONS.length);
     } finally {
       await db.close();
     }
     const again = await openDb(database.options);
     try {
       expect(again.migrations).toEqual({ baselined: false, applied: [] });
-      expect(await drizzleRecords(again)).toHaveLength(2);
+      expect(await drizzleRecords(again)).toHaveLength(MIGRATIONS.length);
     } finally {
       await again.close();
     }
@@ -209,12 +218,16 @@ describeEachDriver('Migrations', env, test, () => {
     const db = await openDb(database.options);
     try {
       // The baseline is recorded (not re-run: that would fail on the existing tables); the next one runs.
-      expect(db.migrations).toEqual({ baselined: true, applied: ['0001_instances'] });
-      expect(await drizzleRecords(db)).toHaveLength(2);
+      expect(db.migrations).toEqual({ baselined: true, applied: AFTER_BASELINE });
+      expect(await drizzleRecords(db)).toHaveLength(MIGRATIONS.length);
       // The old API is told the database moved on: it refuses version 4 as "newer than this API".
       expect(await legacyVersions(db)).toEqual([1, 2, 3, 4]);
       const store = await Store.open(db);
       await expectOldRows(store);
+      // Existing sessions' sandboxes get their owner records (0002), so reconciliation treats them as new ones.
+      expect(await store.listSandboxOwners('main')).toMatchObject([
+        { id: 'sbx-1', backend: 'docker', instanceId: 'main', sessionId: 'ses_1' },
+      ]);
       // And the adopted database works as a new one: writes, the new table.
       await store.reserveSession(
         {
@@ -294,7 +307,7 @@ describeEachDriver('Migrations', env, test, () => {
     await database.exec([`DELETE FROM migrations WHERE version = 999`]);
     const db = await openDb(database.options); // nothing was half-done: it still adopts cleanly
     try {
-      expect(db.migrations).toEqual({ baselined: true, applied: ['0001_instances'] });
+      expect(db.migrations).toEqual({ baselined: true, applied: AFTER_BASELINE });
     } finally {
       await db.close();
     }
@@ -308,7 +321,7 @@ describeEachDriver('Migrations', env, test, () => {
     await db.close();
     const error = await openDb(database.options).catch((e: unknown) => e);
     expect(isStoreError(error, 'SCHEMA_TOO_NEW')).toBe(true);
-    expect((error as Error).message).toMatch(/newer than this API's newest \(0001_instances\)/);
+    expect((error as Error).message).toContain(`newer than this API's newest (${MIGRATIONS.at(-1)})`);
   });
 
   test('the schema from Drizzle is the hand-written one: same columns, constraints and indexes', async ({
@@ -335,8 +348,8 @@ describeEachDriver('Migrations, concurrent', env, test, (driver) => {
       const dbs = await Promise.all(Array.from({ length: 4 }, () => openDb(database.options)));
       try {
         const applied = dbs.map((d) => d.migrations.applied.length).sort();
-        expect(applied).toEqual([0, 0, 0, 2]);
-        expect(await drizzleRecords(dbs[0] as Db)).toHaveLength(2);
+        expect(applied).toEqual([0, 0, 0, MIGRATIONS.length]);
+        expect(await drizzleRecords(dbs[0] as Db)).toHaveLength(MIGRATIONS.length);
       } finally {
         await Promise.all(dbs.map((d) => d.close()));
       }

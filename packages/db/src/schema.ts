@@ -19,7 +19,18 @@ import {
 // by them and one created from this file are the same, and a later migration can name either's constraints.
 
 export const ROLES = ['admin', 'user'] as const;
-export const SESSION_STATES = ['creating', 'running', 'stopped', 'destroyed', 'failed'] as const;
+/**
+ * `destroying` is recorded before a destroy touches the runtime, so a destroy a crash interrupted is finished on
+ * restart (issue 17) instead of its sandbox reading as "removed outside Studio".
+ */
+export const SESSION_STATES = [
+  'creating',
+  'running',
+  'stopped',
+  'destroying',
+  'destroyed',
+  'failed',
+] as const;
 export const AUDIT_OUTCOMES = ['success', 'failure', 'denied'] as const;
 
 export type Role = (typeof ROLES)[number];
@@ -27,7 +38,12 @@ export type SessionState = (typeof SESSION_STATES)[number];
 export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];
 
 /** States that count against the per-user limit: the session holds (or is getting) a sandbox and workspace. */
-export const LIVE_STATES = ['creating', 'running', 'stopped'] as const satisfies readonly SessionState[];
+export const LIVE_STATES = [
+  'creating',
+  'running',
+  'stopped',
+  'destroying',
+] as const satisfies readonly SessionState[];
 
 /** The sandbox limits a session was created with (kept as JSON: the policy may add fields). */
 export interface SessionResources {
@@ -118,11 +134,32 @@ export const sessions = pgTable(
     foreignKey({ name: 'sessions_owner_id_fkey', columns: [t.ownerId], foreignColumns: [users.id] }),
     check(
       'sessions_state_check',
-      sql`${t.state} IN ('creating', 'running', 'stopped', 'destroyed', 'failed')`,
+      sql`${t.state} IN ('creating', 'running', 'stopped', 'destroying', 'destroyed', 'failed')`,
     ),
     check('sessions_check', sql`(${t.state} = 'failed') = (${t.failureReason} IS NOT NULL)`),
-    index('sessions_owner_live').on(t.ownerId).where(sql`${t.state} IN ('creating', 'running', 'stopped')`),
+    index('sessions_owner_live')
+      .on(t.ownerId)
+      .where(sql`${t.state} IN ('creating', 'running', 'stopped', 'destroying')`),
   ],
+);
+
+/**
+ * The owner of every sandbox an API instance makes, written before the backend creates anything of it (issue 17):
+ * a session's sandbox (`sessionId`) or a warm-pool member (null). A crash at any point of a create or destroy then
+ * leaves a record naming what may exist (container, runsc sandbox, workspace image, mount, loop device), and
+ * reconciliation removes it through the backend's idempotent `destroy(id)` once no live session holds it. The row
+ * goes only after that destroy succeeded.
+ */
+export const sandboxes = pgTable(
+  'sandboxes',
+  {
+    id: text('id').primaryKey(),
+    backend: text('backend').notNull(),
+    instanceId: text('instance_id').notNull(),
+    sessionId: text('session_id'),
+    createdAt: at('created_at').notNull().defaultNow(),
+  },
+  (t) => [index('sandboxes_instance').on(t.instanceId)],
 );
 
 /** One security-relevant event. Never holds secrets (passwords, tokens, cookies). */

@@ -116,6 +116,58 @@ describeEachDriver('Store', env, test, () => {
     expect(await store.listFailedSandboxIds('other')).toEqual([]);
   });
 
+  test('records a sandbox owner with its session in one step, assigns pool members, forgets after destroy', async ({
+    store,
+    alice,
+  }) => {
+    const sandboxId = newId('sbx-');
+    const session = await store.reserveSession({ ...newSession(alice), sandboxId }, 5);
+    expect(session.sandboxId).toBe(sandboxId);
+    expect(await store.listSandboxOwners('test')).toMatchObject([
+      { id: sandboxId, backend: 'docker', instanceId: 'test', sessionId: session.id },
+    ]);
+    // Refused by the limit: neither the session nor an owner record is written.
+    const full = await Promise.allSettled(
+      Array.from({ length: 5 }, () =>
+        store.reserveSession({ ...newSession(alice), sandboxId: newId('sbx-') }, 5),
+      ),
+    );
+    expect(full.filter((r) => r.status === 'rejected')).toHaveLength(1);
+    expect(await store.listSandboxOwners('test')).toHaveLength(5);
+
+    // A warm-pool member: recorded without a session (twice is fine), then given to a creating session.
+    const pooled = newId('sbx-');
+    await store.recordSandbox({ id: pooled, backend: 'docker', instanceId: 'test', sessionId: null });
+    await store.recordSandbox({ id: pooled, backend: 'docker', instanceId: 'test', sessionId: null });
+    expect(await store.listSandboxOwners('other-instance')).toEqual([]);
+    const taker = await store.reserveSession(newSession(alice), 99);
+    expect((await store.assignSandbox(pooled, taker.id))?.sandboxId).toBe(pooled);
+    expect((await store.listSandboxOwners('test')).find((o) => o.id === pooled)?.sessionId).toBe(taker.id);
+    // Only a session still being created takes one.
+    await store.transitionSession(taker.id, ['creating'], 'destroying');
+    expect(await store.assignSandbox(newId('sbx-'), taker.id)).toBeUndefined();
+    expect((await store.getSessionById(taker.id))?.sandboxId).toBe(pooled);
+
+    await store.forgetSandbox(pooled);
+    expect((await store.listSandboxOwners('test')).map((o) => o.id)).not.toContain(pooled);
+  });
+
+  test('a destroying session is live: it counts against the limit until destroyed', async ({
+    store,
+    alice,
+  }) => {
+    const s = await store.reserveSession(newSession(alice), 1);
+    expect(await store.transitionSession(s.id, ['creating'], 'destroying')).toMatchObject({
+      state: 'destroying',
+    });
+    await expect(store.reserveSession(newSession(alice), 1)).rejects.toMatchObject({ code: 'SESSION_LIMIT' });
+    expect((await store.listLiveSessions()).map((r) => r.id)).toContain(s.id);
+    expect(await store.transitionSession(s.id, ['destroying'], 'destroyed')).toMatchObject({
+      state: 'destroyed',
+    });
+    expect(await store.countLiveSessions(alice)).toBe(0);
+  });
+
   test('scopes sessions to their owner', async ({ store, alice }) => {
     const bob = (
       await store.createUser({ id: newId('usr_'), username: 'bob', passwordHash: 'x', role: 'user' })

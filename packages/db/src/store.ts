@@ -10,6 +10,7 @@ import {
   type Role,
   type SessionResources,
   type SessionState,
+  sandboxes,
   sessions,
   users,
 } from './schema.ts';
@@ -63,6 +64,21 @@ export interface NewSession {
   image: string;
   resources: SessionResources;
   instanceId: string;
+  /**
+   * The sandbox the session is about to get, when the caller chose its id: recorded with its owner (the
+   * `sandboxes` table) in the same transaction, before the backend makes anything of it.
+   */
+  sandboxId?: string;
+}
+
+/** An owner record of a sandbox ({@link Store.recordSandbox}). */
+export interface SandboxOwner {
+  id: string;
+  backend: string;
+  instanceId: string;
+  /** The session it belongs to; null for a warm-pool member. */
+  sessionId: string | null;
+  createdAt: Date;
 }
 
 /** Input of {@link Store.claimInstance}. */
@@ -331,6 +347,14 @@ export class Store {
           .insert(sessions)
           .values({ ...session, state: 'creating' })
           .returning();
+        if (session.sandboxId !== undefined) {
+          await tx.insert(sandboxes).values({
+            id: session.sandboxId,
+            backend: session.backend,
+            instanceId: session.instanceId,
+            sessionId: session.id,
+          });
+        }
         return toSession(row as SessionRow);
       }),
     );
@@ -447,6 +471,55 @@ export class Store {
     return guard(async () => {
       await this.db.orm.update(sessions).set({ lastActiveAt: sql`now()` }).where(eq(sessions.id, id));
     });
+  }
+
+  // ------------------------------------------------------------------------------------ sandbox owners
+
+  /**
+   * Records the owner of a sandbox before its backend creates anything of it (a warm-pool member: `sessionId`
+   * null). Idempotent for the same id.
+   */
+  recordSandbox(owner: Omit<SandboxOwner, 'createdAt'>): Promise<void> {
+    return guard(async () => {
+      await this.db.orm.insert(sandboxes).values(owner).onConflictDoNothing();
+    });
+  }
+
+  /**
+   * Gives a recorded sandbox (a warm-pool member) to `sessionId` and records it as the session's sandbox, in one
+   * transaction, if the session is still `creating`. Returns the session, or undefined when it no longer is.
+   */
+  assignSandbox(sandboxId: string, sessionId: string): Promise<SessionRecord | undefined> {
+    return guard(() =>
+      this.db.orm.transaction(async (tx) => {
+        const [row] = await tx
+          .update(sessions)
+          .set({ sandboxId })
+          .where(and(eq(sessions.id, sessionId), eq(sessions.state, 'creating')))
+          .returning();
+        if (!row) return undefined;
+        await tx.update(sandboxes).set({ sessionId }).where(eq(sandboxes.id, sandboxId));
+        return toSession(row);
+      }),
+    );
+  }
+
+  /** Forgets a sandbox's owner record: only after its backend's `destroy(id)` succeeded. */
+  forgetSandbox(id: string): Promise<void> {
+    return guard(async () => {
+      await this.db.orm.delete(sandboxes).where(eq(sandboxes.id, id));
+    });
+  }
+
+  /** The owner records of `instanceId`'s sandboxes, oldest first. */
+  listSandboxOwners(instanceId: string): Promise<SandboxOwner[]> {
+    return guard(async () =>
+      this.db.orm
+        .select()
+        .from(sandboxes)
+        .where(eq(sandboxes.instanceId, instanceId))
+        .orderBy(sandboxes.createdAt, sandboxes.id),
+    );
   }
 
   // ---------------------------------------------------------------------------------------------- audit
