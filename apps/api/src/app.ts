@@ -198,6 +198,11 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     instanceId: env.instanceId,
     ...(options.sandboxLabels ? { labels: options.sandboxLabels } : {}),
     logger,
+    owners: {
+      record: (id, backend) =>
+        store.recordSandbox({ id, backend, instanceId: env.instanceId, sessionId: null }),
+      forget: (id) => store.forgetSandbox(id),
+    },
   });
   const events = new EventBus();
   const sessions = new SessionManager({

@@ -116,40 +116,35 @@ describeEachDriver('Store', env, test, () => {
     expect(await store.listFailedSandboxIds('other')).toEqual([]);
   });
 
-  test('records a sandbox owner with its session in one step, assigns pool members, forgets after destroy', async ({
+  test('records a sandbox owner with its session in one step, moves pool members, forgets after destroy', async ({
     store,
     alice,
   }) => {
+    const session = await store.reserveSession(newSession(alice), 5);
     const sandboxId = newId('sbx-');
-    const session = await store.reserveSession({ ...newSession(alice), sandboxId }, 5);
-    expect(session.sandboxId).toBe(sandboxId);
+    expect((await store.assignSandbox(sandboxId, session.id))?.sandboxId).toBe(sandboxId);
     expect(await store.listSandboxOwners('test')).toMatchObject([
       { id: sandboxId, backend: 'docker', instanceId: 'test', sessionId: session.id },
     ]);
-    // Refused by the limit: neither the session nor an owner record is written.
-    const full = await Promise.allSettled(
-      Array.from({ length: 5 }, () =>
-        store.reserveSession({ ...newSession(alice), sandboxId: newId('sbx-') }, 5),
-      ),
-    );
-    expect(full.filter((r) => r.status === 'rejected')).toHaveLength(1);
-    expect(await store.listSandboxOwners('test')).toHaveLength(5);
+    expect(await store.listSandboxOwners('other-instance')).toEqual([]);
 
     // A warm-pool member: recorded without a session (twice is fine), then given to a creating session.
     const pooled = newId('sbx-');
     await store.recordSandbox({ id: pooled, backend: 'docker', instanceId: 'test', sessionId: null });
     await store.recordSandbox({ id: pooled, backend: 'docker', instanceId: 'test', sessionId: null });
-    expect(await store.listSandboxOwners('other-instance')).toEqual([]);
-    const taker = await store.reserveSession(newSession(alice), 99);
+    const taker = await store.reserveSession(newSession(alice), 5);
     expect((await store.assignSandbox(pooled, taker.id))?.sandboxId).toBe(pooled);
     expect((await store.listSandboxOwners('test')).find((o) => o.id === pooled)?.sessionId).toBe(taker.id);
-    // Only a session still being created takes one.
+
+    // Only a session still being created takes one; otherwise nothing is written.
     await store.transitionSession(taker.id, ['creating'], 'destroying');
-    expect(await store.assignSandbox(newId('sbx-'), taker.id)).toBeUndefined();
+    const late = newId('sbx-');
+    expect(await store.assignSandbox(late, taker.id)).toBeUndefined();
     expect((await store.getSessionById(taker.id))?.sandboxId).toBe(pooled);
+    expect((await store.listSandboxOwners('test')).map((o) => o.id)).not.toContain(late);
 
     await store.forgetSandbox(pooled);
-    expect((await store.listSandboxOwners('test')).map((o) => o.id)).not.toContain(pooled);
+    expect((await store.listSandboxOwners('test')).map((o) => o.id)).toEqual([sandboxId]);
   });
 
   test('a destroying session is live: it counts against the limit until destroyed', async ({

@@ -64,11 +64,6 @@ export interface NewSession {
   image: string;
   resources: SessionResources;
   instanceId: string;
-  /**
-   * The sandbox the session is about to get, when the caller chose its id: recorded with its owner (the
-   * `sandboxes` table) in the same transaction, before the backend makes anything of it.
-   */
-  sandboxId?: string;
 }
 
 /** An owner record of a sandbox ({@link Store.recordSandbox}). */
@@ -347,14 +342,6 @@ export class Store {
           .insert(sessions)
           .values({ ...session, state: 'creating' })
           .returning();
-        if (session.sandboxId !== undefined) {
-          await tx.insert(sandboxes).values({
-            id: session.sandboxId,
-            backend: session.backend,
-            instanceId: session.instanceId,
-            sessionId: session.id,
-          });
-        }
         return toSession(row as SessionRow);
       }),
     );
@@ -486,8 +473,9 @@ export class Store {
   }
 
   /**
-   * Gives a recorded sandbox (a warm-pool member) to `sessionId` and records it as the session's sandbox, in one
-   * transaction, if the session is still `creating`. Returns the session, or undefined when it no longer is.
+   * Makes `sandboxId` the sandbox of session `sessionId` and records (or moves, for a warm-pool member) its owner,
+   * in one transaction, before the backend creates anything of it, if the session is still `creating`. Returns
+   * the session, or undefined when it no longer is (destroyed meanwhile): then nothing is written.
    */
   assignSandbox(sandboxId: string, sessionId: string): Promise<SessionRecord | undefined> {
     return guard(() =>
@@ -498,7 +486,10 @@ export class Store {
           .where(and(eq(sessions.id, sessionId), eq(sessions.state, 'creating')))
           .returning();
         if (!row) return undefined;
-        await tx.update(sandboxes).set({ sessionId }).where(eq(sandboxes.id, sandboxId));
+        await tx
+          .insert(sandboxes)
+          .values({ id: sandboxId, backend: row.backend, instanceId: row.instanceId, sessionId })
+          .onConflictDoUpdate({ target: sandboxes.id, set: { sessionId } });
         return toSession(row);
       }),
     );

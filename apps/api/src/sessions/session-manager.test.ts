@@ -157,6 +157,99 @@ describe('SessionManager', () => {
       expect([...backend.sandboxes.keys()].sort()).toEqual([pooled.id, foreign.id].sort());
     });
 
+    describe('after a crash (another process of this instance: nothing in hand)', () => {
+      // A second manager on the same store and backend is the API restarted after a kill -9 of the first.
+      const restarted = () =>
+        new SessionManager({
+          store,
+          backends: [backend],
+          policy: defaultPolicy,
+          instanceId: 'test',
+          images: ['studio-sandbox:latest'],
+          orphanGraceMs: 0,
+          logger: createLogger({ level: 'silent' }),
+        });
+
+      it('rolls back a create killed before its sandbox was made: the session fails, its owner record goes', async () => {
+        backend.createDelayMs = 60_000;
+        void manager.create(owner, input, audit).catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 50));
+        const [record] = await store.listSessions(owner);
+        expect(record?.state).toBe('creating');
+        expect(record?.sandboxId, 'the id is recorded before the backend is called').toMatch(/^sbx-/);
+        expect((await store.listSandboxOwners('test')).map((o) => o.id)).toEqual([record?.sandboxId]);
+
+        // The creating process (still waiting here) is not asked: it has it in hand, so it is left alone.
+        expect((await manager.reconcile()).rolledBack).toEqual([]);
+        const after = restarted();
+        const report = await after.reconcile();
+        expect(report.rolledBack).toEqual([record?.id]);
+        const failed = await store.getSessionById(record?.id as string);
+        expect(failed?.state).toBe('failed');
+        expect(failed?.failureReason).toMatch(/interrupted .* undone: destroy it and create another/);
+        expect(await store.listSandboxOwners('test')).toEqual([]);
+        expect(await store.countLiveSessions(owner), 'no longer counts against the limit').toBe(0);
+        await after.close();
+      });
+
+      it('completes a create killed after its sandbox was running', async () => {
+        const s = await manager.create(owner, input, audit);
+        // As if the process died between the backend's create and recording `running`.
+        await store.db.orm.execute(sql`UPDATE sessions SET state = 'creating' WHERE id = ${s.id}`);
+        const after = restarted();
+        expect((await after.reconcile()).completed).toEqual([s.id]);
+        expect((await store.getSessionById(s.id))?.state).toBe('running');
+        expect(backend.sandboxes.has(s.sandboxId as string)).toBe(true);
+        await after.close();
+      });
+
+      it('rolls back a create killed while its sandbox was half made (listed, not running)', async () => {
+        const s = await manager.create(owner, input, audit);
+        await store.db.orm.execute(sql`UPDATE sessions SET state = 'creating' WHERE id = ${s.id}`);
+        (backend.sandboxes.get(s.sandboxId as string) as { state: string }).state = 'creating';
+        const after = restarted();
+        expect((await after.reconcile()).rolledBack).toEqual([s.id]);
+        expect(backend.sandboxes.size).toBe(0);
+        await after.close();
+      });
+
+      it('finishes a destroy killed half-way: destroyed, never "removed outside Studio"', async () => {
+        const s = await manager.create(owner, input, audit);
+        await store.transitionSession(s.id, ['running'], 'destroying');
+        // The sandbox went, the process died before recording `destroyed`.
+        await backend.destroy(s.sandboxId as string);
+        const after = restarted();
+        const report = await after.reconcile();
+        expect(report.destroyed).toEqual([s.id]);
+        expect(report.failed).toEqual([]);
+        const done = await store.getSessionById(s.id);
+        expect(done?.state).toBe('destroyed');
+        expect(done?.failureReason).toBeNull();
+        expect(await store.listSandboxOwners('test')).toEqual([]);
+        await after.close();
+      });
+
+      it('removes a recorded sandbox no session or pool holds (a pool member of the dead process)', async () => {
+        const spec = { image: 'i', resources: defaultResources(defaultPolicy), network: 'none' as const };
+        const member = await backend.create({ ...spec, labels: { 'studio.session': 'pool' } });
+        await store.recordSandbox({ id: member.id, backend: 'docker', instanceId: 'test', sessionId: null });
+        await store.recordSandbox({
+          id: 'sbx-00000000000000ff',
+          backend: 'docker',
+          instanceId: 'test',
+          sessionId: null,
+        });
+        const kept = await manager.create(owner, input, audit);
+        const after = restarted();
+        expect((await after.reconcile()).leftoversRemoved.sort()).toEqual(
+          [member.id, 'sbx-00000000000000ff'].sort(),
+        );
+        expect([...backend.sandboxes.keys()]).toEqual([kept.sandboxId]);
+        expect((await store.listSandboxOwners('test')).map((o) => o.id)).toEqual([kept.sandboxId]);
+        await after.close();
+      });
+    });
+
     it('a sandbox that failed fails its session and is kept (not an orphan) until the session is destroyed', async () => {
       const s = await manager.create(owner, input, audit);
       (backend.sandboxes.get(s.sandboxId as string) as { state: string }).state = 'failed';

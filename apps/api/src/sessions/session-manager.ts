@@ -1,6 +1,7 @@
 import {
   type AuditEvent,
   isStoreError,
+  type SandboxOwner,
   type SessionRecord,
   type SessionResources,
   type Store,
@@ -9,6 +10,7 @@ import {
   type BackendCapabilities,
   type IsolationBackend,
   isIsolationError,
+  newSandboxId,
   type Sandbox,
   type SandboxInfo,
   type SandboxStats,
@@ -27,6 +29,9 @@ import type { Logger } from '../core/logger.ts';
 import { POOL_LABEL, POOL_VALUE, type WarmPool } from './warm-pool.ts';
 
 const MiB = 1024 * 1024;
+
+/** The audit context of what Studio does on its own (reconciliation, sweeps). */
+const SYSTEM = { actorId: null, ip: null, requestId: null } as const;
 
 /** Request facts recorded with audit events. */
 export interface AuditContext {
@@ -53,6 +58,14 @@ export interface ReconcileReport {
   adopted: string[];
   stopped: string[];
   failed: string[];
+  /** `creating` sessions whose sandbox a dead process had finished making: now `running`. */
+  completed: string[];
+  /** `creating` sessions a dead process left unfinished: their sandbox removed, now `failed` with the reason. */
+  rolledBack: string[];
+  /** `destroying` sessions a dead process left: destroy finished, now `destroyed`. */
+  destroyed: string[];
+  /** Sandboxes with an owner record but no live owner (a crash mid-create or mid-destroy), removed. */
+  leftoversRemoved: string[];
   orphansRemoved: string[];
   backendsDown: string[];
 }
@@ -78,8 +91,17 @@ export interface SessionManagerOptions {
   images: readonly string[];
   /** Extra labels on every sandbox (tests add `studio.test`). */
   labels?: Record<string, string>;
-  /** Orphans (sandboxes of this instance unknown to the store) are removed once seen this long (ms). Default 60 s. */
+  /**
+   * Orphans (sandboxes of this instance unknown to the store) and leftovers (recorded sandboxes no live session or
+   * pool holds) are removed once seen this long (ms). Default 60 s.
+   */
   orphanGraceMs?: number;
+  /**
+   * A `creating` or `destroying` session this process has had in hand longer than this (ms) is completed or
+   * rolled back by reconciliation all the same (a hung runtime call). Ones no process has in hand are settled at
+   * once. Default 10 minutes.
+   */
+  transitionBoundMs?: number;
   /** The warm pool `create` claims from; none: every create is cold. */
   pool?: WarmPool;
   /** Session creations per user; default the policy's 10 a minute. */
@@ -110,6 +132,12 @@ export class SessionManager {
   readonly #orphansSeen = new Map<string, number>();
   /** Backends whose last availability check failed (a daemon down or restarting). */
   readonly #down = new Set<string>();
+  /** Creates this process has in hand, by session id (settled, never rejecting). */
+  readonly #creates = new Map<string, Promise<unknown>>();
+  /** Destroys this process has in hand, by session id. */
+  readonly #destroys = new Set<string>();
+  /** Pool members between their claim and their owner record naming the session. */
+  readonly #assigning = new Set<string>();
   /** Sessions created by this process from the warm pool. */
   readonly #pooled = new Set<string>();
   /** Why a session stopped on its own, until it starts again (the audit log keeps it for good). */
@@ -236,14 +264,53 @@ export class SessionManager {
         }
         throw error;
       });
-    let sandbox: Sandbox;
+    const settled = this.#createSandbox(record, backend, input.image, resources, ownerId, audit);
+    this.#creates.set(
+      record.id,
+      settled.catch(() => undefined),
+    );
+    try {
+      return await settled;
+    } finally {
+      this.#creates.delete(record.id);
+    }
+  }
+
+  /**
+   * The sandbox of a `creating` session: its id is recorded as the session's, with its owner record, before the
+   * backend makes anything of it (issue 17), so a crash at any point leaves a record reconciliation finishes or
+   * undoes.
+   */
+  async #createSandbox(
+    record: SessionRecord,
+    backend: IsolationBackend,
+    image: string,
+    resources: SessionResources,
+    ownerId: string,
+    audit: AuditContext,
+  ): Promise<SessionRecord> {
     // A warm sandbox (reset, default resources) when the pool has one; otherwise a cold create.
-    const pooled = await this.#o.pool?.claim(backend.name, input.image, resources).catch(() => undefined);
+    const pooled = await this.#o.pool?.claim(backend.name, image, resources).catch(() => undefined);
+    const sandboxId = pooled?.id ?? newSandboxId();
+    if (pooled) this.#assigning.add(sandboxId);
+    let owned: SessionRecord | undefined;
+    try {
+      owned = await this.#o.store.assignSandbox(sandboxId, record.id);
+    } finally {
+      this.#assigning.delete(sandboxId);
+    }
+    if (!owned) {
+      // Destroyed before it got a sandbox: a claimed pool member goes (never reused after a claim).
+      if (pooled) await this.#removeSandbox(backend, sandboxId).catch(() => undefined);
+      throw new AppError('INVALID_STATE', `session ${record.id} was destroyed while it was being created`);
+    }
+    let sandbox: Sandbox;
     if (pooled) sandbox = pooled;
     else
       try {
         sandbox = await backend.create({
-          image: input.image,
+          id: sandboxId,
+          image,
           resources,
           network: 'none',
           labels: {
@@ -259,12 +326,10 @@ export class SessionManager {
         await this.#audit({ ...audit, action: 'session.create', outcome: 'failure', target: record.id });
         throw error;
       }
-    const running = await this.#o.store.transitionSession(record.id, ['creating'], 'running', {
-      sandboxId: sandbox.id,
-    });
+    const running = await this.#o.store.transitionSession(record.id, ['creating'], 'running');
     if (!running) {
-      // Destroyed while it was being created: nothing may outlive its session.
-      await backend.destroy(sandbox.id).catch(() => undefined);
+      // Destroyed (or rolled back) while it was being created: nothing may outlive its session.
+      await this.#removeSandbox(backend, sandbox.id).catch(() => undefined);
       throw new AppError('INVALID_STATE', `session ${record.id} was destroyed while it was being created`);
     }
     this.#handles.set(record.id, sandbox);
@@ -277,6 +342,12 @@ export class SessionManager {
       details: { pooled: pooled !== undefined },
     });
     return running;
+  }
+
+  /** Destroys a sandbox, then forgets its owner record (kept when the destroy fails, so it is retried). */
+  async #removeSandbox(backend: IsolationBackend, sandboxId: string): Promise<void> {
+    await backend.destroy(sandboxId);
+    await this.#o.store.forgetSandbox(sandboxId);
   }
 
   async list(ownerId: string, includeEnded = false): Promise<SessionRecord[]> {
@@ -358,9 +429,11 @@ export class SessionManager {
         ? 'start it with sessions.start'
         : record.state === 'creating'
           ? 'wait until it is running'
-          : record.state === 'failed'
-            ? `it failed (${record.failureReason ?? 'unknown'}); destroy it and create another`
-            : 'create a new session';
+          : record.state === 'destroying'
+            ? 'it is being destroyed; create a new session'
+            : record.state === 'failed'
+              ? `it failed (${record.failureReason ?? 'unknown'}); destroy it and create another`
+              : 'create a new session';
     throw new AppError('INVALID_STATE', `session ${record.id} is ${record.state}: ${hint}`);
   }
 
@@ -414,25 +487,42 @@ export class SessionManager {
     return updated ?? this.get(ownerId, id, audit);
   }
 
-  /** Destroys the sandbox and its workspace, then marks the session destroyed. Idempotent. */
+  /**
+   * Destroys the sandbox and its workspace, then marks the session destroyed. Idempotent. `destroying` is
+   * recorded first, so a destroy a crash interrupts is finished by reconciliation on restart.
+   */
   async destroy(ownerId: string, id: string, audit: AuditContext): Promise<SessionRecord> {
     const record = await this.get(ownerId, id, audit);
     if (record.state === 'destroyed') return record;
     const backend = this.#backendOf(record);
-    if (record.sandboxId) await backend.destroy(record.sandboxId);
-    this.#handles.delete(id);
-    this.#lastTouch.delete(id);
-    const updated = await this.#o.store.transitionSession(
-      id,
-      ['creating', 'running', 'stopped', 'failed'],
-      'destroyed',
-    );
-    // A create that finished between our read and our update attached a sandbox we have not destroyed.
-    if (updated?.sandboxId && updated.sandboxId !== record.sandboxId) {
-      await backend.destroy(updated.sandboxId);
+    if (record.state !== 'destroying') {
+      const marked = await this.#o.store.transitionSession(
+        id,
+        ['creating', 'running', 'stopped', 'failed'],
+        'destroying',
+      );
+      if (!marked) return this.destroy(ownerId, id, audit);
+    }
+    this.#destroys.add(id);
+    try {
+      await this.#finishDestroy(backend, id);
+    } finally {
+      this.#destroys.delete(id);
     }
     await this.#audit({ ...audit, action: 'session.destroy', outcome: 'success', target: id });
-    return updated ?? this.get(ownerId, id, audit);
+    return this.get(ownerId, id, audit);
+  }
+
+  /** The rest of a destroy once `destroying` is recorded: waits out a create in hand, removes, marks destroyed. */
+  async #finishDestroy(backend: IsolationBackend, id: string): Promise<void> {
+    // A create this process is running ends first (it then finds the session destroying and removes its own
+    // sandbox), so no sandbox is made after the one below is removed.
+    await this.#creates.get(id);
+    const current = await this.#o.store.getSessionById(id);
+    if (current?.sandboxId) await this.#removeSandbox(backend, current.sandboxId);
+    this.#handles.delete(id);
+    this.#lastTouch.delete(id);
+    await this.#o.store.transitionSession(id, ['destroying'], 'destroyed');
   }
 
   async stats(
@@ -523,10 +613,17 @@ export class SessionManager {
       adopted: [],
       stopped: [],
       failed: [],
+      completed: [],
+      rolledBack: [],
+      destroyed: [],
+      leftoversRemoved: [],
       orphansRemoved: [],
       backendsDown: [],
     };
     const grace = this.#o.orphanGraceMs ?? 60_000;
+    // Owner records first, then sessions: a record's session was reserved before the record was written, so it is
+    // in `live` unless it ended.
+    const owners = await this.#o.store.listSandboxOwners(this.#o.instanceId);
     const live = (await this.#o.store.listLiveSessions()).filter((r) => r.instanceId === this.#o.instanceId);
     const seenOrphans = new Set<string>();
     // A failed session keeps its sandbox (and workspace) until it is destroyed: not an orphan.
@@ -568,10 +665,50 @@ export class SessionManager {
       }
       this.#readOnly.set(backend.name, readOnly);
       const known = new Set<string>();
+      // Sessions a dead process left half-created or half-destroyed (issue 17).
+      const settled = new Set<string>();
       for (const record of live) {
         if (record.backend !== backend.name) continue;
         if (record.sandboxId) known.add(record.sandboxId);
-        if (record.state === 'creating' || !record.sandboxId) continue;
+        if (record.state === 'creating' && (await this.#settleCreate(backend, record, byId, now, report)))
+          settled.add(record.id);
+        if (record.state === 'destroying' && (await this.#settleDestroy(backend, record, now, report)))
+          settled.add(record.id);
+      }
+      const holders = new Set(
+        live.filter((r) => !settled.has(r.id) || report.completed.includes(r.id)).map((r) => r.id),
+      );
+      for (const owner of owners) {
+        if (owner.backend !== backend.name) continue;
+        known.add(owner.id);
+        if (this.#holds(owner, holders, failedSandboxes)) continue;
+        seenOrphans.add(owner.id);
+        const first = this.#orphansSeen.get(owner.id) ?? now;
+        this.#orphansSeen.set(owner.id, first);
+        if (now - first < grace) continue;
+        try {
+          await this.#removeSandbox(backend, owner.id);
+          this.#orphansSeen.delete(owner.id);
+          report.leftoversRemoved.push(owner.id);
+          this.#o.logger.warn('removed a sandbox no session holds (left by a crash)', {
+            backend: backend.name,
+            sandboxId: owner.id,
+            session: owner.sessionId,
+          });
+          await this.#audit({
+            ...SYSTEM,
+            action: 'sandbox.leftover_removed',
+            outcome: 'success',
+            target: owner.id,
+            details: { backend: backend.name, session: owner.sessionId },
+          });
+        } catch (error) {
+          this.#o.logger.warn('could not remove a leftover sandbox', { sandboxId: owner.id, error });
+        }
+      }
+      for (const record of live) {
+        if (record.backend !== backend.name || settled.has(record.id)) continue;
+        if (record.state === 'creating' || record.state === 'destroying' || !record.sandboxId) continue;
         const info = byId.get(record.sandboxId);
         if (!info) {
           const reason = `sandbox ${record.sandboxId} vanished from backend ${backend.name} (removed outside Studio); the workspace may be lost`;
@@ -674,6 +811,114 @@ export class SessionManager {
     }
     for (const id of this.#orphansSeen.keys()) if (!seenOrphans.has(id)) this.#orphansSeen.delete(id);
     return report;
+  }
+
+  /** Whether an owner record's sandbox is held: by a live session, a failed one (kept until destroyed), the pool. */
+  #holds(
+    owner: SandboxOwner,
+    liveSessions: ReadonlySet<string>,
+    failedSandboxes: ReadonlySet<string>,
+  ): boolean {
+    if (failedSandboxes.has(owner.id) || this.#assigning.has(owner.id)) return true;
+    if (owner.sessionId !== null) {
+      return (
+        liveSessions.has(owner.sessionId) ||
+        this.#creates.has(owner.sessionId) ||
+        this.#destroys.has(owner.sessionId)
+      );
+    }
+    // Without a pool nothing holds a session-less sandbox; a pool not started yet cannot tell (kept until it can).
+    return this.#o.pool !== undefined && this.#o.pool.holds(owner.id) !== false;
+  }
+
+  /**
+   * A `creating` session no process has in hand (its creator died), or held past the bound: completed when its
+   * sandbox is there and running, else its sandbox is removed and the session fails with the reason. Returns
+   * whether it was settled.
+   */
+  async #settleCreate(
+    backend: IsolationBackend,
+    record: SessionRecord,
+    byId: ReadonlyMap<string, SandboxInfo>,
+    now: number,
+    report: ReconcileReport,
+  ): Promise<boolean> {
+    const inHand = this.#creates.has(record.id);
+    const bound = this.#o.transitionBoundMs ?? 10 * 60_000;
+    if (inHand && now - record.createdAt.getTime() < bound) return false;
+    const info = record.sandboxId ? byId.get(record.sandboxId) : undefined;
+    if (!inHand && info?.state === 'running') {
+      if (await this.#o.store.transitionSession(record.id, ['creating'], 'running')) {
+        report.completed.push(record.id);
+        this.#o.logger.warn('completed a create the API was stopped in', {
+          sessionId: record.id,
+          sandboxId: record.sandboxId,
+        });
+        await this.#audit({
+          ...SYSTEM,
+          action: 'session.create',
+          outcome: 'success',
+          target: record.id,
+          details: { completedByReconcile: true },
+        });
+      }
+      return true;
+    }
+    try {
+      if (record.sandboxId) await this.#removeSandbox(backend, record.sandboxId);
+    } catch (error) {
+      this.#o.logger.warn('could not undo an interrupted create; retrying later', {
+        sessionId: record.id,
+        error,
+      });
+      return false;
+    }
+    const reason = inHand
+      ? 'its create did not finish in time and was undone: destroy it and create another'
+      : 'its create was interrupted (the API stopped before it finished) and was undone: destroy it and create another';
+    if (await this.#o.store.transitionSession(record.id, ['creating'], 'failed', { failureReason: reason })) {
+      report.rolledBack.push(record.id);
+      this.#o.logger.warn('rolled back an interrupted create', { sessionId: record.id, reason });
+      await this.#audit({
+        ...SYSTEM,
+        action: 'session.create',
+        outcome: 'failure',
+        target: record.id,
+        details: { reason },
+      });
+      this.#o.onFailed?.(record.id, reason);
+    }
+    return true;
+  }
+
+  /** A `destroying` session no process has in hand (or held past the bound): the destroy is finished. */
+  async #settleDestroy(
+    backend: IsolationBackend,
+    record: SessionRecord,
+    now: number,
+    report: ReconcileReport,
+  ): Promise<boolean> {
+    const bound = this.#o.transitionBoundMs ?? 10 * 60_000;
+    if (this.#destroys.has(record.id) && now - record.lastActiveAt.getTime() < bound) return false;
+    try {
+      await this.#finishDestroy(backend, record.id);
+    } catch (error) {
+      this.#o.logger.warn('could not finish an interrupted destroy; retrying later', {
+        sessionId: record.id,
+        error,
+      });
+      return false;
+    }
+    report.destroyed.push(record.id);
+    this.#o.logger.warn('finished a destroy the API was stopped in', { sessionId: record.id });
+    await this.#audit({
+      ...SYSTEM,
+      action: 'session.destroy',
+      outcome: 'success',
+      target: record.id,
+      details: { finishedByReconcile: true },
+    });
+    return true;
   }
 
   /** Whether this process created the session from the warm pool (also in the audit log: `details.pooled`). */

@@ -1,4 +1,4 @@
-import type { IsolationBackend, ResourceLimits, Sandbox } from '@studio/isolation';
+import { type IsolationBackend, newSandboxId, type ResourceLimits, type Sandbox } from '@studio/isolation';
 import type { Logger } from '../core/logger.ts';
 
 /**
@@ -8,6 +8,15 @@ import type { Logger } from '../core/logger.ts';
  */
 export const POOL_LABEL = 'studio.session';
 export const POOL_VALUE = 'pool';
+
+/**
+ * Where the pool records its members' owner before creating them, and forgets them after destroying them (the
+ * store's `sandboxes` table): a crash mid-create then leaves a record reconciliation can act on (issue 17).
+ */
+export interface PoolOwners {
+  record(sandboxId: string, backend: string): Promise<void>;
+  forget(sandboxId: string): Promise<void>;
+}
 
 /** Options for {@link WarmPool}. */
 export interface WarmPoolOptions {
@@ -23,6 +32,8 @@ export interface WarmPoolOptions {
   /** Extra labels (tests: `studio.test`). */
   labels?: Record<string, string>;
   logger: Logger;
+  /** Owner records of the members; none: members are recorded nowhere (tests of the pool alone). */
+  owners?: PoolOwners;
   /** Pause after a failed fill before trying again (ms). Default 30 s. */
   retryMs?: number;
 }
@@ -48,6 +59,8 @@ export class WarmPool {
   readonly #o: WarmPoolOptions;
   readonly #slots: Slot[] = [];
   readonly #inflight = new Set<Promise<void>>();
+  /** Ids of members being created or handed out now. */
+  readonly #creating = new Set<string>();
   #closed = false;
   #started = false;
 
@@ -94,10 +107,12 @@ export class WarmPool {
           if (claimed.has(info.id)) continue;
           const slot = this.#slots.find((s) => s.backend === backend && s.image === info.image);
           if (slot && info.state === 'running' && slot.ready.length < slot.size) {
+            // A member made by a release without owner records gets one now.
+            await this.#o.owners?.record(info.id, backend.name);
             slot.ready.push(await backend.get(info.id));
             this.#o.logger.info('warm pool: adopted a sandbox of the previous run', { sandboxId: info.id });
           } else {
-            await backend.destroy(info.id).catch(() => undefined);
+            await this.#destroy(backend, info.id);
           }
         }
       } catch (error) {
@@ -125,15 +140,19 @@ export class WarmPool {
   }
 
   async #create(slot: Slot): Promise<void> {
+    const id = newSandboxId();
+    this.#creating.add(id);
     try {
+      await this.#o.owners?.record(id, slot.backend.name);
       const sandbox = await slot.backend.create({
+        id,
         image: slot.image,
         resources: this.#o.resources,
         network: 'none',
         labels: { ...this.#o.labels, [POOL_LABEL]: POOL_VALUE },
       });
       if (this.#closed) {
-        await slot.backend.destroy(sandbox.id).catch(() => undefined);
+        await this.#destroy(slot.backend, sandbox.id);
         return;
       }
       slot.ready.push(sandbox);
@@ -144,7 +163,31 @@ export class WarmPool {
         image: slot.image,
         error,
       });
+      await this.#destroy(slot.backend, id);
+    } finally {
+      this.#creating.delete(id);
     }
+  }
+
+  /** Destroys a member and then forgets its owner record (kept when the destroy fails: reconciliation retries). */
+  async #destroy(backend: IsolationBackend, id: string): Promise<void> {
+    try {
+      await backend.destroy(id);
+      await this.#o.owners?.forget(id);
+    } catch (error) {
+      this.#o.logger.warn('warm pool: could not remove a sandbox', { sandboxId: id, error });
+    }
+  }
+
+  /**
+   * Whether `sandboxId` is a member (waiting or being created) of this pool; undefined before {@link start}
+   * adopted the previous run's members, when that cannot be told yet.
+   */
+  holds(sandboxId: string): boolean | undefined {
+    if (!this.#started && this.enabled) return undefined;
+    return (
+      this.#creating.has(sandboxId) || this.#slots.some((s) => s.ready.some((sb) => sb.id === sandboxId))
+    );
   }
 
   /**
@@ -157,6 +200,8 @@ export class WarmPool {
     const sandbox = slot.ready.shift();
     this.fill();
     if (!sandbox) return undefined;
+    // Still ours until the caller has recorded it as its session's (see `holds`).
+    this.#creating.add(sandbox.id);
     try {
       // `.`: the exec's default cwd, the workspace (the contract's; an absolute path would miss a test double's).
       const reset = await sandbox.exec(['sh', '-c', 'find . -mindepth 1 -delete'], {
@@ -167,8 +212,10 @@ export class WarmPool {
       return sandbox;
     } catch (error) {
       this.#o.logger.warn('warm pool: reset failed; creating cold instead', { sandboxId: sandbox.id, error });
-      await slot.backend.destroy(sandbox.id).catch(() => undefined);
+      await this.#destroy(slot.backend, sandbox.id);
       return undefined;
+    } finally {
+      this.#creating.delete(sandbox.id);
     }
   }
 
@@ -177,9 +224,7 @@ export class WarmPool {
     this.#closed = true;
     await Promise.all([...this.#inflight]);
     await Promise.all(
-      this.#slots.flatMap((s) =>
-        s.ready.splice(0).map((sb) => s.backend.destroy(sb.id).catch(() => undefined)),
-      ),
+      this.#slots.flatMap((s) => s.ready.splice(0).map((sb) => this.#destroy(s.backend, sb.id))),
     );
   }
 }
