@@ -28,7 +28,8 @@ export function Dashboard() {
   // The list refreshes often while a session is being created, else every 15 s.
   const sessions = useQuery({
     ...trpc.sessions.list.queryOptions(),
-    refetchInterval: (query) => (query.state.data?.some((s) => s.state === 'creating' || s.state === 'destroying') ? 2000 : 15_000),
+    refetchInterval: (query) =>
+      query.state.data?.some((s) => s.state === 'creating' || s.state === 'destroying') ? 2000 : 15_000,
   });
   const backends = useQuery(trpc.backends.list.queryOptions());
   const list = sessions.data ?? [];
