@@ -83,9 +83,9 @@ describe.skipIf(skip !== undefined)(
         image: IMAGE,
         poolSize: 1,
         kills: 20,
-        // The kill rounds after the first start: about 2 minutes on a quiet 2-core machine, where a start takes
-        // 2-3 s; up to 15 s when the machine is shared with other test runs.
-        budgetMs: 300_000,
+        // A hard bound on the kill rounds after the first start: about 2 minutes on a quiet 2-core machine, where
+        // a start takes 2-3 s; starts took 10-30 s (6 minutes in all) with other test runs sharing the machine.
+        budgetMs: 450_000,
         seed,
         census,
         log: (line) => console.log(line),
@@ -100,6 +100,6 @@ describe.skipIf(skip !== undefined)(
       expect(result.writes.confirmed).toBeGreaterThanOrEqual(20);
       expect(result.execs.confirmed).toBeGreaterThanOrEqual(20);
       expect(result.execs.streamed).toBeGreaterThanOrEqual(20);
-    }, 480_000);
+    }, 600_000);
   },
 );
