@@ -115,7 +115,14 @@ try {
       }),
     );
   if (only.has('api'))
-    await ifDocker('api', [['api: no-op procedure', 'apiOverhead']], () => benchApi({ quick }));
+    await ifDocker(
+      'api',
+      [
+        ['api: no-op procedure latency', 'apiLatency'],
+        ['api: no-op procedure requests/s', 'apiThroughput'],
+      ],
+      () => benchApi({ quick }),
+    );
   if (only.has('realtime'))
     await ifDocker(
       'realtime',
