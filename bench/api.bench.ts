@@ -12,7 +12,7 @@ import { defaultPolicy } from '@studio/policy';
 import { createToOutput, type Harness, startHarness } from './harness.ts';
 import { SECCOMP_PROFILE } from './paths.ts';
 import { onCleanup, type Row, ratioOf } from './report.ts';
-import { elapsed, interleaved, progress, sleep, summarize, timed } from './stats.ts';
+import { interleaved, progress, sleep, summarize, timed } from './stats.ts';
 
 const IMAGE = process.env.STUDIO_SANDBOX_IMAGE ?? 'studio-sandbox:latest';
 

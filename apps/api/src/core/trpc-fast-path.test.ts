@@ -135,6 +135,7 @@ describe('tRPC fast path', () => {
 
   it('serves single queries and mutations itself and leaves batches and subscriptions to tRPC', async () => {
     const before = fastHits;
+    const ran = mutations;
     await fetch(`${quick.url}/trpc/ping`);
     await fetch(`${quick.url}/trpc/nested.bump`, {
       method: 'POST',
@@ -142,6 +143,7 @@ describe('tRPC fast path', () => {
       headers: { 'content-type': 'application/json' },
     });
     expect(fastHits - before).toBe(2);
+    expect(mutations - ran).toBe(1);
     await fetch(`${quick.url}/trpc/ping?batch=1&input=%7B%7D`);
     const sse = await fetch(`${quick.url}/trpc/ticks`, { headers: { accept: 'text/event-stream' } });
     expect(sse.headers.get('content-type')).toContain('text/event-stream');
