@@ -103,7 +103,7 @@ try {
     });
   });
   const dockerRows: [string, TargetId | undefined][] = [
-    ['docker: create → first exec output', 'create'],
+    ['docker: create → first exec output', 'createDocker'],
     ['docker: exec round trip', 'exec'],
     ['docker: memory per idle session', 'idleMemory'],
     ['docker: burst of concurrent creates', 'burst'],
@@ -147,8 +147,9 @@ try {
     );
   if (only.has('gvisor')) {
     const targets: [string, TargetId | undefined][] = [
-      ['gvisor: create → first exec output', 'create'],
-      ['gvisor: exec round trip', 'exec'],
+      ['gvisor: create → first exec output', 'createGvisor'],
+      ['gvisor: exec round trip', undefined],
+      ['gvisor: exec round trip vs the in-sandbox spawn floor', 'execFloor'],
       ['gvisor: memory per idle session', 'idleMemory'],
     ];
     if (typeof gvisor === 'string')
