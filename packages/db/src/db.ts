@@ -36,6 +36,11 @@ export interface OpenDbOptions {
   databaseUrl?: string | undefined;
   /** PGlite's data directory; omitted means in memory (tests). */
   pgliteDir?: string | undefined;
+  /**
+   * Create a new PGlite data directory in a short-lived child process (a long-running server's choice: initdb's
+   * memory then goes back to the system). Costs one more PGlite start on the first open. Default false.
+   */
+  initApart?: boolean;
 }
 
 interface Driver {
@@ -58,7 +63,7 @@ const MIGRATION_LOCK = 0x5374_7564;
 export async function openDb(options: OpenDbOptions): Promise<Db> {
   const driver = options.databaseUrl
     ? await openPostgres(options.databaseUrl)
-    : await openPglite(options.pgliteDir);
+    : await openPglite(options.pgliteDir, options.initApart === true);
   try {
     const migrations = await migrate(driver);
     return { kind: driver.kind, orm: driver.orm, migrations, close: () => driver.close() };
@@ -71,8 +76,9 @@ export async function openDb(options: OpenDbOptions): Promise<Db> {
 // PGlite's memory is WebAssembly linear memory, which only ever grows: what Postgres touched once stays resident
 // for the life of the process (issue 17: an idle API held 0.5-0.9 GiB). Two things touched most of it:
 // - shared_buffers at Postgres's default 128 MB, for a store of a few MB served by one connection: 16 MB;
-// - initdb on a first start (about 600 MB at its peak), run here in a short-lived child process instead, whose
-//   memory goes back to the system when it exits (in-process, glibc keeps most of it even after a close).
+// - initdb on a first start (about 600 MB at its peak), run with `initApart` in a short-lived child process
+//   instead, whose memory goes back to the system when it exits (in-process, glibc keeps most of it even after a
+//   close).
 const PGLITE_START_PARAMS = [
   ...PGlite.defaultStartParams,
   '-c',
@@ -108,10 +114,10 @@ async function initPgliteApart(dir: string): Promise<boolean> {
   }
 }
 
-async function openPglite(dir: string | undefined): Promise<Driver> {
+async function openPglite(dir: string | undefined, initApart: boolean): Promise<Driver> {
   if (dir !== undefined) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    if (!existsSync(join(dir, 'PG_VERSION'))) await initPgliteApart(dir);
+    if (initApart && !existsSync(join(dir, 'PG_VERSION'))) await initPgliteApart(dir);
   }
   const options = { startParams: PGLITE_START_PARAMS };
   const lite = dir === undefined ? await PGlite.create(options) : await PGlite.create(dir, options);
