@@ -262,10 +262,8 @@ impl Chan {
     }
 
     pub fn reply(&mut self, out: &mut Out, o: Obj) {
-        let body = Obj(std::mem::take(&mut Obj::new().b("ok", true).0)).0;
-        let mut body = body;
-        body.pop();
         let rest = o.end();
+        let mut body = b"{\"ok\":true".to_vec();
         if rest.len() > 2 {
             body.push(b',');
             body.extend_from_slice(&rest[1..]);
