@@ -3,6 +3,7 @@
 use crate::fsops::{self, err, io_err, AErr, Upload, Ws};
 use crate::json::{self, Obj, Val};
 use crate::procs;
+use crate::spawn;
 use crate::sys;
 use crate::{fail_reply, opt_int, req_int, wire_error, Out, CHUNK, CLOSE, DATA, DATA_ERR, EOF, RECV_WINDOW, REPLY, WINDOW};
 use std::collections::{HashMap, VecDeque};
@@ -12,9 +13,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const MAX_SEND_WINDOW: i64 = 64 * 1024 * 1024;
@@ -830,35 +829,41 @@ pub fn start_exec(ws: &Ws, id: u32, msg: &Val) -> Result<Chan, AErr> {
             return Ok(c);
         }
     };
-    let mut cmd = Command::new(&prog);
-    cmd.arg0(&argv[0])
-        .args(&argv[1..])
-        .env_clear()
-        .envs(env)
-        .current_dir(&cwd)
-        .process_group(0)
-        .stdin(if want_stdin { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(ch) => ch,
-        Err(e) => {
-            let no = e.raw_os_error();
-            if no == Some(2) || no == Some(13) || no == Some(8) {
-                let code = if no == Some(2) { 127 } else { 126 };
-                x.not_started = Some(code);
-                x.exit = Some(0);
-                c.enqueue_raw(DATA_ERR, not_found_text(&argv[0], code));
-                c.kind = Kind::Exec(x);
-                return Ok(c);
-            }
-            return Err(spawn_error(&e, "cannot start the process"));
-        }
+    let stdin_pipe = if want_stdin { Some(pipe()?) } else { None };
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let cwd_b = cwd.as_os_str().as_bytes().to_vec();
+    let spec = spawn::Spec {
+        prog: prog.as_os_str().as_bytes(),
+        argv: &argv,
+        env: &env,
+        cwd: &cwd_b,
+        stdio: [
+            match &stdin_pipe {
+                Some((r, _)) => spawn::Io::Fd(r.as_raw_fd()),
+                None => spawn::Io::Open("/dev/null", 0),
+            },
+            spawn::Io::Fd(out_w.as_raw_fd()),
+            spawn::Io::Fd(err_w.as_raw_fd()),
+        ],
+        setsid: false,
     };
-    x.pid = child.id() as i32;
-    x.stdin = child.stdin.take().map(OwnedFd::from);
-    x.stdout = child.stdout.take().map(OwnedFd::from);
-    x.stderr = child.stderr.take().map(OwnedFd::from);
+    match spawn::spawn(&spec) {
+        Ok(pid) => x.pid = pid,
+        Err(no @ (2 | 13 | 8)) => {
+            let code = if no == 2 { 127 } else { 126 };
+            x.not_started = Some(code);
+            x.exit = Some(0);
+            c.enqueue_raw(DATA_ERR, not_found_text(&argv[0], code));
+            c.kind = Kind::Exec(x);
+            return Ok(c);
+        }
+        Err(no) => return Err(spawn_error(&std::io::Error::from_raw_os_error(no), "cannot start the process")),
+    }
+    drop((out_w, err_w));
+    x.stdin = stdin_pipe.map(|(_, w)| w);
+    x.stdout = Some(out_r);
+    x.stderr = Some(err_r);
     for f in [&x.stdin, &x.stdout, &x.stderr].into_iter().flatten() {
         sys::set_nonblocking(f.as_raw_fd());
     }
@@ -882,7 +887,15 @@ fn default_shell() -> Vec<String> {
     vec!["/bin/sh".to_string(), "-l".to_string()]
 }
 
-fn open_pty() -> Result<(OwnedFd, OwnedFd), AErr> {
+fn pipe() -> Result<(OwnedFd, OwnedFd), AErr> {
+    let mut p = [0i32; 2];
+    if unsafe { sys::pipe2(p.as_mut_ptr(), sys::O_CLOEXEC) } != 0 {
+        return Err(io_err(&std::io::Error::from_raw_os_error(sys::errno()), "cannot start the process"));
+    }
+    Ok(unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) })
+}
+
+fn open_pty() -> Result<(OwnedFd, OwnedFd, String), AErr> {
     unsafe {
         let m = sys::open(c"/dev/ptmx".as_ptr(), sys::O_RDWR | sys::O_NOCTTY | sys::O_CLOEXEC);
         if m < 0 {
@@ -894,12 +907,13 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd), AErr> {
         if sys::ioctl(m, sys::TIOCSPTLCK, &zero) != 0 || sys::ioctl(m, sys::TIOCGPTN, &mut n) != 0 {
             return Err(err("INTERNAL", "cannot set up a pseudo-terminal"));
         }
-        let name = CString::new("/dev/pts/".to_string() + &json::int_str(n as i64)).unwrap_or_default();
+        let path = "/dev/pts/".to_string() + &json::int_str(n as i64);
+        let name = CString::new(path.clone()).unwrap_or_default();
         let s = sys::open(name.as_ptr(), sys::O_RDWR | sys::O_NOCTTY | sys::O_CLOEXEC);
         if s < 0 {
             return Err(err("INTERNAL", "cannot open the pseudo-terminal"));
         }
-        Ok((master, OwnedFd::from_raw_fd(s)))
+        Ok((master, OwnedFd::from_raw_fd(s), path))
     }
 }
 
@@ -927,30 +941,24 @@ pub fn start_terminal(ws: &Ws, id: u32, msg: &Val) -> Result<Chan, AErr> {
             return Ok(c);
         }
     };
-    let (master, slave) = open_pty()?;
+    let (master, slave, slave_path) = open_pty()?;
     sys::set_winsize(master.as_raw_fd(), cols as u16, rows as u16);
-    let dup = |f: &OwnedFd| f.try_clone().map_err(|e| io_err(&e, "terminal"));
-    let mut cmd = Command::new(&prog);
-    cmd.arg0(&command[0])
-        .args(&command[1..])
-        .env_clear()
-        .envs(env)
-        .current_dir(&cwd)
-        .stdin(Stdio::from(dup(&slave)?))
-        .stdout(Stdio::from(dup(&slave)?))
-        .stderr(Stdio::from(slave));
-    // A session leader with the pty as its controlling terminal. The agent is a small static
-    // process, so the fork this needs copies little (std uses posix_spawn when no hook is set).
-    unsafe {
-        cmd.pre_exec(|| {
-            sys::setsid();
-            sys::ioctl(0, sys::TIOCSCTTY, 0);
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().map_err(|e| spawn_error(&e, "cannot start the terminal"))?;
-    drop(cmd);
-    t.pid = child.id() as i32;
+    let cwd_b = cwd.as_os_str().as_bytes().to_vec();
+    // A session leader (setsid) that opens the pty slave: it becomes the controlling terminal.
+    let spec = spawn::Spec {
+        prog: prog.as_os_str().as_bytes(),
+        argv: &command,
+        env: &env,
+        cwd: &cwd_b,
+        stdio: [spawn::Io::Open(&slave_path, sys::O_RDWR), spawn::Io::Fd(0), spawn::Io::Fd(0)],
+        setsid: true,
+    };
+    let pid = match spawn::spawn(&spec) {
+        Ok(pid) => pid,
+        Err(no) => return Err(spawn_error(&std::io::Error::from_raw_os_error(no), "cannot start the terminal")),
+    };
+    drop(slave);
+    t.pid = pid;
     sys::set_nonblocking(master.as_raw_fd());
     t.master = Some(master);
     c.kind = Kind::Term(t);

@@ -8,6 +8,7 @@ mod chan;
 mod fsops;
 mod json;
 mod procs;
+mod spawn;
 mod sys;
 
 use chan::*;
@@ -154,7 +155,7 @@ fn main() {
         sys::pipe2(p.as_mut_ptr(), sys::O_NONBLOCK | sys::O_CLOEXEC);
         SIG_PIPE_W.store(p[1], Ordering::Relaxed);
         for s in [sys::SIGCHLD, sys::SIGTERM, sys::SIGINT, sys::SIGHUP] {
-            sys::signal(s, on_signal as usize);
+            sys::signal(s, on_signal as *const () as usize);
         }
         sys::signal(sys::SIGPIPE, 1);
     }
