@@ -5,7 +5,9 @@ use crate::json::{self, Obj, Val};
 use crate::procs;
 use crate::spawn;
 use crate::sys;
-use crate::{fail_reply, opt_int, req_int, wire_error, Out, CHUNK, CLOSE, DATA, DATA_ERR, EOF, RECV_WINDOW, REPLY, WINDOW};
+use crate::{
+    fail_reply, opt_int, req_int, wire_error, Out, CHUNK, CLOSE, DATA, DATA_ERR, EOF, RECV_WINDOW, REPLY, WINDOW,
+};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
 use std::fs::File;
@@ -201,7 +203,10 @@ impl Chan {
                         if r.total > r.max {
                             let max = r.max;
                             r.file = None;
-                            let mut e = err("RESOURCE_LIMIT", "path: file grew past maxBytes (".to_string() + &json::int_str(max as i64) + ")");
+                            let mut e = err(
+                                "RESOURCE_LIMIT",
+                                "path: file grew past maxBytes (".to_string() + &json::int_str(max as i64) + ")",
+                            );
                             e.details = Some(Obj::new().i("maxBytes", max as i64).end());
                             self.fail(out, e);
                             return false;
@@ -311,7 +316,11 @@ impl Chan {
         }
         self.drop_queue();
         self.kill();
-        let body = if self.opened { Obj::new().raw("error", &wire_error(&e)).end() } else { fail_reply(&e) };
+        let body = if self.opened {
+            Obj::new().raw("error", &wire_error(&e)).end()
+        } else {
+            fail_reply(&e)
+        };
         self.finalize(out, if self.opened { CLOSE } else { REPLY }, body);
     }
 
@@ -353,7 +362,13 @@ impl Chan {
     pub fn received(&mut self, out: &mut Out, n: usize) -> bool {
         self.recv_credit -= n as i64;
         if self.recv_credit < 0 {
-            self.fail(out, err("INVALID_INPUT", "flow control violated: more data than the window allows"));
+            self.fail(
+                out,
+                err(
+                    "INVALID_INPUT",
+                    "flow control violated: more data than the window allows",
+                ),
+            );
             return false;
         }
         true
@@ -461,7 +476,9 @@ impl Chan {
     pub fn control(&mut self, v: &Val) {
         let Kind::Term(t) = &self.kind else { return };
         let Some(r) = v.get("resize") else { return };
-        let (Ok(c), Ok(rw)) = (req_int(r, "cols", 1, 10000), req_int(r, "rows", 1, 10000)) else { return };
+        let (Ok(c), Ok(rw)) = (req_int(r, "cols", 1, 10000), req_int(r, "rows", 1, 10000)) else {
+            return;
+        };
         if let Some(m) = &t.master {
             sys::set_winsize(m.as_raw_fd(), c as u16, rw as u16);
         }
@@ -578,7 +595,9 @@ impl Chan {
                 if rev & sys::POLLOUT != 0 {
                     self.write_sink(out);
                 }
-                let Kind::Term(t2) = &mut self.kind else { return accepted };
+                let Kind::Term(t2) = &mut self.kind else {
+                    return accepted;
+                };
                 if rev & (sys::POLLIN | sys::POLLHUP | sys::POLLERR) != 0 && can && t2.exit.is_none() {
                     if let Some(m) = &t2.master {
                         let mut buf = vec![0u8; CHUNK];
@@ -713,10 +732,21 @@ fn exec_result(x: &Exec) -> Vec<u8> {
     let mut dur = json::int_str((us / 1000) as i64).into_bytes();
     let frac = us % 1000;
     dur.push(b'.');
-    dur.extend_from_slice(&[b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8]);
+    dur.extend_from_slice(&[
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
     let o = Obj::new().b("ok", true);
     if let Some(code) = x.not_started {
-        return o.i("exitCode", code as i64).null("signal").b("timedOut", false).b("truncated", false).b("oomKilled", false).raw("durationMs", &dur).end();
+        return o
+            .i("exitCode", code as i64)
+            .null("signal")
+            .b("timedOut", false)
+            .b("truncated", false)
+            .b("oomKilled", false)
+            .raw("durationMs", &dur)
+            .end();
     }
     let st = x.exit.unwrap_or(0);
     let sig = st & 0x7f;
@@ -733,7 +763,12 @@ fn exec_result(x: &Exec) -> Vec<u8> {
 }
 
 fn strings(v: Option<&Val>, what: &str, max: usize) -> Result<Vec<String>, AErr> {
-    let bad = || err("INVALID_INPUT", what.to_string() + " must be a non-empty array of strings");
+    let bad = || {
+        err(
+            "INVALID_INPUT",
+            what.to_string() + " must be a non-empty array of strings",
+        )
+    };
     let Some(Val::Arr(a)) = v else { return Err(bad()) };
     if a.is_empty() || a.len() > max {
         return Err(bad());
@@ -751,7 +786,10 @@ fn strings(v: Option<&Val>, what: &str, max: usize) -> Result<Vec<String>, AErr>
 fn build_env(term: &str, extra: Option<&Val>) -> Result<Vec<(String, String)>, AErr> {
     let mut env = vec![
         ("PATH".to_string(), procs::agent_path()),
-        ("HOME".to_string(), std::env::var("HOME").unwrap_or_else(|_| "/home/studio".into())),
+        (
+            "HOME".to_string(),
+            std::env::var("HOME").unwrap_or_else(|_| "/home/studio".into()),
+        ),
         ("LANG".to_string(), "C.UTF-8".to_string()),
         ("TERM".to_string(), term.to_string()),
     ];
@@ -760,13 +798,23 @@ fn build_env(term: &str, extra: Option<&Val>) -> Result<Vec<(String, String)>, A
         Some(Val::Obj(m)) => {
             for (k, v) in m {
                 if k.is_empty() || k.contains('=') || k.contains('\0') {
-                    return Err(err("INVALID_INPUT", "invalid environment variable name ".to_string() + &String::from_utf8_lossy(&fsops::json_str(k))));
+                    return Err(err(
+                        "INVALID_INPUT",
+                        "invalid environment variable name ".to_string()
+                            + &String::from_utf8_lossy(&fsops::json_str(k)),
+                    ));
                 }
                 let Val::Str(s) = v else {
-                    return Err(err("INVALID_INPUT", "environment variable ".to_string() + k + " must be a string without NUL"));
+                    return Err(err(
+                        "INVALID_INPUT",
+                        "environment variable ".to_string() + k + " must be a string without NUL",
+                    ));
                 };
                 if s.contains('\0') {
-                    return Err(err("INVALID_INPUT", "environment variable ".to_string() + k + " must be a string without NUL"));
+                    return Err(err(
+                        "INVALID_INPUT",
+                        "environment variable ".to_string() + k + " must be a string without NUL",
+                    ));
                 }
                 env.retain(|(a, _)| a != k);
                 env.push((k.clone(), s.clone()));
@@ -785,7 +833,13 @@ fn spawn_error(e: &std::io::Error, what: &str) -> AErr {
 }
 
 fn not_found_text(argv0: &str, code: i32) -> Vec<u8> {
-    (argv0.to_string() + if code == 127 { ": command not found\n" } else { ": permission denied\n" }).into_bytes()
+    (argv0.to_string()
+        + if code == 127 {
+            ": command not found\n"
+        } else {
+            ": permission denied\n"
+        })
+    .into_bytes()
 }
 
 pub fn start_exec(ws: &Ws, id: u32, msg: &Val) -> Result<Chan, AErr> {
@@ -799,7 +853,11 @@ pub fn start_exec(ws: &Ws, id: u32, msg: &Val) -> Result<Chan, AErr> {
     let env = build_env("dumb", msg.get("env"))?;
     let cwd = fsops::resolve_cwd(ws, msg.get("cwd").and_then(|v| v.str()))?;
     let want_stdin = matches!(msg.get("stdin"), Some(Val::Bool(true)));
-    let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).unwrap_or_default();
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
     let mut x = Box::new(Exec {
         pid: 0,
         stdin: None,
@@ -858,7 +916,12 @@ pub fn start_exec(ws: &Ws, id: u32, msg: &Val) -> Result<Chan, AErr> {
             c.kind = Kind::Exec(x);
             return Ok(c);
         }
-        Err(no) => return Err(spawn_error(&std::io::Error::from_raw_os_error(no), "cannot start the process")),
+        Err(no) => {
+            return Err(spawn_error(
+                &std::io::Error::from_raw_os_error(no),
+                "cannot start the process",
+            ))
+        }
     }
     drop((out_w, err_w));
     x.stdin = stdin_pipe.map(|(_, w)| w);
@@ -890,7 +953,10 @@ fn default_shell() -> Vec<String> {
 fn pipe() -> Result<(OwnedFd, OwnedFd), AErr> {
     let mut p = [0i32; 2];
     if unsafe { sys::pipe2(p.as_mut_ptr(), sys::O_CLOEXEC) } != 0 {
-        return Err(io_err(&std::io::Error::from_raw_os_error(sys::errno()), "cannot start the process"));
+        return Err(io_err(
+            &std::io::Error::from_raw_os_error(sys::errno()),
+            "cannot start the process",
+        ));
     }
     Ok(unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) })
 }
@@ -927,8 +993,18 @@ pub fn start_terminal(ws: &Ws, id: u32, msg: &Val) -> Result<Chan, AErr> {
     let mut c = Chan::new(id, msg, Kind::Plain)?;
     let env = build_env("xterm-256color", msg.get("env"))?;
     let cwd: PathBuf = fsops::resolve_cwd(ws, msg.get("cwd").and_then(|v| v.str()))?;
-    let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).unwrap_or_default();
-    let mut t = Box::new(Term { pid: 0, master: None, inbuf: VecDeque::new(), exit: None, not_found: None });
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let mut t = Box::new(Term {
+        pid: 0,
+        master: None,
+        inbuf: VecDeque::new(),
+        exit: None,
+        not_found: None,
+    });
     let prog = match procs::lookup(&command[0], &cwd, &path) {
         Ok(p) => p,
         Err(code) => {
@@ -950,12 +1026,21 @@ pub fn start_terminal(ws: &Ws, id: u32, msg: &Val) -> Result<Chan, AErr> {
         argv: &command,
         env: &env,
         cwd: &cwd_b,
-        stdio: [spawn::Io::Open(&slave_path, sys::O_RDWR), spawn::Io::Fd(0), spawn::Io::Fd(0)],
+        stdio: [
+            spawn::Io::Open(&slave_path, sys::O_RDWR),
+            spawn::Io::Fd(0),
+            spawn::Io::Fd(0),
+        ],
         setsid: true,
     };
     let pid = match spawn::spawn(&spec) {
         Ok(pid) => pid,
-        Err(no) => return Err(spawn_error(&std::io::Error::from_raw_os_error(no), "cannot start the terminal")),
+        Err(no) => {
+            return Err(spawn_error(
+                &std::io::Error::from_raw_os_error(no),
+                "cannot start the terminal",
+            ))
+        }
     };
     drop(slave);
     t.pid = pid;
@@ -972,7 +1057,10 @@ pub fn start_connect(out: &mut Out, id: u32, msg: &Val) -> Result<Chan, AErr> {
     let label = "port ".to_string() + &json::int_str(port);
     let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).map_err(|e| {
         if e.raw_os_error() == Some(111) {
-            err("NOT_FOUND", "nothing is listening on port ".to_string() + &json::int_str(port) + " inside the sandbox")
+            err(
+                "NOT_FOUND",
+                "nothing is listening on port ".to_string() + &json::int_str(port) + " inside the sandbox",
+            )
         } else {
             io_err(&e, &("connect to ".to_string() + &label))
         }
@@ -981,7 +1069,14 @@ pub fn start_connect(out: &mut Out, id: u32, msg: &Val) -> Result<Chan, AErr> {
     let _ = sock.set_nonblocking(true);
     out.json(REPLY, id, b"{\"ok\":true}");
     c.opened = true;
-    c.kind = Kind::Conn(Box::new(Conn { sock, label, inbuf: VecDeque::new(), host_eof: false, write_shut: false, read_eof: false }));
+    c.kind = Kind::Conn(Box::new(Conn {
+        sock,
+        label,
+        inbuf: VecDeque::new(),
+        host_eof: false,
+        write_shut: false,
+        read_eof: false,
+    }));
     Ok(c)
 }
 
@@ -1005,7 +1100,14 @@ pub fn accepted_stream(sid: u32, window: i64, sock: TcpStream) -> Chan {
     let label = "stream ".to_string() + &json::int_str(sid as i64);
     let mut c = Chan::with_window(sid, window, Kind::Plain);
     c.opened = true;
-    c.kind = Kind::Conn(Box::new(Conn { sock, label, inbuf: VecDeque::new(), host_eof: false, write_shut: false, read_eof: false }));
+    c.kind = Kind::Conn(Box::new(Conn {
+        sock,
+        label,
+        inbuf: VecDeque::new(),
+        host_eof: false,
+        write_shut: false,
+        read_eof: false,
+    }));
     c
 }
 
@@ -1062,12 +1164,20 @@ impl Watch {
             if !self.add(ws, &dir) {
                 return;
             }
-            let Ok(rd) = std::fs::read_dir(self.abs(&dir)) else { continue };
+            let Ok(rd) = std::fs::read_dir(self.abs(&dir)) else {
+                continue;
+            };
             for e in rd.flatten() {
                 let Ok(ft) = e.file_type() else { continue };
-                let Some(name) = e.file_name().to_str().map(|s| s.to_string()) else { continue };
+                let Some(name) = e.file_name().to_str().map(|s| s.to_string()) else {
+                    continue;
+                };
                 if ft.is_dir() && !WATCH_SKIP.contains(&name.as_str()) {
-                    todo.push_back(if dir.is_empty() { name } else { dir.clone() + "/" + &name });
+                    todo.push_back(if dir.is_empty() {
+                        name
+                    } else {
+                        dir.clone() + "/" + &name
+                    });
                 }
             }
         }
@@ -1100,7 +1210,12 @@ impl Watch {
 
     fn drop_tree(&mut self, rel: &str) {
         let prefix = rel.to_string() + "/";
-        let gone: Vec<String> = self.dirs.keys().filter(|d| rel.is_empty() || *d == rel || d.starts_with(&prefix)).cloned().collect();
+        let gone: Vec<String> = self
+            .dirs
+            .keys()
+            .filter(|d| rel.is_empty() || *d == rel || d.starts_with(&prefix))
+            .cloned()
+            .collect();
         for d in gone {
             if let Some(wd) = self.dirs.remove(&d) {
                 self.wds.remove(&wd);
@@ -1147,7 +1262,9 @@ impl Watch {
                     }
                     continue;
                 }
-                let Some(dir) = self.wds.get(&wd).cloned() else { continue };
+                let Some(dir) = self.wds.get(&wd).cloned() else {
+                    continue;
+                };
                 if mask & sys::IN_IGNORED != 0 {
                     self.wds.remove(&wd);
                     if self.dirs.get(&dir) == Some(&wd) {
@@ -1161,7 +1278,11 @@ impl Watch {
                     }
                     continue;
                 }
-                let rel = if dir.is_empty() { name.clone() } else { dir + "/" + &name };
+                let rel = if dir.is_empty() {
+                    name.clone()
+                } else {
+                    dir + "/" + &name
+                };
                 let rename = mask & (sys::IN_CREATE | sys::IN_DELETE | sys::IN_MOVED_FROM | sys::IN_MOVED_TO) != 0;
                 self.note(rel.clone(), rename);
                 if !rename {
@@ -1191,7 +1312,12 @@ impl Watch {
             if i > 0 {
                 o.push(b',');
             }
-            o.extend_from_slice(&Obj::new().s("path", p).s("kind", if *rename { "rename" } else { "change" }).end());
+            o.extend_from_slice(
+                &Obj::new()
+                    .s("path", p)
+                    .s("kind", if *rename { "rename" } else { "change" })
+                    .end(),
+            );
         }
         o.extend_from_slice(b"],\"overflow\":");
         o.extend_from_slice(if self.overflow { b"true" } else { b"false" });

@@ -8,7 +8,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
 use crate::sys::{O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK};
@@ -23,7 +23,11 @@ pub struct AErr {
 }
 
 pub fn err(code: &'static str, msg: impl Into<String>) -> AErr {
-    AErr { code, msg: msg.into(), details: None }
+    AErr {
+        code,
+        msg: msg.into(),
+        details: None,
+    }
 }
 
 pub fn errno_code(e: i32) -> Option<(&'static str, &'static str)> {
@@ -57,13 +61,16 @@ pub fn errno_code(e: i32) -> Option<(&'static str, &'static str)> {
 pub fn io_err(e: &io::Error, what: &str) -> AErr {
     let no = e.raw_os_error().unwrap_or(0);
     match errno_code(no) {
-        Some((code, text)) => err(code, if what.is_empty() { text.to_string() } else { what.to_string() + ": " + text }),
+        Some((code, text)) => err(
+            code,
+            if what.is_empty() {
+                text.to_string()
+            } else {
+                what.to_string() + ": " + text
+            },
+        ),
         None => err("INTERNAL", what.to_string() + ": errno " + &int_str(no as i64)),
     }
-}
-
-pub fn errno_of(e: &AErr) -> &'static str {
-    e.code
 }
 
 pub struct Ws {
@@ -79,14 +86,23 @@ pub fn open_workspace() -> Ws {
     let configured = if configured.starts_with('/') {
         configured
     } else {
-        let cwd = std::env::current_dir().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let cwd = std::env::current_dir()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
         cwd + "/" + &configured
     };
-    let mut ws = Ws { root: configured.clone(), file: None, fd: -1, dev: 0, error: String::new() };
+    let mut ws = Ws {
+        root: configured.clone(),
+        file: None,
+        fd: -1,
+        dev: 0,
+        error: String::new(),
+    };
     let root = match fs::canonicalize(&configured) {
         Ok(p) => p.to_string_lossy().into_owned(),
         Err(e) => {
-            ws.error = "workspace ".to_string() + &configured + " is not available (" + io_err(&e, "").msg.as_str() + ")";
+            ws.error =
+                "workspace ".to_string() + &configured + " is not available (" + io_err(&e, "").msg.as_str() + ")";
             return ws;
         }
     };
@@ -98,7 +114,8 @@ pub fn open_workspace() -> Ws {
             match fs::read_link(fd_path(ws.fd, None)) {
                 Ok(real) => {
                     if real.as_os_str().as_bytes() != root.as_bytes() {
-                        ws.error = "workspace resolves to ".to_string() + &real.to_string_lossy() + ", expected " + &root;
+                        ws.error =
+                            "workspace resolves to ".to_string() + &real.to_string_lossy() + ", expected " + &root;
                     }
                 }
                 Err(_) => ws.error = "file operations need /proc mounted in the sandbox".into(),
@@ -108,7 +125,10 @@ pub fn open_workspace() -> Ws {
             }
             ws.file = Some(f);
         }
-        Err(e) => ws.error = "workspace ".to_string() + &configured + " is not available (" + io_err(&e, "").msg.as_str() + ")",
+        Err(e) => {
+            ws.error =
+                "workspace ".to_string() + &configured + " is not available (" + io_err(&e, "").msg.as_str() + ")"
+        }
     }
     ws.root = root;
     ws
@@ -144,11 +164,19 @@ pub fn parse_path(p: Option<&str>, allow_root: bool, label: &str) -> Result<Vec<
     if p.encode_utf16().count() > 4096 {
         return Err(err("INVALID_INPUT", label.to_string() + " is too long"));
     }
-    if p.chars().any(|c| (c as u32) < 0x20 || (0x7f..=0x9f).contains(&(c as u32)) || c == '\\') {
-        return Err(err("INVALID_INPUT", label.to_string() + " contains a control character, a backslash or invalid text"));
+    if p.chars()
+        .any(|c| (c as u32) < 0x20 || (0x7f..=0x9f).contains(&(c as u32)) || c == '\\')
+    {
+        return Err(err(
+            "INVALID_INPUT",
+            label.to_string() + " contains a control character, a backslash or invalid text",
+        ));
     }
     if p.starts_with('/') {
-        return Err(err("INVALID_INPUT", label.to_string() + " must be relative to the workspace"));
+        return Err(err(
+            "INVALID_INPUT",
+            label.to_string() + " must be relative to the workspace",
+        ));
     }
     let mut segs = Vec::new();
     for s in p.split('/') {
@@ -159,25 +187,35 @@ pub fn parse_path(p: Option<&str>, allow_root: bool, label: &str) -> Result<Vec<
             return Err(err("INVALID_INPUT", label.to_string() + " must not contain '..'"));
         }
         if s.len() > 255 {
-            return Err(err("INVALID_INPUT", label.to_string() + " has a name longer than 255 bytes"));
+            return Err(err(
+                "INVALID_INPUT",
+                label.to_string() + " has a name longer than 255 bytes",
+            ));
         }
         segs.push(s.to_string());
     }
     if segs.is_empty() && !allow_root {
-        return Err(err("INVALID_INPUT", label.to_string() + " must name something inside the workspace"));
+        return Err(err(
+            "INVALID_INPUT",
+            label.to_string() + " must name something inside the workspace",
+        ));
     }
     Ok(segs)
 }
 
 /// An open, verified directory (or the workspace root, which is not owned here).
 pub struct Dir {
-    pub file: Option<File>,
+    /// Keeps the directory open while it is used (None for the workspace root, held by `Ws`).
+    _file: Option<File>,
     pub fd: RawFd,
     pub real: Vec<u8>,
 }
 
 fn open_dir_flags(p: &PathBuf, extra: i32) -> io::Result<File> {
-    OpenOptions::new().read(true).custom_flags(O_DIRECTORY | O_NONBLOCK | extra).open(p)
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(O_DIRECTORY | O_NONBLOCK | extra)
+        .open(p)
 }
 
 pub fn verify_dir(ws: &Ws, fd: RawFd, label: &str) -> Result<Vec<u8>, AErr> {
@@ -196,16 +234,28 @@ pub fn verify_dir(ws: &Ws, fd: RawFd, label: &str) -> Result<Vec<u8>, AErr> {
 
 pub fn open_dir(ws: &Ws, segs: &[String], label: &str) -> Result<Dir, AErr> {
     if segs.is_empty() {
-        return Ok(Dir { file: None, fd: ws.fd, real: ws.root.as_bytes().to_vec() });
+        return Ok(Dir {
+            _file: None,
+            fd: ws.fd,
+            real: ws.root.as_bytes().to_vec(),
+        });
     }
     let p = PathBuf::from(ws.root.clone() + "/" + &segs.join("/"));
     let f = open_dir_flags(&p, 0).map_err(|e| io_err(&e, label))?;
     let real = verify_dir(ws, f.as_raw_fd(), label)?;
-    Ok(Dir { fd: f.as_raw_fd(), file: Some(f), real })
+    Ok(Dir {
+        fd: f.as_raw_fd(),
+        _file: Some(f),
+        real,
+    })
 }
 
 pub fn open_dir_creating(ws: &Ws, segs: &[String], label: &str) -> Result<Dir, AErr> {
-    let mut dir = Dir { file: None, fd: ws.fd, real: ws.root.as_bytes().to_vec() };
+    let mut dir = Dir {
+        _file: None,
+        fd: ws.fd,
+        real: ws.root.as_bytes().to_vec(),
+    };
     for seg in segs {
         let p = fd_path(dir.fd, Some(seg.as_bytes()));
         if let Err(e) = fs::create_dir(&p) {
@@ -216,12 +266,19 @@ pub fn open_dir_creating(ws: &Ws, segs: &[String], label: &str) -> Result<Dir, A
         let f = match open_dir_flags(&p, 0) {
             Ok(f) => f,
             Err(e) if e.raw_os_error() == Some(20) => {
-                return Err(err("ALREADY_EXISTS", label.to_string() + ": " + seg + " exists and is not a directory"))
+                return Err(err(
+                    "ALREADY_EXISTS",
+                    label.to_string() + ": " + seg + " exists and is not a directory",
+                ))
             }
             Err(e) => return Err(io_err(&e, label)),
         };
         let real = verify_dir(ws, f.as_raw_fd(), label)?;
-        dir = Dir { fd: f.as_raw_fd(), file: Some(f), real };
+        dir = Dir {
+            fd: f.as_raw_fd(),
+            _file: Some(f),
+            real,
+        };
     }
     Ok(dir)
 }
@@ -265,10 +322,18 @@ fn link_target(ws: &Ws, dir: &Dir, name: &[u8], label: &str) -> Result<Result<Ve
         normalize(&a)
     };
     if !ws.inside(&abs) {
-        return Err(err("FORBIDDEN", label.to_string() + " is a symbolic link that points outside the workspace"));
+        return Err(err(
+            "FORBIDDEN",
+            label.to_string() + " is a symbolic link that points outside the workspace",
+        ));
     }
-    let rel = if abs.len() == ws.root.len() { Vec::new() } else { abs[ws.root.len() + 1..].to_vec() };
-    let rel = String::from_utf8(rel).map_err(|_| err("INVALID_INPUT", label.to_string() + ": link target is not UTF-8"))?;
+    let rel = if abs.len() == ws.root.len() {
+        Vec::new()
+    } else {
+        abs[ws.root.len() + 1..].to_vec()
+    };
+    let rel =
+        String::from_utf8(rel).map_err(|_| err("INVALID_INPUT", label.to_string() + ": link target is not UTF-8"))?;
     parse_path(Some(&rel), true, label).map(Ok)
 }
 
@@ -290,20 +355,31 @@ pub fn with_target<T>(
     let mut hops = 0;
     loop {
         if cur.is_empty() {
-            let root = Dir { file: None, fd: ws.fd, real: ws.root.as_bytes().to_vec() };
+            let root = Dir {
+                _file: None,
+                fd: ws.fd,
+                real: ws.root.as_bytes().to_vec(),
+            };
             return match f(&root, None)? {
                 Step::Done(t) => Ok(t),
                 Step::Follow => Err(err("INTERNAL", "follow at the root")),
             };
         }
         let (name, parent) = cur.split_last().unwrap();
-        let dir = if create_parents { open_dir_creating(ws, parent, label)? } else { open_dir(ws, parent, label)? };
+        let dir = if create_parents {
+            open_dir_creating(ws, parent, label)?
+        } else {
+            open_dir(ws, parent, label)?
+        };
         match f(&dir, Some(name.as_bytes()))? {
             Step::Done(t) => return Ok(t),
             Step::Follow => {}
         }
         if hops >= MAX_LINK_HOPS {
-            return Err(err("INVALID_INPUT", label.to_string() + ": too many levels of symbolic links"));
+            return Err(err(
+                "INVALID_INPUT",
+                label.to_string() + ": too many levels of symbolic links",
+            ));
         }
         hops += 1;
         match link_target(ws, &dir, name.as_bytes(), label)? {
@@ -335,13 +411,19 @@ fn type_of(md: &fs::Metadata) -> &'static str {
 
 pub fn entry_json(o: Obj, name: &str, md: &fs::Metadata) -> Obj {
     let mtime = md.mtime() * 1000 + md.mtime_nsec() / 1_000_000;
-    o.s("name", name).s("type", type_of(md)).i("size", md.size() as i64).i("mtimeMs", mtime).i("mode", (md.mode() & 0o7777) as i64)
+    o.s("name", name)
+        .s("type", type_of(md))
+        .i("size", md.size() as i64)
+        .i("mtimeMs", mtime)
+        .i("mode", (md.mode() & 0o7777) as i64)
 }
 
 /// Opens the directory at `name` without following a link; `None` when it is a link (follow it).
 pub fn open_child_dir(dir: &Dir, name: Option<&[u8]>, label: &str) -> Result<Option<File>, AErr> {
     let Some(n) = name else {
-        return open_dir_flags(&fd_path(dir.fd, None), 0).map(Some).map_err(|e| io_err(&e, label));
+        return open_dir_flags(&fd_path(dir.fd, None), 0)
+            .map(Some)
+            .map_err(|e| io_err(&e, label));
     };
     match open_dir_flags(&fd_path(dir.fd, Some(n)), O_NOFOLLOW) {
         Ok(f) => Ok(Some(f)),
@@ -379,7 +461,10 @@ fn unlink_quietly(p: &PathBuf) -> io::Result<()> {
 
 fn remove_tree(ws: &Ws, parent: RawFd, name: &[u8], depth: usize, label: &str) -> Result<(), AErr> {
     if depth > MAX_REMOVE_DEPTH {
-        return Err(err("RESOURCE_LIMIT", label.to_string() + ": directory tree deeper than 512"));
+        return Err(err(
+            "RESOURCE_LIMIT",
+            label.to_string() + ": directory tree deeper than 512",
+        ));
     }
     let p = fd_path(parent, Some(name));
     let f = match open_dir_flags(&p, O_NOFOLLOW) {
@@ -421,10 +506,16 @@ fn remove_tree(ws: &Ws, parent: RawFd, name: &[u8], depth: usize, label: &str) -
 pub fn resolve_cwd(ws: &Ws, cwd: Option<&str>) -> Result<PathBuf, AErr> {
     ws.require()?;
     let segs = parse_path(Some(cwd.unwrap_or("")), true, "cwd")?;
-    let real = with_target(ws, &segs, "cwd", false, &mut |dir, name| match open_child_dir(dir, name, "cwd")? {
-        None => Ok(Step::Follow),
-        Some(f) => Ok(Step::Done(verify_dir(ws, f.as_raw_fd(), "cwd")?)),
-    })?;
+    let real = with_target(
+        ws,
+        &segs,
+        "cwd",
+        false,
+        &mut |dir, name| match open_child_dir(dir, name, "cwd")? {
+            None => Ok(Step::Follow),
+            Some(f) => Ok(Step::Done(verify_dir(ws, f.as_raw_fd(), "cwd")?)),
+        },
+    )?;
     Ok(PathBuf::from(OsString::from_vec(real)))
 }
 
@@ -433,7 +524,9 @@ pub fn op_list(ws: &Ws, path: Option<&str>, limit: usize) -> Result<(Vec<u8>, us
     let label = "path";
     let segs = parse_path(Some(path.unwrap_or("")), true, label)?;
     with_target(ws, &segs, label, false, &mut |dir, name| {
-        let Some(f) = open_child_dir(dir, name, label)? else { return Ok(Step::Follow) };
+        let Some(f) = open_child_dir(dir, name, label)? else {
+            return Ok(Step::Follow);
+        };
         let fd = f.as_raw_fd();
         verify_dir(ws, fd, label)?;
         let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
@@ -441,7 +534,10 @@ pub fn op_list(ws: &Ws, path: Option<&str>, limit: usize) -> Result<(Vec<u8>, us
         for n in names(fd).map_err(|e| io_err(&e, label))? {
             seen += 1;
             if seen > limit {
-                let mut e = err("RESOURCE_LIMIT", label.to_string() + " has more than " + &int_str(limit as i64) + " entries");
+                let mut e = err(
+                    "RESOURCE_LIMIT",
+                    label.to_string() + " has more than " + &int_str(limit as i64) + " entries",
+                );
                 e.details = Some(Obj::new().i("maxEntries", limit as i64).end());
                 return Err(e);
             }
@@ -473,7 +569,9 @@ pub fn op_stat(ws: &Ws, path: Option<&str>) -> Result<Vec<u8>, AErr> {
     ws.require()?;
     let segs = parse_path(Some(path.unwrap_or("")), true, "path")?;
     let md = with_target(ws, &segs, "path", false, &mut |dir, name| {
-        lstat_at(dir, name).map(Step::Done).map_err(|e| io_err(&e, path.unwrap_or(".")))
+        lstat_at(dir, name)
+            .map(Step::Done)
+            .map_err(|e| io_err(&e, path.unwrap_or(".")))
     })?;
     let name = segs.last().map(|s| s.as_str()).unwrap_or("");
     Ok(entry_json(Obj::new().b("ok", true).s("path", &segs.join("/")), name, &md).end())
@@ -488,7 +586,9 @@ pub fn op_mkdir(ws: &Ws, path: Option<&str>, recursive: bool) -> Result<(), AErr
         return Ok(());
     }
     with_target(ws, &segs, "path", false, &mut |dir, name| {
-        fs::create_dir(fd_path(dir.fd, name)).map(Step::Done).map_err(|e| io_err(&e, what))
+        fs::create_dir(fd_path(dir.fd, name))
+            .map(Step::Done)
+            .map_err(|e| io_err(&e, what))
     })
 }
 
@@ -497,7 +597,9 @@ pub fn op_remove(ws: &Ws, path: Option<&str>, recursive: bool) -> Result<(), AEr
     let segs = parse_path(path, false, "path")?;
     let what = path.unwrap_or("");
     with_target(ws, &segs, "path", false, &mut |dir, name| {
-        let Some(n) = name else { return Err(err("INVALID_INPUT", "refusing to remove the workspace root")) };
+        let Some(n) = name else {
+            return Err(err("INVALID_INPUT", "refusing to remove the workspace root"));
+        };
         let p = fd_path(dir.fd, Some(n));
         let md = fs::symlink_metadata(&p).map_err(|e| io_err(&e, what))?;
         if !md.is_dir() {
@@ -535,8 +637,14 @@ pub fn open_read(ws: &Ws, path: Option<&str>, max: u64) -> Result<File, AErr> {
     let segs = parse_path(path, false, label)?;
     let what = path.unwrap_or("");
     with_target(ws, &segs, label, false, &mut |dir, name| {
-        let Some(n) = name else { return Err(err("INVALID_INPUT", "path: is a directory")) };
-        let f = match OpenOptions::new().read(true).custom_flags(O_NOFOLLOW | O_NONBLOCK).open(fd_path(dir.fd, Some(n))) {
+        let Some(n) = name else {
+            return Err(err("INVALID_INPUT", "path: is a directory"));
+        };
+        let f = match OpenOptions::new()
+            .read(true)
+            .custom_flags(O_NOFOLLOW | O_NONBLOCK)
+            .open(fd_path(dir.fd, Some(n)))
+        {
             Ok(f) => f,
             Err(e) if e.raw_os_error() == Some(40) => return Ok(Step::Follow),
             Err(e) => return Err(io_err(&e, what)),
@@ -551,7 +659,11 @@ pub fn open_read(ws: &Ws, path: Option<&str>, max: u64) -> Result<File, AErr> {
         if md.size() > max {
             let mut e = err(
                 "RESOURCE_LIMIT",
-                "path: file is ".to_string() + &int_str(md.size() as i64) + " bytes, more than maxBytes (" + &int_str(max as i64) + ")",
+                "path: file is ".to_string()
+                    + &int_str(md.size() as i64)
+                    + " bytes, more than maxBytes ("
+                    + &int_str(max as i64)
+                    + ")",
             );
             e.details = Some(Obj::new().i("size", md.size() as i64).i("maxBytes", max as i64).end());
             return Err(e);
@@ -568,13 +680,21 @@ pub struct Upload {
     pub mode: Option<u32>,
 }
 
-pub fn open_write(ws: &Ws, path: Option<&str>, create_parents: bool, mode: Option<u32>, salt: u64) -> Result<Upload, AErr> {
+pub fn open_write(
+    ws: &Ws,
+    path: Option<&str>,
+    create_parents: bool,
+    mode: Option<u32>,
+    salt: u64,
+) -> Result<Upload, AErr> {
     ws.require()?;
     let label = "path";
     let segs = parse_path(path, false, label)?;
     let what = path.unwrap_or("");
     with_target(ws, &segs, label, create_parents, &mut |dir, name| {
-        let Some(n) = name else { return Err(err("INVALID_INPUT", "path: is a directory")) };
+        let Some(n) = name else {
+            return Err(err("INVALID_INPUT", "path: is a directory"));
+        };
         let mut mode = mode;
         match fs::symlink_metadata(fd_path(dir.fd, Some(n))) {
             Ok(md) => {
@@ -591,8 +711,17 @@ pub fn open_write(ws: &Ws, path: Option<&str>, create_parents: bool, mode: Optio
             Err(e) if e.raw_os_error() == Some(2) => {}
             Err(e) => return Err(io_err(&e, what)),
         }
-        let d = OpenOptions::new().read(true).custom_flags(O_DIRECTORY).open(fd_path(dir.fd, None)).map_err(|e| io_err(&e, what))?;
-        let tmp = (".studio-".to_string() + &int_str(unsafe { crate::sys::getpid() } as i64) + "-" + &int_str((salt & 0x7fff_ffff_ffff) as i64) + ".tmp").into_bytes();
+        let d = OpenOptions::new()
+            .read(true)
+            .custom_flags(O_DIRECTORY)
+            .open(fd_path(dir.fd, None))
+            .map_err(|e| io_err(&e, what))?;
+        let tmp = (".studio-".to_string()
+            + &int_str(unsafe { crate::sys::getpid() } as i64)
+            + "-"
+            + &int_str((salt & 0x7fff_ffff_ffff) as i64)
+            + ".tmp")
+            .into_bytes();
         let f = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -600,7 +729,13 @@ pub fn open_write(ws: &Ws, path: Option<&str>, create_parents: bool, mode: Optio
             .custom_flags(O_NOFOLLOW)
             .open(fd_path(d.as_raw_fd(), Some(&tmp)))
             .map_err(|e| io_err(&e, what))?;
-        Ok(Step::Done(Upload { dir: d, name: n.to_vec(), tmp: Some(tmp), file: Some(f), mode }))
+        Ok(Step::Done(Upload {
+            dir: d,
+            name: n.to_vec(),
+            tmp: Some(tmp),
+            file: Some(f),
+            mode,
+        }))
     })
 }
 
@@ -608,7 +743,8 @@ impl Upload {
     pub fn commit(&mut self, what: &str) -> Result<(), AErr> {
         if let Some(f) = self.file.take() {
             if let Some(m) = self.mode {
-                f.set_permissions(fs::Permissions::from_mode(m)).map_err(|e| io_err(&e, what))?;
+                f.set_permissions(fs::Permissions::from_mode(m))
+                    .map_err(|e| io_err(&e, what))?;
             }
             drop(f);
         }
@@ -630,11 +766,6 @@ impl Drop for Upload {
             let _ = fs::remove_file(fd_path(self.dir.as_raw_fd(), Some(&t)));
         }
     }
-}
-
-pub fn is_fifo_or_special(md: &fs::Metadata) -> bool {
-    let t = md.file_type();
-    t.is_fifo() || t.is_socket() || t.is_block_device() || t.is_char_device()
 }
 
 pub fn json_str(s: &str) -> Vec<u8> {

@@ -66,7 +66,11 @@ impl Out {
     }
     pub fn json(&mut self, t: u8, ch: u32, p: &[u8]) {
         if p.len() > MAX_PAYLOAD {
-            self.send(t, ch, b"{\"ok\":false,\"error\":{\"code\":\"INTERNAL\",\"message\":\"reply too large\"}}");
+            self.send(
+                t,
+                ch,
+                b"{\"ok\":false,\"error\":{\"code\":\"INTERNAL\",\"message\":\"reply too large\"}}",
+            );
         } else {
             self.send(t, ch, p);
         }
@@ -146,7 +150,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() >= 3 && args[1] == "--seccomp" {
         if let Err(m) = install_seccomp(&args[2]) {
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), ("studio-agent: ".to_string() + &m + "\n").as_bytes());
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                ("studio-agent: ".to_string() + &m + "\n").as_bytes(),
+            );
             std::process::exit(126);
         }
     }
@@ -165,7 +172,12 @@ fn main() {
     sys::set_nonblocking(0);
     sys::set_nonblocking(1);
     let mut a = Agent {
-        out: Out { buf: Vec::new(), pos: 0, shutting_down: false, broken: false },
+        out: Out {
+            buf: Vec::new(),
+            pos: 0,
+            shutting_down: false,
+            broken: false,
+        },
         ws: fsops::open_workspace(),
         chans: HashMap::new(),
         next_accept: 0,
@@ -174,7 +186,10 @@ fn main() {
         shutdown_at: None,
         pid1: unsafe { sys::getpid() } == 1,
     };
-    let mut rd = Reader { buf: Vec::new(), syncing: false };
+    let mut rd = Reader {
+        buf: Vec::new(),
+        syncing: false,
+    };
     a.run(&mut rd, p[0]);
 }
 
@@ -183,12 +198,22 @@ fn install_seccomp(path: &str) -> Result<(), String> {
     if prog.is_empty() || prog.len() % 8 != 0 || prog.len() / 8 > 4096 {
         return Err("invalid filter ".to_string() + path);
     }
-    let f = sys::SockFilterProg { len: (prog.len() / 8) as u16, filter: prog.as_ptr() };
+    let f = sys::SockFilterProg {
+        len: (prog.len() / 8) as u16,
+        filter: prog.as_ptr(),
+    };
     unsafe {
         if sys::prctl(sys::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             return Err("PR_SET_NO_NEW_PRIVS failed".into());
         }
-        if sys::prctl(sys::PR_SET_SECCOMP, sys::SECCOMP_MODE_FILTER, &f as *const _ as usize as _, 0, 0) != 0 {
+        if sys::prctl(
+            sys::PR_SET_SECCOMP,
+            sys::SECCOMP_MODE_FILTER,
+            &f as *const _ as usize as _,
+            0,
+            0,
+        ) != 0
+        {
             return Err("PR_SET_SECCOMP failed".into());
         }
     }
@@ -213,14 +238,26 @@ impl Agent {
             // poll set
             let mut fds: Vec<sys::PollFd> = Vec::with_capacity(8 + self.chans.len() * 3);
             let mut who: Vec<(u32, u8)> = Vec::with_capacity(fds.capacity());
-            fds.push(sys::PollFd { fd: sigfd, events: sys::POLLIN, revents: 0 });
+            fds.push(sys::PollFd {
+                fd: sigfd,
+                events: sys::POLLIN,
+                revents: 0,
+            });
             who.push((0, 0));
             if self.stdin_open && !self.out.congested() && !self.out.shutting_down {
-                fds.push(sys::PollFd { fd: 0, events: sys::POLLIN, revents: 0 });
+                fds.push(sys::PollFd {
+                    fd: 0,
+                    events: sys::POLLIN,
+                    revents: 0,
+                });
                 who.push((0, 1));
             }
             if self.out.pending() > 0 {
-                fds.push(sys::PollFd { fd: 1, events: sys::POLLOUT, revents: 0 });
+                fds.push(sys::PollFd {
+                    fd: 1,
+                    events: sys::POLLOUT,
+                    revents: 0,
+                });
                 who.push((0, 2));
             }
             let now = sys::now_ms();
@@ -228,7 +265,11 @@ impl Agent {
             let congested = self.out.congested();
             for c in self.chans.values() {
                 c.interest(congested, &mut |fd, ev, slot| {
-                    fds.push(sys::PollFd { fd, events: ev, revents: 0 });
+                    fds.push(sys::PollFd {
+                        fd,
+                        events: ev,
+                        revents: 0,
+                    });
                     who.push((c.id, slot));
                 });
                 if let Some(d) = c.next_timer() {
@@ -357,7 +398,9 @@ impl Agent {
             let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
             if !(5..=MAX_PAYLOAD + 5).contains(&len) {
                 self.out.protocol_error(
-                    &("bad frame length ".to_string() + &json::int_str(len as i64) + ": dropping every channel and waiting for a sync marker"),
+                    &("bad frame length ".to_string()
+                        + &json::int_str(len as i64)
+                        + ": dropping every channel and waiting for a sync marker"),
                 );
                 self.reset();
                 rd.syncing = true;
@@ -395,7 +438,11 @@ impl Agent {
         let deadline = sys::now_ms() + 1000;
         while self.out.pending() > 0 && !self.out.broken && sys::now_ms() < deadline {
             self.out.flush();
-            let mut p = [sys::PollFd { fd: 1, events: sys::POLLOUT, revents: 0 }];
+            let mut p = [sys::PollFd {
+                fd: 1,
+                events: sys::POLLOUT,
+                revents: 0,
+            }];
             unsafe { sys::poll(p.as_mut_ptr(), 1, 100) };
         }
         std::process::exit(0);
@@ -407,7 +454,9 @@ impl Agent {
                 return self.out.protocol_error("OPEN on channel 0");
             }
             if self.chans.contains_key(&id) {
-                return self.out.protocol_error(&("channel ".to_string() + &json::int_str(id as i64) + " is already open"));
+                return self
+                    .out
+                    .protocol_error(&("channel ".to_string() + &json::int_str(id as i64) + " is already open"));
             }
             return self.open(id, payload);
         }
@@ -452,18 +501,34 @@ impl Agent {
 
     fn open(&mut self, id: u32, payload: &[u8]) {
         let Some(msg) = json::parse(payload) else {
-            return self.out.json(REPLY, id, &fail_reply(&err("INVALID_INPUT", "OPEN payload is not JSON")));
+            return self.out.json(
+                REPLY,
+                id,
+                &fail_reply(&err("INVALID_INPUT", "OPEN payload is not JSON")),
+            );
         };
         let Some(op) = msg.get("op").and_then(|v| v.str()).map(|s| s.to_string()) else {
-            return self.out.json(REPLY, id, &fail_reply(&err("INVALID_INPUT", "OPEN needs an op")));
+            return self
+                .out
+                .json(REPLY, id, &fail_reply(&err("INVALID_INPUT", "OPEN needs an op")));
         };
         match op.as_str() {
             "hello" => return self.hello(id, &msg),
-            "ping" => return self.out.json(REPLY, id, &Obj::new().b("ok", true).i("time", sys::wall_ms() as i64).end()),
+            "ping" => {
+                return self.out.json(
+                    REPLY,
+                    id,
+                    &Obj::new().b("ok", true).i("time", sys::wall_ms() as i64).end(),
+                )
+            }
             _ => {}
         }
         if self.chans.len() >= MAX_CHANNELS {
-            return self.out.json(REPLY, id, &fail_reply(&err("RESOURCE_LIMIT", "too many open channels (1024)")));
+            return self.out.json(
+                REPLY,
+                id,
+                &fail_reply(&err("RESOURCE_LIMIT", "too many open channels (1024)")),
+            );
         }
         let what = describe(&msg);
         let r = self.open_op(id, &op, &msg);
@@ -511,7 +576,11 @@ impl Agent {
                 let c = Chan::new(id, msg, Kind::Plain)?;
                 let f = fsops::open_read(&self.ws, s("path"), max as u64)?;
                 let mut c = c;
-                c.kind = Kind::Read(ReadF { file: Some(f), max: max as u64, total: 0 });
+                c.kind = Kind::Read(ReadF {
+                    file: Some(f),
+                    max: max as u64,
+                    total: 0,
+                });
                 self.chans.insert(id, c);
             }
             "writeFile" => {
@@ -520,7 +589,10 @@ impl Agent {
                     Some(_) => Some(req_int(msg, "mode", 0, 0o777)? as u32),
                 };
                 let c = Chan::new(id, msg, Kind::Plain)?;
-                self.salt = self.salt.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                self.salt = self
+                    .salt
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let up = fsops::open_write(&self.ws, s("path"), flag("createParents"), mode, self.salt >> 16)?;
                 let mut c = c;
                 c.kind = Kind::Write(up);
@@ -534,7 +606,8 @@ impl Agent {
                 let mut c = start_terminal(&self.ws, id, msg)?;
                 let pid = c.pid().unwrap_or(0);
                 c.opened = true;
-                self.out.json(REPLY, id, &Obj::new().b("ok", true).i("pid", pid as i64).end());
+                self.out
+                    .json(REPLY, id, &Obj::new().b("ok", true).i("pid", pid as i64).end());
                 if let Kind::Term(t) = &mut c.kind {
                     if let Some(m) = t.not_found.take() {
                         c.enqueue(&mut self.out, DATA, m);
@@ -548,7 +621,8 @@ impl Agent {
             }
             "listen" => {
                 let (c, port) = start_listen(id, msg)?;
-                self.out.json(REPLY, id, &Obj::new().b("ok", true).i("port", port as i64).end());
+                self.out
+                    .json(REPLY, id, &Obj::new().b("ok", true).i("port", port as i64).end());
                 self.chans.insert(id, c);
             }
             "watch" => {
@@ -557,13 +631,24 @@ impl Agent {
                 let mut c = Chan::new(id, msg, Kind::Plain)?;
                 let w = Watch::start(&self.ws, max_dirs)?;
                 c.opened = true;
-                self.out.json(REPLY, id, &Obj::new().b("ok", true).i("dirs", w.dirs.len() as i64).b("limited", w.limited).end());
+                self.out.json(
+                    REPLY,
+                    id,
+                    &Obj::new()
+                        .b("ok", true)
+                        .i("dirs", w.dirs.len() as i64)
+                        .b("limited", w.limited)
+                        .end(),
+                );
                 c.kind = Kind::Watch(Box::new(w));
                 self.chans.insert(id, c);
             }
             _ => {
                 let name: String = op.chars().take(64).collect();
-                return Err(err("UNSUPPORTED", "unknown op ".to_string() + &String::from_utf8_lossy(&fsops::json_str(&name))));
+                return Err(err(
+                    "UNSUPPORTED",
+                    "unknown op ".to_string() + &String::from_utf8_lossy(&fsops::json_str(&name)),
+                ));
             }
         }
         Ok(())
@@ -587,8 +672,16 @@ impl Agent {
             .b("init", self.pid1)
             .i("uid", unsafe { sys::getuid() } as i64)
             .s("workspace", &self.ws.root);
-        o = if self.ws.error.is_empty() { o.i("workspaceDev", self.ws.dev as i64).null("workspaceError") } else { o.null("workspaceDev").s("workspaceError", &self.ws.error) };
-        let o = o.i("window", RECV_WINDOW).i("maxFrame", MAX_PAYLOAD as i64).b("terminal", true).b("streams", true);
+        o = if self.ws.error.is_empty() {
+            o.i("workspaceDev", self.ws.dev as i64).null("workspaceError")
+        } else {
+            o.null("workspaceDev").s("workspaceError", &self.ws.error)
+        };
+        let o = o
+            .i("window", RECV_WINDOW)
+            .i("maxFrame", MAX_PAYLOAD as i64)
+            .b("terminal", true)
+            .b("streams", true);
         self.out.json(REPLY, id, &o.end());
     }
 
@@ -604,7 +697,8 @@ impl Agent {
             let window = self.chans.get(&id).map(|c| c.window).unwrap_or(RECV_WINDOW);
             let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
             let nc = accepted_stream(sid, window, s);
-            self.out.json(ACCEPT, sid, &Obj::new().i("listener", id as i64).s("peer", &peer).end());
+            self.out
+                .json(ACCEPT, sid, &Obj::new().i("listener", id as i64).s("peer", &peer).end());
             self.chans.insert(sid, nc);
         }
         self.reap();
@@ -635,7 +729,10 @@ fn describe(msg: &Val) -> String {
 pub fn req_int(msg: &Val, k: &str, min: i64, max: i64) -> Result<i64, AErr> {
     match msg.get(k) {
         Some(Val::Num(Some(n))) if *n >= min && *n <= max => Ok(*n),
-        _ => Err(err("INVALID_INPUT", k.to_string() + " must be an integer from " + &json::int_str(min) + " to " + &json::int_str(max))),
+        _ => Err(err(
+            "INVALID_INPUT",
+            k.to_string() + " must be an integer from " + &json::int_str(min) + " to " + &json::int_str(max),
+        )),
     }
 }
 

@@ -21,7 +21,11 @@ fn executable(p: &Path) -> Option<bool> {
 /// as a shell would say. Relative names with a slash are taken from `cwd`; others searched in PATH.
 pub fn lookup(argv0: &str, cwd: &Path, path: &str) -> Result<PathBuf, i32> {
     if argv0.contains('/') {
-        let p = if argv0.starts_with('/') { PathBuf::from(argv0) } else { cwd.join(argv0) };
+        let p = if argv0.starts_with('/') {
+            PathBuf::from(argv0)
+        } else {
+            cwd.join(argv0)
+        };
         return match executable(&p) {
             Some(true) => Ok(p),
             Some(false) => Err(126),
@@ -45,10 +49,38 @@ pub fn lookup(argv0: &str, cwd: &Path, path: &str) -> Result<PathBuf, i32> {
 
 pub fn signal_name(s: i32) -> &'static str {
     const N: [&str; 32] = [
-        "", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL", "SIGUSR1",
-        "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT", "SIGSTOP",
-        "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH",
-        "SIGIO", "SIGPWR", "SIGSYS",
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
     ];
     N.get(s as usize).copied().unwrap_or("SIGRT")
 }
@@ -59,13 +91,22 @@ fn proc_table() -> HashMap<i32, (i32, i32)> {
     let Ok(rd) = fs::read_dir("/proc") else { return t };
     for e in rd.flatten() {
         let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let Ok(stat) = fs::read(e.path().join("stat")) else { continue };
-        let Some(close) = stat.iter().rposition(|&c| c == b')') else { continue };
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = fs::read(e.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.iter().rposition(|&c| c == b')') else {
+            continue;
+        };
         let rest = &stat[(close + 2).min(stat.len())..];
         let mut f = rest.split(|&c| c == b' ');
         f.next();
-        let num = |x: Option<&[u8]>| x.and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.parse::<i32>().ok());
+        let num = |x: Option<&[u8]>| {
+            x.and_then(|b| std::str::from_utf8(b).ok())
+                .and_then(|s| s.parse::<i32>().ok())
+        };
         if let (Some(ppid), Some(pgrp)) = (num(f.next()), num(f.next())) {
             t.insert(pid, (ppid, pgrp));
         }
@@ -132,7 +173,10 @@ pub fn kill_tree(root: i32, leader_alive: bool) {
 
 /// The cgroup's OOM kill counter, or -1.
 pub fn oom_kills() -> i64 {
-    for f in ["/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"] {
+    for f in [
+        "/sys/fs/cgroup/memory.events",
+        "/sys/fs/cgroup/memory/memory.oom_control",
+    ] {
         if let Ok(s) = fs::read_to_string(f) {
             for l in s.lines() {
                 if let Some(n) = l.strip_prefix("oom_kill ") {

@@ -30,7 +30,13 @@ extern "C" {
     fn posix_spawn_file_actions_init(f: *mut Actions) -> c_int;
     fn posix_spawn_file_actions_destroy(f: *mut Actions) -> c_int;
     fn posix_spawn_file_actions_adddup2(f: *mut Actions, fd: c_int, newfd: c_int) -> c_int;
-    fn posix_spawn_file_actions_addopen(f: *mut Actions, fd: c_int, path: *const c_char, flags: c_int, mode: u32) -> c_int;
+    fn posix_spawn_file_actions_addopen(
+        f: *mut Actions,
+        fd: c_int,
+        path: *const c_char,
+        flags: c_int,
+        mode: u32,
+    ) -> c_int;
     fn posix_spawn_file_actions_addchdir_np(f: *mut Actions, path: *const c_char) -> c_int;
     fn sigemptyset(s: *mut SigSet) -> c_int;
     fn sigaddset(s: *mut SigSet, sig: c_int) -> c_int;
@@ -68,8 +74,11 @@ pub fn spawn(s: &Spec) -> Result<i32, c_int> {
     let prog = cstr(s.prog)?;
     let cwd = cstr(s.cwd)?;
     let args: Vec<CString> = s.argv.iter().map(|a| cstr(a.as_bytes())).collect::<Result<_, _>>()?;
-    let envs: Vec<CString> =
-        s.env.iter().map(|(k, v)| cstr((k.clone() + "=" + v).as_bytes())).collect::<Result<_, _>>()?;
+    let envs: Vec<CString> = s
+        .env
+        .iter()
+        .map(|(k, v)| cstr((k.clone() + "=" + v).as_bytes()))
+        .collect::<Result<_, _>>()?;
     let mut argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const c_char> = envs.iter().map(|a| a.as_ptr()).collect();

@@ -20,7 +20,6 @@ extern "C" {
     pub fn poll(fds: *mut PollFd, nfds: c_ulong, timeout: c_int) -> c_int;
     pub fn read(fd: c_int, buf: *mut c_void, n: usize) -> isize;
     pub fn write(fd: c_int, buf: *const c_void, n: usize) -> isize;
-    pub fn close(fd: c_int) -> c_int;
     pub fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
     pub fn pipe2(fds: *mut c_int, flags: c_int) -> c_int;
     pub fn waitpid(pid: c_int, status: *mut c_int, options: c_int) -> c_int;
@@ -29,7 +28,6 @@ extern "C" {
     pub fn getpid() -> c_int;
     pub fn getuid() -> c_uint;
     pub fn getpgrp() -> c_int;
-    pub fn setsid() -> c_int;
     pub fn ioctl(fd: c_int, req: c_ulong, ...) -> c_int;
     pub fn open(path: *const c_char, flags: c_int, ...) -> c_int;
     pub fn inotify_init1(flags: c_int) -> c_int;
@@ -43,7 +41,6 @@ pub const POLLIN: c_short = 1;
 pub const POLLOUT: c_short = 4;
 pub const POLLERR: c_short = 8;
 pub const POLLHUP: c_short = 16;
-pub const POLLNVAL: c_short = 32;
 
 pub const F_GETFL: c_int = 3;
 pub const F_SETFL: c_int = 4;
@@ -51,7 +48,6 @@ pub const O_NONBLOCK: c_int = 0o4000;
 pub const O_CLOEXEC: c_int = 0o2000000;
 pub const O_RDWR: c_int = 2;
 pub const O_NOCTTY: c_int = 0o400;
-pub const O_RDONLY: c_int = 0;
 pub const O_DIRECTORY: c_int = 0o200000;
 pub const O_NOFOLLOW: c_int = 0o400000;
 
@@ -63,13 +59,10 @@ pub const SIGPIPE: c_int = 13;
 pub const SIGTERM: c_int = 15;
 pub const SIGCHLD: c_int = 17;
 pub const SIGSTOP: c_int = 19;
-pub const SIGWINCH: c_int = 28;
 
 pub const TIOCSWINSZ: c_ulong = 0x5414;
-pub const TIOCSCTTY: c_ulong = 0x540E;
 pub const TIOCSPTLCK: c_ulong = 0x4004_5431;
 pub const TIOCGPTN: c_ulong = 0x8004_5430;
-pub const TIOCGPGRP: c_ulong = 0x540F;
 
 pub const IN_NONBLOCK: c_int = 0o4000;
 pub const IN_CLOEXEC: c_int = 0o2000000;
@@ -83,13 +76,11 @@ pub const IN_DELETE_SELF: u32 = 0x400;
 pub const IN_MOVE_SELF: u32 = 0x800;
 pub const IN_Q_OVERFLOW: u32 = 0x4000;
 pub const IN_IGNORED: u32 = 0x8000;
-pub const IN_ISDIR: u32 = 0x4000_0000;
 pub const IN_ONLYDIR: u32 = 0x0100_0000;
 pub const IN_DONT_FOLLOW: u32 = 0x0200_0000;
 
 pub const PR_SET_NO_NEW_PRIVS: c_int = 38;
 pub const PR_SET_SECCOMP: c_int = 22;
-pub const PR_SET_CHILD_SUBREAPER: c_int = 36;
 pub const SECCOMP_MODE_FILTER: c_ulong = 2;
 
 pub fn errno() -> i32 {
@@ -130,7 +121,7 @@ pub enum Io {
     Data(usize),
     Eof,
     Again,
-    Err(i32),
+    Err,
 }
 
 pub fn read_fd(fd: c_int, buf: &mut [u8]) -> Io {
@@ -149,7 +140,7 @@ pub fn read_fd(fd: c_int, buf: &mut [u8]) -> Io {
         if e == 11 {
             return Io::Again;
         }
-        return Io::Err(e);
+        return Io::Err;
     }
 }
 
@@ -166,7 +157,7 @@ pub fn write_fd(fd: c_int, buf: &[u8]) -> Io {
         if e == 11 {
             return Io::Again;
         }
-        return Io::Err(e);
+        return Io::Err;
     }
 }
 
