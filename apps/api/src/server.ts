@@ -7,6 +7,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type { App } from './app.ts';
 import { createContextFactory, requestMeta } from './core/context.ts';
 import { newId } from './core/ids.ts';
+import { createFastPath } from './core/trpc-fast-path.ts';
 import { startPreviewServer } from './preview/preview.ts';
 import { createAppRouter } from './router.ts';
 import { attachTerminal } from './terminal/terminal.ts';
@@ -108,13 +109,16 @@ export async function startServer(app: App, options: StartServerOptions): Promis
   const maxFile = deps.policy.files.maxFileBytes;
   const appRouter = createAppRouter(deps.schemas);
   const procedures = new Set(Object.keys(appRouter._def.procedures));
-  const trpc = createHTTPHandler({
+  const trpcOptions = {
     router: appRouter,
     createContext: createContextFactory(deps),
     basePath: `${TRPC_PATH}/`,
     // A base64 file at the policy's size, JSON-escaped, with room for the envelope.
     maxBodySize: 2 * maxFile + 1024 * 1024,
-  });
+  };
+  const trpc = createHTTPHandler(trpcOptions);
+  // Single queries and mutations skip the fetch-adapter round trip; everything else goes to tRPC's handler.
+  const fast = createFastPath(trpcOptions);
 
   const handle = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
     if (path === '/healthz') return sendJson(res, 200, { ok: true });
@@ -160,7 +164,7 @@ export async function startServer(app: App, options: StartServerOptions): Promis
       return;
     }
     if (path.startsWith(`${TRPC_PATH}/`)) {
-      trpc(req, res);
+      if (!fast(req, res)) trpc(req, res);
       await new Promise<void>((resolve) => res.once('close', resolve));
       return;
     }
