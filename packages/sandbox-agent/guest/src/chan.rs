@@ -16,7 +16,6 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 const MAX_SEND_WINDOW: i64 = 64 * 1024 * 1024;
 const KILL_GRACE_MS: u64 = 2000;
@@ -59,6 +58,9 @@ pub struct Term {
 pub struct Conn {
     sock: TcpStream,
     label: String,
+    port: i64,
+    /// deadline of a connect still in progress
+    connecting: Option<u64>,
     inbuf: VecDeque<u8>,
     host_eof: bool,
     write_shut: bool,
@@ -251,7 +253,7 @@ impl Chan {
                 }
                 false
             }
-            Kind::Conn(c) => {
+            Kind::Conn(c) if c.connecting.is_none() => {
                 if c.host_eof && !c.write_shut && c.inbuf.is_empty() {
                     let _ = c.sock.shutdown(Shutdown::Write);
                     c.write_shut = true;
@@ -350,6 +352,7 @@ impl Chan {
     pub fn abort(&mut self, out: &mut Out) {
         match &self.kind {
             Kind::Exec(_) | Kind::Term(_) => self.kill(),
+            Kind::Conn(_) if !self.opened => self.fail(out, cancelled()),
             Kind::Conn(_) | Kind::Watch(_) | Kind::Listen(_) => {
                 self.kill();
                 self.drop_queue();
@@ -536,6 +539,7 @@ impl Chan {
                     }
                 }
             }
+            Kind::Conn(c) if c.connecting.is_some() => push(c.sock.as_raw_fd(), sys::POLLOUT, 1),
             Kind::Conn(c) => {
                 let mut ev = 0;
                 if can && !c.read_eof {
@@ -613,6 +617,17 @@ impl Chan {
                     }
                 }
             }
+            Kind::Conn(c) if c.connecting.is_some() => {
+                let no = sys::socket_error(c.sock.as_raw_fd());
+                if no != 0 {
+                    let e = connect_error(c.port, no);
+                    self.fail(out, e);
+                    return accepted;
+                }
+                c.connecting = None;
+                self.opened = true;
+                out.json(REPLY, self.id, b"{\"ok\":true}");
+            }
             Kind::Conn(_) => {
                 if rev & sys::POLLOUT != 0 {
                     self.write_sink(out);
@@ -668,6 +683,7 @@ impl Chan {
                 }
             }
             Kind::Watch(w) => w.timer,
+            Kind::Conn(c) => c.connecting,
             _ => None,
         }
     }
@@ -688,6 +704,13 @@ impl Chan {
                         x.grace = None;
                     }
                 }
+            }
+            Kind::Conn(c) if c.connecting.is_some_and(|d| now >= d) => {
+                let e = err(
+                    "TIMEOUT",
+                    "connect to port ".to_string() + &json::int_str(c.port) + ": timed out",
+                );
+                self.fail(out, e);
             }
             Kind::Watch(w) => {
                 if let Some(t) = w.timer {
@@ -1050,28 +1073,36 @@ pub fn start_terminal(ws: &Ws, id: u32, msg: &Val) -> Result<Chan, AErr> {
     Ok(c)
 }
 
+fn connect_error(port: i64, no: i32) -> AErr {
+    if no == 111 {
+        return err(
+            "NOT_FOUND",
+            "nothing is listening on port ".to_string() + &json::int_str(port) + " inside the sandbox",
+        );
+    }
+    io_err(
+        &std::io::Error::from_raw_os_error(no),
+        &("connect to port ".to_string() + &json::int_str(port)),
+    )
+}
+
+/// `connect`: a non-blocking connect to 127.0.0.1:port; REPLY once it is established (the loop never waits on it).
 pub fn start_connect(out: &mut Out, id: u32, msg: &Val) -> Result<Chan, AErr> {
     let port = req_int(msg, "port", 1, 65535)?;
     let mut c = Chan::new(id, msg, Kind::Plain)?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port as u16));
     let label = "port ".to_string() + &json::int_str(port);
-    let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).map_err(|e| {
-        if e.raw_os_error() == Some(111) {
-            err(
-                "NOT_FOUND",
-                "nothing is listening on port ".to_string() + &json::int_str(port) + " inside the sandbox",
-            )
-        } else {
-            io_err(&e, &("connect to ".to_string() + &label))
-        }
-    })?;
+    let (fd, now) = sys::connect_loopback(port as u16).map_err(|no| connect_error(port, no))?;
+    let sock = unsafe { TcpStream::from_raw_fd(fd) };
     let _ = sock.set_nodelay(true);
-    let _ = sock.set_nonblocking(true);
-    out.json(REPLY, id, b"{\"ok\":true}");
-    c.opened = true;
+    if now {
+        out.json(REPLY, id, b"{\"ok\":true}");
+        c.opened = true;
+    }
     c.kind = Kind::Conn(Box::new(Conn {
         sock,
         label,
+        port,
+        connecting: if now { None } else { Some(sys::now_ms() + 10_000) },
         inbuf: VecDeque::new(),
         host_eof: false,
         write_shut: false,
@@ -1103,6 +1134,8 @@ pub fn accepted_stream(sid: u32, window: i64, sock: TcpStream) -> Chan {
     c.kind = Kind::Conn(Box::new(Conn {
         sock,
         label,
+        port: 0,
+        connecting: None,
         inbuf: VecDeque::new(),
         host_eof: false,
         write_shut: false,

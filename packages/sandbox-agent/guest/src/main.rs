@@ -147,6 +147,11 @@ pub struct Agent {
 }
 
 fn main() {
+    // Sandbox code runs as our uid: a non-dumpable agent cannot be ptraced, nor its /proc/<pid>/mem or
+    // environ read, by it (what the Node agent gets from an execute-only copy of node in the image).
+    // Our own /proc/self/fd stays usable (the kernel lets a task into its own fd directory), and every
+    // program we start is dumpable again after its execve.
+    unsafe { sys::prctl(sys::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let args: Vec<String> = std::env::args().collect();
     if args.len() >= 3 && args[1] == "--seccomp" {
         if let Err(m) = install_seccomp(&args[2]) {

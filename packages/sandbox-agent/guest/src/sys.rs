@@ -11,6 +11,14 @@ pub struct PollFd {
 }
 
 #[repr(C)]
+pub struct SockAddrIn {
+    pub family: u16,
+    pub port_be: u16,
+    pub addr: [u8; 4],
+    pub zero: [u8; 8],
+}
+
+#[repr(C)]
 pub struct SockFilterProg {
     pub len: u16,
     pub filter: *const u8,
@@ -35,6 +43,9 @@ extern "C" {
     pub fn prctl(option: c_int, a2: c_ulong, a3: c_ulong, a4: c_ulong, a5: c_ulong) -> c_int;
     pub fn clock_gettime(clk: c_int, ts: *mut [c_long; 2]) -> c_int;
     pub fn __errno_location() -> *mut c_int;
+    pub fn socket(domain: c_int, ty: c_int, proto: c_int) -> c_int;
+    pub fn connect(fd: c_int, addr: *const SockAddrIn, len: u32) -> c_int;
+    pub fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut u32) -> c_int;
 }
 
 pub const POLLIN: c_short = 1;
@@ -79,6 +90,7 @@ pub const IN_IGNORED: u32 = 0x8000;
 pub const IN_ONLYDIR: u32 = 0x0100_0000;
 pub const IN_DONT_FOLLOW: u32 = 0x0200_0000;
 
+pub const PR_SET_DUMPABLE: c_int = 4;
 pub const PR_SET_NO_NEW_PRIVS: c_int = 38;
 pub const PR_SET_SECCOMP: c_int = 22;
 pub const SECCOMP_MODE_FILTER: c_ulong = 2;
@@ -164,4 +176,37 @@ pub fn write_fd(fd: c_int, buf: &[u8]) -> Io {
 pub fn set_winsize(fd: c_int, cols: u16, rows: u16) {
     let ws: [u16; 4] = [rows, cols, 0, 0];
     unsafe { ioctl(fd, TIOCSWINSZ, ws.as_ptr()) };
+}
+
+/// A non-blocking TCP socket connecting to 127.0.0.1:port: `Ok((fd, connected_now))` or the errno.
+pub fn connect_loopback(port: u16) -> Result<(c_int, bool), i32> {
+    unsafe {
+        let fd = socket(2, 1 | O_NONBLOCK | O_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(errno());
+        }
+        let a = SockAddrIn {
+            family: 2,
+            port_be: port.to_be(),
+            addr: [127, 0, 0, 1],
+            zero: [0; 8],
+        };
+        if connect(fd, &a, 16) == 0 {
+            return Ok((fd, true));
+        }
+        let e = errno();
+        if e == 115 {
+            return Ok((fd, false));
+        }
+        drop(<std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd));
+        Err(e)
+    }
+}
+
+/// The pending error of a socket (SO_ERROR): 0 once a non-blocking connect succeeded.
+pub fn socket_error(fd: c_int) -> i32 {
+    let mut v: c_int = 0;
+    let mut len: u32 = 4;
+    unsafe { getsockopt(fd, 1, 4, &mut v as *mut c_int as *mut c_void, &mut len) };
+    v
 }
