@@ -2,7 +2,7 @@ import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:chil
 import { randomBytes } from 'node:crypto';
 import { isIsolationError } from '@studio/isolation';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_COMMAND, AGENT_DIR } from './agent-dir.ts';
+import { AGENT_BINARY_COMMAND, AGENT_COMMAND, AGENT_DIR } from './agent-dir.ts';
 import { AgentClient } from './client.ts';
 import { type LocalAgentKind, localAgentMissing } from './local.ts';
 import { expectCode, race, SWAPPER, text, until } from './test-utils.ts';
@@ -33,7 +33,7 @@ const AGENTS: { agent: LocalAgentKind; command: readonly string[]; missing: stri
   { agent: 'node', command: AGENT_COMMAND, missing: undefined },
   {
     agent: 'rust',
-    command: ['/opt/studio/studio-agent'],
+    command: AGENT_BINARY_COMMAND,
     missing: process.env.CI === 'true' ? undefined : localAgentMissing('rust'),
   },
 ];
