@@ -1,6 +1,6 @@
 import { type ChildProcessWithoutNullStreams, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -182,6 +182,27 @@ describe.skipIf(missing !== undefined && !ci)(
           await killTree(raw.child);
         }
       });
+    });
+
+    it('--seccomp FILE installs a filter before serving (what the gVisor wrapper does today)', async () => {
+      // One instruction, BPF_RET|BPF_K SECCOMP_RET_ALLOW: a filter that allows everything, to see it installed.
+      const filter = Buffer.alloc(8);
+      filter.writeUInt16LE(0x06, 0);
+      filter.writeUInt32LE(0x7fff0000, 4);
+      const file = join(root, 'allow.bpf');
+      writeFileSync(file, filter);
+      const raw = new RawAgent(ws, 'rust', [], ['--seccomp', file]);
+      try {
+        await raw.ping(1);
+        const status = readFileSync(`/proc/${raw.child.pid}/status`, 'latin1');
+        expect(status).toMatch(/^Seccomp:\s+2$/m);
+        expect(status).toMatch(/^NoNewPrivs:\s+1$/m);
+      } finally {
+        await raw.kill();
+      }
+      const bad = new RawAgent(ws, 'rust', [], ['--seccomp', join(root, 'missing.bpf')]);
+      const [code] = await once(bad.child, 'exit');
+      expect(code).toBe(126);
     });
 
     it('is a static binary well under the size of a Node runtime', () => {

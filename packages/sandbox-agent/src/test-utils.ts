@@ -183,10 +183,15 @@ export class RawAgent {
   readonly frames: Frame[] = [];
   readonly #decoder = new FrameDecoder();
 
-  /** `wrap` runs the agent under another program (e.g. `unshare -fp --mount-proc`). */
-  constructor(workspace: string, agent: LocalAgentKind = 'node', wrap: string[] = []) {
+  /** `wrap` runs the agent under another program (e.g. `unshare -fp --mount-proc`); `extraArgs` follow its own. */
+  constructor(
+    workspace: string,
+    agent: LocalAgentKind = 'node',
+    wrap: string[] = [],
+    extraArgs: string[] = [],
+  ) {
     const [command, args] = localAgentCommand(agent);
-    const argv = [...wrap, command, ...args];
+    const argv = [...wrap, command, ...args, ...extraArgs];
     this.child = spawn(argv[0] as string, argv.slice(1), {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', STUDIO_WORKSPACE: workspace },
