@@ -336,5 +336,23 @@ describeEachAgent((agent) => {
       await expectCode(oversized.client.stat('x'), 'UNAVAILABLE');
       expect(oversized.client.bufferedBytes()).toBe(0);
     });
+
+    it('ACCEPT frames are sandbox output too: one for no listener of ours is refused, a malformed one drops the agent', async () => {
+      const stray = fakeAgent((channel, write) => {
+        const accept = { listener: 999, peer: '127.0.0.1:1' };
+        write(encodeFrame(FrameType.ACCEPT, 0x80000001, Buffer.from(JSON.stringify(accept))));
+        write(encodeFrame(FrameType.REPLY, channel, Buffer.from('{"ok":true,"time":1}')));
+      });
+      await stray.client.hello();
+      expect(await stray.client.ping()).toBeGreaterThanOrEqual(0);
+      expect(stray.client.isClosed).toBe(false);
+
+      const malformed = fakeAgent((channel, write) => {
+        write(encodeFrame(FrameType.ACCEPT, 5, Buffer.from('not json')));
+        write(encodeFrame(FrameType.REPLY, channel, Buffer.from('{"ok":true,"time":1}')));
+      });
+      await malformed.client.hello();
+      await expectCode(malformed.client.ping(), 'UNAVAILABLE');
+    });
   });
 });

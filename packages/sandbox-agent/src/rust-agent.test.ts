@@ -4,10 +4,19 @@ import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSy
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localAgentMissing, RUST_AGENT_BINARY } from './local.ts';
 import { encodeFrame, type Frame, FrameType } from './protocol.ts';
-import { processesWith, RawAgent, uniqueSleep, until } from './test-utils.ts';
+import {
+  createFixture,
+  expectCode,
+  processesWith,
+  RawAgent,
+  text,
+  uniqueSleep,
+  until,
+} from './test-utils.ts';
 
 // Frames the Rust agent adds to protocol 1 (PROTOCOL.md, "TCP streams"): ACCEPT announces a stream the
 // agent opened (id with the high bit set) for a connection made to a `listen` socket inside the sandbox.
@@ -105,6 +114,46 @@ describe.skipIf(missing !== undefined && !ci)(
         } finally {
           sock?.destroy();
           await raw.kill();
+        }
+      });
+
+      it('AgentClient.listen: a program inside connects out, and the host holds the other end as a Duplex', async () => {
+        const f = await createFixture({ agent: 'rust' });
+        try {
+          expect(f.client.info?.streams).toBe(true);
+          const sockets: Duplex[] = [];
+          const l = await f.client.listen(0, (socket, peer) => {
+            expect(peer).toContain('127.0.0.1');
+            sockets.push(socket);
+            socket.on('data', (c: Buffer) => socket.write(Buffer.from(c.toString().toUpperCase())));
+            socket.on('end', () => socket.end());
+          });
+          expect(l.port).toBeGreaterThan(0);
+          // A sandbox program (here python3, run by the agent) talks to the port and reads the answer.
+          const script = `import socket; s = socket.create_connection(('127.0.0.1', ${l.port})); s.sendall(b'egress'); s.shutdown(socket.SHUT_WR); print(s.recv(100).decode())`;
+          const r = await f.client.exec(['python3', '-c', script], {
+            timeoutMs: 10_000,
+            maxOutputBytes: 1000,
+          });
+          expect(r.exitCode).toBe(0);
+          expect(text(r.stdout).trim()).toBe('EGRESS');
+          expect(sockets).toHaveLength(1);
+          l.close();
+          await l.ended;
+        } finally {
+          await f.dispose();
+        }
+      });
+
+      it('the Node agent says it cannot listen', async () => {
+        const f = await createFixture({ agent: 'node' });
+        try {
+          await expectCode(
+            f.client.listen(0, () => undefined),
+            'UNSUPPORTED',
+          );
+        } finally {
+          await f.dispose();
         }
       });
 
