@@ -238,4 +238,15 @@ export async function loginStudioClient(options: {
   };
 }
 
-export { type ExecStartInput, type ExecStreamEvent, type StreamExecHandlers, streamExec } from './exec.ts';
+export {
+  type ExecRunInput,
+  type ExecRunResult,
+  type ExecStartInput,
+  type ExecStreamEvent,
+  newIdempotencyKey,
+  runExec,
+  type StreamExecHandlers,
+  type StreamExecOptions,
+  type StreamedExec,
+  streamExec,
+} from './exec.ts';
