@@ -8,7 +8,13 @@ import {
   TRPCClientError,
 } from '@trpc/client';
 
-export { type OpenTerminalOptions, openTerminal, type StudioTerminal } from './terminal.ts';
+export {
+  type OpenTerminalOptions,
+  openTerminal,
+  type StudioTerminal,
+  type TerminalServerMessage,
+  type WebSocketLike,
+} from './terminal.ts';
 
 /**
  * The API's router type, for typed integrations such as `@trpc/tanstack-react-query` in the web app. A type
