@@ -124,4 +124,25 @@ describe('ExecRegistry', () => {
     expect(() => other.attach('usr_a', 'exe_aaaaaaaaaaaaaaaaaaaaaa', kept.token)).toThrow(/not running/);
     expect(other.stats().execs).toBe(0);
   });
+
+  it('ended execs together hold a bounded number of bytes: the oldest go early', () => {
+    const registry = new ExecRegistry({ lingerMaxBytes: 250 });
+    const ids = ['exe_aaaaaaaaaaaaaaaaaaaaa1', 'exe_aaaaaaaaaaaaaaaaaaaaa2', 'exe_aaaaaaaaaaaaaaaaaaaaa3'];
+    const tokens = ids.map((id) => {
+      const log = new ExecLog<unknown>(1000);
+      log.push('output', 100);
+      log.end();
+      const { token } = registry.addStream(id, {
+        ownerId: 'usr_a',
+        sessionId: 'ses_a',
+        log,
+        cancel: () => {},
+      });
+      registry.finished(id);
+      return token;
+    });
+    expect(registry.stats()).toEqual({ execs: 2, logBytes: 200 });
+    expect(() => registry.attach('usr_a', ids[0] as string, tokens[0] as string)).toThrow(/not running/);
+    expect(() => registry.attach('usr_a', ids[2] as string, tokens[2] as string)).not.toThrow();
+  });
 });

@@ -186,6 +186,9 @@ export const EXEC_ATTACH_MS = 30_000;
 /** How long a streamed exec's events stay readable after it ended, so a reader reconnecting then still gets `exit`. */
 export const EXEC_LINGER_MS = 30_000;
 
+/** Event bytes that ended execs may hold in all while they linger; past it the oldest ended ones go early. */
+export const EXEC_LINGER_MAX_BYTES = 64 * 1024 * 1024;
+
 /** The reading side of a started exec: its stream token (hashed), its event log and its current reader. */
 interface ExecStream {
   tokenHash: Buffer;
@@ -229,10 +232,14 @@ export class ExecRegistry {
   readonly #entries = new Map<string, ExecEntry>();
   readonly #attachMs: number;
   readonly #lingerMs: number;
+  readonly #lingerMaxBytes: number;
+  /** Ended execs still readable, oldest first. */
+  readonly #lingering = new Set<string>();
 
-  constructor(options: { attachMs?: number; lingerMs?: number } = {}) {
+  constructor(options: { attachMs?: number; lingerMs?: number; lingerMaxBytes?: number } = {}) {
     this.#attachMs = options.attachMs ?? EXEC_ATTACH_MS;
     this.#lingerMs = options.lingerMs ?? EXEC_LINGER_MS;
+    this.#lingerMaxBytes = options.lingerMaxBytes ?? EXEC_LINGER_MAX_BYTES;
   }
 
   add(execId: string, entry: ExecEntry): void {
@@ -306,7 +313,11 @@ export class ExecRegistry {
     };
   }
 
-  /** The exec ended: its events stay readable for the linger window, then it is forgotten. */
+  /**
+   * The exec ended: its events stay readable for the linger window, then it is forgotten. Ended execs together
+   * hold at most `lingerMaxBytes` of events: past it the oldest ones are forgotten early (a reconnect to one of
+   * them is NOT_FOUND), so many big outputs ending at once cannot pile up in memory.
+   */
   finished(execId: string): void {
     const stream = this.#entries.get(execId)?.stream;
     if (!stream) return;
@@ -316,6 +327,14 @@ export class ExecRegistry {
       if (this.#entries.get(execId)?.stream === stream) this.delete(execId);
     }, this.#lingerMs);
     stream.linger.unref();
+    this.#lingering.add(execId);
+    let bytes = 0;
+    for (const id of this.#lingering) bytes += this.#entries.get(id)?.stream?.log.bytes ?? 0;
+    for (const id of this.#lingering) {
+      if (bytes <= this.#lingerMaxBytes || id === execId) break;
+      bytes -= this.#entries.get(id)?.stream?.log.bytes ?? 0;
+      this.delete(id);
+    }
   }
 
   /** Cancels a started exec now (exec.cancel). */
@@ -330,6 +349,7 @@ export class ExecRegistry {
     clearTimeout(entry?.stream?.deadline);
     clearTimeout(entry?.stream?.linger);
     this.#entries.delete(execId);
+    this.#lingering.delete(execId);
   }
 
   /** How many execs are held, and the bytes their event logs hold (for tests and metrics). */
