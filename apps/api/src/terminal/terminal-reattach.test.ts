@@ -1,3 +1,4 @@
+import { createServer } from 'node:http';
 import {
   createStudioClient,
   openTerminal,
@@ -8,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ADMIN_PASSWORD, startTestApi, type TestApi } from '../testing/api-fixture.ts';
 import { FakeBackend } from '../testing/fake-backend.ts';
+import { attachTerminal } from './terminal.ts';
 
 // Issue 17 item 2 for terminals, against the real API with the fake backend (a real PTY from the agent): a
 // terminal whose socket drops keeps its shell, and a reconnect with its terminalId gets the same shell back
@@ -142,5 +144,52 @@ describe('terminal reattach (fake backend)', () => {
     const out = record(second);
     second.write('echo "taken-$$-end"\n');
     await until(() => pidIn(out.text, 'taken') !== undefined, 'the taken-over shell');
+  });
+
+  it('a dropped shell is closed when nobody reattaches within the window', async () => {
+    // The same app's terminal endpoint on a server of its own, with a short window.
+    const server = createServer();
+    const endpoint = attachTerminal(server, t.app.deps, { reattachMs: 300 });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    try {
+      const first = openTerminal({ url, token: aliceToken, sessionId, WebSocket: WebSocket as never });
+      const out = record(first);
+      await first.ready;
+      first.write('echo "short-$$-end"\n');
+      await until(() => pidIn(out.text, 'short') !== undefined, 'the shell');
+      const pid = pidIn(out.text, 'short');
+      (first.socket as unknown as WebSocket).terminate();
+      await first.closed;
+      await new Promise((r) => setTimeout(r, 800));
+      const late = openTerminal({
+        url,
+        token: aliceToken,
+        sessionId,
+        WebSocket: WebSocket as never,
+        terminalId: first.terminalId as string,
+      });
+      const messages = record(late).messages;
+      expect(await late.closed).toMatchObject({ code: 1008 });
+      expect(messages).toContainEqual(expect.objectContaining({ code: 'NOT_FOUND' }));
+      // And the shell itself is gone, not only forgotten.
+      const alice = createStudioClient({ url: t.url, token: aliceToken });
+      const probe = async () =>
+        (
+          await alice.exec.run.mutate({
+            sessionId,
+            command: ['sh', '-c', `kill -0 ${pid} 2>/dev/null && ps -o pid,stat,args -p ${pid} || echo gone`],
+          })
+        ).stdout.trim();
+      let state = await probe();
+      for (let i = 0; i < 20 && state !== 'gone'; i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        state = await probe();
+      }
+      expect(state).toBe('gone');
+    } finally {
+      endpoint.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
