@@ -982,7 +982,10 @@ export class AgentClient {
       }
       return;
     }
-    if (f.type === FrameType.ACCEPT) return this.#accepted(f);
+    if (f.type === FrameType.ACCEPT) {
+      this.#accepted(f);
+      return;
+    }
     const ch = this.#channels.get(f.channel);
     if (!ch) return;
     const h = ch.handlers;
