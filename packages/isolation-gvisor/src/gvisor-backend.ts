@@ -7,6 +7,8 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type BackendCapabilities,
+  type ExecOptions,
+  type ExecResult,
   type IsolationBackend,
   IsolationError,
   isIsolationError,
@@ -522,6 +524,11 @@ export class GVisorBackend implements IsolationBackend {
     return new IsolationError('INVALID_STATE', `sandbox ${id} stopped; start it again`, { cause: error });
   }
 
+  /** @internal The host cgroup's count of OOM kills in this sandbox (undefined when unreadable). */
+  async oomKills(id: string): Promise<number | undefined> {
+    return (await limitEvents(this.#cgroupsPath(id)))?.oomKills;
+  }
+
   /** @internal */
   async dropAgent(id: string): Promise<void> {
     await this.agents.drop(id);
@@ -795,6 +802,21 @@ export class GVisorSandbox extends AgentSandbox {
   /** Waits until the agent answers. */
   async ready(): Promise<void> {
     await this.agent();
+  }
+
+  /**
+   * Under systrap each guest address space lives in a host stub process, so the host's OOM killer ends the
+   * process that outgrew the sandbox's memory (its stub) and the sandbox keeps running; gVisor reports that
+   * process as exited with status 1. The host cgroup counts the kill: a failed exec during which that count
+   * rose is reported `oomKilled` (another process of the same sandbox may have been the victim: either
+   * way the sandbox hit its memory limit while the command ran).
+   */
+  override async exec(command: readonly string[], options: ExecOptions): Promise<ExecResult> {
+    const before = await this.#backend.oomKills(this.id);
+    const result = await super.exec(command, options);
+    if (result.oomKilled || result.timedOut || result.exitCode === 0 || before === undefined) return result;
+    const after = await this.#backend.oomKills(this.id);
+    return after !== undefined && after > before ? { ...result, oomKilled: true } : result;
   }
 
   protected get connections(): AgentConnections {
