@@ -203,11 +203,12 @@ export class GVisorBackend implements IsolationBackend {
         const bundle = this.bundleDir(id);
         await mkdir(this.#sandboxesDir, { recursive: true, mode: 0o700 });
         await mkdir(bundle, { mode: 0o700 });
-        const [workspace, root] = await Promise.all([
+        // In parallel, and all settled before a failure is thrown: the clean-up must not race a step still running.
+        const [workspace, root] = await allSettled([
           this.#workspaces.create(id, spec.resources.diskBytes, spec.resources.inodes),
           new SandboxRoot(bundle).mount(rootfs),
           makeFifos(bundle),
-        ]);
+        ] as const);
         const t1 = performance.now();
         const config = ociSpec({
           rootfs: root,
@@ -289,6 +290,7 @@ export class GVisorBackend implements IsolationBackend {
     if (!ID_PATTERN.test(id)) return;
     await this.#withLock(id, async () => {
       await this.agents.drop(id);
+      this.#fresh.delete(id);
       const bundle = this.bundleDir(id);
       try {
         await this.#runsc.run(['delete', '--force', id], `sandbox ${id}`);
@@ -428,6 +430,7 @@ export class GVisorBackend implements IsolationBackend {
   async stop(id: string): Promise<void> {
     await this.#withLock(id, async () => {
       await this.agents.drop(id);
+      this.#fresh.delete(id);
       const config = await this.readBundle(id);
       const state = await this.#runsc.state(id);
       if (state?.status === 'stopped') await this.#recordFailure(id, config);
@@ -867,6 +870,18 @@ export class GVisorSandbox extends AgentSandbox {
 /** The sandbox's first process's stdin and stdout, in its bundle (see {@link GVisorBackend}'s `#connect`). */
 const FIFO_IN = 'agent.in';
 const FIFO_OUT = 'agent.out';
+
+/** Promise.all that waits for every step before it rejects with the first failure. */
+async function allSettled<T extends readonly unknown[]>(
+  steps: T,
+): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+  const results = await Promise.allSettled(steps);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as {
+    -readonly [K in keyof T]: Awaited<T[K]>;
+  };
+}
 
 async function makeFifos(bundle: string): Promise<void> {
   const missing = [];
