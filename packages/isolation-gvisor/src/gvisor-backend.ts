@@ -24,7 +24,7 @@ import {
   validateSandboxSpec,
 } from '@studio/isolation';
 import { AGENT_COMMAND, AGENT_DIR, AgentClient, AgentConnections, AgentSandbox } from '@studio/sandbox-agent';
-import { LoopWorkspaces, WORKSPACE_READ_ONLY_FAILURE } from '@studio/workspaces';
+import { LoopWorkspaces, WORKSPACE_READ_ONLY_FAILURE, type WorkspacePoolOptions } from '@studio/workspaces';
 import { execa } from 'execa';
 import { cpuUsageNanos, limitEvents, memoryUsage, removeCgroups } from './cgroups.ts';
 import { mapRunscError } from './map-error.ts';
@@ -54,6 +54,11 @@ export interface GVisorBackendOptions {
   platform?: 'ptrace' | 'kvm' | 'systrap';
   /** Bytes of the data directory's disk no workspace may take; see `LoopWorkspacesOptions.headroomBytes`. */
   workspaceHeadroomBytes?: number;
+  /**
+   * Workspace images kept made ahead for creates of this disk size and inode count; see
+   * `LoopWorkspacesOptions.pool`. The pool starts filling at the first list() or create().
+   */
+  workspacePool?: WorkspacePoolOptions;
   /** Host directory with the agent, mounted read-only at /opt/studio. */
   agentDir?: string;
   /** How long to wait for the agent's hello after a start (Node starts slowly under gVisor). */
@@ -126,10 +131,12 @@ export class GVisorBackend implements IsolationBackend {
       platform: options.platform ?? 'systrap',
       timeoutMs: options.runscTimeoutMs ?? 60_000,
     });
-    this.#workspaces = new LoopWorkspaces(
-      options.dataDir,
-      options.workspaceHeadroomBytes === undefined ? {} : { headroomBytes: options.workspaceHeadroomBytes },
-    );
+    this.#workspaces = new LoopWorkspaces(options.dataDir, {
+      ...(options.workspaceHeadroomBytes === undefined
+        ? {}
+        : { headroomBytes: options.workspaceHeadroomBytes }),
+      ...(options.workspacePool ? { pool: options.workspacePool } : {}),
+    });
     this.#sandboxesDir = join(options.dataDir, 'sandboxes');
     this.#reconciled =
       options.reconcileOnStart === false || process.getuid?.() !== 0
@@ -268,6 +275,7 @@ export class GVisorBackend implements IsolationBackend {
     );
     // list() is what the API's reconciliation polls: the place to repair images a host fstrim made sparse.
     await this.#workspaces.fillHoles();
+    void this.#workspaces.fillPool();
     const states = new Map((await this.#runsc.list()).map((s) => [s.id, s]));
     const out: SandboxInfo[] = [];
     for (const id of ids) {
@@ -309,6 +317,7 @@ export class GVisorBackend implements IsolationBackend {
   async close(): Promise<void> {
     this.#closed = true;
     await this.agents.dropAll();
+    await this.#workspaces.close();
   }
 
   /**
