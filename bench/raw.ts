@@ -1,11 +1,11 @@
 // The raw baselines: the container runtimes driven directly, with none of Studio's hardening, quotas or API.
 
 import { execFile, spawn } from 'node:child_process';
-import { RUNSC_FLAGS as GVISOR_RUNSC_FLAGS } from '@studio/isolation-gvisor';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
+import { RUNSC_FLAGS as GVISOR_RUNSC_FLAGS } from '@studio/isolation-gvisor';
 import Docker from 'dockerode';
 import { onCleanup } from './report.ts';
 

@@ -24,7 +24,7 @@ runIsolationConformance({
   // Linux; what the case protects is asserted by the other cases named in the reason.
   skip: {
     'security.no-new-privs':
-      'gVisor prints no NoNewPrivs line in /proc/<pid>/status; no_new_privs is set for every process (the spec\'s noNewPrivileges, which runsc applies to the first process and every process inherits; an unprivileged seccomp filter needs it): security.seccomp shows the filter active in PID 1 and in exec\'d processes',
+      "gVisor prints no NoNewPrivs line in /proc/<pid>/status; no_new_privs is set for every process (the spec's noNewPrivileges, which runsc applies to the first process and every process inherits; an unprivileged seccomp filter needs it): security.seccomp shows the filter active in PID 1 and in exec'd processes",
     'security.capabilities':
       'gVisor prints no CapAmb line in /proc/<pid>/status; CapInh/CapPrm/CapEff/CapBnd are all zero, and security.all-processes-unprivileged checks CapEff of every process',
     'security.setns':

@@ -1,4 +1,8 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { GVisorBackend } from './gvisor-backend.ts';
 import { MIN_RUNSC_VERSION, parseRunscVersion, RUNSC_FLAGS, runscTooOld } from './runsc.ts';
 
 const FIX = 'install runsc from bookworm-backports (bash infra/setup-runtimes.sh)';
@@ -36,10 +40,6 @@ describe('runsc version check', () => {
 
 describe('GVisorBackend.available() with an old runsc', () => {
   it('answers not ok with the version and the fix, before anything else', async () => {
-    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
-    const { GVisorBackend } = await import('./gvisor-backend.ts');
     const dir = mkdtempSync(join(tmpdir(), 'runsc-old-'));
     try {
       const fake = join(dir, 'runsc');

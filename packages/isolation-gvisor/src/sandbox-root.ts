@@ -37,14 +37,7 @@ export class SandboxRoot {
     try {
       await execa(
         'mount',
-        [
-          '-t',
-          'overlay',
-          'overlay',
-          '-o',
-          `lowerdir=${rootfs},upperdir=${upper},workdir=${work}`,
-          target,
-        ],
+        ['-t', 'overlay', 'overlay', '-o', `lowerdir=${rootfs},upperdir=${upper},workdir=${work}`, target],
         {
           stdin: 'ignore',
           timeout: 30_000,
