@@ -211,10 +211,15 @@ export class GVisorBackend implements IsolationBackend {
         await mkdir(this.#sandboxesDir, { recursive: true, mode: 0o700 });
         await mkdir(bundle, { mode: 0o700 });
         // In parallel, and all settled before a failure is thrown: the clean-up must not race a step still running.
+        const step = <T>(name: string, p: Promise<T>) =>
+          p.then((v) => {
+            timings.push([name, performance.now() - t0]);
+            return v;
+          });
         const [workspace, root] = await allSettled([
-          this.#workspaces.create(id, spec.resources.diskBytes, spec.resources.inodes),
-          new SandboxRoot(bundle).mount(rootfs),
-          makeFifos(bundle),
+          step('workspace', this.#workspaces.create(id, spec.resources.diskBytes, spec.resources.inodes)),
+          step('root', this.#root(bundle, rootfs)),
+          step('fifos', makeFifos(bundle)),
         ] as const);
         const t1 = performance.now();
         const config = ociSpec({
@@ -232,7 +237,7 @@ export class GVisorBackend implements IsolationBackend {
         // config.json last: a bundle without it is a create that never finished (reconcile removes it).
         await writeJson(join(bundle, 'config.json'), config);
         await this.#run(id);
-        timings.push(['workspace+root', t1 - t0], ['runsc run', performance.now() - t1]);
+        timings.push(['runsc run', performance.now() - t1]);
       });
       const t2 = performance.now();
       const sandbox = new GVisorSandbox(this, id);
@@ -472,7 +477,12 @@ export class GVisorBackend implements IsolationBackend {
       await this.agents.drop(id);
       const image = config.annotations[ANNOTATION_IMAGE] ?? DEFAULT_IMAGE;
       await this.#workspaces.mount(id);
-      await new SandboxRoot(this.bundleDir(id)).mount(await this.#rootfsFor(image));
+      const root = await this.#root(this.bundleDir(id), await this.#rootfsFor(image));
+      if (config.root.path !== root) {
+        // The image was rebuilt elsewhere (its rootfs path names its recipe's hash) or the overlay is needed now.
+        config.root.path = root;
+        await writeJson(join(this.bundleDir(id), 'config.json'), config);
+      }
       await makeFifos(this.bundleDir(id));
       await removeCgroups(config.linux.cgroupsPath);
       await this.#run(id);
@@ -606,6 +616,25 @@ export class GVisorBackend implements IsolationBackend {
       throw error;
     }
     return client;
+  }
+
+  /**
+   * The root runsc gets. runsc's gofer creates missing mount points, as root, in the root it is given: when
+   * the image has every mount point of the spec (Studio's image does), the image's rootfs itself, read-only,
+   * and nothing is written there; otherwise a private overlay over it (see {@link SandboxRoot}), so the
+   * shared image stays untouched.
+   */
+  async #root(bundle: string, rootfs: string): Promise<string> {
+    const points = await Promise.all(
+      MOUNT_POINTS.map((p) =>
+        stat(join(rootfs, p)).then(
+          (s) => s.isDirectory(),
+          () => false,
+        ),
+      ),
+    );
+    if (points.every(Boolean)) return rootfs;
+    return new SandboxRoot(bundle).mount(rootfs);
   }
 
   /** Starts the bundle's container with the agent's FIFOs as its first process's stdin and stdout. */
@@ -875,6 +904,9 @@ export class GVisorSandbox extends AgentSandbox {
     await this.#backend.destroy(this.id);
   }
 }
+
+/** Every mount point of `ociSpec`: a root that has them all needs no overlay. */
+const MOUNT_POINTS = ['proc', 'dev', 'sys', 'tmp', 'workspace', 'opt/studio'];
 
 /** The sandbox's first process's stdin and stdout, in its bundle (see {@link GVisorBackend}'s `#connect`). */
 const FIFO_IN = 'agent.in';
