@@ -150,7 +150,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       const sub = client.exec.stream.subscribe(
         { execId, token: streamToken },
         {
-          onData: (event) => {
+          // Tracked events (`{ id, data }`): the id lets a reconnecting reader resume.
+          onData: ({ data: event }) => {
             if (event.type === 'exit') {
               if (event.exitCode === 0) e.confirmed = true;
               resolve();
