@@ -228,6 +228,11 @@ export class ExecRegistry {
     return entry;
   }
 
+  /** Execs registered now (running, or ended with output not yet read): a draining server waits for them. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
   /** The caller's exec's open stdin, or NOT_FOUND. */
   stdinOf(ownerId: string, execId: string): StdinQueue {
     const stdin = this.get(ownerId, execId).stdin;

@@ -20,8 +20,10 @@ export const CLOSE = {
   TOO_BIG: 1009,
   /** The shell exited. */
   NORMAL: 1000,
-  /** The server failed to open the terminal, or is shutting down. */
+  /** The server failed to open the terminal. */
   SERVER: 1011,
+  /** The server is shutting down (its drain ended): reconnect, to another instance or this one restarted. */
+  GOING_AWAY: 1001,
 } as const;
 
 /** Above this many bytes queued for a client, PTY output is dropped (a `dropped` message says how much). */
@@ -40,6 +42,8 @@ export interface TerminalServerOptions {
    * or expires, a revoked API token or a disabled user closes the socket with 1008.
    */
   recheckMs?: number;
+  /** While true (the server drains), new terminals are refused with 503 and Retry-After before the upgrade. */
+  draining?: () => boolean;
 }
 
 function originOk(req: IncomingMessage, deps: AppDeps): boolean {
@@ -56,13 +60,13 @@ function originOk(req: IncomingMessage, deps: AppDeps): boolean {
  * The terminal endpoint: WebSocket upgrades on {@link TERMINAL_PATH} of the API's server (SECURITY.md §4, §5).
  * A foreign `Origin` is refused before the upgrade (403). The first message must be
  * `{ type: 'auth', token, sessionId }` within `websocket.authTimeoutMs`; nothing is opened in the sandbox before
- * it succeeds. Returns a function that closes every socket.
+ * it succeeds. Returns the number of open sockets and a function that closes every one (1001, going away).
  */
 export function attachTerminal(
   server: Server,
   deps: AppDeps,
   options: TerminalServerOptions = {},
-): { close(): void } {
+): { readonly open: number; close(): void } {
   const ws = deps.policy.websocket;
   const limiter = options.limiter ?? createRateLimiter({ limit: ws.messagesPerMinute, windowMs: 60_000 });
   const authSchema = deps.schemas.terminalAuthMessage.extend({ sessionId: sessionIdSchema });
@@ -86,6 +90,12 @@ export function attachTerminal(
     if (path !== TERMINAL_PATH) return;
     if (!originOk(req, deps)) {
       socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    if (options.draining?.()) {
+      socket.end(
+        'HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
+      );
       return;
     }
     wss.handleUpgrade(req, socket, head, (client) => serve(client));
@@ -241,10 +251,14 @@ export function attachTerminal(
   }
 
   return {
+    get open() {
+      return wss.clients.size;
+    },
     close() {
       clearInterval(heartbeat);
       server.off('upgrade', onUpgrade);
-      for (const socket of wss.clients) socket.close(CLOSE.SERVER, 'the server is shutting down');
+      for (const socket of wss.clients)
+        socket.close(CLOSE.GOING_AWAY, 'the server is shutting down; reconnect');
       wss.close();
     },
   };
