@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { IsolationBackend } from '@studio/isolation';
 import { DockerBackend } from '@studio/isolation-docker';
 import { GVisorBackend } from '@studio/isolation-gvisor';
+import { defaultPolicy } from '@studio/policy';
 import { benchApi, benchApiRealtime } from './api.bench.ts';
 import { SECCOMP_PROFILE, sandboxRootfs } from './paths.ts';
 import { rawDocker, rawGvisor } from './raw.ts';
@@ -28,6 +29,11 @@ const quick = process.argv.includes('--quick');
 const onlyArg = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
 const only = new Set((onlyArg ?? 'docker,api,realtime,gvisor,tasks').split(','));
 const root = fileURLToPath(new URL('..', import.meta.url));
+const WORKSPACE_POOL = {
+  size: 2,
+  sizeBytes: defaultPolicy.sandbox.diskBytes,
+  inodes: defaultPolicy.sandbox.inodes,
+};
 const image = process.env.STUDIO_SANDBOX_IMAGE ?? 'studio-sandbox:latest';
 const dockerData = `${root}.cache/bench-data/docker`;
 const gvisorData = `${root}.cache/bench-data/gvisor`;
@@ -77,7 +83,14 @@ try {
   mkdirSync(dockerData, { recursive: true });
   mkdirSync(gvisorData, { recursive: true });
   const docker = await open(
-    () => new DockerBackend({ dataDir: dockerData, instanceId: 'bench', seccompProfile: SECCOMP_PROFILE }),
+    () =>
+      new DockerBackend({
+        dataDir: dockerData,
+        instanceId: 'bench',
+        seccompProfile: SECCOMP_PROFILE,
+        // As the API runs it (STUDIO_WORKSPACE_POOL, default 2): images made ahead at the default shape.
+        workspacePool: WORKSPACE_POOL,
+      }),
   );
   let gvisorRootfs = '';
   const gvisor = await open(() => {
@@ -90,7 +103,7 @@ try {
     });
   });
   const dockerRows: [string, TargetId | undefined][] = [
-    ['docker: create → first exec output', 'create'],
+    ['docker: create → first exec output', 'createDocker'],
     ['docker: exec round trip', 'exec'],
     ['docker: memory per idle session', 'idleMemory'],
     ['docker: burst of concurrent creates', 'burst'],
@@ -115,7 +128,14 @@ try {
       }),
     );
   if (only.has('api'))
-    await ifDocker('api', [['api: no-op procedure', 'apiOverhead']], () => benchApi({ quick }));
+    await ifDocker(
+      'api',
+      [
+        ['api: no-op procedure latency', 'apiLatency'],
+        ['api: no-op procedure requests/s', 'apiThroughput'],
+      ],
+      () => benchApi({ quick }),
+    );
   if (only.has('realtime'))
     await ifDocker(
       'realtime',
@@ -127,8 +147,9 @@ try {
     );
   if (only.has('gvisor')) {
     const targets: [string, TargetId | undefined][] = [
-      ['gvisor: create → first exec output', 'create'],
-      ['gvisor: exec round trip', 'exec'],
+      ['gvisor: create → first exec output', 'createGvisor'],
+      ['gvisor: exec round trip', undefined],
+      ['gvisor: exec round trip vs the in-sandbox spawn floor', 'execFloor'],
       ['gvisor: memory per idle session', 'idleMemory'],
     ];
     if (typeof gvisor === 'string')

@@ -61,6 +61,12 @@ export interface App {
 export function backendsFromEnv(env: ResolvedEnv): IsolationBackend[] {
   const names = new Set(env.backends.includes('auto') ? ['docker', 'gvisor'] : env.backends);
   const backends: IsolationBackend[] = [];
+  // Pool images have the shape a session gets when it asks for no resources.
+  const workspacePool = {
+    size: env.workspacePool,
+    sizeBytes: env.policy.sandbox.diskBytes,
+    inodes: env.policy.sandbox.inodes,
+  };
   for (const name of names) {
     if (name === 'docker') {
       backends.push(
@@ -72,6 +78,7 @@ export function backendsFromEnv(env: ResolvedEnv): IsolationBackend[] {
           instanceId: env.instanceId,
           seccompProfile: env.seccompProfile,
           limits: env.policy.sandbox,
+          workspacePool,
         }),
       );
     } else if (name === 'gvisor') {

@@ -93,6 +93,7 @@ const schema = z.object({
     .min(0)
     .max(16 * 1024 * 1024)
     .optional(),
+  STUDIO_WORKSPACE_POOL: z.coerce.number().int().min(0).max(16).default(2),
   STUDIO_WARM_POOL: z
     .string()
     .default('1')
@@ -178,6 +179,11 @@ export interface Env {
   orphanGraceMs: number;
   /** Bytes of the data dir's disk no workspace may take (creates past it get HOST_DISK_FULL); unset: 5%, at most 1 GiB. */
   workspaceHeadroomBytes: number | undefined;
+  /**
+   * Workspace images each backend keeps made ahead (preallocated, formatted) at the policy's default disk size:
+   * a cold create then only mounts one. Each costs its disk size on the data directory's disk.
+   */
+  workspacePool: number;
   /** Warm pool size per backend name (sandboxes per image); missing or 0: no pool. Default docker=1. */
   warmPool: Record<string, number>;
   trustProxy: boolean;
@@ -256,6 +262,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     orphanGraceMs: e.STUDIO_ORPHAN_GRACE_MS,
     workspaceHeadroomBytes:
       e.STUDIO_WORKSPACE_HEADROOM_MB === undefined ? undefined : e.STUDIO_WORKSPACE_HEADROOM_MB * 1024 * 1024,
+    workspacePool: e.STUDIO_WORKSPACE_POOL,
     warmPool: e.STUDIO_WARM_POOL,
     trustProxy: e.STUDIO_TRUST_PROXY,
     metrics: {

@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import type { TRPCError } from '@trpc/server';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { TRPC_ERROR_CODES_BY_KEY } from '@trpc/server/rpc';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
@@ -10,6 +11,7 @@ import { createContextFactory, requestMeta } from './core/context.ts';
 import { DRAIN_RETRY_AFTER_SECONDS } from './core/drain.ts';
 import { MappedCause, mapError } from './core/errors.ts';
 import { newId } from './core/ids.ts';
+import { createFastPath } from './core/trpc-fast-path.ts';
 import { startPreviewServer } from './preview/preview.ts';
 import { createAppRouter } from './router.ts';
 import { attachTerminal } from './terminal/terminal.ts';
@@ -72,6 +74,16 @@ function bearerIs(req: IncomingMessage, token: string): boolean {
   const given = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1]?.trim() ?? '';
   const digest = (v: string) => createHash('sha256').update(v).digest();
   return timingSafeEqual(digest(given), digest(token));
+}
+
+/** The `Retry-After` of a retryable refusal (the store is down, the server drains), for tRPC and the fast path. */
+function retryAfterMeta({ errors }: { errors: TRPCError[] }): { headers?: Record<string, string> } {
+  let retryAfter = 0;
+  for (const error of errors) {
+    const mapped = error.cause instanceof MappedCause ? error.cause.mapped : mapError(error);
+    retryAfter = Math.max(retryAfter, mapped.retryAfterSeconds ?? 0);
+  }
+  return retryAfter > 0 ? { headers: { 'Retry-After': String(retryAfter) } } : {};
 }
 
 /** A refusal made before tRPC runs, in the shape tRPC's error formatter gives every other error. */
@@ -143,7 +155,7 @@ export async function startServer(app: App, options: StartServerOptions): Promis
   const drain = deps.drain;
   const appRouter = createAppRouter(deps.schemas);
   const procedures = new Set(Object.keys(appRouter._def.procedures));
-  const trpc = createHTTPHandler({
+  const trpcOptions = {
     router: appRouter,
     createContext: createContextFactory(deps),
     basePath: `${TRPC_PATH}/`,
@@ -152,15 +164,11 @@ export async function startServer(app: App, options: StartServerOptions): Promis
     // A backstop: handle() refuses larger batches first, with a Studio code.
     maxBatchSize: maxBatchCalls,
     // A retryable refusal (the store is down, the server drains) says when to retry.
-    responseMeta({ errors }) {
-      let retryAfter = 0;
-      for (const error of errors) {
-        const mapped = error.cause instanceof MappedCause ? error.cause.mapped : mapError(error);
-        retryAfter = Math.max(retryAfter, mapped.retryAfterSeconds ?? 0);
-      }
-      return retryAfter > 0 ? { headers: { 'Retry-After': String(retryAfter) } } : {};
-    },
-  });
+    responseMeta: retryAfterMeta,
+  };
+  const trpc = createHTTPHandler(trpcOptions);
+  // Single queries and mutations skip the fetch-adapter round trip; everything else goes to tRPC's handler.
+  const fast = createFastPath(trpcOptions);
 
   const handle = async (
     req: IncomingMessage,
@@ -241,6 +249,10 @@ export async function startServer(app: App, options: StartServerOptions): Promis
             requestId,
           );
         }
+      }
+      if (fast(req, res)) {
+        await new Promise<void>((resolve) => res.once('close', resolve));
+        return;
       }
       const write = res.write.bind(res) as (...args: unknown[]) => boolean;
       let first = true;

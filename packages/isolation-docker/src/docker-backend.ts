@@ -17,7 +17,12 @@ import {
   validateSandboxSpec,
 } from '@studio/isolation';
 import { AGENT_COMMAND, AGENT_DIR, AgentClient, AgentConnections, AgentSandbox } from '@studio/sandbox-agent';
-import { LoopWorkspaces, WORKSPACE_READ_ONLY_FAILURE, type WorkspaceMode } from '@studio/workspaces';
+import {
+  LoopWorkspaces,
+  WORKSPACE_READ_ONLY_FAILURE,
+  type WorkspaceMode,
+  type WorkspacePoolOptions,
+} from '@studio/workspaces';
 import Docker from 'dockerode';
 import { containerConfig } from './hardening.ts';
 import { mapDockerError } from './map-error.ts';
@@ -43,6 +48,11 @@ export interface DockerBackendOptions {
   workspaceMode?: WorkspaceMode;
   /** Bytes of the data directory's disk no workspace may take; see `LoopWorkspacesOptions.headroomBytes`. */
   workspaceHeadroomBytes?: number;
+  /**
+   * Workspace images kept made ahead for creates of this disk size and inode count (loop mode); see
+   * `LoopWorkspacesOptions.pool`. The pool starts filling at the first list() or create().
+   */
+  workspacePool?: WorkspacePoolOptions;
   /** Host directory with the agent, mounted read-only at /opt/studio. */
   agentDir?: string;
   /** How long to wait for the agent's hello after a start. */
@@ -71,11 +81,13 @@ export class DockerBackend implements IsolationBackend {
   constructor(options: DockerBackendOptions) {
     this.#options = options;
     this.#docker = options.docker ?? new Docker();
-    this.#workspaces = new LoopWorkspaces(
-      options.dataDir,
-      options.workspaceHeadroomBytes === undefined ? {} : { headroomBytes: options.workspaceHeadroomBytes },
-    );
     this.#mode = options.workspaceMode ?? (process.getuid?.() === 0 ? 'loop' : 'volume');
+    this.#workspaces = new LoopWorkspaces(options.dataDir, {
+      ...(options.workspaceHeadroomBytes === undefined
+        ? {}
+        : { headroomBytes: options.workspaceHeadroomBytes }),
+      ...(options.workspacePool && this.#mode === 'loop' ? { pool: options.workspacePool } : {}),
+    });
   }
 
   capabilities(): BackendCapabilities {
@@ -129,29 +141,35 @@ export class DockerBackend implements IsolationBackend {
       ...(this.#options.instanceId ? { 'studio.instance': this.#options.instanceId } : {}),
     };
     let workspace: { type: 'bind' | 'volume'; source: string };
+    // The loop workspace is made while Docker creates the container: the bind needs only its mount point to
+    // exist at create, and the mount itself at start.
+    let making: Promise<unknown> = Promise.resolve();
     try {
       if (this.#mode === 'loop') {
-        const source = await this.#workspaces.create(id, spec.resources.diskBytes, spec.resources.inodes);
-        workspace = { type: 'bind', source };
+        workspace = { type: 'bind', source: await this.#workspaces.prepareMountPoint(id) };
       } else {
         const volume = await this.#docker.createVolume({ Name: `${NAME_PREFIX}${id}`, Labels: labels });
         workspace = { type: 'volume', source: volume.name };
       }
-      const container = await this.#docker.createContainer(
-        containerConfig({
-          name: `${NAME_PREFIX}${id}`,
-          image: spec.image,
-          command: AGENT_COMMAND,
-          labels,
-          resources: spec.resources,
-          workspace,
-          agentDir: this.#options.agentDir ?? AGENT_DIR,
-          seccompProfile: this.#seccompProfile(),
-          apparmorProfile: hostHasAppArmor()
-            ? (this.#options.apparmorProfile ?? 'studio-sandbox')
-            : undefined,
-        }),
-      );
+      const config = containerConfig({
+        name: `${NAME_PREFIX}${id}`,
+        image: spec.image,
+        command: AGENT_COMMAND,
+        labels,
+        resources: spec.resources,
+        workspace,
+        agentDir: this.#options.agentDir ?? AGENT_DIR,
+        seccompProfile: this.#seccompProfile(),
+        apparmorProfile: hostHasAppArmor() ? (this.#options.apparmorProfile ?? 'studio-sandbox') : undefined,
+      });
+      if (this.#mode === 'loop') {
+        making = this.#workspaces.create(id, spec.resources.diskBytes, spec.resources.inodes);
+      }
+      // Both settle before a failure is handled, so the clean-up below never races a mount still going on.
+      const [created, made] = await Promise.allSettled([this.#docker.createContainer(config), making]);
+      if (made.status === 'rejected') throw made.reason;
+      if (created.status === 'rejected') throw created.reason;
+      const container = created.value;
       await container.start();
       const sandbox = new DockerSandbox(this, id);
       await sandbox.ready();
@@ -184,7 +202,10 @@ export class DockerBackend implements IsolationBackend {
     for (const [k, v] of Object.entries(filter.labels ?? {})) label.push(`${k}=${v}`);
     try {
       // list() is what the API's reconciliation polls: the place to repair images a host fstrim made sparse.
-      if (this.#mode === 'loop') await this.#workspaces.fillHoles();
+      if (this.#mode === 'loop') {
+        await this.#workspaces.fillHoles();
+        void this.#workspaces.fillPool();
+      }
       const [containers, readOnly] = await Promise.all([
         this.#docker.listContainers({ all: true, filters: { label } }),
         this.#workspaces.readOnlyIds(),
@@ -224,6 +245,7 @@ export class DockerBackend implements IsolationBackend {
 
   async close(): Promise<void> {
     await this.agents.dropAll();
+    await this.#workspaces.close();
   }
 
   /** @internal */

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -27,4 +27,45 @@ describe('LoopWorkspaces', () => {
     await workspaces.destroy('sbx-0000000000000000');
     expect(await workspaces.exists('sbx-0000000000000000')).toBe(false);
   });
+});
+
+describe('LoopWorkspaces pool', () => {
+  const shape = { sizeBytes: 8 * 1024 * 1024, inodes: 1024 };
+  const poolDir = join(dataDir, 'pool-test', 'workspaces', '.pool');
+  const list = () => readdirSync(poolDir).sort();
+
+  it('keeps `size` images ready, adopts them after a restart and removes what a dead process half made', async () => {
+    const first = new LoopWorkspaces(join(dataDir, 'pool-test'), { pool: { size: 2, ...shape } });
+    await first.fillPool();
+    expect(first.pooled).toBe(2);
+    expect(list().filter((n) => n.startsWith('ready-'))).toHaveLength(2);
+    await first.close();
+    writeFileSync(join(poolDir, 'making-deadbeef.img'), 'half made');
+    const second = new LoopWorkspaces(join(dataDir, 'pool-test'), { pool: { size: 2, ...shape } });
+    await second.fillPool();
+    expect(second.pooled).toBe(2);
+    expect(list()).not.toContain('making-deadbeef.img');
+    expect(list()).toHaveLength(2);
+    await second.close();
+  });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    'a create of the pool’s shape takes a ready image (and the pool refills); another shape makes its own (needs root to mount)',
+    async () => {
+      const workspaces = new LoopWorkspaces(join(dataDir, 'pool-test'), { pool: { size: 2, ...shape } });
+      await workspaces.fillPool();
+      const before = list();
+      await workspaces.create('sbx-pooled00000000', shape.sizeBytes, shape.inodes);
+      expect(list().filter((n) => before.includes(n))).toHaveLength(1);
+      await workspaces.fillPool();
+      expect(workspaces.pooled).toBe(2);
+      const kept = list();
+      await workspaces.create('sbx-otherpool00000', shape.sizeBytes * 2, shape.inodes);
+      expect(list()).toEqual(kept);
+      expect((await workspaces.usage('sbx-pooled00000000'))?.limit).toBeGreaterThan(0);
+      await workspaces.destroy('sbx-pooled00000000');
+      await workspaces.destroy('sbx-otherpool00000');
+      await workspaces.close();
+    },
+  );
 });

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { mkdir, readdir, readFile, realpath, rm, rmdir, stat, statfs } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, realpath, rename, rm, rmdir, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { IsolationError, isIsolationError, type SandboxInfo } from '@studio/isolation';
@@ -30,7 +31,25 @@ export interface LoopWorkspacesOptions {
    * when every quota is full. Default: 5% of that filesystem, at most 1 GiB (`defaultHeadroomBytes`).
    */
   headroomBytes?: number;
+  /**
+   * Keep this many images made ahead (preallocated and formatted, not mounted) for creates of exactly this size
+   * and inode count, refilled in the background: making one (fallocate, mkfs) is most of a create's own time.
+   */
+  pool?: WorkspacePoolOptions;
 }
+
+/** A pool of ready workspace images of one shape; see {@link LoopWorkspacesOptions.pool}. */
+export interface WorkspacePoolOptions {
+  /** Images kept ready; 0 turns the pool off. */
+  size: number;
+  sizeBytes: number;
+  inodes: number;
+}
+
+// Pool images live in `<root>/.pool/`: `ready-<random>.img` once formatted, `making-<random>.img` before. A
+// process that dies mid-make leaves a `making-` file, removed on the next start; `ready-` ones are reused. They
+// are never mounted, so a crash leaves no loop device or mount behind them (issue 17).
+const POOL_DIR = '.pool';
 
 // Bytes promised to creates in flight, per filesystem (device number), across every LoopWorkspaces of this
 // process: two concurrent creates must not both pass the free-space check for the same last gigabyte.
@@ -49,10 +68,91 @@ const inFlight = new Map<number, number>();
 export class LoopWorkspaces {
   readonly #root: string;
   readonly #headroomBytes: number | undefined;
+  readonly #pool: WorkspacePoolOptions | undefined;
+  // Names of ready pool images, once the pool folder was read.
+  #ready: string[] = [];
+  #loading: Promise<void> | undefined;
+  #refilling: Promise<void> | undefined;
+  #refillFailedAt = 0;
+  #closed = false;
 
   constructor(dataDir: string, options: LoopWorkspacesOptions = {}) {
     this.#root = join(dataDir, 'workspaces');
     this.#headroomBytes = options.headroomBytes;
+    this.#pool = options.pool && options.pool.size > 0 ? { ...options.pool } : undefined;
+  }
+
+  /** Ready pool images now (0 without a pool). */
+  get pooled(): number {
+    return this.#ready.length;
+  }
+
+  /** Reads the pool folder once: removes what a dead process left half made, adopts the ready images. */
+  #load(): Promise<void> {
+    this.#loading ??= (async () => {
+      const dir = join(this.#root, POOL_DIR);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const names = await readdir(dir);
+      for (const name of names) if (name.startsWith('making-')) await rm(join(dir, name), { force: true });
+      this.#ready.push(...names.filter((n) => n.startsWith('ready-') && n.endsWith('.img')));
+    })().catch((error: unknown) => {
+      this.#loading = undefined;
+      throw error;
+    });
+    return this.#loading;
+  }
+
+  /**
+   * Starts filling the pool in the background, if there is one and it is not full; returns the fill (which never
+   * rejects: a failure only means creates make their image themselves, and the next call tries again after 30 s).
+   */
+  fillPool(): Promise<void> {
+    if (!this.#pool || this.#closed) return Promise.resolve();
+    if (Date.now() - this.#refillFailedAt < 30_000) return this.#refilling ?? Promise.resolve();
+    this.#refilling ??= this.#refill().finally(() => {
+      this.#refilling = undefined;
+    });
+    return this.#refilling;
+  }
+
+  async #refill(): Promise<void> {
+    const pool = this.#pool as WorkspacePoolOptions;
+    const dir = join(this.#root, POOL_DIR);
+    try {
+      await this.#load();
+      while (!this.#closed && this.#ready.length < pool.size) {
+        const tag = randomBytes(8).toString('hex');
+        const making = join(dir, `making-${tag}.img`);
+        await this.#make(making, pool.sizeBytes, pool.inodes);
+        await rename(making, join(dir, `ready-${tag}.img`));
+        this.#ready.push(`ready-${tag}.img`);
+      }
+    } catch {
+      this.#refillFailedAt = Date.now();
+    }
+  }
+
+  /** Takes a ready pool image for `id`, if the pool has one of this shape; false otherwise. */
+  async #claim(id: string, sizeBytes: number, inodes: number): Promise<boolean> {
+    const pool = this.#pool;
+    if (!pool || pool.sizeBytes !== sizeBytes || pool.inodes !== inodes) return false;
+    await this.#load().catch(() => undefined);
+    const name = this.#ready.shift();
+    if (name === undefined) return false;
+    try {
+      await rename(join(this.#root, POOL_DIR, name), this.imagePath(id));
+      return true;
+    } catch {
+      return false;
+    } finally {
+      void this.fillPool();
+    }
+  }
+
+  /** Stops refilling the pool (its ready images stay for the next start). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#refilling;
   }
 
   imagePath(id: string): string {
@@ -65,7 +165,12 @@ export class LoopWorkspaces {
 
   async create(id: string, sizeBytes: number, inodes: number): Promise<string> {
     await mkdir(this.#root, { recursive: true, mode: 0o700 });
-    const image = this.imagePath(id);
+    if (!(await this.#claim(id, sizeBytes, inodes))) await this.#make(this.imagePath(id), sizeBytes, inodes);
+    return this.mount(id);
+  }
+
+  /** Makes a formatted image at `image`, reserved against the host's free space first. */
+  async #make(image: string, sizeBytes: number, inodes: number): Promise<void> {
     const release = await this.#reserve(sizeBytes);
     try {
       await this.#preallocate(image, sizeBytes);
@@ -94,7 +199,6 @@ export class LoopWorkspaces {
     } finally {
       release();
     }
-    return this.mount(id);
   }
 
   /**
@@ -145,6 +249,17 @@ export class LoopWorkspaces {
         cause: error,
       });
     }
+  }
+
+  /**
+   * Creates the workspace's (empty) mount point and returns it, so a runtime can be given the bind source while
+   * {@link create} makes and mounts the image.
+   */
+  async prepareMountPoint(id: string): Promise<string> {
+    await mkdir(this.#root, { recursive: true, mode: 0o700 });
+    const target = this.mountPath(id);
+    await mkdir(target, { recursive: true, mode: 0o755 });
+    return target;
   }
 
   /** Mounts the workspace image if it is not mounted (again after a host reboot). */

@@ -121,3 +121,60 @@ describe('Auth.socketToken and Auth.recheck', () => {
     await store.close();
   });
 });
+
+describe('Auth principal cache', () => {
+  it('reuses a principal for a few seconds, and forgets it at once on logout, token revoke and disable', async () => {
+    const { Auth } = await import('./auth.ts');
+    const { newApiToken, hashApiToken } = await import('../core/ids.ts');
+    const store = await Store.open(await openDb({}));
+    const auth = new Auth({
+      store,
+      key: new TextEncoder().encode('c'.repeat(16) + 'C'.repeat(16)),
+      principalCacheMs: 60_000,
+    });
+    await store.createUser({
+      id: 'usr_cache',
+      username: 'cora',
+      passwordHash: await hashPassword('pw-cora-1234'),
+      role: 'user',
+    });
+    let reads = 0;
+    const read = store.getLoginWithUser.bind(store);
+    store.getLoginWithUser = (id: string) => {
+      reads += 1;
+      return read(id);
+    };
+    const { token } = await auth.login('cora', 'pw-cora-1234', '10.0.0.8');
+    const principal = await auth.authenticate(token);
+    for (let i = 0; i < 5; i += 1) expect(await auth.authenticate(token)).toEqual(principal);
+    expect(reads).toBe(1);
+
+    // Logout: the very next request with that sign-in fails, though the cache would still hold it.
+    await auth.logout(principal);
+    expect(await auth.authenticate(token).catch((e: { code: string }) => e.code)).toBe('TOKEN_REVOKED');
+
+    // An API token revoked in the store stays cached until the router tells Auth to forget it.
+    const secret = newApiToken();
+    const tokenId = 'tok_cachecachecache1';
+    await store.createApiToken({
+      id: tokenId,
+      userId: 'usr_cache',
+      name: 't',
+      tokenHash: hashApiToken(secret),
+      expiresAt: null,
+    });
+    const viaToken = await auth.authenticate(secret);
+    await store.revokeApiToken('usr_cache', tokenId);
+    expect(await auth.authenticate(secret)).toEqual(viaToken);
+    auth.forgetApiToken(tokenId);
+    expect(await auth.authenticate(secret).catch((e: { code: string }) => e.code)).toBe('TOKEN_REVOKED');
+
+    // Disable: every cached principal of the user goes.
+    const again = (await auth.login('cora', 'pw-cora-1234', '10.0.0.8')).token;
+    await auth.authenticate(again);
+    await store.disableUser('usr_cache');
+    auth.forgetUser('usr_cache');
+    expect(await auth.authenticate(again).catch((e: { code: string }) => e.code)).toBe('TOKEN_REVOKED');
+    await store.close();
+  });
+});

@@ -91,6 +91,24 @@ export interface AuthOptions {
   addressLimiter?: RateLimiter;
   /** JWT lifetime; default and maximum 4 h. */
   tokenLifetimeMs?: number;
+  /**
+   * How long a resolved principal is reused for the same credential; default {@link PRINCIPAL_CACHE_MS}, 0 turns
+   * the cache off. This process forgets an entry at once on logout, token revoke and user disable; another API
+   * instance's change reaches this one within this time.
+   */
+  principalCacheMs?: number;
+}
+
+/**
+ * Default lifetime of a cached principal. Reading the sign-in and its user costs a store round trip on every
+ * request; a few seconds of reuse removes it from bursts of calls while bounding how long a change made on another
+ * instance takes to apply here.
+ */
+export const PRINCIPAL_CACHE_MS = 5_000;
+
+interface CachedPrincipal {
+  principal: Principal;
+  untilMs: number;
 }
 
 /** Sign-in, token verification and API tokens. */
@@ -100,6 +118,9 @@ export class Auth {
   readonly #limiter: RateLimiter;
   readonly #addressLimiter: RateLimiter;
   readonly lifetimeMs: number;
+  readonly #cacheMs: number;
+  // Principals by their exact credential text (bounded; a sweep drops expired entries when it is full).
+  readonly #principals = new Map<string, CachedPrincipal>();
 
   constructor(options: AuthOptions) {
     this.#store = options.store;
@@ -107,6 +128,7 @@ export class Auth {
     this.#limiter = options.loginLimiter ?? createRateLimiter(DEFAULT_LOGIN_LIMIT);
     this.#addressLimiter = options.addressLimiter ?? createRateLimiter({ limit: 60, windowMs: 60_000 });
     this.lifetimeMs = Math.min(options.tokenLifetimeMs ?? MAX_TOKEN_LIFETIME_MS, MAX_TOKEN_LIFETIME_MS);
+    this.#cacheMs = Math.max(0, options.principalCacheMs ?? PRINCIPAL_CACHE_MS);
   }
 
   /**
@@ -182,12 +204,50 @@ export class Auth {
     activeUser(found.user);
   }
 
-  /** Resolves a bearer value (login JWT or API token) to a principal, or throws UNAUTHORIZED-class errors. */
+  /**
+   * Resolves a bearer value (login JWT or API token) to a principal, or throws UNAUTHORIZED-class errors. A
+   * principal resolved in the last few seconds is reused (never past its credential's own expiry); failures are
+   * never cached.
+   */
   async authenticate(raw: string): Promise<Principal> {
     if (raw.length === 0 || raw.length > MAX_TOKEN_LENGTH) {
       throw new AppError('UNAUTHENTICATED', 'the credential is empty or too long; sign in again');
     }
-    if (raw.startsWith(API_TOKEN_PREFIX)) return this.#fromApiToken(raw);
+    const now = Date.now();
+    const hit = this.#principals.get(raw);
+    if (hit && hit.untilMs > now) return hit.principal;
+    const { principal, expiresAtMs } = raw.startsWith(API_TOKEN_PREFIX)
+      ? await this.#fromApiToken(raw)
+      : await this.#fromLogin(raw);
+    if (this.#cacheMs > 0) this.#remember(raw, principal, Math.min(now + this.#cacheMs, expiresAtMs));
+    return principal;
+  }
+
+  #remember(raw: string, principal: Principal, untilMs: number): void {
+    if (this.#principals.size >= 10_000) {
+      const now = Date.now();
+      for (const [key, entry] of this.#principals) if (entry.untilMs <= now) this.#principals.delete(key);
+      if (this.#principals.size >= 10_000) this.#principals.clear();
+    }
+    this.#principals.set(raw, { principal, untilMs });
+  }
+
+  /** Forgets cached principals matching `match`: called when a sign-in, token or user stops being valid. */
+  #forget(match: (principal: Principal) => boolean): void {
+    for (const [key, entry] of this.#principals) if (match(entry.principal)) this.#principals.delete(key);
+  }
+
+  /** An API token was revoked: requests with it fail from now on in this process. */
+  forgetApiToken(tokenId: string): void {
+    this.#forget((p) => p.tokenId === tokenId);
+  }
+
+  /** A user was disabled (or changed): every cached principal of theirs is dropped. */
+  forgetUser(userId: string): void {
+    this.#forget((p) => p.userId === userId);
+  }
+
+  async #fromLogin(raw: string): Promise<{ principal: Principal; expiresAtMs: number }> {
     const claims = await this.#verify(raw);
     const found = await this.#store.getLoginWithUser(claims.sessionId);
     if (!found || found.login.userId !== claims.userId) {
@@ -199,13 +259,14 @@ export class Auth {
       throw new PolicyError('TOKEN_EXPIRED', 'your sign-in has expired; sign in again');
     }
     const user = activeUser(found.user);
-    return {
+    const principal: Principal = {
       userId: user.id,
       username: user.username,
       role: user.role,
       via: 'login',
       loginId: found.login.id,
     };
+    return { principal, expiresAtMs: Math.min(found.login.expiresAt.getTime(), claims.exp * 1000) };
   }
 
   // Verified JWTs by their exact text, until min(exp, 60 s from now): an identical string verifies identically,
@@ -222,7 +283,7 @@ export class Auth {
     return claims;
   }
 
-  async #fromApiToken(raw: string): Promise<Principal> {
+  async #fromApiToken(raw: string): Promise<{ principal: Principal; expiresAtMs: number }> {
     const found = await this.#store.findApiTokenWithUser(hashApiToken(raw));
     if (!found) throw new AppError('UNAUTHENTICATED', 'unknown API token; create one with tokens.create');
     const { token } = found;
@@ -232,7 +293,7 @@ export class Auth {
     }
     const user = activeUser(found.user);
     this.#touchToken(token.id);
-    return {
+    const principal: Principal = {
       userId: user.id,
       username: user.username,
       role: user.role,
@@ -240,6 +301,7 @@ export class Auth {
       tokenId: token.id,
       ...(token.agent ? { agent: true } : {}),
     };
+    return { principal, expiresAtMs: token.expiresAt?.getTime() ?? Number.POSITIVE_INFINITY };
   }
 
   readonly #lastTokenTouch = new Map<string, number>();
@@ -252,7 +314,10 @@ export class Auth {
   }
 
   async logout(principal: Principal): Promise<void> {
-    if (principal.loginId) await this.#store.revokeLogin(principal.loginId);
+    if (!principal.loginId) return;
+    const loginId = principal.loginId;
+    await this.#store.revokeLogin(loginId);
+    this.#forget((p) => p.loginId === loginId);
   }
 }
 

@@ -55,6 +55,7 @@ export const tokensRouter = router({
     .mutation(async ({ ctx, input }) => {
       const revoked = await ctx.deps.store.revokeApiToken(ctx.principal.userId, input.id);
       if (!revoked) throw new AppError('NOT_FOUND', `API token ${input.id} not found (or already revoked)`);
+      ctx.deps.auth.forgetApiToken(input.id);
       await ctx.deps.store.audit({
         ...auditOf(ctx),
         action: 'token.revoke',

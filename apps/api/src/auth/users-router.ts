@@ -43,6 +43,7 @@ export const usersRouter = router({
     }
     const user = await ctx.deps.store.disableUser(input.userId);
     if (!user) throw new AppError('NOT_FOUND', `user ${input.userId} not found`);
+    ctx.deps.auth.forgetUser(user.id);
     await ctx.deps.sessions.stopAllOf(user.id, auditOf(ctx));
     await ctx.deps.store.audit({
       ...auditOf(ctx),

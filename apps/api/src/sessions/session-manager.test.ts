@@ -48,6 +48,20 @@ describe('SessionManager', () => {
     });
   });
 
+  it('asks a backend whether it is available once for a burst of creates, and again once it was seen down', async () => {
+    let asked = 0;
+    const available = backend.available.bind(backend);
+    backend.available = () => {
+      asked += 1;
+      return available();
+    };
+    for (let i = 0; i < 3; i += 1) await manager.create(owner, input, audit);
+    expect(asked).toBe(1);
+    backend.available_ = { ok: false, reason: 'daemon down' };
+    expect((await manager.ready()).ok).toBe(false);
+    await expect(manager.create(owner, input, audit)).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+  });
+
   it('destroying a session while its sandbox is being created leaves no sandbox behind', async () => {
     backend.createDelayMs = 100;
     const creating = manager.create(owner, input, audit).catch((e: unknown) => e);

@@ -33,6 +33,9 @@ const MiB = 1024 * 1024;
 /** The audit context of what Studio does on its own (reconciliation, sweeps). */
 const SYSTEM = { actorId: null, ip: null, requestId: null } as const;
 
+/** How long a backend's ok from available() is reused when picking one for a create (ms). */
+const AVAILABLE_CACHE_MS = 5_000;
+
 /** Request facts recorded with audit events. */
 export interface AuditContext {
   actorId: string | null;
@@ -159,6 +162,7 @@ export class SessionManager {
     return Promise.all(
       [...this.#backends.values()].map(async (b) => {
         const a = await b.available().catch((e: unknown) => ({ ok: false as const, reason: String(e) }));
+        if (!a.ok) this.#availableAt.delete(b.name);
         return {
           name: b.name,
           available: a.ok,
@@ -185,6 +189,20 @@ export class SessionManager {
     return n;
   }
 
+  // When each backend last answered available() with ok, for picking one on create: available() pings Docker or
+  // runs `runsc --version`, which should not sit on every create's path (issue 15, item 3). Readiness and
+  // reconciliation still ask every time, and forget the entry when a backend is down.
+  readonly #availableAt = new Map<string, number>();
+
+  async #available(backend: IsolationBackend): Promise<{ ok: true } | { ok: false; reason: string }> {
+    const at = this.#availableAt.get(backend.name);
+    if (at !== undefined && Date.now() - at < AVAILABLE_CACHE_MS) return { ok: true };
+    const a = await backend.available();
+    if (a.ok) this.#availableAt.set(backend.name, Date.now());
+    else this.#availableAt.delete(backend.name);
+    return a;
+  }
+
   async #pickBackend(requested: SessionCreateInput['backend']): Promise<IsolationBackend> {
     const enabled = [...this.#backends.keys()].join(', ') || 'none';
     if (requested !== 'auto') {
@@ -195,14 +213,14 @@ export class SessionManager {
           `backend ${requested} is not enabled on this server (enabled: ${enabled}); ask for 'auto' or one of those`,
         );
       }
-      const a = await backend.available();
+      const a = await this.#available(backend);
       if (!a.ok)
         throw new AppError('BACKEND_UNAVAILABLE', `backend ${requested} is unavailable: ${a.reason}`);
       return backend;
     }
     const reasons: string[] = [];
     for (const backend of this.#backends.values()) {
-      const a = await backend.available();
+      const a = await this.#available(backend);
       if (a.ok) return backend;
       reasons.push(`${backend.name}: ${a.reason}`);
     }
@@ -631,6 +649,7 @@ export class SessionManager {
     for (const backend of this.#backends.values()) {
       const a = await backend.available().catch((e: unknown) => ({ ok: false as const, reason: String(e) }));
       if (!a.ok) {
+        this.#availableAt.delete(backend.name);
         if (!this.#down.has(backend.name)) {
           this.#o.logger.warn('backend went down; its sessions are left as they are until it returns', {
             backend: backend.name,
