@@ -5,6 +5,7 @@ import { openDb } from '@studio/db';
 import { createTestDatabase } from '@studio/db/testing';
 import { createRateLimiter } from '@studio/policy';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { ADMIN_PASSWORD, startTestApi, type TestApi } from './testing/api-fixture.ts';
 import { postgresSkipReason, TEST_DATABASE_URL } from './testing/databases.ts';
 import { FakeBackend } from './testing/fake-backend.ts';
@@ -171,6 +172,36 @@ describe('edge limits', () => {
       password: 'wrong-password',
     });
     expect(next.body.error?.data.studioCode).toBe('RATE_LIMITED');
+  });
+
+  it('does not cut a terminal or an SSE stream that lives longer than the deadline', async () => {
+    const input = encodeURIComponent(JSON.stringify({ sessionId }));
+    const stream = sse(`${t.url}/trpc/events.subscribe?input=${input}`, token);
+    const socket = new WebSocket(`${t.url.replace(/^http/, 'ws')}/terminal`);
+    let output = '';
+    let closed = false;
+    socket.on('message', (data, isBinary) => {
+      output += isBinary ? Buffer.from(data as Buffer).toString() : data.toString();
+    });
+    socket.on('close', () => {
+      closed = true;
+    });
+    try {
+      await once(socket, 'open');
+      socket.send(JSON.stringify({ type: 'auth', token, sessionId }));
+      await until(() => output.includes('"type":"ready"'), 'the terminal to open');
+      await until(() => stream.text().includes('event: connected'), 'the stream to connect');
+      // Past the 2 s deadline (and a check of it) both still work.
+      await new Promise((r) => setTimeout(r, 3500));
+      expect(closed).toBe(false);
+      socket.send(JSON.stringify({ type: 'input', data: 'echo still-$((20+22))\n' }));
+      await until(() => output.includes('still-42'), 'the terminal to answer');
+      await admin.exec.run.mutate({ sessionId, command: ['true'] });
+      await until(() => stream.text().includes('exec.started'), 'an event on the stream');
+    } finally {
+      socket.close();
+      stream.abort();
+    }
   });
 
   it('sends a retry hint at the start of every SSE stream', async () => {

@@ -195,7 +195,8 @@ describe('mapError: the store is down (retryable, never INTERNAL)', () => {
     );
     expect(error).toBeDefined();
     expect(mapError(error).studioCode).toBe('UNAVAILABLE');
-  });
+    // Booting PGlite takes seconds, more on a loaded machine.
+  }, 90_000);
 
   it('an isolation error caused by a reset socket stays an isolation error', () => {
     const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
