@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,6 +49,7 @@ function start(port: number): Promise<Started> {
       STUDIO_PREVIEW_PORT: '0',
       STUDIO_BACKENDS: 'docker',
       STUDIO_WARM_POOL: '0',
+      STUDIO_WORKSPACE_POOL: '0',
       STUDIO_ADMIN_PASSWORD: PASSWORD,
       STUDIO_JWT_SECRET: 'shutdown-test-secret-0123456789-abcdefghijklmnop',
       STUDIO_DRAIN_SECONDS: '40',
@@ -63,7 +64,7 @@ function start(port: number): Promise<Started> {
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no start within 60 s:\n${err}`)), 60_000);
+    const timer = setTimeout(() => reject(new Error(`no start within 90 s:\n${err}`)), 90_000);
     child.stderr?.on('data', (c: Buffer) => {
       err += c.toString();
       const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err);
@@ -206,16 +207,22 @@ describe.skipIf(dockerSkip !== undefined)(`SIGTERM drains (${dockerSkip ?? 'Dock
       for (const s of running) if (s.child.exitCode === null) s.child.kill('SIGKILL');
       // Leave nothing behind: this data dir's sandboxes (container, workspace mount) go with the backend itself,
       // which is quicker than one more start of the API.
-      const instanceId = readFileSync(join(dataDir, 'instance-id'), 'utf8').trim();
-      const backend = new DockerBackend({
-        dataDir: join(dataDir, 'docker'),
-        instanceId,
-        seccompProfile: runtimePaths().seccompProfile,
-      });
-      for (const sandbox of await backend.list({ labels: { 'studio.instance': instanceId } })) {
-        await backend.destroy(sandbox.id);
+      const instanceId = existsSync(join(dataDir, 'instance-id'))
+        ? readFileSync(join(dataDir, 'instance-id'), 'utf8').trim()
+        : undefined;
+      const backend =
+        instanceId === undefined
+          ? undefined
+          : new DockerBackend({
+              dataDir: join(dataDir, 'docker'),
+              instanceId,
+              seccompProfile: runtimePaths().seccompProfile,
+            });
+      for (const sandbox of (await backend?.list({ labels: { 'studio.instance': instanceId as string } })) ??
+        []) {
+        await backend?.destroy(sandbox.id);
       }
-      await backend.close();
+      await backend?.close();
     }
   }, 180_000);
 });
