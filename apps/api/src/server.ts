@@ -377,7 +377,7 @@ export async function startServer(app: App, options: StartServerOptions): Promis
     close(drainMs = app.env.drainMs) {
       closing ??= (async () => {
         drain.start();
-        const busy = () => ({ calls: drain.inFlight, execs: deps.execs.size, terminals: terminals.open });
+        const busy = () => ({ calls: drain.inFlight, execs: deps.execs.running, terminals: terminals.open });
         deps.logger.info('draining', { drainMs, ...busy() });
         const deadline = Date.now() + drainMs;
         while (Date.now() < deadline && Object.values(busy()).some((n) => n > 0)) {

@@ -8,7 +8,13 @@ import {
   TRPCClientError,
 } from '@trpc/client';
 
-export { type OpenTerminalOptions, openTerminal, type StudioTerminal } from './terminal.ts';
+export {
+  type OpenTerminalOptions,
+  openTerminal,
+  type StudioTerminal,
+  type TerminalServerMessage,
+  type WebSocketLike,
+} from './terminal.ts';
 
 /**
  * The API's router type, for typed integrations such as `@trpc/tanstack-react-query` in the web app. A type
@@ -238,4 +244,15 @@ export async function loginStudioClient(options: {
   };
 }
 
-export { type ExecStartInput, type ExecStreamEvent, type StreamExecHandlers, streamExec } from './exec.ts';
+export {
+  type ExecRunInput,
+  type ExecRunResult,
+  type ExecStartInput,
+  type ExecStreamEvent,
+  newIdempotencyKey,
+  runExec,
+  type StreamExecHandlers,
+  type StreamExecOptions,
+  type StreamedExec,
+  streamExec,
+} from './exec.ts';

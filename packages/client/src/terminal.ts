@@ -1,6 +1,15 @@
 /** A control message from the terminal endpoint (PTY output arrives as binary frames instead). */
 export type TerminalServerMessage =
-  | { type: 'ready'; sessionId: string }
+  | {
+      type: 'ready';
+      sessionId: string;
+      /** The shell's id: reattach to it with `terminalId` (and `offset`) after the socket drops. */
+      terminalId: string;
+      /** The output offset the server sends from (bytes since the shell started). */
+      offset: number;
+      /** Bytes between the asked `offset` and `offset` that the server no longer had. */
+      missed?: number;
+    }
   | { type: 'exit'; exitCode: number | null; signal: string | null }
   | { type: 'dropped'; bytes: number }
   | { type: 'error'; code: string; message: string };
@@ -21,6 +30,17 @@ export interface OpenTerminalOptions {
   /** A login JWT or an API token; sent as the first message, never in the URL. */
   token: string;
   sessionId: string;
+  /**
+   * Reattach to this shell (from a previous terminal's `terminalId`) instead of opening a new one: the server
+   * keeps a shell whose socket dropped for 30 s. Another user's, an unknown or an expired id is refused
+   * (`error` NOT_FOUND, then close 1008).
+   */
+  terminalId?: string;
+  /**
+   * With `terminalId`: the output bytes already had (a previous terminal's `offset`); the server replays what
+   * came after from its recent-output buffer. Omitted: it replays all it holds (for a fresh screen).
+   */
+  offset?: number;
   /** Initial size, sent once the server is ready. */
   cols?: number;
   rows?: number;
@@ -49,11 +69,16 @@ export interface StudioTerminal {
   onMessage(listener: (message: TerminalServerMessage) => void): () => void;
   close(): void;
   readonly socket: WebSocketLike;
+  /** The shell's id once ready (pass it as `terminalId` to reattach). */
+  readonly terminalId: string | undefined;
+  /** Output bytes received so far, counted from the shell's start (pass it as `offset` to reattach). */
+  readonly offset: number;
 }
 
 /**
  * Opens a terminal over the API's WebSocket endpoint: authenticates with the first message, then forwards
- * keystrokes and resizes as JSON and PTY output as bytes.
+ * keystrokes and resizes as JSON and PTY output as bytes. After the socket drops, open again with the old
+ * terminal's `terminalId` and `offset` to get the same shell back with the output you missed.
  *
  * ```ts
  * const term = openTerminal({ url: 'http://127.0.0.1:4000', token, sessionId, WebSocket });
@@ -88,6 +113,8 @@ export function openTerminal(options: OpenTerminalOptions): StudioTerminal {
   // terminal is ready), bounded like the server's queue. The size is sent once the terminal is ready: the
   // latest one asked for, from the options or from resize() before then.
   let opened = false;
+  let terminalId: string | undefined;
+  let offset = 0;
   let isReady = false;
   let early: string[] = [];
   let size =
@@ -98,7 +125,17 @@ export function openTerminal(options: OpenTerminalOptions): StudioTerminal {
     if (size) socket.send(JSON.stringify({ type: 'resize', ...size }));
   };
   socket.addEventListener('open', () => {
-    socket.send(JSON.stringify({ type: 'auth', token: options.token, sessionId: options.sessionId }));
+    socket.send(
+      JSON.stringify({
+        type: 'auth',
+        token: options.token,
+        sessionId: options.sessionId,
+        ...(options.terminalId !== undefined ? { terminalId: options.terminalId } : {}),
+        ...(options.terminalId !== undefined && options.offset !== undefined
+          ? { offset: options.offset }
+          : {}),
+      }),
+    );
     opened = true;
     for (const m of early) socket.send(m);
     early = [];
@@ -112,10 +149,13 @@ export function openTerminal(options: OpenTerminalOptions): StudioTerminal {
         return;
       }
       if (message.type === 'ready') {
+        terminalId = message.terminalId;
+        offset = message.offset;
         isReady = true;
         sendSize();
         markReady();
       }
+      if (message.type === 'dropped') offset += message.bytes;
       for (const l of messageListeners) l(message);
       return;
     }
@@ -125,12 +165,20 @@ export function openTerminal(options: OpenTerminalOptions): StudioTerminal {
         : ArrayBuffer.isView(event.data)
           ? new Uint8Array(event.data.buffer, event.data.byteOffset, event.data.byteLength)
           : undefined;
-    if (chunk) for (const l of dataListeners) l(chunk);
+    if (!chunk) return;
+    offset += chunk.byteLength;
+    for (const l of dataListeners) l(chunk);
   });
   return {
     ready,
     closed,
     socket,
+    get terminalId() {
+      return terminalId;
+    },
+    get offset() {
+      return offset;
+    },
     write(data) {
       const message = JSON.stringify({ type: 'input', data });
       if (opened) socket.send(message);

@@ -100,6 +100,7 @@ export {
   filesRemoveInput,
   filesRenameInput,
   filesWriteInput,
+  idempotencyKeySchema,
   imageNameSchema,
   isAllowedEnvName,
   labelSchema,

@@ -120,6 +120,19 @@ export const imageNameSchema = z
   .max(255)
   .regex(IMAGE, { error: 'image must be name[:tag][@sha256:digest] without a registry host' });
 
+/**
+ * An idempotency key for `exec.run` (and `exec.start`): 8-128 characters of `A-Z a-z 0-9 _ - . :` (a UUID
+ * fits). Security meaning: it lets a client retry a call that may have reached the server without running the
+ * command twice; the API scopes it to the caller (another user's identical key is a different key, and can
+ * neither read nor block the first user's result), binds it to the first call's input (the same key with
+ * another input is refused, never answered with the first result) and forgets it after a bounded window.
+ */
+export const idempotencyKeySchema = z
+  .string()
+  .min(8)
+  .max(128)
+  .regex(/^[A-Za-z0-9_.:-]+$/, { error: 'idempotencyKey is 8-128 characters of A-Z a-z 0-9 _ - . :' });
+
 /** A directory listing cursor or event cursor: 1-128 URL-safe characters. */
 export const cursorSchema = z
   .string()
@@ -294,6 +307,7 @@ export function createPolicySchemas(policy: Policy) {
       })
       .optional(),
     timeoutMs: z.int().min(1).max(policy.exec.maxTimeoutMs).optional(),
+    idempotencyKey: idempotencyKeySchema.optional(),
   });
 
   const terminalInputMessage = z.strictObject({
@@ -388,7 +402,8 @@ export const filesRenameInput = z
  * never a shell string assembled by the server (a client wanting a shell passes ['sh', '-c', …] in its own
  * sandbox); 1-256 arguments of at most 32 KiB with no NUL (execve would truncate there) and 256 KiB in all; cwd
  * is a canonical workspace directory; at most 64 env variables with safe names (see {@link REFUSED_ENV_NAMES});
- * stdin bounded by `exec.maxStdinBytes`; timeout 1 ms..`exec.maxTimeoutMs`.
+ * stdin bounded by `exec.maxStdinBytes`; timeout 1 ms..`exec.maxTimeoutMs`. `idempotencyKey` (see
+ * {@link idempotencyKeySchema}): a retry with the same key and input runs nothing and gets the first result.
  */
 export const execRunInput = defaults.execRunInput;
 

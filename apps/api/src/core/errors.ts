@@ -16,6 +16,8 @@ export const APP_ERROR_CODES = [
   'ALREADY_EXISTS',
   'SESSION_LIMIT',
   'INVALID_STATE',
+  'RESUME_EXPIRED',
+  'IDEMPOTENCY_KEY_REUSED',
   'HUMAN_HAS_CONTROL',
   'IMAGE_NOT_ALLOWED',
   'BACKEND_UNAVAILABLE',
@@ -76,6 +78,11 @@ const APP_TO_TRPC: Record<AppErrorCode, TRPC_ERROR_CODE_KEY> = {
   ALREADY_EXISTS: 'CONFLICT',
   SESSION_LIMIT: 'PRECONDITION_FAILED',
   INVALID_STATE: 'CONFLICT',
+  // A stream resumed from an event its bounded replay buffer no longer holds: retrying cannot help, so it is
+  // not a code the SSE link retries (those are 5xx).
+  RESUME_EXPIRED: 'PRECONDITION_FAILED',
+  // An idempotency key sent again with another input: the first call's result belongs to that first input.
+  IDEMPOTENCY_KEY_REUSED: 'UNPROCESSABLE_CONTENT',
   // A person holds control of the session: an API token's change waits until control.released.
   HUMAN_HAS_CONTROL: 'CONFLICT',
   IMAGE_NOT_ALLOWED: 'BAD_REQUEST',

@@ -11,7 +11,8 @@ type Status = 'connecting' | 'ready' | 'closed' | 'refused';
 /**
  * An xterm.js terminal over the API's /terminal WebSocket (same origin through the web server). Auth: a
  * 60-second socket token from auth.socketToken (the login cookie is httpOnly) as the first message. Reconnects
- * with backoff after a drop; a refusal (1008) is shown and not retried automatically.
+ * with backoff after a drop, reattaching to the same shell (its terminalId, and the output offset the screen
+ * already shows) while the server still keeps it; a refusal (1008) is shown and not retried automatically.
  */
 export function TerminalPanel({ sessionId, active }: { sessionId: string; active: boolean }) {
   const client = useTRPCClient();
@@ -44,6 +45,8 @@ export function TerminalPanel({ sessionId, active }: { sessionId: string; active
     let disposed = false;
     let retry: ReturnType<typeof setTimeout> | undefined;
     let failures = 0;
+    // The shell to reattach to after a drop, and how much of its output the screen already has.
+    let previous: { terminalId: string; offset: number } | undefined;
 
     // Keystrokes and resizes go to the live socket; while one is opening, @studio/client holds them (bounded)
     // until it has authenticated, and past that bound they are dropped.
@@ -77,7 +80,9 @@ export function TerminalPanel({ sessionId, active }: { sessionId: string; active
         sessionId,
         cols: term.cols,
         rows: term.rows,
+        ...(previous ? { terminalId: previous.terminalId, offset: previous.offset } : {}),
       });
+      const reattaching = previous !== undefined;
       current = t;
       t.onData((chunk) => term.write(chunk));
       t.onMessage((msg) => {
@@ -95,7 +100,22 @@ export function TerminalPanel({ sessionId, active }: { sessionId: string; active
       });
       void t.closed.then(({ code, reason }) => {
         if (current === t) current = null;
+        // Closed normally (1000: the shell exited), refused, or taken over (4001): nothing to reattach to.
+        previous =
+          t.terminalId !== undefined && code !== 1000 && code !== 1008 && code !== 4001
+            ? { terminalId: t.terminalId, offset: t.offset }
+            : undefined;
         if (disposed) return;
+        if (code === 1008 && reattaching && reason.startsWith('NOT_FOUND')) {
+          term.write('\r\n[the previous shell has ended; opening a new one]\r\n');
+          schedule();
+          return;
+        }
+        if (code === 4001) {
+          setStatus('closed');
+          setDetail('this terminal was opened elsewhere');
+          return;
+        }
         if (code === 1008) {
           setStatus('refused');
           setDetail(reason || 'the server refused the terminal');
