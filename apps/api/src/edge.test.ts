@@ -209,7 +209,7 @@ describe('edge limits', () => {
     const stream = sse(`${t.url}/trpc/events.subscribe?input=${input}`, token);
     try {
       await until(() => stream.text().includes('event: connected'), 'the stream to connect');
-      expect(stream.text().startsWith('retry: 2000\n\n')).toBe(true);
+      expect(stream.text().startsWith('retry: 2000\nevent: connected\n')).toBe(true);
     } finally {
       stream.abort();
     }

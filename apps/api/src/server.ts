@@ -260,7 +260,9 @@ export async function startServer(app: App, options: StartServerOptions): Promis
         if (first) {
           first = false;
           if (String(res.getHeader('content-type') ?? '').startsWith('text/event-stream')) {
-            write(`retry: ${SSE_RETRY_MS}\n\n`);
+            // A field line of the stream's first event (tRPC's `connected`), not an event of its own: clients
+            // that count blocks see nothing new.
+            write(`retry: ${SSE_RETRY_MS}\n`);
           }
         }
         return write(...args);
