@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
+import { RUNSC_FLAGS as GVISOR_RUNSC_FLAGS } from '@studio/isolation-gvisor';
 import Docker from 'dockerode';
 import { onCleanup } from './report.ts';
 
@@ -101,7 +102,11 @@ export function rawDocker(image: string): RawRuntime {
   };
 }
 
-export const RUNSC_FLAGS = ['--network=none', '--platform=ptrace'];
+/**
+ * The raw baseline runs with the gVisor backend's own runsc flags and platform (systrap, no root overlay,
+ * OCI seccomp enabled, no network), so the comparison measures the backend, not a runsc configuration.
+ */
+export const RUNSC_FLAGS = [...GVISOR_RUNSC_FLAGS, '--platform=systrap'];
 
 /** Raw `runsc`: a minimal OCI bundle on the same rootfs. */
 export function rawGvisor(rootfs: string, dataDir: string, ourRunscRoot: string): RawRuntime {

@@ -100,6 +100,8 @@ try {
       instanceId: 'bench',
       images: { [image]: gvisorRootfs },
       seccompProfile: SECCOMP_PROFILE,
+      // As the API runs it, like the Docker backend above.
+      workspacePool: WORKSPACE_POOL,
     });
   });
   const dockerRows: [string, TargetId | undefined][] = [

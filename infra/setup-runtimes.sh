@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares the sandbox runtimes on a Debian 12 host for `npm start`, `npm test` and CI:
-#   1. installs the Debian packages that are missing (docker.io e2fsprogs apparmor mmdebstrap runsc gcc libc6-dev);
+#   1. installs the Debian packages that are missing (docker.io e2fsprogs apparmor mmdebstrap), and runsc from
+#      bookworm-backports (enabling that suite when missing; replaces an older runsc such as bookworm's 20221219);
 #   2. starts dockerd in the background when it does not answer (no systemd on these machines);
 #   3. checks that the AppArmor profile compiles (infra/apparmor/check.sh);
 #   4. builds the sandbox image and rootfs if their recipe changed (infra/image/build.sh).
@@ -11,8 +12,11 @@
 # Uses sudo when not root; with neither, prints the commands to run as root and fails.
 
 STUDIO_INFRA=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# gcc and libc6-dev build the gVisor backend's statx shim (packages/isolation-gvisor/guest).
-STUDIO_PACKAGES=(docker.io e2fsprogs apparmor mmdebstrap runsc gcc libc6-dev)
+STUDIO_PACKAGES=(docker.io e2fsprogs apparmor mmdebstrap)
+# The gVisor backend needs runsc 20240729 or newer (systrap, directfs, OCI seccomp, the statx fix); Debian 12
+# carries it in bookworm-backports only. Keep in step with MIN_RUNSC_VERSION in packages/isolation-gvisor/src/runsc.ts.
+STUDIO_RUNSC_MIN=0.0~20240729
+STUDIO_BACKPORTS_LIST=/etc/apt/sources.list.d/bookworm-backports.list
 
 _studio_log() { printf '[studio] %s\n' "$*" >&2; }
 _studio_fail() {
@@ -56,6 +60,54 @@ _studio_packages() {
     apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
     return 1
   fi
+}
+
+# The mirror of the machine's main Debian suite (deb822 or one-line sources), so backports come from the same place.
+_studio_debian_mirror() {
+  local uri
+  uri=$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '$2 ~ /debian\/?$/ { print $2; exit }')
+  [ -n "$uri" ] || uri=$(grep -hsE '^deb +(\[[^]]*\] +)?[a-z]+://[^ ]*debian/? +bookworm ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+    sed -E 's/^deb +(\[[^]]*\] +)?//' | awk '{ print $1; exit }')
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+# runsc from bookworm-backports, replacing an older one (bookworm's own runsc is 0.0~20221219).
+_studio_runsc() {
+  local have
+  have=$(dpkg-query -W -f='${Version}' runsc 2>/dev/null || true)
+  if [ -n "$have" ] && dpkg --compare-versions "$have" ge "$STUDIO_RUNSC_MIN"; then return 0; fi
+  local line
+  line="deb $(_studio_debian_mirror) bookworm-backports main"
+  if ! _studio_can_root; then
+    _studio_fail "runsc ${have:-is missing}${have:+ is too old}: gVisor needs $STUDIO_RUNSC_MIN or newer. Run as root, then retry:
+    echo '$line' > $STUDIO_BACKPORTS_LIST
+    apt-get update && apt-get install -y --no-install-recommends -t bookworm-backports runsc"
+    return 1
+  fi
+  local log=$CACHE/apt.log
+  if ! grep -qsE '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; then
+    _studio_log "enabling bookworm-backports ($line)"
+    _studio_as_root sh -c "echo '$line' > $STUDIO_BACKPORTS_LIST" || {
+      _studio_fail "could not write $STUDIO_BACKPORTS_LIST (need root or sudo)"
+      return 1
+    }
+  fi
+  _studio_log "installing runsc from bookworm-backports${have:+ (replacing $have)}"
+  if ! {
+    _studio_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$log" 2>&1 &&
+      _studio_as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends -t bookworm-backports runsc >>"$log" 2>&1
+  }; then
+    tail -20 "$log" >&2
+    _studio_fail "apt-get could not install runsc from bookworm-backports (log: $log): check the Debian mirror, or run as root:
+    apt-get update && apt-get install -y --no-install-recommends -t bookworm-backports runsc"
+    return 1
+  fi
+  have=$(dpkg-query -W -f='${Version}' runsc 2>/dev/null || true)
+  dpkg --compare-versions "${have:-0}" ge "$STUDIO_RUNSC_MIN" || {
+    _studio_fail "bookworm-backports gave runsc ${have:-nothing}, older than $STUDIO_RUNSC_MIN: check $STUDIO_BACKPORTS_LIST"
+    return 1
+  }
 }
 
 _studio_docker() {
@@ -110,10 +162,11 @@ studio_setup_runtimes() {
     return 1
   }
   _studio_packages || return 1
+  _studio_runsc || return 1
   _studio_docker || return 1
   command -v runsc >/dev/null || PATH=$PATH:/usr/sbin
   command -v runsc >/dev/null || {
-    _studio_fail "runsc not found: apt-get install runsc"
+    _studio_fail "runsc not found: apt-get install -t bookworm-backports runsc"
     return 1
   }
   _studio_pid_max

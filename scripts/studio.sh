@@ -32,6 +32,15 @@ prepare_runtimes() {
   log "warning: sandbox runtimes unavailable (see above): sessions cannot start, and their tests skip with a reason"
 }
 
+# The Rust in-sandbox agent (packages/sandbox-agent/guest, std only, built offline; quick when built). The
+# sandbox-agent tests run against it beside the Node agent: in CI it must build; elsewhere its variants skip
+# with a one-line reason.
+build_agent() {
+  if bash packages/sandbox-agent/scripts/build-agent.sh; then return 0; fi
+  if in_ci; then die "the Rust agent is required in CI and could not be built (see above; needs cargo)"; fi
+  log "warning: the Rust agent could not be built (see above); its test variants will skip with a reason"
+}
+
 # PostgreSQL for the store's tests (the API itself runs on embedded PGlite by default).
 prepare_test_postgres() {
   [ -n "${STUDIO_TEST_DATABASE_URL:-}" ] && return 0
@@ -138,6 +147,7 @@ case "$cmd" in
     prepare_runtimes
     prepare_test_postgres
     ensure_chromium
+    build_agent
     log "lint (biome)"; npx biome ci .
     log "typecheck"; typecheck
     log "tests"; run_tests

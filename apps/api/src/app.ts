@@ -92,6 +92,7 @@ export function backendsFromEnv(env: ResolvedEnv): IsolationBackend[] {
           instanceId: env.instanceId,
           seccompProfile: env.seccompProfile,
           limits: env.policy.sandbox,
+          workspacePool,
           // Resolved on first use; when it cannot be, available() reports why, naming the fix.
           images: () => {
             const rootfs = resolveSandboxRootfs(env);

@@ -20,11 +20,11 @@ runIsolationConformance({
   // In CI a missing runsc fails the run; on a laptop the cases skip with the reason.
   requireRuntime: process.env.CI === 'true',
   hostPath: dataDir,
-  // Each skip is a reading of /proc or /dev that gVisor's own kernel (20221219) presents differently from
+  // Each skip is a reading of /proc or /dev that gVisor's own kernel (20240729) presents differently from
   // Linux; what the case protects is asserted by the other cases named in the reason.
   skip: {
     'security.no-new-privs':
-      'gVisor prints no NoNewPrivs line in /proc/<pid>/status; no_new_privs is set for every process (runsc sets it, seccomp-exec sets it again before its filter, which the kernel would refuse otherwise): security.seccomp shows the filter active',
+      "gVisor prints no NoNewPrivs line in /proc/<pid>/status; no_new_privs is set for every process (the spec's noNewPrivileges, which runsc applies to the first process and every process inherits; an unprivileged seccomp filter needs it): security.seccomp shows the filter active in PID 1 and in exec'd processes",
     'security.capabilities':
       'gVisor prints no CapAmb line in /proc/<pid>/status; CapInh/CapPrm/CapEff/CapBnd are all zero, and security.all-processes-unprivileged checks CapEff of every process',
     'security.setns':
@@ -32,6 +32,6 @@ runIsolationConformance({
     'security.no-devices':
       "gVisor's own /dev always holds /dev/fuse and /dev/net/tun, devices of its kernel, not the host's: FUSE needs mount(2) and TUN needs CAP_NET_ADMIN, both refused (security.mount, security.capabilities); no block device exists",
     'security.ptrace':
-      "gVisor serves /proc/<pid>/environ with mode 0444 and no ptrace check, so PID 1's environment (PATH, HOME, LANG only) is readable; ptrace of PID 1 is EPERM (seccomp) and /proc/1/mem, fd, cwd and exe are refused (PID 1 is non-dumpable)",
+      "gVisor serves /proc/<pid>/environ with mode 0444 and no ptrace check, so the environment of PID 1 (tini) and the agent (PATH, HOME, LANG, STUDIO_WORKSPACE only) is readable; ptrace of them is EPERM (seccomp) and /proc/<pid>/mem is EACCES. gVisor cannot load the image's execute-only binaries, so init and the Node agent are dumpable and their /proc/<pid>/fd (the agent's FIFOs) open to sandbox code of the same uid, which gains nothing it cannot already do: the agent runs as that uid and holds no secret, and the host treats all the channel carries as untrusted input",
   },
 });

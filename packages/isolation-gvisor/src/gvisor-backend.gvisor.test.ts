@@ -36,7 +36,7 @@ afterAll(async () => {
 const text = (b: Uint8Array) => Buffer.from(b).toString();
 
 describe('GVisorBackend on the host', () => {
-  test('keeps the shared image untouched, runs coreutils through the statx shim, and filters every process', async ({
+  test('keeps the shared image untouched, runs coreutils (statx), and filters every process from the first', async ({
     backend,
   }) => {
     const before = readdirSync(join(images[image] ?? '', 'etc')).sort();
@@ -53,7 +53,6 @@ describe('GVisorBackend on the host', () => {
     expect(text(r.stdout)).toBe('root\n/proc/1/status:Seccomp:\t2\n/proc/self/status:Seccomp:\t2\n');
     // Mount points runsc creates land in the sandbox's overlay, never in the image every sandbox shares.
     expect(readdirSync(join(images[image] ?? '', 'etc')).sort()).toEqual(before);
-    expect(existsSync(join(images[image] ?? '', 'etc', 'ld.so.preload'))).toBe(false);
   });
 
   test('reconcile() removes half-created sandboxes, stray runsc processes and workspaces without a sandbox', async ({

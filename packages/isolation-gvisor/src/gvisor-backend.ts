@@ -1,9 +1,14 @@
 import { randomBytes } from 'node:crypto';
+import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type BackendCapabilities,
+  type ExecOptions,
+  type ExecResult,
   type IsolationBackend,
   IsolationError,
   isIsolationError,
@@ -19,13 +24,14 @@ import {
   validateSandboxSpec,
 } from '@studio/isolation';
 import { AGENT_COMMAND, AGENT_DIR, AgentClient, AgentConnections, AgentSandbox } from '@studio/sandbox-agent';
-import { LoopWorkspaces, WORKSPACE_READ_ONLY_FAILURE } from '@studio/workspaces';
-import { execa, type ResultPromise } from 'execa';
+import { LoopWorkspaces, WORKSPACE_READ_ONLY_FAILURE, type WorkspacePoolOptions } from '@studio/workspaces';
+import { execa } from 'execa';
 import { cpuUsageNanos, limitEvents, memoryUsage, removeCgroups } from './cgroups.ts';
 import { mapRunscError } from './map-error.ts';
-import { filtered, labelsOf, type OciSpec, ociSpec, sandboxProcess } from './oci-spec.ts';
-import { Runsc, type RunscState } from './runsc.ts';
-import { GuestLayer, mountTable, SandboxRoot, unmountAll } from './sandbox-root.ts';
+import { labelsOf, type OciSpec, ociSpec } from './oci-spec.ts';
+import { Runsc, type RunscState, runscTooOld } from './runsc.ts';
+import { mountTable, SandboxRoot, unmountAll } from './sandbox-root.ts';
+import { type OciSeccomp, ociSeccomp, type SeccompProfile } from './seccomp-profile.ts';
 
 /** Options for {@link GVisorBackend}. */
 export interface GVisorBackendOptions {
@@ -44,25 +50,29 @@ export interface GVisorBackendOptions {
   runscPath?: string;
   /** runsc's `--root`. Default `<dataDir>/runsc`. */
   stateDir?: string;
-  /** gVisor platform. Default `ptrace` (KVM hangs in nested VMs). */
+  /** gVisor platform. Default `systrap` (faster than ptrace here; KVM hangs in nested VMs). */
   platform?: 'ptrace' | 'kvm' | 'systrap';
   /** Bytes of the data directory's disk no workspace may take; see `LoopWorkspacesOptions.headroomBytes`. */
   workspaceHeadroomBytes?: number;
+  /**
+   * Workspace images kept made ahead for creates of this disk size and inode count; see
+   * `LoopWorkspacesOptions.pool`. The pool starts filling at the first list() or create().
+   */
+  workspacePool?: WorkspacePoolOptions;
   /** Host directory with the agent, mounted read-only at /opt/studio. */
   agentDir?: string;
-  /** How long to wait for the agent's hello after a start (Node starts slowly under ptrace). */
+  /** How long to wait for the agent's hello after a start (Node starts slowly under gVisor). */
   agentTimeoutMs?: number;
   /**
-   * Docker-format seccomp profile (JSON file) compiled for every sandbox process. Required: the app passes
-   * `infra/seccomp/studio.json` (`STUDIO_SECCOMP_PROFILE`), the same profile as the Docker backend's.
+   * Docker-format seccomp profile (JSON file), installed by runsc in every sandbox's first process (see
+   * `seccomp-profile.ts`). Required: the app passes `infra/seccomp/studio.json` (`STUDIO_SECCOMP_PROFILE`),
+   * the same profile as the Docker backend's.
    */
   seccompProfile: string;
   /** Per-sandbox ceilings on top of the policy's bounds (e.g. the API's `policy.sandbox`); see `validateSandboxSpec`. */
   limits?: Partial<ResourceLimits>;
   /** Host cgroup under which each sandbox gets `<cgroupParent>/<id>`. Default `studio-gvisor`. */
   cgroupParent?: string;
-  /** C compiler for the statx shim. Default `cc`. */
-  compiler?: string;
   /** Limit of one runsc call. Default 60 s. */
   runscTimeoutMs?: number;
   /** Run {@link GVisorBackend.reconcile} when the backend is constructed. Default true. */
@@ -102,7 +112,9 @@ export class GVisorBackend implements IsolationBackend {
   readonly #o: GVisorBackendOptions;
   readonly #runsc: Runsc;
   readonly #workspaces: LoopWorkspaces;
-  readonly #guest: GuestLayer;
+  #seccomp: Promise<OciSeccomp> | undefined;
+  /** Sandboxes this backend has just started: their first agent connection needs no `runsc state`. */
+  readonly #fresh = new Set<string>();
   readonly #sandboxesDir: string;
   readonly #locks = new Map<string, Promise<unknown>>();
   /** @internal One agent connection per sandbox, shared by every handle. */
@@ -116,17 +128,14 @@ export class GVisorBackend implements IsolationBackend {
     this.#runsc = new Runsc({
       binary: options.runscPath ?? 'runsc',
       root: options.stateDir ?? join(options.dataDir, 'runsc'),
-      platform: options.platform ?? 'ptrace',
+      platform: options.platform ?? 'systrap',
       timeoutMs: options.runscTimeoutMs ?? 60_000,
     });
-    this.#workspaces = new LoopWorkspaces(
-      options.dataDir,
-      options.workspaceHeadroomBytes === undefined ? {} : { headroomBytes: options.workspaceHeadroomBytes },
-    );
-    this.#guest = new GuestLayer({
-      dir: join(options.dataDir, 'guest'),
-      seccompProfilePath: options.seccompProfile,
-      compiler: options.compiler ?? 'cc',
+    this.#workspaces = new LoopWorkspaces(options.dataDir, {
+      ...(options.workspaceHeadroomBytes === undefined
+        ? {}
+        : { headroomBytes: options.workspaceHeadroomBytes }),
+      ...(options.workspacePool ? { pool: options.workspacePool } : {}),
     });
     this.#sandboxesDir = join(options.dataDir, 'sandboxes');
     this.#reconciled =
@@ -149,7 +158,8 @@ export class GVisorBackend implements IsolationBackend {
 
   async available(): Promise<{ ok: true } | { ok: false; reason: string }> {
     try {
-      await this.#runsc.version();
+      const tooOld = runscTooOld(await this.#runsc.version());
+      if (tooOld !== undefined) return { ok: false, reason: tooOld };
     } catch (error) {
       return { ok: false, reason: mapRunscError(error, 'runsc').message };
     }
@@ -163,7 +173,7 @@ export class GVisorBackend implements IsolationBackend {
       return { ok: false, reason: 'the kernel has no overlay filesystem: modprobe overlay' };
     }
     try {
-      await this.#guest.path();
+      await this.#seccompFilter();
       for (const image of Object.keys(await this.#imageMap())) await this.#rootfsFor(image);
     } catch (error) {
       return { ok: false, reason: (error as Error).message };
@@ -175,8 +185,8 @@ export class GVisorBackend implements IsolationBackend {
     this.#assertOpen();
     await this.#reconciled;
     validateSandboxSpec(spec, this.#o.limits);
-    const rootfs = await this.#rootfsFor(spec.image);
-    const layer = await this.#guest.path();
+    const t0 = performance.now();
+    const [rootfs, seccomp] = await Promise.all([this.#rootfsFor(spec.image), this.#seccompFilter()]);
     const id = spec.id ?? newSandboxId();
     // Checked before anything is made: the clean-up below removes everything named after `id`, and must never
     // reach a sandbox that a caller's reused id happens to name.
@@ -194,31 +204,50 @@ export class GVisorBackend implements IsolationBackend {
       'studio.workspace': 'loop',
       ...(this.#o.instanceId ? { [LABEL_INSTANCE]: this.#o.instanceId } : {}),
     };
+    const timings: Array<[string, number]> = [];
     try {
       await this.#withLock(id, async () => {
         const bundle = this.bundleDir(id);
         await mkdir(this.#sandboxesDir, { recursive: true, mode: 0o700 });
         await mkdir(bundle, { mode: 0o700 });
-        const workspace = await this.#workspaces.create(id, spec.resources.diskBytes, spec.resources.inodes);
-        const root = await new SandboxRoot(bundle).mount(rootfs, layer);
+        // In parallel, and all settled before a failure is thrown: the clean-up must not race a step still running.
+        const step = <T>(name: string, p: Promise<T>) =>
+          p.then((v) => {
+            timings.push([name, performance.now() - t0]);
+            return v;
+          });
+        const [workspace, root] = await allSettled([
+          step('workspace', this.#workspaces.create(id, spec.resources.diskBytes, spec.resources.inodes)),
+          step('root', this.#root(bundle, rootfs)),
+          step('fifos', makeFifos(bundle)),
+        ] as const);
+        const t1 = performance.now();
         const config = ociSpec({
           rootfs: root,
           workspace,
           agentDir: this.#o.agentDir ?? AGENT_DIR,
+          command: agentCommand(),
+          seccomp,
           resources: spec.resources,
           cgroupsPath: this.#cgroupsPath(id),
           labels,
         });
         config.annotations[ANNOTATION_IMAGE] = spec.image;
         config.annotations[ANNOTATION_CREATED] = new Date().toISOString();
-        await writeJson(join(bundle, 'agent.json'), sandboxProcess(filtered(agentCommand()), spec.resources));
         // config.json last: a bundle without it is a create that never finished (reconcile removes it).
         await writeJson(join(bundle, 'config.json'), config);
-        await this.#runsc.create(bundle, id);
-        await this.#runsc.run(['start', id], `sandbox ${id}`);
+        await this.#run(id);
+        timings.push(['runsc run', performance.now() - t1]);
       });
+      const t2 = performance.now();
       const sandbox = new GVisorSandbox(this, id);
       await sandbox.ready();
+      timings.push(['agent hello', performance.now() - t2]);
+      if (process.env.STUDIO_GVISOR_TIMINGS === '1') {
+        process.stderr.write(
+          `[gvisor] create ${id}: ${timings.map(([k, v]) => `${k} ${v.toFixed(0)} ms`).join(', ')}\n`,
+        );
+      }
       return sandbox;
     } catch (error) {
       await this.destroy(id).catch(() => undefined);
@@ -251,6 +280,7 @@ export class GVisorBackend implements IsolationBackend {
     );
     // list() is what the API's reconciliation polls: the place to repair images a host fstrim made sparse.
     await this.#workspaces.fillHoles();
+    void this.#workspaces.fillPool();
     const states = new Map((await this.#runsc.list()).map((s) => [s.id, s]));
     const out: SandboxInfo[] = [];
     for (const id of ids) {
@@ -273,6 +303,7 @@ export class GVisorBackend implements IsolationBackend {
     if (!ID_PATTERN.test(id)) return;
     await this.#withLock(id, async () => {
       await this.agents.drop(id);
+      this.#fresh.delete(id);
       const bundle = this.bundleDir(id);
       try {
         await this.#runsc.run(['delete', '--force', id], `sandbox ${id}`);
@@ -291,6 +322,7 @@ export class GVisorBackend implements IsolationBackend {
   async close(): Promise<void> {
     this.#closed = true;
     await this.agents.dropAll();
+    await this.#workspaces.close();
   }
 
   /**
@@ -353,9 +385,10 @@ export class GVisorBackend implements IsolationBackend {
         report.removed.push(id);
       }
     }
+    // Guest layers (the seccomp wrapper and statx shim of runsc 20221219) are no longer made: remove old ones.
     const mounts = await mountTable();
-    for (const dir of await this.#guest.others()) {
-      if (!mounts.some((m) => m.options.includes(dir))) await rm(dir, { recursive: true, force: true });
+    if (!mounts.some((m) => m.options.includes(join(this.#o.dataDir, 'guest')))) {
+      await rm(join(this.#o.dataDir, 'guest'), { recursive: true, force: true });
     }
     return report;
   }
@@ -411,6 +444,7 @@ export class GVisorBackend implements IsolationBackend {
   async stop(id: string): Promise<void> {
     await this.#withLock(id, async () => {
       await this.agents.drop(id);
+      this.#fresh.delete(id);
       const config = await this.readBundle(id);
       const state = await this.#runsc.state(id);
       if (state?.status === 'stopped') await this.#recordFailure(id, config);
@@ -443,10 +477,15 @@ export class GVisorBackend implements IsolationBackend {
       await this.agents.drop(id);
       const image = config.annotations[ANNOTATION_IMAGE] ?? DEFAULT_IMAGE;
       await this.#workspaces.mount(id);
-      await new SandboxRoot(this.bundleDir(id)).mount(await this.#rootfsFor(image), await this.#guest.path());
+      const root = await this.#root(this.bundleDir(id), await this.#rootfsFor(image));
+      if (config.root.path !== root) {
+        // The image was rebuilt elsewhere (its rootfs path names its recipe's hash) or the overlay is needed now.
+        config.root.path = root;
+        await writeJson(join(this.bundleDir(id), 'config.json'), config);
+      }
+      await makeFifos(this.bundleDir(id));
       await removeCgroups(config.linux.cgroupsPath);
-      await this.#runsc.create(this.bundleDir(id), id);
-      await this.#runsc.run(['start', id], `sandbox ${id}`);
+      await this.#run(id);
       await rm(join(this.bundleDir(id), 'failure.json'), { force: true });
     });
   }
@@ -467,7 +506,7 @@ export class GVisorBackend implements IsolationBackend {
     });
   }
 
-  /** @internal Opens a new agent connection: one `runsc exec` of the agent under the seccomp wrapper. */
+  /** @internal Opens a new agent connection: the sandbox's first process's stdio, through its FIFOs. */
   connectAgent(id: string): Promise<AgentClient> {
     return this.#connect(id);
   }
@@ -507,6 +546,11 @@ export class GVisorBackend implements IsolationBackend {
     return new IsolationError('INVALID_STATE', `sandbox ${id} stopped; start it again`, { cause: error });
   }
 
+  /** @internal The host cgroup's count of OOM kills in this sandbox (undefined when unreadable). */
+  async oomKills(id: string): Promise<number | undefined> {
+    return (await limitEvents(this.#cgroupsPath(id)))?.oomKills;
+  }
+
   /** @internal */
   async dropAgent(id: string): Promise<void> {
     await this.agents.drop(id);
@@ -522,54 +566,115 @@ export class GVisorBackend implements IsolationBackend {
   async #connect(id: string): Promise<AgentClient> {
     this.#assertOpen();
     await this.readBundle(id);
-    const state = await this.#runsc.state(id);
-    if (state?.status !== 'running') {
-      const status = state?.status === 'paused' ? 'paused' : 'stopped';
-      throw new IsolationError(
-        'INVALID_STATE',
-        `sandbox ${id} is ${status}: ${status === 'paused' ? 'resume' : 'start'} it first`,
-      );
+    // Right after a start runsc's exit status already said the sandbox runs: no `runsc state` on that path.
+    if (!this.#fresh.delete(id)) {
+      const state = await this.#runsc.state(id);
+      if (state?.status !== 'running') {
+        const status = state?.status === 'paused' ? 'paused' : 'stopped';
+        throw new IsolationError(
+          'INVALID_STATE',
+          `sandbox ${id} is ${status}: ${status === 'paused' ? 'resume' : 'start'} it first`,
+        );
+      }
     }
-    let child: ResultPromise;
+    const bundle = this.bundleDir(id);
+    let input: Socket;
+    let output: Socket;
     try {
-      child = execa(
-        this.#runsc.binary,
-        [...this.#runsc.globalArgs(), 'exec', '--process', join(this.bundleDir(id), 'agent.json'), id],
-        { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false, reject: false },
-      );
+      // Non-blocking: the FIFOs are served by libuv like sockets, never by a thread of the pool. The sandbox
+      // holds both ends open (O_RDWR), so a host that goes away leaves the agent running for the next one,
+      // as Docker's attach does; opening the write side fails with ENXIO once the sandbox is gone.
+      // Opening a FIFO with O_NONBLOCK never waits, so the synchronous calls cost no more than a stat.
+      const out = openSync(join(bundle, FIFO_OUT), fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+      let inp: number;
+      try {
+        inp = openSync(join(bundle, FIFO_IN), fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+      } catch (error) {
+        closeSync(out);
+        throw error;
+      }
+      input = new Socket({ fd: out, readable: true, writable: false });
+      output = new Socket({ fd: inp, readable: false, writable: true });
     } catch (error) {
-      throw mapRunscError(error, `sandbox ${id}`);
+      throw new IsolationError('UNAVAILABLE', `sandbox ${id}: its agent's channel cannot be opened`, {
+        cause: error,
+      });
     }
-    let stderr = '';
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      stderr = (stderr + chunk).slice(-8192);
-    });
-    const exited = child.then(
-      () => undefined,
-      () => undefined,
-    );
-    const stdout = child.stdout;
-    const stdin = child.stdin;
-    if (!stdout || !stdin) throw new IsolationError('INTERNAL', 'runsc exec has no stdio pipes');
-    const client = new AgentClient({ input: stdout, output: stdin });
-    // The agent exits when its stdin closes; runsc exec follows. A stuck one is killed.
+    input.on('error', () => input.destroy());
+    output.on('error', () => output.destroy());
+    const client = new AgentClient({ input, output });
     client.closed.then(() => {
-      setTimeout(() => child.kill('SIGKILL'), 5_000).unref();
+      input.destroy();
+      output.destroy();
     });
     try {
       await client.hello(this.agentTimeoutMs);
     } catch (error) {
       await client.close().catch(() => undefined);
-      child.kill('SIGKILL');
-      await exited;
-      const why = stderr.trim().split('\n').slice(-3).join(' ').slice(0, 500);
-      if (isIsolationError(error, 'UNAVAILABLE') && why) {
-        throw new IsolationError('UNAVAILABLE', `${error.message} (runsc exec: ${why})`, { cause: error });
-      }
+      input.destroy();
+      output.destroy();
       throw error;
     }
     return client;
+  }
+
+  /**
+   * The root runsc gets. runsc's gofer creates missing mount points, as root, in the root it is given: when
+   * the image has every mount point of the spec (Studio's image does), the image's rootfs itself, read-only,
+   * and nothing is written there; otherwise a private overlay over it (see {@link SandboxRoot}), so the
+   * shared image stays untouched.
+   */
+  async #root(bundle: string, rootfs: string): Promise<string> {
+    const points = await Promise.all(
+      MOUNT_POINTS.map((p) =>
+        stat(join(rootfs, p)).then(
+          (s) => s.isDirectory(),
+          () => false,
+        ),
+      ),
+    );
+    if (points.every(Boolean)) return rootfs;
+    return new SandboxRoot(bundle).mount(rootfs);
+  }
+
+  /** Starts the bundle's container with the agent's FIFOs as its first process's stdin and stdout. */
+  async #run(id: string): Promise<void> {
+    const bundle = this.bundleDir(id);
+    // O_RDWR: opening a FIFO that way never blocks, and the sandbox keeps both ends, so the agent never sees
+    // an end of input when a host connection closes.
+    const inp = openSync(join(bundle, FIFO_IN), fsConstants.O_RDWR);
+    let out: number;
+    try {
+      out = openSync(join(bundle, FIFO_OUT), fsConstants.O_RDWR);
+    } catch (error) {
+      closeSync(inp);
+      throw error;
+    }
+    try {
+      await this.#runsc.runDetached(bundle, id, inp, out);
+      this.#fresh.add(id);
+    } finally {
+      closeSync(inp);
+      closeSync(out);
+    }
+  }
+
+  /** The seccomp profile as OCI `linux.seccomp`, read once (again after it failed). */
+  #seccompFilter(): Promise<OciSeccomp> {
+    this.#seccomp ??= readFile(this.#o.seccompProfile, 'utf8').then(
+      (text) => ociSeccomp(JSON.parse(text) as SeccompProfile),
+      (error: unknown) => {
+        throw new IsolationError(
+          'UNAVAILABLE',
+          `seccomp profile not found at ${this.#o.seccompProfile}: pass seccompProfile (the API's STUDIO_SECCOMP_PROFILE)`,
+          { cause: error },
+        );
+      },
+    );
+    this.#seccomp.catch(() => {
+      this.#seccomp = undefined;
+    });
+    return this.#seccomp;
   }
 
   async #info(id: string, config: OciSpec, state: RunscState | undefined): Promise<SandboxInfo> {
@@ -665,7 +770,7 @@ export class GVisorBackend implements IsolationBackend {
     const entries = await readdir(this.#runsc.root).catch(() => [] as string[]);
     await Promise.all(
       entries
-        .filter((e) => e.startsWith(`${id}_`))
+        .filter((e) => e.startsWith(`${id}_`) || e === `runsc-${id}.sock`)
         .map((e) => rm(join(this.#runsc.root, e), { force: true })),
     );
   }
@@ -740,6 +845,21 @@ export class GVisorSandbox extends AgentSandbox {
     await this.agent();
   }
 
+  /**
+   * Under systrap each guest address space lives in a host stub process, so the host's OOM killer ends the
+   * process that outgrew the sandbox's memory (its stub) and the sandbox keeps running; gVisor reports that
+   * process as exited with status 1. The host cgroup counts the kill: a failed exec during which that count
+   * rose is reported `oomKilled` (another process of the same sandbox may have been the victim: either
+   * way the sandbox hit its memory limit while the command ran).
+   */
+  override async exec(command: readonly string[], options: ExecOptions): Promise<ExecResult> {
+    const before = await this.#backend.oomKills(this.id);
+    const result = await super.exec(command, options);
+    if (result.oomKilled || result.timedOut || result.exitCode === 0 || before === undefined) return result;
+    const after = await this.#backend.oomKills(this.id);
+    return after !== undefined && after > before ? { ...result, oomKilled: true } : result;
+  }
+
   protected get connections(): AgentConnections {
     return this.#backend.agents;
   }
@@ -785,15 +905,53 @@ export class GVisorSandbox extends AgentSandbox {
   }
 }
 
+/** Every mount point of `ociSpec`: a root that has them all needs no overlay. */
+const MOUNT_POINTS = ['proc', 'dev', 'sys', 'tmp', 'workspace', 'opt/studio'];
+
+/** The sandbox's first process's stdin and stdout, in its bundle (see {@link GVisorBackend}'s `#connect`). */
+const FIFO_IN = 'agent.in';
+const FIFO_OUT = 'agent.out';
+
+/** Promise.all that waits for every step before it rejects with the first failure. */
+async function allSettled<T extends readonly unknown[]>(
+  steps: T,
+): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+  const results = await Promise.allSettled(steps);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as {
+    -readonly [K in keyof T]: Awaited<T[K]>;
+  };
+}
+
+async function makeFifos(bundle: string): Promise<void> {
+  const missing = [];
+  for (const name of [FIFO_IN, FIFO_OUT]) {
+    const s = await stat(join(bundle, name)).catch(() => undefined);
+    if (!s?.isFIFO()) {
+      if (s) await rm(join(bundle, name), { force: true });
+      missing.push(join(bundle, name));
+    }
+  }
+  if (missing.length === 0) return;
+  try {
+    await execa('mkfifo', ['-m', '600', ...missing], { stdin: 'ignore', timeout: 30_000 });
+  } catch (error) {
+    throw new IsolationError('INTERNAL', `could not make the agent's FIFOs in ${bundle}`, { cause: error });
+  }
+}
+
 /**
- * The agent's argv without the init in front of it (`AGENT_COMMAND` is tini -- node agent). gVisor's
- * loader reads an executable with the caller's credentials, so the image's execute-only node (which
- * makes the agent non-dumpable under Linux) cannot run here (EACCES): the agent uses the ordinary one.
+ * The sandbox's first process: `AGENT_COMMAND` (an init running the agent, or the agent binary itself), with
+ * the image's readable binaries: gVisor's loader reads an executable with the caller's credentials, so the
+ * image's execute-only copies (which make a process non-dumpable under Linux) cannot run here (EACCES).
  */
 function agentCommand(): string[] {
-  const at = AGENT_COMMAND.indexOf('--');
-  const argv = at === -1 ? [...AGENT_COMMAND] : AGENT_COMMAND.slice(at + 1);
-  return argv.map((arg) => (arg === '/usr/libexec/studio/node' ? '/usr/bin/node' : arg));
+  const readable: Record<string, string> = {
+    '/usr/libexec/studio/node': '/usr/bin/node',
+    '/usr/libexec/studio/tini': '/usr/bin/tini',
+  };
+  return AGENT_COMMAND.map((arg) => readable[arg] ?? arg);
 }
 
 function stateOf(state: RunscState | undefined): SandboxState {

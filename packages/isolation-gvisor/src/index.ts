@@ -3,5 +3,6 @@ export { GVisorBackend, GVisorSandbox } from './gvisor-backend.ts';
 export { INSTALL_HINT, mapRunscError } from './map-error.ts';
 export type { OciSpec, OciSpecOptions } from './oci-spec.ts';
 export { HOST_PIDS_BASE, HOST_PIDS_PER_TASK, hostPidsLimit, ociSpec } from './oci-spec.ts';
-export type { SeccompProfile } from './seccomp-bpf.ts';
-export { compileSeccompProfile } from './seccomp-bpf.ts';
+export { MIN_RUNSC_VERSION, parseRunscVersion, RUNSC_FLAGS, runscTooOld } from './runsc.ts';
+export type { OciSeccomp, SeccompProfile } from './seccomp-profile.ts';
+export { ociSeccomp } from './seccomp-profile.ts';

@@ -6,7 +6,9 @@ describe('mapRunscError', () => {
   it('names the install command when runsc is missing', () => {
     const e = mapRunscError(Object.assign(new Error('spawn runsc ENOENT'), { code: 'ENOENT' }), 'runsc');
     expect(e.code).toBe('UNAVAILABLE');
-    expect(e.message).toBe('runsc not found: apt-get install runsc');
+    expect(e.message).toBe(
+      'runsc not found: install runsc from bookworm-backports (bash infra/setup-runtimes.sh)',
+    );
   });
 
   it.each([

@@ -23,7 +23,7 @@ interface ProcessError {
 }
 
 /** The apt command that installs gVisor on Debian. */
-export const INSTALL_HINT = 'apt-get install runsc';
+export const INSTALL_HINT = 'install runsc from bookworm-backports (bash infra/setup-runtimes.sh)';
 
 /**
  * The one place where runsc's failures (execa errors, runsc's stderr, spawn errors) become

@@ -1,28 +1,5 @@
 import type { ResourceLimits } from '@studio/isolation';
-
-/** Where the backend's helper files appear inside a sandbox (in its private root overlay, read-only). */
-export const GUEST_LIB_DIR = '/usr/local/lib/studio';
-/** The seccomp wrapper every sandbox process starts through (see `guest/seccomp-exec.py`). */
-export const GUEST_SECCOMP_EXEC = `${GUEST_LIB_DIR}/seccomp-exec.py`;
-/** The compiled seccomp filter the wrapper installs. */
-export const GUEST_SECCOMP_FILTER = `${GUEST_LIB_DIR}/seccomp.bpf`;
-/** The statx compatibility shim, preloaded through /etc/ld.so.preload (see `guest/statx-compat.c`). */
-export const GUEST_STATX_SHIM = `${GUEST_LIB_DIR}/statx-compat.so`;
-
-/** The python3 that runs the guest helpers (every image Studio runs has it: the terminal helper needs it). */
-const PYTHON: readonly string[] = ['/usr/bin/python3', '-I', '-S'];
-
-/**
- * PID 1 of every sandbox: the seccomp wrapper in init mode. It installs the filter, makes itself
- * non-dumpable, reaps orphans and never exits (as PID 1 it ignores every signal sent from inside, so
- * sandbox code cannot stop the sandbox by killing it). Agents come and go through `runsc exec`.
- */
-export const INIT_COMMAND: readonly string[] = Object.freeze([
-  ...PYTHON,
-  GUEST_SECCOMP_EXEC,
-  GUEST_SECCOMP_FILTER,
-  '--init',
-]);
+import type { OciSeccomp } from './seccomp-profile.ts';
 
 /** Environment of every sandbox process (HOME under /tmp: only /workspace and /tmp are writable). */
 export const SANDBOX_ENV: readonly string[] = Object.freeze([
@@ -61,11 +38,6 @@ export function hostPidsLimit(pids: number): number {
   return HOST_PIDS_BASE + HOST_PIDS_PER_TASK * pids;
 }
 
-/** The argv that runs `command` under the seccomp wrapper. */
-export function filtered(command: readonly string[]): string[] {
-  return [...PYTHON, GUEST_SECCOMP_EXEC, GUEST_SECCOMP_FILTER, ...command];
-}
-
 /** Inputs of {@link ociSpec}; nothing here comes from a client except validated limits and labels. */
 export interface OciSpecOptions {
   /** The sandbox's private root (an overlay over the image's rootfs), mounted read-only. */
@@ -79,8 +51,13 @@ export interface OciSpecOptions {
   cgroupsPath: string;
   /** Labels of the sandbox, stored as annotations under {@link LABEL_ANNOTATION_PREFIX}. */
   labels: Record<string, string>;
-  /** PID 1's argv. Default: {@link INIT_COMMAND}. */
-  init?: readonly string[];
+  /**
+   * The sandbox's first process: the agent (an init in front of it, or one itself), which the backend
+   * speaks to over this process's stdin and stdout. Every sandbox process descends from it.
+   */
+  command: readonly string[];
+  /** The seccomp filter runsc installs in the first process (see `seccomp-profile.ts`). */
+  seccomp: OciSeccomp;
 }
 
 /** OCI runtime spec (the subset runsc reads). */
@@ -99,6 +76,7 @@ export interface OciSpec {
       cpu: { quota: number; period: number };
       pids: { limit: number };
     };
+    seccomp?: OciSeccomp;
   };
 }
 
@@ -143,7 +121,9 @@ export function sandboxProcess(args: readonly string[], resources: ResourceLimit
 }
 
 /**
- * The OCI bundle config of one sandbox: SECURITY.md §1 as runsc settings. Read-only root, writable only
+ * The OCI bundle config of one sandbox: SECURITY.md §1 as runsc settings. The agent as the first process
+ * under the seccomp filter (runsc `--oci-seccomp`; processes started with `runsc exec` would run
+ * unfiltered, so the backend never starts any). Read-only root, writable only
  * /workspace and a size-limited /tmp, the agent read-only at /opt/studio, new pid/ipc/uts/mount/network
  * namespaces (runsc runs with --network=none: loopback only), memory capped with no swap on top, a CPU
  * quota, and the pids backstop of {@link hostPidsLimit}.
@@ -158,7 +138,7 @@ export function ociSpec(o: OciSpecOptions): OciSpec {
     annotations[`${LABEL_ANNOTATION_PREFIX}${key}`] = value;
   return {
     ociVersion: '1.0.2',
-    process: sandboxProcess(o.init ?? INIT_COMMAND, r),
+    process: sandboxProcess(o.command, r),
     root: { path: o.rootfs, readonly: true },
     hostname: 'sandbox',
     mounts: [
@@ -193,6 +173,7 @@ export function ociSpec(o: OciSpecOptions): OciSpec {
         cpu: { quota: Math.max(1000, Math.round(r.cpus * CPU_PERIOD_US)), period: CPU_PERIOD_US },
         pids: { limit: hostPidsLimit(r.pids) },
       },
+      seccomp: o.seccomp,
     },
   };
 }

@@ -1,4 +1,5 @@
-import { execa, type ResultPromise } from 'execa';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { execa } from 'execa';
 import { mapRunscError, RunscFailure } from './map-error.ts';
 
 /** Options of {@link Runsc}. */
@@ -7,10 +8,31 @@ export interface RunscOptions {
   binary: string;
   /** runsc's state directory (`--root`): one per backend data directory. */
   root: string;
-  /** gVisor platform; `ptrace` works everywhere (KVM hangs in nested VMs such as this project's). */
+  /** gVisor platform: `systrap` (the fastest here, measured in the README), `ptrace`; KVM hangs in nested VMs. */
   platform: string;
   /** Limit of one runsc call (not of `exec` sessions). */
   timeoutMs: number;
+}
+
+/** The oldest runsc the backend runs on: systrap, directfs, OCI seccomp in the sandbox, the statx fix. */
+export const MIN_RUNSC_VERSION = 20240729;
+
+/**
+ * The release date of a `runsc --version` output (`runsc version 0.0~20240729.0`, `release-20240729.0`),
+ * as a number; undefined when the output names none.
+ */
+export function parseRunscVersion(output: string): number | undefined {
+  const m = /^runsc version\s+(?:\d+\.\d+~|release-)?(\d{8})(?:\.\d+)?\b/m.exec(output);
+  return m?.[1] === undefined ? undefined : Number(m[1]);
+}
+
+/** Why `runsc --version`'s output is not good enough, or undefined when it is. */
+export function runscTooOld(output: string): string | undefined {
+  const line = output.split('\n', 1)[0]?.trim() ?? '';
+  const version = parseRunscVersion(output);
+  if (version !== undefined && version >= MIN_RUNSC_VERSION) return undefined;
+  const name = line.replace(/^runsc version\s+/, '') || 'of an unknown version';
+  return `runsc ${name} is too old: install runsc from bookworm-backports (bash infra/setup-runtimes.sh)`;
 }
 
 /** A container as `runsc state` / `runsc list --format=json` describe it. */
@@ -30,6 +52,24 @@ export interface RunscStats {
   memory?: { usage?: { usage?: number; limit?: number; failcnt?: number } };
   pids?: { current?: number; limit?: number };
 }
+
+/**
+ * The flags of every call (also what bench/raw.ts gives its raw `runsc run` baseline, so the two compare):
+ * - `--network=none`: sandbox networking cannot run in this VM, and Studio offers none.
+ * - `--cpu-num-from-quota`: the guest sees as many CPUs as its quota, so its kernel runs fewer threads.
+ * - `--oci-seccomp`: runsc installs the spec's `linux.seccomp` in the sandbox's first process.
+ * - `--overlay2=none`: the root is read-only, so runsc's default root overlay (a file-backed upper layer)
+ *   would only cost a mount; measured in the README.
+ * - `--file-access-mounts=exclusive`: only the sandbox touches /workspace (the host's file operations go
+ *   through the agent inside), so gVisor may cache it.
+ */
+export const RUNSC_FLAGS: readonly string[] = Object.freeze([
+  '--network=none',
+  '--cpu-num-from-quota',
+  '--oci-seccomp',
+  '--overlay2=none',
+  '--file-access-mounts=exclusive',
+]);
 
 /**
  * runsc driven through execa, with the flags every call needs. runsc keeps no global configuration:
@@ -53,14 +93,7 @@ export class Runsc {
 
   /** The global flags of every call. */
   globalArgs(): string[] {
-    // --cpu-num-from-quota: the guest sees as many CPUs as its quota, so its kernel runs fewer threads.
-    return [
-      '--root',
-      this.#o.root,
-      '--network=none',
-      `--platform=${this.#o.platform}`,
-      '--cpu-num-from-quota',
-    ];
+    return [...RUNSC_FLAGS, '--root', this.#o.root, `--platform=${this.#o.platform}`];
   }
 
   /** Runs one runsc subcommand and returns its stdout; failures become IsolationErrors. */
@@ -112,41 +145,47 @@ export class Runsc {
   }
 
   /**
-   * `runsc create`, with the container's stdio detached from the host: stdin and stdout are /dev/null,
-   * and stderr is a pipe read only until `create` itself exits (for its error message), then closed. The
-   * sandbox inherits these as PID 1's stdio, so nothing a sandbox prints can land in a host file.
+   * `runsc run --detach`: creates and starts the container, and returns once its first process runs (its
+   * exit status says whether it did: no `runsc state` needed after it). `stdin` and `stdout` become the
+   * first process's stdin and stdout (the agent's channel: FIFOs the backend opens again to reconnect);
+   * stderr is a pipe read only until runsc itself exits (for its error message), then closed, so nothing
+   * a sandbox prints can land in a host file.
    */
-  async create(bundle: string, id: string): Promise<void> {
-    let child: ResultPromise;
-    try {
-      child = execa(this.#o.binary, [...this.globalArgs(), 'create', '--bundle', bundle, id], {
-        stdin: 'ignore',
-        stdout: 'ignore',
-        stderr: 'pipe',
-        buffer: false,
-        reject: false,
-        timeout: this.#o.timeoutMs,
-        killSignal: 'SIGKILL',
+  async runDetached(bundle: string, id: string, stdin: number, stdout: number): Promise<void> {
+    const args = [...this.globalArgs(), 'run', '--detach', '--bundle', bundle, id];
+    const exit = await new Promise<{ code: number | null; stderr: string; error?: unknown }>((resolve) => {
+      let stderr = '';
+      let child: ChildProcess;
+      try {
+        child = spawn(this.#o.binary, args, {
+          stdio: [stdin, stdout, 'pipe'],
+          timeout: this.#o.timeoutMs,
+          killSignal: 'SIGKILL',
+        });
+      } catch (error) {
+        resolve({ code: null, stderr, error });
+        return;
+      }
+      child.stderr?.setEncoding('utf8');
+      child.stderr?.on('data', (chunk: string) => {
+        if (stderr.length < 64 * 1024) stderr += chunk;
       });
-    } catch (error) {
-      throw mapRunscError(error, `sandbox ${id}`);
-    }
-    let stderr = '';
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      if (stderr.length < 64 * 1024) stderr += chunk;
+      child.once('error', (error) => resolve({ code: null, stderr, error }));
+      child.once('exit', (code) => {
+        // The sandbox inherited this pipe as its stderr, so it never ends: read what runsc wrote before it
+        // exited (a moment more on failure, for the message), then stop.
+        setTimeout(
+          () => {
+            child.stderr?.destroy();
+            resolve({ code, stderr });
+          },
+          code === 0 ? 0 : 50,
+        );
+      });
     });
-    const settled = child.then(
-      (r) => r,
-      (error: unknown) => error,
-    );
-    const exit = await new Promise<{ code: number | null; error?: unknown }>((resolve) => {
-      child.once('exit', (code) => resolve({ code }));
-      child.once('error', (error) => resolve({ code: null, error }));
-    });
-    child.stderr?.destroy();
-    await settled;
     if (exit.error !== undefined) throw mapRunscError(exit.error, `sandbox ${id}`);
-    if (exit.code !== 0) throw mapRunscError(new RunscFailure(stderr.trim(), exit.code), `sandbox ${id}`);
+    if (exit.code !== 0) {
+      throw mapRunscError(new RunscFailure(exit.stderr.trim(), exit.code), `sandbox ${id}`);
+    }
   }
 }

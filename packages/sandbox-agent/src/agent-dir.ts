@@ -19,3 +19,9 @@ export const AGENT_COMMAND: readonly string[] = Object.freeze([
   '/usr/libexec/studio/node',
   '/opt/studio/studio-agent.cjs',
 ]);
+
+/**
+ * The Rust agent (guest/, built to `agent/studio-agent` by scripts/build-agent.sh) as a sandbox's command: its
+ * own init, no tini, no Node in the image. Not yet the backends' default (see the README).
+ */
+export const AGENT_BINARY_COMMAND: readonly string[] = Object.freeze(['/opt/studio/studio-agent']);

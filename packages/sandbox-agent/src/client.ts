@@ -55,8 +55,10 @@ export interface AgentHello {
   /** The agent's receive window per channel. */
   window: number;
   maxFrame: number;
-  /** Whether terminals can be opened (python3 is present for the pty helper). */
+  /** Whether terminals can be opened (Node agent: python3 is present for the pty helper). */
   terminal: boolean;
+  /** Whether the agent serves `listen` (TCP streams opened from inside: the Rust agent). */
+  streams: boolean;
 }
 
 export interface AgentLogEntry {
@@ -78,6 +80,9 @@ const MAX_TERMINAL_BACKLOG = 1024 * 1024;
 const CONFIRM_MS = 5_000;
 /** Extra time an exec gets past its own timeout before the client stops waiting for the agent. */
 const EXEC_GRACE_MS = 30_000;
+
+/** Streams accepted from `listen` sockets held open at once; the agent's further connections are refused. */
+const MAX_ACCEPTED = 256;
 
 /** The longest watch batch line accepted from the agent (256 paths of at most 4096 bytes, and JSON). */
 const MAX_WATCH_LINE = 2 * 1024 * 1024;
@@ -115,6 +120,8 @@ interface Handlers {
   lost(error: IsolationError): void;
   /** Bytes received and held for a consumer. */
   buffered?(): number;
+  /** `listen` only: a connection the agent accepted, carried on a channel of the agent's choosing. */
+  accept?(socket: Duplex, peer: string): void;
 }
 
 class Channel {
@@ -331,6 +338,7 @@ export class AgentClient {
       window: checkInt(num(reply.window, DEFAULT_WINDOW), 1, 64 * 1024 * 1024, 'agent window'),
       maxFrame: num(reply.maxFrame, MAX_PAYLOAD),
       terminal: reply.terminal === true,
+      streams: reply.streams === true,
     };
     if (info.protocol !== PROTOCOL_VERSION) {
       throw new IsolationError(
@@ -709,6 +717,113 @@ export class AgentClient {
   }
 
   /**
+   * Listens on `port` (0: any) on the sandbox's loopback (`listen`, agents whose hello says `streams`): each
+   * connection a sandbox program makes to it reaches `onConnection` as a byte stream carried out by the
+   * agent (the way egress leaves a sandbox). At most {@link MAX_ACCEPTED} streams at once; more are refused.
+   */
+  async listen(
+    port: number,
+    onConnection: (socket: Duplex, peer: string) => void,
+  ): Promise<{ port: number; ended: Promise<void>; close(): void }> {
+    checkInt(port, 0, 65_535, 'port');
+    await this.#ready();
+    if (this.#info?.streams !== true) {
+      throw new IsolationError('UNSUPPORTED', "this sandbox's agent cannot listen (it predates TCP streams)");
+    }
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      let endListen!: () => void;
+      const ended = new Promise<void>((r) => {
+        endListen = r;
+      });
+      const ch = this.#open(
+        'listen',
+        { port },
+        {
+          reply: (msg) => {
+            clearTimeout(timer);
+            if (msg.ok !== true) {
+              endListen();
+              return reject(agentError(msg.error));
+            }
+            resolve({
+              port: num(msg.port, 0),
+              ended,
+              close: () => {
+                this.#abort(ch);
+                endListen();
+              },
+            });
+          },
+          accept: (socket, peer) => onConnection(socket, peer),
+          close: () => {
+            this.#end(ch);
+            endListen();
+          },
+          lost: (error) => {
+            clearTimeout(timer);
+            endListen();
+            reject(error);
+          },
+        },
+      );
+      timer = setTimeout(() => {
+        this.#abort(ch);
+        reject(new IsolationError('TIMEOUT', `the agent did not listen within ${this.#requestTimeoutMs} ms`));
+      }, this.#requestTimeoutMs);
+    });
+  }
+
+  /** ACCEPT: the agent opened stream `f.channel` for a connection to one of our `listen` channels. */
+  #accepted(f: Frame): void {
+    const msg = parseJson(f.payload);
+    if (!msg || typeof msg.listener !== 'number' || typeof msg.peer !== 'string' || msg.peer.length > 64) {
+      throw new Error('a malformed ACCEPT frame');
+    }
+    if (f.channel < 0x80000000 || this.#channels.has(f.channel))
+      throw new Error('an ACCEPT on a bad channel id');
+    const listener = this.#channels.get(msg.listener);
+    const accepted = [...this.#channels.keys()].filter((id) => id >= 0x80000000).length;
+    if (!listener?.handlers.accept || listener.ended || accepted >= MAX_ACCEPTED) {
+      // Not ours to take (any more), or too many: refuse it; the agent closes the socket.
+      this.#send(FrameType.CLOSE, f.channel);
+      return;
+    }
+    let socket: AgentSocket | undefined;
+    const ch = new Channel(
+      f.channel,
+      {
+        data: (chunk) => socket?.deliver(chunk),
+        eof: () => socket?.deliverEnd(),
+        close: (m) => {
+          this.#end(ch);
+          socket?.remoteClosed(m.error === undefined ? undefined : agentError(m.error));
+        },
+        lost: (error) => socket?.destroy(error),
+        buffered: () => socket?.bufferedBytes ?? 0,
+      },
+      this.#agentWindow,
+      this.#window,
+    );
+    this.#channels.set(f.channel, ch);
+    socket = this.#streamSocket(ch);
+    listener.handlers.accept(socket, msg.peer);
+  }
+
+  /** The Duplex of an accepted stream. */
+  #streamSocket(ch: Channel): AgentSocket {
+    return new AgentSocket({
+      channel: ch,
+      consumed: (n) => this.#consumed(ch, n),
+      send: (bytes) => this.#sendData(ch, bytes),
+      end: () => {
+        if (!ch.ended) this.#send(FrameType.EOF, ch.id);
+      },
+      abort: () => this.#abort(ch),
+    });
+  }
+
+  /**
    * Watches the workspace inside the sandbox (`watch`). Batches arrive as newline-delimited JSON; they are
    * sandbox output, so a line over {@link MAX_WATCH_LINE} or one that does not parse ends the watch.
    */
@@ -865,6 +980,10 @@ export class AgentClient {
         const level = f.type === FrameType.ERROR ? 'error' : str(msg?.level, 'info');
         this.#onLog?.({ level, message: str(msg?.message, '').slice(0, 8192) });
       }
+      return;
+    }
+    if (f.type === FrameType.ACCEPT) {
+      this.#accepted(f);
       return;
     }
     const ch = this.#channels.get(f.channel);

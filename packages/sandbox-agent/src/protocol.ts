@@ -14,6 +14,8 @@ export const FrameType = {
   CLOSE: 8,
   LOG: 9,
   ERROR: 10,
+  /** agent→host: a stream the agent opened (a connection to a `listen` socket); id has the high bit set. */
+  ACCEPT: 11,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 

@@ -1,10 +1,35 @@
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IsolationErrorCode } from '@studio/isolation';
 import { isIsolationError } from '@studio/isolation';
+import { describe } from 'vitest';
 import type { AgentClient } from './client.ts';
-import { type LocalAgent, type LocalAgentOptions, spawnLocalAgent } from './local.ts';
+import {
+  LOCAL_AGENT_KINDS,
+  type LocalAgent,
+  type LocalAgentKind,
+  type LocalAgentOptions,
+  localAgentCommand,
+  localAgentMissing,
+  spawnLocalAgent,
+} from './local.ts';
+import { encodeFrame, type Frame, FrameDecoder, FrameType } from './protocol.ts';
+
+/**
+ * Runs `suite` once per agent implementation (`node`, `rust`). A Rust agent that is not built skips
+ * with the reason outside CI; in CI (CI=true) it runs, and fails.
+ */
+export function describeEachAgent(suite: (agent: LocalAgentKind) => void): void {
+  for (const agent of LOCAL_AGENT_KINDS) {
+    const missing = localAgentMissing(agent);
+    const ci = process.env.CI === 'true' || process.env.CI === '1';
+    if (missing && !ci) describe.skip(`${agent} agent (skipped: ${missing})`, () => suite(agent));
+    else describe(`${agent} agent`, () => suite(agent));
+  }
+}
 
 /** A temp directory with `ws` (the agent's workspace) and `outside` (what the agent must never touch). */
 export interface AgentFixture {
@@ -149,5 +174,74 @@ export async function race(
   for (let i = 0; i < min || swapper.swaps < swaps; i++) {
     if (i > 100 * min) throw new Error(`the swapper is stuck at ${swapper.swaps} swaps`);
     await round(i);
+  }
+}
+
+/** An agent spoken to with raw bytes. */
+export class RawAgent {
+  readonly child: ChildProcessWithoutNullStreams;
+  readonly frames: Frame[] = [];
+  readonly #decoder = new FrameDecoder();
+
+  /** `wrap` runs the agent under another program (e.g. `unshare -fp --mount-proc`); `extraArgs` follow its own. */
+  constructor(
+    workspace: string,
+    agent: LocalAgentKind = 'node',
+    wrap: string[] = [],
+    extraArgs: string[] = [],
+  ) {
+    const [command, args] = localAgentCommand(agent);
+    const argv = [...wrap, command, ...args, ...extraArgs];
+    this.child = spawn(argv[0] as string, argv.slice(1), {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', STUDIO_WORKSPACE: workspace },
+    });
+    this.child.stdout.on('data', (c: Buffer) => this.frames.push(...this.#decoder.push(c)));
+    this.child.stderr.resume();
+    this.child.stdin.on('error', () => undefined);
+  }
+
+  /** Resolves once everything written so far has reached the agent's pipe. */
+  flushed(): Promise<void> {
+    return new Promise((resolve) => this.child.stdin.write(Buffer.alloc(0), () => resolve()));
+  }
+
+  write(bytes: Uint8Array): void {
+    this.child.stdin.write(bytes);
+  }
+
+  json(type: number, channel: number, value: unknown): void {
+    this.write(encodeFrame(type as FrameType, channel, Buffer.from(JSON.stringify(value))));
+  }
+
+  async next(match: (f: Frame) => boolean, what: string): Promise<Frame> {
+    let found: Frame | undefined;
+    await until(
+      () => {
+        const i = this.frames.findIndex(match);
+        if (i >= 0) found = this.frames.splice(i, 1)[0];
+        return found !== undefined;
+      },
+      10_000,
+      what,
+    );
+    return found as Frame;
+  }
+
+  async ping(channel: number): Promise<void> {
+    this.json(FrameType.OPEN, channel, { op: 'ping' });
+    const f = await this.next((x) => x.channel === channel && x.type === FrameType.REPLY, `ping ${channel}`);
+    if (JSON.parse(f.payload.toString()).ok !== true) throw new Error(`ping ${channel} failed`);
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async kill(): Promise<void> {
+    if (!this.alive) return;
+    const exited = once(this.child, 'exit');
+    this.child.kill('SIGKILL');
+    await exited;
   }
 }
