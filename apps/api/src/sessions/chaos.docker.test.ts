@@ -8,7 +8,7 @@ import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../scripts/build.ts';
 import { skipUnlessAvailable } from '../testing/api-fixture.ts';
-import { imagesUnder, loopsUnder, mountsUnder } from '../testing/chaos.ts';
+import { imagesUnder, loopsUnder, mountsUnder, poolImagesUnder } from '../testing/chaos.ts';
 import { runChaos } from '../testing/chaos-run.ts';
 
 // Issue 17, "crash-safe": the real API (main.ts as a child process, PGlite in a data dir of its own, the Docker
@@ -38,8 +38,9 @@ async function census() {
     all: true,
     filters: { label: [`studio.instance=${INSTANCE}`] },
   });
-  const [images, mounts, loops] = await Promise.all([
+  const [images, poolImages, mounts, loops] = await Promise.all([
     imagesUnder(workspaces),
+    poolImagesUnder(workspaces),
     mountsUnder(dataDir),
     loopsUnder(dataDir),
   ]);
@@ -54,6 +55,7 @@ async function census() {
       ),
     ),
     images,
+    poolImages,
     mounts,
     loops,
   };

@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { readdir, readFile, realpath } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
@@ -106,6 +107,8 @@ export interface Census {
   sandboxes: Map<string, { session: string | undefined; runtimeId: string }>;
   /** Workspace images under the data dir (sandbox ids). */
   images: string[];
+  /** Files in the workspace pool's folder (`ready-*.img`, `making-*.img`): owned by the pool, never mounted. */
+  poolImages: string[];
   /** Mount points under the data dir. */
   mounts: string[];
   /** Loop devices whose backing file is under the data dir: device → backing file. */
@@ -137,6 +140,11 @@ export async function loopsUnder(dir: string): Promise<Map<string, string>> {
   return found;
 }
 
+/** The workspace pool's files in `<dataDir>/<backend>/workspaces/.pool`. */
+export async function poolImagesUnder(dir: string): Promise<string[]> {
+  return readdir(join(dir, '.pool')).catch(() => [] as string[]);
+}
+
 /** Workspace images (`<id>.img`) in `<dataDir>/<backend>/workspaces`. */
 export async function imagesUnder(dir: string): Promise<string[]> {
   const names = await readdir(dir).catch(() => [] as string[]);
@@ -166,7 +174,12 @@ export interface SessionState {
  * What the census may hold: the sandboxes of live (`running`, `stopped`) sessions, and the warm pool's members up
  * to its size. Returns every resource outside that, as readable lines (empty: nothing leaked).
  */
-export function leaks(census: Census, sessions: readonly SessionState[], poolSize: number): string[] {
+export function leaks(
+  census: Census,
+  sessions: readonly SessionState[],
+  poolSize: number,
+  workspacePoolSize = 2,
+): string[] {
   const live = new Set(
     sessions.filter((s) => s.state === 'running' || s.state === 'stopped').map((s) => s.id),
   );
@@ -193,6 +206,12 @@ export function leaks(census: Census, sessions: readonly SessionState[], poolSiz
   for (const id of pool) owned.add(id);
   for (const id of census.images)
     if (!owned.has(id)) problems.push(`workspace image ${id}.img without a sandbox`);
+  // The workspace pool owns its images up to its size; a half-made one is removed when the pool next fills.
+  const ready = census.poolImages.filter((n) => n.startsWith('ready-'));
+  if (ready.length > workspacePoolSize)
+    problems.push(`${ready.length} ready workspace pool images, more than its size ${workspacePoolSize}`);
+  for (const n of census.poolImages)
+    if (!n.startsWith('ready-')) problems.push(`workspace pool file ${n} left half made`);
   for (const m of census.mounts) {
     if (!owned.has(sandboxIdOf(m))) problems.push(`mount ${m} without a sandbox`);
   }
