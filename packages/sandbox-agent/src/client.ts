@@ -86,8 +86,29 @@ const MAX_ACCEPTED = 256;
 
 /** The longest watch batch line accepted from the agent (256 paths of at most 4096 bytes, and JSON). */
 const MAX_WATCH_LINE = 2 * 1024 * 1024;
+/**
+ * Watch batches handed on per second at most. The agent sends one batch per 100 ms (10/s); past this rate it is
+ * flooding, and the rest of that second is collapsed into one `overflow` batch (the reader rescans), so a hostile
+ * agent cannot drive the API's event fan-out at wire speed.
+ */
+const MAX_WATCH_BATCHES_PER_S = 50;
 
 /** A watch batch line, or undefined when it is not one (the agent is sandbox code: trust no shape). */
+/**
+ * Whether a path the agent reports names something inside the workspace: relative, no `.`/`..` segment, no empty
+ * segment, no NUL, bounded. The agent runs beside sandbox code, so what it says is untrusted input: a path that
+ * fails this never reaches the API's events or listings.
+ */
+function isWorkspacePath(path: string): boolean {
+  if (path.length === 0 || path.length > 4096 || path.includes('\0') || path.startsWith('/')) return false;
+  return path.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..');
+}
+
+/** Whether a listing entry's name is one name in its directory (no separator, not `.` or `..`). */
+function isEntryName(name: string): boolean {
+  return name.length > 0 && name.length <= 255 && !name.includes('/') && isWorkspacePath(name);
+}
+
 function parseChanges(line: string): FileChanges | undefined {
   let value: unknown;
   try {
@@ -101,7 +122,12 @@ function parseChanges(line: string): FileChanges | undefined {
   const out: FileChanges['changes'] = [];
   for (const c of changes as unknown[]) {
     const { path, kind } = (c ?? {}) as { path?: unknown; kind?: unknown };
-    if (typeof path !== 'string' || path.length > 4096 || (kind !== 'rename' && kind !== 'change'))
+    // '' is the workspace root itself (a change to its own entry).
+    if (
+      typeof path !== 'string' ||
+      (path !== '' && !isWorkspacePath(path)) ||
+      (kind !== 'rename' && kind !== 'change')
+    )
       return undefined;
     out.push({ path, kind });
   }
@@ -632,7 +658,14 @@ export class AgentClient {
     }
     if (!Array.isArray(raw) || raw.length > max)
       throw new IsolationError('INTERNAL', 'the agent sent a malformed listing');
-    return raw.map(toEntry);
+    const entries = raw.map(toEntry);
+    if (entries.some((e) => !isEntryName(e.name))) {
+      throw new IsolationError(
+        'INTERNAL',
+        "the agent sent a listing with a name outside its directory; the sandbox's agent may be compromised",
+      );
+    }
+    return entries;
   }
 
   /** lstat semantics: a symlink is reported as `symlink`, never followed. */
@@ -840,6 +873,8 @@ export class AgentClient {
         endWatch = r;
       });
       let pending = '';
+      let second = 0;
+      let inSecond = 0;
       const stop = () => {
         this.#abort(ch);
         endWatch();
@@ -870,7 +905,14 @@ export class AgentClient {
               const batch = parseChanges(pending.slice(0, nl));
               pending = pending.slice(nl + 1);
               if (!batch) return stop();
-              listener(batch);
+              const now = Date.now();
+              if (now - second >= 1000) {
+                second = now;
+                inSecond = 0;
+              }
+              inSecond += 1;
+              if (inSecond <= MAX_WATCH_BATCHES_PER_S) listener(batch);
+              else if (inSecond === MAX_WATCH_BATCHES_PER_S + 1) listener({ changes: [], overflow: true });
               nl = pending.indexOf('\n');
             }
           },
