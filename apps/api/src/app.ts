@@ -7,6 +7,7 @@ import { GVisorBackend } from '@studio/isolation-gvisor';
 import { createPolicySchemas, type RateLimiter } from '@studio/policy';
 import { Auth, ensureAdmin, loadJwtKey } from './auth/auth.ts';
 import type { AppDeps } from './core/context.ts';
+import { Drain } from './core/drain.ts';
 import { createLogger, type Logger } from './core/logger.ts';
 import { type Env, resolveSandboxRootfs } from './env.ts';
 import { ExecRegistry } from './exec/exec-registry.ts';
@@ -244,6 +245,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     previews: new PreviewGrants({ hostMode: env.previewHosts }),
     origins: env.origins,
     trustProxy: env.trustProxy,
+    drain: new Drain(),
   };
   return {
     deps,

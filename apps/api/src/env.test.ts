@@ -100,4 +100,23 @@ describe('parseEnv', () => {
       expect((error as Error).message).not.toContain('hunter2');
     }
   });
+
+  it('reads the drain time and edge limits, with defaults, and names a bad value', () => {
+    expect(parseEnv({})).toMatchObject({
+      drainMs: 60_000,
+      edge: { requestTimeoutMs: 30_000, maxBatchCalls: 10 },
+    });
+    expect(
+      parseEnv({
+        STUDIO_DRAIN_SECONDS: '5',
+        STUDIO_REQUEST_TIMEOUT_SECONDS: '2',
+        STUDIO_MAX_BATCH_CALLS: '3',
+      }),
+    ).toMatchObject({ drainMs: 5000, edge: { requestTimeoutMs: 2000, maxBatchCalls: 3 } });
+    expect(parseEnv({ STUDIO_DRAIN_SECONDS: '0' }).drainMs).toBe(0);
+    expect(() => parseEnv({ STUDIO_DRAIN_SECONDS: 'soon' })).toThrow(/STUDIO_DRAIN_SECONDS/);
+    expect(() => parseEnv({ STUDIO_DRAIN_SECONDS: '-1' })).toThrow(/STUDIO_DRAIN_SECONDS/);
+    expect(() => parseEnv({ STUDIO_DRAIN_SECONDS: '7200' })).toThrow(/STUDIO_DRAIN_SECONDS: .*3600/);
+    expect(() => parseEnv({ STUDIO_MAX_BATCH_CALLS: '0' })).toThrow(/STUDIO_MAX_BATCH_CALLS/);
+  });
 });

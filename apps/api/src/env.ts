@@ -127,6 +127,18 @@ const schema = z.object({
     .max(1024)
     .optional(),
   STUDIO_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  // Graceful shutdown (issue 17): how long SIGTERM waits for running execs and terminals before it ends them.
+  STUDIO_DRAIN_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(3600, { error: 'STUDIO_DRAIN_SECONDS is at most 3600 (an hour); 0 ends running work at once' })
+    .default(60),
+  // A request's headers and body together must arrive within this time, however slowly they trickle. The
+  // largest body (a base64 file at the policy's size, about 21 MiB by default) still fits at ~6 Mbit/s.
+  STUDIO_REQUEST_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(600).default(30),
+  // Calls in one batched tRPC request: each runs as its own call, so a batch is a way past per-request limits.
+  STUDIO_MAX_BATCH_CALLS: z.coerce.number().int().min(1).max(100).default(10),
 });
 
 /** The API's configuration, parsed once from the environment. */
@@ -182,6 +194,13 @@ export interface Env {
    */
   metrics: { listen: { host: string; port: number } | null; token: string | null };
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** How long a SIGTERM lets running execs and terminals finish before ending them (ms; `STUDIO_DRAIN_SECONDS`). */
+  drainMs: number;
+  /**
+   * Edge limits (SECURITY.md §5): the time a request's headers and body may take in total (ms;
+   * `STUDIO_REQUEST_TIMEOUT_SECONDS`), and the calls one batched tRPC request may carry (`STUDIO_MAX_BATCH_CALLS`).
+   */
+  edge: { requestTimeoutMs: number; maxBatchCalls: number };
 }
 
 /**
@@ -254,6 +273,11 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
       token: e.STUDIO_METRICS_TOKEN ?? null,
     },
     logLevel: e.STUDIO_LOG_LEVEL,
+    drainMs: e.STUDIO_DRAIN_SECONDS * 1000,
+    edge: {
+      requestTimeoutMs: e.STUDIO_REQUEST_TIMEOUT_SECONDS * 1000,
+      maxBatchCalls: e.STUDIO_MAX_BATCH_CALLS,
+    },
   };
 }
 

@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -112,4 +114,44 @@ describe('main.ts', () => {
     // The data dir keeps the instance id the first start derived.
     expect(readFileSync(join(dataDir, 'instance-id'), 'utf8')).toMatch(/^api-[0-9a-f]{16}\n$/);
   }, 120_000);
+
+  it('starting with the store down exits 1 with one line naming the fix, no stack trace', async () => {
+    // A port that was free a moment ago: nothing listens there, so PostgreSQL's connection is refused.
+    const probe = createServer().listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const { port } = probe.address() as { port: number };
+    await new Promise((resolve) => probe.close(resolve));
+    const down = mkdtempSync(join(tmpdir(), 'studio-main-down-'));
+    try {
+      const child = spawn(TSX, ['src/main.ts'], {
+        cwd: API_DIR,
+        env: {
+          ...process.env,
+          DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/studio`,
+          STUDIO_DATA_DIR: down,
+          STUDIO_PORT: '0',
+          STUDIO_PREVIEW_PORT: '0',
+          STUDIO_BACKENDS: 'docker',
+          STUDIO_WARM_POOL: '0',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let err = '';
+      child.stderr?.on('data', (c: Buffer) => {
+        err += c.toString();
+      });
+      const [code] = (await once(child, 'exit')) as [number | null];
+      expect(code).toBe(1);
+      const lines = err.trimEnd().split('\n');
+      expect(lines, err).toHaveLength(1);
+      expect(lines[0]).toMatch(
+        new RegExp(
+          `^Claude Studio API did not start: cannot connect to PostgreSQL at 127\\.0\\.0\\.1:${port}/studio: .*ECONNREFUSED.*; check that the server runs and the database URL is right \\(code UNAVAILABLE\\)$`,
+        ),
+      );
+      expect(err).not.toMatch(/\n\s+at /);
+    } finally {
+      rmSync(down, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

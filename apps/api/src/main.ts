@@ -3,12 +3,13 @@ import { createLogger } from './core/logger.ts';
 import { loadEnv } from './env.ts';
 import { startServer } from './server.ts';
 
-// A start-up failure (bad configuration, a data dir or instance id in use, an unreachable store) ends with its
-// message and the fix it names, never a stack trace.
+// A start-up failure (bad configuration, a data dir or instance id in use, an unreachable store) ends with one
+// line: its message, the fix it names and its code, never a stack trace.
 function fail(error: unknown): never {
-  const code = (error as { code?: unknown }).code;
+  const code = (error as { code?: unknown } | null)?.code;
+  const message = (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, ' ');
   process.stderr.write(
-    `Claude Studio API did not start: ${error instanceof Error ? error.message : String(error)}\n${typeof code === 'string' ? `(code ${code})\n` : ''}`,
+    `Claude Studio API did not start: ${message}${typeof code === 'string' ? ` (code ${code})` : ''}\n`,
   );
   process.exit(1);
 }
@@ -63,14 +64,23 @@ lines.push(
 );
 process.stderr.write(`${lines.join('\n')}\n`);
 
+// Graceful shutdown (issue 17): the first SIGTERM or SIGINT drains (new work refused, running execs and
+// terminals get STUDIO_DRAIN_SECONDS to finish, streams told to go away), closes the store and exits 0. A second
+// one exits at once: an operator who asks twice does not want to wait.
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, () => {
-    if (stopping) return;
+    if (stopping) {
+      logger.warn('second signal: exiting now, without finishing the drain', { signal });
+      process.exit(1);
+    }
     stopping = true;
-    logger.info('shutting down', { signal });
-    api.close().then(
-      () => process.exit(0),
+    logger.info('shutting down', { signal, drainSeconds: env.drainMs / 1000 });
+    api.close(env.drainMs).then(
+      () => {
+        logger.info('stopped', {});
+        process.exit(0);
+      },
       (error: unknown) => {
         logger.error('shutdown failed', { error });
         process.exit(1);

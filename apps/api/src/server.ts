@@ -2,10 +2,14 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import type { TRPCError } from '@trpc/server';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import { TRPC_ERROR_CODES_BY_KEY } from '@trpc/server/rpc';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { App } from './app.ts';
 import { createContextFactory, requestMeta } from './core/context.ts';
+import { DRAIN_RETRY_AFTER_SECONDS } from './core/drain.ts';
+import { MappedCause, mapError } from './core/errors.ts';
 import { newId } from './core/ids.ts';
 import { createFastPath } from './core/trpc-fast-path.ts';
 import { startPreviewServer } from './preview/preview.ts';
@@ -34,8 +38,12 @@ export interface StudioServer {
   /** The metrics listener (`http://host:port/metrics`), when STUDIO_METRICS_PORT is set. */
   metricsUrl: string | undefined;
   registry: Registry;
-  /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then closes the app. */
-  close(graceMs?: number): Promise<void>;
+  /**
+   * Drains, then closes the app: new work is refused (503, Retry-After) and `/readyz` reports draining, idle
+   * streams are told to go away at once, running calls, execs and terminals get up to `drainMs` (default the
+   * env's `STUDIO_DRAIN_SECONDS`) to finish, then what is left is told to go away and closed.
+   */
+  close(drainMs?: number): Promise<void>;
 }
 
 /** Options for {@link startServer}. */
@@ -67,6 +75,40 @@ function bearerIs(req: IncomingMessage, token: string): boolean {
   const digest = (v: string) => createHash('sha256').update(v).digest();
   return timingSafeEqual(digest(given), digest(token));
 }
+
+/** The `Retry-After` of a retryable refusal (the store is down, the server drains), for tRPC and the fast path. */
+function retryAfterMeta({ errors }: { errors: TRPCError[] }): { headers?: Record<string, string> } {
+  let retryAfter = 0;
+  for (const error of errors) {
+    const mapped = error.cause instanceof MappedCause ? error.cause.mapped : mapError(error);
+    retryAfter = Math.max(retryAfter, mapped.retryAfterSeconds ?? 0);
+  }
+  return retryAfter > 0 ? { headers: { 'Retry-After': String(retryAfter) } } : {};
+}
+
+/** A refusal made before tRPC runs, in the shape tRPC's error formatter gives every other error. */
+function trpcRefusal(
+  res: ServerResponse,
+  status: 400 | 413,
+  studioCode: string,
+  message: string,
+  requestId: string,
+): void {
+  const code = status === 413 ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST';
+  // The body is not read: close the connection rather than drain what may be a large or endless upload.
+  res.setHeader('Connection', 'close');
+  sendJson(res, status, {
+    error: {
+      message,
+      code: TRPC_ERROR_CODES_BY_KEY[code],
+      data: { code, httpStatus: status, studioCode, path: null, requestId },
+    },
+  });
+}
+
+// EventSource clients reconnect after this many ms (the SSE `retry:` field): a stream told to go away, or cut
+// by a network blip, comes back in 2 s rather than the EventSource default of 3 s, and never in a tight loop.
+const SSE_RETRY_MS = DRAIN_RETRY_AFTER_SECONDS * 1000;
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.statusCode = status;
@@ -107,21 +149,39 @@ export async function startServer(app: App, options: StartServerOptions): Promis
   });
 
   const maxFile = deps.policy.files.maxFileBytes;
+  // A base64 file at the policy's size, JSON-escaped, with room for the envelope.
+  const maxBodyBytes = 2 * maxFile + 1024 * 1024;
+  const { requestTimeoutMs, maxBatchCalls } = app.env.edge;
+  const drain = deps.drain;
   const appRouter = createAppRouter(deps.schemas);
   const procedures = new Set(Object.keys(appRouter._def.procedures));
   const trpcOptions = {
     router: appRouter,
     createContext: createContextFactory(deps),
     basePath: `${TRPC_PATH}/`,
-    // A base64 file at the policy's size, JSON-escaped, with room for the envelope.
-    maxBodySize: 2 * maxFile + 1024 * 1024,
+    // Enforced while the body streams in (a chunked body has no length to check up front).
+    maxBodySize: maxBodyBytes,
+    // A backstop: handle() refuses larger batches first, with a Studio code.
+    maxBatchSize: maxBatchCalls,
+    // A retryable refusal (the store is down, the server drains) says when to retry.
+    responseMeta: retryAfterMeta,
   };
   const trpc = createHTTPHandler(trpcOptions);
   // Single queries and mutations skip the fetch-adapter round trip; everything else goes to tRPC's handler.
   const fast = createFastPath(trpcOptions);
 
-  const handle = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
+  const handle = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    requestId: string,
+  ): Promise<void> => {
     if (path === '/healthz') return sendJson(res, 200, { ok: true });
+    if (path === '/readyz' && drain.draining) {
+      // Out of rotation at once (Traefik's health check), while running work finishes here.
+      res.setHeader('Retry-After', String(DRAIN_RETRY_AFTER_SECONDS));
+      return sendJson(res, 503, { ok: false, draining: true });
+    }
     if (path === '/readyz') {
       const store = await deps.store.ping().then(
         () => true,
@@ -164,7 +224,50 @@ export async function startServer(app: App, options: StartServerOptions): Promis
       return;
     }
     if (path.startsWith(`${TRPC_PATH}/`)) {
-      if (!fast(req, res)) trpc(req, res);
+      const declared = Number(req.headers['content-length'] ?? 0);
+      if (declared > maxBodyBytes) {
+        return trpcRefusal(
+          res,
+          413,
+          // The code tRPC gives a body found too large while it streams in: one code for both.
+          'PAYLOAD_TOO_LARGE',
+          `the request body is larger than ${maxBodyBytes} bytes`,
+          requestId,
+        );
+      }
+      const query = (req.url ?? '').split('?')[1] ?? '';
+      if (new URLSearchParams(query).get('batch') === '1') {
+        // Each call of a batch runs as its own call (and takes from each per-call limiter as one): without a cap
+        // one request carries any number of them past every per-request limit.
+        const calls = path.slice(TRPC_PATH.length + 1).split(',').length;
+        if (calls > maxBatchCalls) {
+          return trpcRefusal(
+            res,
+            400,
+            'LIMIT_EXCEEDED',
+            `a batched request carries at most ${maxBatchCalls} calls (this one has ${calls}); split it`,
+            requestId,
+          );
+        }
+      }
+      if (fast(req, res)) {
+        await new Promise<void>((resolve) => res.once('close', resolve));
+        return;
+      }
+      const write = res.write.bind(res) as (...args: unknown[]) => boolean;
+      let first = true;
+      res.write = ((...args: unknown[]) => {
+        if (first) {
+          first = false;
+          if (String(res.getHeader('content-type') ?? '').startsWith('text/event-stream')) {
+            // A field line of the stream's first event (tRPC's `connected`), not an event of its own: clients
+            // that count blocks see nothing new.
+            write(`retry: ${SSE_RETRY_MS}\n`);
+          }
+        }
+        return write(...args);
+      }) as typeof res.write;
+      trpc(req, res);
       await new Promise<void>((resolve) => res.once('close', resolve));
       return;
     }
@@ -173,50 +276,61 @@ export async function startServer(app: App, options: StartServerOptions): Promis
     });
   };
 
-  const server = createServer((req, res) => {
-    const started = process.hrtime.bigint();
-    const requestId = newId('req_');
-    requestMeta.set(req, {
-      requestId,
-      ip: clientIp(req, deps.trustProxy),
-      https: isHttps(req, deps.trustProxy),
-    });
-    res.setHeader('X-Request-Id', requestId);
-    for (const [k, v] of Object.entries(API_HEADERS)) res.setHeader(k, v);
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
-    const procedure = path.startsWith(`${TRPC_PATH}/`) ? path.slice(TRPC_PATH.length + 1) : undefined;
-    const route =
-      procedure === undefined
-        ? ['/healthz', '/readyz', '/metrics'].includes(path)
-          ? path
-          : 'other'
-        : procedures.has(procedure)
-          ? procedure
-          : 'trpc_other';
-    res.once('finish', () => {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      requests.inc({ route, status: String(res.statusCode) });
-      duration.observe({ route }, seconds);
-      if (route !== '/healthz' && route !== '/metrics') {
-        deps.logger.info('request', {
-          requestId,
-          method: req.method,
-          route,
-          status: res.statusCode,
-          durationMs: Math.round(seconds * 1000),
-        });
-      }
-    });
-    handle(req, res, path).catch((error: unknown) => {
-      deps.logger.error('request failed', { requestId, error });
-      if (!res.headersSent)
-        sendJson(res, 500, { error: { code: 'INTERNAL', message: 'internal error', requestId } });
-      else res.destroy();
-    });
-  });
-  server.headersTimeout = 30_000;
-  server.requestTimeout = 15 * 60_000;
-  server.keepAliveTimeout = 5_000;
+  const server = createServer(
+    {
+      // Edge limits (SECURITY.md §5): headers and body must arrive within requestTimeoutMs in total, however
+      // slowly they trickle (node counts until the request is fully received; a long response is not cut).
+      // Expired requests are found by a periodic check: every second, not node's default 30 s.
+      requestTimeout: requestTimeoutMs,
+      headersTimeout: Math.min(10_000, requestTimeoutMs),
+      connectionsCheckingInterval: 1000,
+      keepAliveTimeout: 5_000,
+    },
+    (req, res) => {
+      const started = process.hrtime.bigint();
+      const requestId = newId('req_');
+      requestMeta.set(req, {
+        requestId,
+        ip: clientIp(req, deps.trustProxy),
+        https: isHttps(req, deps.trustProxy),
+      });
+      res.setHeader('X-Request-Id', requestId);
+      for (const [k, v] of Object.entries(API_HEADERS)) res.setHeader(k, v);
+      // Draining: every answer closes its connection, so the client's next request opens a new one (which a
+      // proxy sends to another instance).
+      if (drain.draining) res.setHeader('Connection', 'close');
+      const path = (req.url ?? '/').split('?')[0] ?? '/';
+      const procedure = path.startsWith(`${TRPC_PATH}/`) ? path.slice(TRPC_PATH.length + 1) : undefined;
+      const route =
+        procedure === undefined
+          ? ['/healthz', '/readyz', '/metrics'].includes(path)
+            ? path
+            : 'other'
+          : procedures.has(procedure)
+            ? procedure
+            : 'trpc_other';
+      res.once('finish', () => {
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        requests.inc({ route, status: String(res.statusCode) });
+        duration.observe({ route }, seconds);
+        if (route !== '/healthz' && route !== '/metrics') {
+          deps.logger.info('request', {
+            requestId,
+            method: req.method,
+            route,
+            status: res.statusCode,
+            durationMs: Math.round(seconds * 1000),
+          });
+        }
+      });
+      handle(req, res, path, requestId).catch((error: unknown) => {
+        deps.logger.error('request failed', { requestId, error });
+        if (!res.headersSent)
+          sendJson(res, 500, { error: { code: 'INTERNAL', message: 'internal error', requestId } });
+        else res.destroy();
+      });
+    },
+  );
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -232,6 +346,7 @@ export async function startServer(app: App, options: StartServerOptions): Promis
   });
   const terminals = attachTerminal(server, deps, {
     onDropped: (bytes) => dropped.inc(bytes),
+    draining: () => drain.draining,
     ...(options.terminalRecheckMs === undefined ? {} : { recheckMs: options.terminalRecheckMs }),
   });
   const previews =
@@ -261,14 +376,28 @@ export async function startServer(app: App, options: StartServerOptions): Promis
     previewUrl: previews?.url,
     metricsUrl: metrics?.url,
     registry,
-    close(graceMs = 10_000) {
+    close(drainMs = app.env.drainMs) {
       closing ??= (async () => {
+        drain.start();
+        const busy = () => ({ calls: drain.inFlight, execs: deps.execs.running, terminals: terminals.open });
+        deps.logger.info('draining', { drainMs, ...busy() });
+        const deadline = Date.now() + drainMs;
+        while (Date.now() < deadline && Object.values(busy()).some((n) => n > 0)) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        const left = busy();
+        if (Object.values(left).some((n) => n > 0)) {
+          deps.logger.warn('drain time is up; ending the work still running', { drainMs, ...left });
+        }
+        // Every stream still open gets the going-away signal; terminals close with 1001.
+        drain.end();
         terminals.close();
         await previews?.close();
         await metrics?.close();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
-        const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+        // A moment for the going-away events to reach their clients before the sockets are cut.
+        const timer = setTimeout(() => server.closeAllConnections(), 500);
         await closed;
         clearTimeout(timer);
         await app.close();
@@ -283,24 +412,28 @@ async function startMetricsServer(
   registry: Registry,
   listen: { host: string; port: number },
 ): Promise<{ url: string; close(): Promise<void> }> {
-  const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path !== '/metrics' || req.method !== 'GET') {
-      res.writeHead(404, { 'content-type': 'text/plain' });
-      res.end('only GET /metrics here\n');
-      return;
-    }
-    registry.metrics().then(
-      (text) => {
-        res.writeHead(200, { 'content-type': registry.contentType });
-        res.end(text);
-      },
-      () => {
-        res.writeHead(500);
-        res.end();
-      },
-    );
-  });
+  const server = createServer(
+    // GETs only: a request that has not fully arrived in 10 s never will.
+    { requestTimeout: 10_000, headersTimeout: 10_000, connectionsCheckingInterval: 1000 },
+    (req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path !== '/metrics' || req.method !== 'GET') {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('only GET /metrics here\n');
+        return;
+      }
+      registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(text);
+        },
+        () => {
+          res.writeHead(500);
+          res.end();
+        },
+      );
+    },
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(listen.port, listen.host, () => {

@@ -91,3 +91,18 @@ export function toStoreError(error: unknown): StoreError {
   }
   return new StoreError('QUERY_FAILED', `a database statement failed: ${message}`, { cause: original });
 }
+
+/**
+ * True when `error` (or an error on its `cause` chain) means the database is not there: a {@link StoreError}
+ * UNAVAILABLE, or a driver's connection failure that did not pass through the Store (refused, reset,
+ * terminated, a closed PGlite, SQLSTATE classes 08, 53 and 57P0). Callers answer it as retryable, not internal.
+ */
+export function isStoreUnavailable(error: unknown): boolean {
+  let current = error;
+  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
+    if (isStoreError(current)) return current.code === 'UNAVAILABLE';
+    if (current instanceof Error && toStoreError(current).code === 'UNAVAILABLE') return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}

@@ -6,7 +6,7 @@ export { sql } from 'drizzle-orm';
 export type { Db, OpenDbOptions, StudioDatabase, StudioSchema } from './db.ts';
 export { openDb, safeHost } from './db.ts';
 export type { StoreErrorCode } from './errors.ts';
-export { isStoreError, STORE_ERROR_CODES, StoreError } from './errors.ts';
+export { isStoreError, isStoreUnavailable, STORE_ERROR_CODES, StoreError } from './errors.ts';
 export type { MigrationReport } from './migrate.ts';
 export * as schema from './schema.ts';
 export type {

@@ -8,6 +8,7 @@ import type { PreviewGrants } from '../preview/preview.ts';
 import type { EventBus } from '../realtime/event-bus.ts';
 import type { FileWatches } from '../realtime/file-watches.ts';
 import type { AuditContext, SessionManager } from '../sessions/session-manager.ts';
+import type { Drain } from './drain.ts';
 import type { Logger } from './logger.ts';
 
 /** The long-lived parts every procedure can use. */
@@ -30,6 +31,8 @@ export interface AppDeps {
   origins: readonly string[];
   /** Trust X-Forwarded-For / X-Forwarded-Proto (only behind a proxy that sets them). */
   trustProxy: boolean;
+  /** Graceful shutdown: whether the API drains, and the work still running (server.ts drives it). */
+  drain: Drain;
 }
 
 /** Per-request facts the HTTP layer computes before tRPC runs. */

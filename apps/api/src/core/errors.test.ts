@@ -1,4 +1,4 @@
-import { StoreError } from '@studio/db';
+import { openDb, StoreError, sql } from '@studio/db';
 import { IsolationError } from '@studio/isolation';
 import { filesReadInput, filesWriteInput, PolicyError } from '@studio/policy';
 import { TRPCError } from '@trpc/server';
@@ -48,7 +48,7 @@ describe('mapError: the one mapping from failures to client-visible codes', () =
     },
   );
 
-  it.each(['SCHEMA_TOO_NEW', 'UNAVAILABLE', 'QUERY_FAILED', 'INVALID_INPUT'] as const)(
+  it.each(['SCHEMA_TOO_NEW', 'QUERY_FAILED', 'INVALID_INPUT'] as const)(
     'StoreError %s is INTERNAL with its message hidden (it may name hosts or SQL)',
     (code) => {
       expect(mapError(new StoreError(code, 'relation "users" at 10.0.0.5'))).toEqual({
@@ -157,5 +157,61 @@ describe('mapError: numbers over their bound', () => {
     });
     expect(r.success).toBe(false);
     expect(mapError(r.error)).toMatchObject({ trpcCode: 'BAD_REQUEST', studioCode: 'LIMIT_EXCEEDED' });
+  });
+});
+
+describe('mapError: the store is down (retryable, never INTERNAL)', () => {
+  it('StoreError UNAVAILABLE is UNAVAILABLE / 503 with Retry-After, its message (hosts, ports) hidden', () => {
+    const mapped = mapError(new StoreError('UNAVAILABLE', 'connect ECONNREFUSED 10.0.0.5:5432'));
+    expect(mapped).toEqual({
+      trpcCode: 'SERVICE_UNAVAILABLE',
+      studioCode: 'UNAVAILABLE',
+      message: expect.stringMatching(/database is unavailable.*retry/),
+      hidden: true,
+      retryAfterSeconds: 5,
+    });
+    expect(mapped.message).not.toContain('10.0.0.5');
+  });
+
+  it('a raw driver connection error that did not pass through the Store is UNAVAILABLE too', () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
+    expect(mapError(refused).studioCode).toBe('UNAVAILABLE');
+    expect(mapError(new Error('Connection terminated unexpectedly')).studioCode).toBe('UNAVAILABLE');
+    expect(mapError(Object.assign(new Error('terminating connection'), { code: '57P01' })).studioCode).toBe(
+      'UNAVAILABLE',
+    );
+    // Wrapped by tRPC, as a procedure's failure reaches the formatter.
+    expect(mapError(new TRPCError({ code: 'INTERNAL_SERVER_ERROR', cause: refused })).trpcCode).toBe(
+      'SERVICE_UNAVAILABLE',
+    );
+  });
+
+  it('a closed PGlite (the real error) is UNAVAILABLE', async () => {
+    const db = await openDb({});
+    await db.close();
+    const error = await db.orm.execute(sql`select 1`).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeDefined();
+    expect(mapError(error).studioCode).toBe('UNAVAILABLE');
+    // Booting PGlite takes seconds, more on a loaded machine.
+  }, 90_000);
+
+  it('an isolation error caused by a reset socket stays an isolation error', () => {
+    const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+    expect(mapError(new IsolationError('UNAVAILABLE', 'agent gone', { cause: reset })).studioCode).toBe(
+      'BACKEND_UNAVAILABLE',
+    );
+  });
+
+  it('an AppError UNAVAILABLE (the server draining) keeps its message and its own Retry-After', () => {
+    expect(mapError(new AppError('UNAVAILABLE', 'shutting down', { retryAfterSeconds: 2 }))).toEqual({
+      trpcCode: 'SERVICE_UNAVAILABLE',
+      studioCode: 'UNAVAILABLE',
+      message: 'shutting down',
+      hidden: false,
+      retryAfterSeconds: 2,
+    });
   });
 });

@@ -1,4 +1,4 @@
-import { isStoreError, type StoreErrorCode } from '@studio/db';
+import { isStoreError, isStoreUnavailable, type StoreErrorCode } from '@studio/db';
 import { isIsolationError } from '@studio/isolation';
 import { isPolicyError, type PolicyErrorCode } from '@studio/policy';
 import { TRPCError } from '@trpc/server';
@@ -26,6 +26,8 @@ export const APP_ERROR_CODES = [
   'INPUT_TOO_LARGE',
   'LIMIT_EXCEEDED',
   'INPUT_INVALID',
+  // Retryable: the store is down, or the server is shutting down. HTTP 503 with Retry-After.
+  'UNAVAILABLE',
   'INTERNAL',
 ] as const;
 
@@ -35,11 +37,24 @@ export type AppErrorCode = (typeof APP_ERROR_CODES)[number];
 export class AppError extends Error {
   override readonly name = 'AppError';
   readonly code: AppErrorCode;
-  constructor(code: AppErrorCode, message: string, options?: { cause?: unknown }) {
+  /** For UNAVAILABLE: when to retry (sent as `Retry-After`). */
+  readonly retryAfterSeconds: number | undefined;
+  constructor(
+    code: AppErrorCode,
+    message: string,
+    options?: { cause?: unknown; retryAfterSeconds?: number },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }
+
+/** Seconds a client waits before retrying a call the store could not answer (a restart takes a few). */
+export const STORE_RETRY_AFTER_SECONDS = 5;
+
+const STORE_UNAVAILABLE_MESSAGE =
+  'the database is unavailable right now; retry after Retry-After seconds (the operator is told in the server log and /readyz)';
 
 /** What a client sees of any failure: the tRPC code (HTTP status), a stable Studio code and a safe message. */
 export interface MappedError {
@@ -49,6 +64,8 @@ export interface MappedError {
   message: string;
   /** True when the message was replaced because the original may hold internals (host paths, SQL). */
   hidden: boolean;
+  /** Set for retryable refusals (UNAVAILABLE): the `Retry-After` the HTTP response carries. */
+  retryAfterSeconds?: number;
 }
 
 const APP_TO_TRPC: Record<AppErrorCode, TRPC_ERROR_CODE_KEY> = {
@@ -75,6 +92,7 @@ const APP_TO_TRPC: Record<AppErrorCode, TRPC_ERROR_CODE_KEY> = {
   INPUT_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
   LIMIT_EXCEEDED: 'BAD_REQUEST',
   INPUT_INVALID: 'BAD_REQUEST',
+  UNAVAILABLE: 'SERVICE_UNAVAILABLE',
   INTERNAL: 'INTERNAL_SERVER_ERROR',
 };
 
@@ -127,7 +145,7 @@ const STORE_TO_APP: Record<StoreErrorCode, AppErrorCode> = {
   SESSION_LIMIT: 'SESSION_LIMIT',
   INVALID_INPUT: 'INTERNAL',
   SCHEMA_TOO_NEW: 'INTERNAL',
-  UNAVAILABLE: 'INTERNAL',
+  UNAVAILABLE: 'UNAVAILABLE',
   QUERY_FAILED: 'INTERNAL',
 };
 
@@ -162,6 +180,16 @@ function fromZod(error: ZodError): MappedError {
   return { trpcCode: 'BAD_REQUEST', studioCode: 'INPUT_INVALID', message, hidden: false };
 }
 
+function storeUnavailable(): MappedError {
+  return {
+    trpcCode: 'SERVICE_UNAVAILABLE',
+    studioCode: 'UNAVAILABLE',
+    message: STORE_UNAVAILABLE_MESSAGE,
+    hidden: true,
+    retryAfterSeconds: STORE_RETRY_AFTER_SECONDS,
+  };
+}
+
 /**
  * A coded refusal as the client sees it: its code and message, unless it maps to an internal error, whose
  * message may carry internals (host paths, SQL) and is replaced.
@@ -178,8 +206,9 @@ function coded(trpcCode: TRPC_ERROR_CODE_KEY, code: string, message: string): Ma
 
 /**
  * THE mapping from any failure to what a client sees. Order: our own `AppError`, store refusals (as the
- * `AppError` codes they stand for), policy refusals, zod input errors (a policy code carried in the issue wins), isolation errors, tRPC's own errors; anything else is
- * INTERNAL with its message hidden. Messages that may carry internals (INTERNAL, UNAVAILABLE from a backend,
+ * `AppError` codes they stand for), policy refusals, zod input errors (a policy code carried in the issue wins),
+ * isolation errors, tRPC's own errors, a database driver's connection errors (UNAVAILABLE, retryable, with
+ * `retryAfterSeconds`); anything else is INTERNAL with its message hidden. Messages that may carry internals (INTERNAL, UNAVAILABLE from a backend,
  * server misconfiguration) are replaced; the original stays in the server log.
  */
 export function mapError(error: unknown): MappedError {
@@ -188,9 +217,16 @@ export function mapError(error: unknown): MappedError {
     const inner = mapError(error.cause);
     if (inner.studioCode !== 'INTERNAL' || error.code === 'INTERNAL_SERVER_ERROR') return inner;
   }
+  // The driver's message names hosts and ports: logged, not sent.
+  if (isStoreError(error, 'UNAVAILABLE')) return storeUnavailable();
   if (error instanceof AppError || isStoreError(error)) {
     const code = error instanceof AppError ? error.code : STORE_TO_APP[error.code];
-    return coded(APP_TO_TRPC[code], code, error.message);
+    const mapped = coded(APP_TO_TRPC[code], code, error.message);
+    if (code === 'UNAVAILABLE') {
+      mapped.retryAfterSeconds =
+        (error instanceof AppError ? error.retryAfterSeconds : undefined) ?? STORE_RETRY_AFTER_SECONDS;
+    }
+    return mapped;
   }
   if (isPolicyError(error)) {
     return coded(POLICY_TO_TRPC[error.code], error.code, error.message);
@@ -209,6 +245,9 @@ export function mapError(error: unknown): MappedError {
     return coded(trpcCode, error.code, error.message);
   }
   if (error instanceof TRPCError) return coded(error.code, error.code, error.message);
+  // Last, so an isolation error caused by a reset socket stays an isolation error: a driver's connection error
+  // that did not pass through the Store (a raw pg or PGlite error) is the store being down, not a bug.
+  if (isStoreUnavailable(error)) return storeUnavailable();
   return {
     trpcCode: 'INTERNAL_SERVER_ERROR',
     studioCode: 'INTERNAL',

@@ -16,6 +16,8 @@ export interface FastPathOptions<TContext> {
   basePath: string;
   /** Bodies larger than this are left to the standard handler, which refuses them. */
   maxBodySize: number;
+  /** Headers for an error answer, as the standard handler's `responseMeta` gives them (e.g. `Retry-After`). */
+  responseMeta?: (opts: { errors: TRPCError[] }) => { headers?: Record<string, string> };
 }
 
 /**
@@ -161,6 +163,8 @@ export function createFastPath<TContext>(
       path,
       type: type as 'query' | 'mutation',
     });
+    const headers = options.responseMeta?.({ errors: [error] }).headers ?? {};
+    for (const [name, value] of Object.entries(headers)) if (!res.headersSent) res.setHeader(name, value);
     respond(res, getHTTPStatusCodeFromError(error), transformTRPCResponse(config, { error: shape }));
   }
 }

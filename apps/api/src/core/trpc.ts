@@ -3,6 +3,7 @@ import { initTRPC } from '@trpc/server';
 import { isCredentialError, type Principal } from '../auth/auth.ts';
 import { assertMayMutate } from '../sessions/control.ts';
 import { auditOf, type Context } from './context.ts';
+import { goingAway, untilGoingAway } from './drain.ts';
 import { AppError, MappedCause, mapError, toTRPCError } from './errors.ts';
 
 const t = initTRPC.context<Context>().create({
@@ -52,6 +53,44 @@ const mapErrors = t.middleware(async ({ ctx, next, path }) => {
   throw error;
 });
 
+// Calls that act on work already running: they go on while the server drains, so running execs can finish.
+const DRAIN_ALLOWS = new Set(['exec.write', 'exec.closeStdin', 'exec.cancel', 'exec.stream']);
+// Subscriptions that are running work (a started exec's output): they end with the drain, not when it starts.
+const WORK_STREAMS = new Set(['exec.stream']);
+
+// Graceful shutdown (issue 17): while draining, new mutations and subscriptions are refused with a retryable
+// UNAVAILABLE (queries still answer); in-flight calls and work streams are counted so the drain can wait for
+// them; every open subscription ends with the going-away signal, which tRPC's SSE link retries.
+const drainGate = t.middleware(async ({ ctx, next, path, type }) => {
+  const drain = ctx.deps.drain;
+  if (drain.draining && type !== 'query' && !DRAIN_ALLOWS.has(path)) throw goingAway('call');
+  const work = type !== 'subscription' || WORK_STREAMS.has(path);
+  const done = work ? drain.track() : () => undefined;
+  let result: Awaited<ReturnType<typeof next>>;
+  try {
+    result = await next();
+  } catch (error) {
+    done();
+    throw error;
+  }
+  if (type !== 'subscription' || !result.ok) {
+    done();
+    return result;
+  }
+  const signal = work ? drain.allStreams : drain.idleStreams;
+  const stream = untilGoingAway(result.data as AsyncIterable<unknown>, signal);
+  async function* counted() {
+    try {
+      yield* stream;
+    } catch (error) {
+      throw toTRPCError(error);
+    } finally {
+      done();
+    }
+  }
+  return { ...result, data: counted() };
+});
+
 // Denied-access audit rows are capped per address (20 a minute, the policy's limiter) so a flood of bad tokens
 // cannot flood the store.
 const deniedAudits = createRateLimiter({ limit: 20, windowMs: 60_000 });
@@ -93,7 +132,7 @@ const ideProof = t.middleware(async ({ ctx, next }) => {
 });
 
 /** No credential needed (login, health of the API itself); a login cookie, if sent, still needs the IDE proof. */
-export const publicProcedure = t.procedure.use(mapErrors).use(ideProof);
+export const publicProcedure = t.procedure.use(mapErrors).use(drainGate).use(ideProof);
 
 /** A signed-in caller (login JWT by bearer header or cookie, or an API token). */
 export const authedProcedure = publicProcedure.use(async ({ ctx, next }) => {

@@ -368,6 +368,13 @@ export class ExecRegistry {
     return entry;
   }
 
+  /** Execs not ended yet (an ended one lingering for a late reader is not counted): a draining server waits for them. */
+  get running(): number {
+    let n = 0;
+    for (const e of this.#entries.values()) if (!e.stream?.log.ended) n++;
+    return n;
+  }
+
   /** The caller's exec's open stdin, or NOT_FOUND. */
   stdinOf(ownerId: string, execId: string): StdinQueue {
     const stdin = this.get(ownerId, execId).stdin;

@@ -23,8 +23,10 @@ export const CLOSE = {
   TOO_BIG: 1009,
   /** The shell exited. */
   NORMAL: 1000,
-  /** The server failed to open the terminal, or is shutting down. */
+  /** The server failed to open the terminal. */
   SERVER: 1011,
+  /** The server is shutting down (its drain ended): reconnect, to another instance or this one restarted. */
+  GOING_AWAY: 1001,
   /** Another socket reattached to this terminal (the newest connection wins). */
   REPLACED: 4001,
 } as const;
@@ -54,6 +56,8 @@ export interface TerminalServerOptions {
    * or expires, a revoked API token or a disabled user closes the socket with 1008.
    */
   recheckMs?: number;
+  /** While true (the server drains), new terminals are refused with 503 and Retry-After before the upgrade. */
+  draining?: () => boolean;
   /** Default {@link TERMINAL_REATTACH_MS}. */
   reattachMs?: number;
   /** Default {@link TERMINAL_REPLAY_BYTES}. */
@@ -145,13 +149,13 @@ function originOk(req: IncomingMessage, deps: AppDeps): boolean {
  * for the reattach window (at most 8 such per session): a socket that
  * authenticates as the same user for the same session with that `terminalId` gets the same shell back, with the
  * output it missed after `offset` (bytes of output it had) replayed from a bounded buffer. Another user's
- * terminal id, or an unknown or expired one, is NOT_FOUND. Returns a function that closes every socket and shell.
+ * terminal id, or an unknown or expired one, is NOT_FOUND. Returns the number of open sockets and a function that closes every socket (1001, going away) and shell.
  */
 export function attachTerminal(
   server: Server,
   deps: AppDeps,
   options: TerminalServerOptions = {},
-): { close(): void } {
+): { readonly open: number; close(): void } {
   const ws = deps.policy.websocket;
   const limiter = options.limiter ?? createRateLimiter({ limit: ws.messagesPerMinute, windowMs: 60_000 });
   const reattachMs = options.reattachMs ?? TERMINAL_REATTACH_MS;
@@ -207,6 +211,12 @@ export function attachTerminal(
     if (path !== TERMINAL_PATH) return;
     if (!originOk(req, deps)) {
       socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    if (options.draining?.()) {
+      socket.end(
+        'HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
+      );
       return;
     }
     wss.handleUpgrade(req, socket, head, (client) => serve(client));
@@ -454,10 +464,14 @@ export function attachTerminal(
   }
 
   return {
+    get open() {
+      return wss.clients.size;
+    },
     close() {
       clearInterval(heartbeat);
       server.off('upgrade', onUpgrade);
-      for (const socket of wss.clients) socket.close(CLOSE.SERVER, 'the server is shutting down');
+      for (const socket of wss.clients)
+        socket.close(CLOSE.GOING_AWAY, 'the server is shutting down; reconnect');
       wss.close();
       for (const t of [...live.values()]) closeLive(t);
     },
