@@ -17,6 +17,8 @@ export const TARGETS = {
   idleMemory: { on: 'ratio', max: 1.5, text: 'ratio ≤ 1.5' },
   burst: { on: 'ratio', min: 0.8, text: 'ratio ≥ 0.8, 0 failures' },
   geomean: { on: 'ratio', max: 5, text: 'geomean ≤ 5' },
+  apiMemory: { on: 'ratio', max: 1.5, text: 'ratio ≤ 1.5' },
+  noGrowth: { on: 'ratio', max: 1.1, text: 'growth ≤ 10%' },
 } as const satisfies Record<string, { on: 'ratio' | 'absolute'; max?: number; min?: number; text: string }>;
 
 export type TargetId = keyof typeof TARGETS;

@@ -1,5 +1,5 @@
 // `npm run bench`: every figure beside a raw baseline measured in the same run, interleaved.
-// Flags: `--quick` for fewer samples; `--only=docker,api,realtime,gvisor,tasks` for some sections.
+// Flags: `--quick` for fewer samples; `--only=docker,api,realtime,gvisor,tasks,memory` for some sections.
 // Writes bench/results/latest.json, latest.md and ratios.svg; progress goes to stderr.
 
 import { mkdirSync } from 'node:fs';
@@ -11,6 +11,7 @@ import { DockerBackend } from '@studio/isolation-docker';
 import { GVisorBackend } from '@studio/isolation-gvisor';
 import { defaultPolicy } from '@studio/policy';
 import { benchApi, benchApiRealtime } from './api.bench.ts';
+import { benchMemory } from './memory.bench.ts';
 import { SECCOMP_PROFILE, sandboxRootfs } from './paths.ts';
 import { rawDocker, rawGvisor } from './raw.ts';
 import {
@@ -27,7 +28,7 @@ import { benchTasks } from './tasks.bench.ts';
 
 const quick = process.argv.includes('--quick');
 const onlyArg = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
-const only = new Set((onlyArg ?? 'docker,api,realtime,gvisor,tasks').split(','));
+const only = new Set((onlyArg ?? 'docker,api,realtime,gvisor,tasks,memory').split(','));
 const root = fileURLToPath(new URL('..', import.meta.url));
 const WORKSPACE_POOL = {
   size: 2,
@@ -146,6 +147,15 @@ try {
         ['terminal: throughput', 'terminal'],
       ],
       () => benchApiRealtime({ quick }),
+    );
+  if (only.has('memory'))
+    await ifDocker(
+      'memory',
+      [
+        ['api: resident memory, idle (npm start)', 'apiMemory'],
+        ['api: RSS over an exec loop', 'noGrowth'],
+      ],
+      () => benchMemory({ quick }),
     );
   if (only.has('gvisor')) {
     const targets: [string, TargetId | undefined][] = [

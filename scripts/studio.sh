@@ -83,7 +83,10 @@ start_studio() {
   # one-time admin password.
   node_modules/.bin/tsx apps/web/scripts/build.ts || die "building the web IDE failed (see above)"
   local api_pid web_pid
-  node_modules/.bin/tsx apps/api/src/main.ts &
+  # The API runs as plain JavaScript: a bundle of its TypeScript (about a second to build), not under tsx, whose
+  # loader and esbuild service stayed resident for the life of the process (issue 17, the API's memory).
+  node_modules/.bin/tsx apps/api/scripts/build.ts || die "building the API failed (see above)"
+  node apps/api/dist/main.mjs &
   api_pid=$!
   stop_all() {
     trap - INT TERM

@@ -170,6 +170,8 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
       (await openDb({
         databaseUrl: options.env.databaseUrl,
         pgliteDir: join(options.env.dataDir, 'pglite'),
+        // A long-running server: initdb's memory must not stay resident (issue 17, item 6).
+        initApart: true,
       }));
     store = await Store.open(db);
     const instanceId =

@@ -1,4 +1,7 @@
-import { mkdirSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { PGlite } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
 import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres';
@@ -33,6 +36,11 @@ export interface OpenDbOptions {
   databaseUrl?: string | undefined;
   /** PGlite's data directory; omitted means in memory (tests). */
   pgliteDir?: string | undefined;
+  /**
+   * Create a new PGlite data directory in a short-lived child process (a long-running server's choice: initdb's
+   * memory then goes back to the system). Costs one more PGlite start on the first open. Default false.
+   */
+  initApart?: boolean;
 }
 
 interface Driver {
@@ -55,7 +63,7 @@ const MIGRATION_LOCK = 0x5374_7564;
 export async function openDb(options: OpenDbOptions): Promise<Db> {
   const driver = options.databaseUrl
     ? await openPostgres(options.databaseUrl)
-    : await openPglite(options.pgliteDir);
+    : await openPglite(options.pgliteDir, options.initApart === true);
   try {
     const migrations = await migrate(driver);
     return { kind: driver.kind, orm: driver.orm, migrations, close: () => driver.close() };
@@ -65,9 +73,54 @@ export async function openDb(options: OpenDbOptions): Promise<Db> {
   }
 }
 
-async function openPglite(dir: string | undefined): Promise<Driver> {
-  if (dir !== undefined) mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const lite = dir === undefined ? await PGlite.create() : await PGlite.create(dir);
+// PGlite's memory is WebAssembly linear memory, which only ever grows: what Postgres touched once stays resident
+// for the life of the process (issue 17: an idle API held 0.5-0.9 GiB). Two things touched most of it:
+// - shared_buffers at Postgres's default 128 MB, for a store of a few MB served by one connection: 16 MB;
+// - initdb on a first start (about 600 MB at its peak), run with `initApart` in a short-lived child process
+//   instead, whose memory goes back to the system when it exits (in-process, glibc keeps most of it even after a
+//   close).
+const PGLITE_START_PARAMS = [
+  ...PGlite.defaultStartParams,
+  '-c',
+  'shared_buffers=16MB',
+  '-c',
+  'wal_buffers=1MB',
+];
+
+const INITDB_CHILD = `
+const [url, dir, params] = process.argv.slice(1);
+const { PGlite } = await import(url);
+const lite = await PGlite.create(dir, { startParams: JSON.parse(params) });
+await lite.close();
+`;
+
+/** Creates a new PGlite data directory in a child process (see above); false when that could not be done. */
+async function initPgliteApart(dir: string): Promise<boolean> {
+  let url: string;
+  try {
+    url = import.meta.resolve('@electric-sql/pglite');
+  } catch {
+    return false; // a loader without import.meta.resolve (a test runner): initdb in this process instead
+  }
+  try {
+    await promisify(execFile)(
+      process.execPath,
+      ['--input-type=module', '-e', INITDB_CHILD, url, dir, JSON.stringify(PGLITE_START_PARAMS)],
+      { timeout: 120_000 },
+    );
+    return true;
+  } catch {
+    return false; // opened below in this process, which reports the error if there is one
+  }
+}
+
+async function openPglite(dir: string | undefined, initApart: boolean): Promise<Driver> {
+  if (dir !== undefined) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (initApart && !existsSync(join(dir, 'PG_VERSION'))) await initPgliteApart(dir);
+  }
+  const options = { startParams: PGLITE_START_PARAMS };
+  const lite = dir === undefined ? await PGlite.create(options) : await PGlite.create(dir, options);
   // PGlite runs every query and transaction under one mutex, so a transaction is never interleaved with
   // other statements; row locks behave as on a server with one connection.
   const orm = drizzlePglite({ client: lite, schema });

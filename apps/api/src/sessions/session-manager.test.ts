@@ -217,6 +217,16 @@ describe('SessionManager', () => {
         await after.close();
       });
 
+      it('completes a start killed after the sandbox was running: running, not stopped with a live sandbox', async () => {
+        const s = await manager.create(owner, input, audit);
+        // As if the process died between the backend's start and recording `running`.
+        await store.transitionSession(s.id, ['running'], 'stopped');
+        const after = restarted();
+        expect((await after.reconcile()).adopted).toEqual([s.id]);
+        expect((await store.getSessionById(s.id))?.state).toBe('running');
+        await after.close();
+      });
+
       it('rolls back a create killed while its sandbox was half made (listed, not running)', async () => {
         const s = await manager.create(owner, input, audit);
         await store.db.orm.execute(sql`UPDATE sessions SET state = 'creating' WHERE id = ${s.id}`);

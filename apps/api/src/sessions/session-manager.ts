@@ -131,6 +131,8 @@ export class SessionManager {
   #sweeper: NodeJS.Timeout | undefined;
   #reconciler: NodeJS.Timeout | undefined;
   #reconciling: Promise<ReconcileReport> | undefined;
+  /** Sessions this process is starting (sandbox started, `running` not yet recorded). */
+  readonly #starts = new Set<string>();
   /** Orphan sandbox id → when reconciliation first saw it (ms). */
   readonly #orphansSeen = new Map<string, number>();
   /** Backends whose last availability check failed (a daemon down or restarting). */
@@ -498,7 +500,12 @@ export class SessionManager {
     if (Date.now() - record.createdAt.getTime() > this.#o.policy.session.ttlMs) {
       throw new AppError('INVALID_STATE', `session ${id} reached its time limit; create a new session`);
     }
-    await (await this.#sandbox(record)).start();
+    this.#starts.add(id);
+    try {
+      await (await this.#sandbox(record)).start();
+    } finally {
+      this.#starts.delete(id);
+    }
     const updated = await this.#o.store.transitionSession(id, ['stopped'], 'running');
     this.#stopReasons.delete(id);
     await this.#audit({ ...audit, action: 'session.start', outcome: 'success', target: id });
@@ -791,6 +798,14 @@ export class SessionManager {
             });
           }
           continue;
+        }
+        if (record.state === 'stopped' && info.state === 'running' && !this.#starts.has(record.id)) {
+          // A start the API was killed in after the runtime had started the sandbox (a kill inside sessions.start):
+          // left `stopped`, the session would hold a running sandbox that exec and files refuse to use.
+          if (await this.#o.store.transitionSession(record.id, ['stopped'], 'running')) {
+            this.#handles.delete(record.id);
+            this.#o.logger.warn('completed a start the API was stopped in', { sessionId: record.id });
+          }
         }
         report.adopted.push(record.id);
       }
