@@ -32,13 +32,16 @@ prepare_runtimes() {
   log "warning: sandbox runtimes unavailable (see above): sessions cannot start, and their tests skip with a reason"
 }
 
-# The Rust in-sandbox agent (packages/sandbox-agent/guest, std only, built offline; quick when built). The
-# sandbox-agent tests run against it beside the Node agent: in CI it must build; elsewhere its variants skip
-# with a one-line reason.
+# The in-sandbox agent (packages/sandbox-agent/guest, Rust, std only, built offline; quick when built): every
+# sandbox runs it as its first process. `npm start` and `npm run bench` need it (require_agent: one line naming
+# the fix, then exit); for `npm test` it is fatal in CI, and elsewhere the tests that need it skip with a reason.
 build_agent() {
   if bash packages/sandbox-agent/scripts/build-agent.sh; then return 0; fi
-  if in_ci; then die "the Rust agent is required in CI and could not be built (see above; needs cargo)"; fi
-  log "warning: the Rust agent could not be built (see above); its test variants will skip with a reason"
+  if in_ci; then die "the agent is required in CI and could not be built (see above; needs cargo, gcc, libc6-dev)"; fi
+  log "warning: the agent could not be built (see above); the tests that need it will skip with a reason"
+}
+require_agent() {
+  bash packages/sandbox-agent/scripts/build-agent.sh >/dev/null || exit 1
 }
 
 # PostgreSQL for the store's tests (the API itself runs on embedded PGlite by default).
@@ -157,6 +160,7 @@ case "$cmd" in
     ;;
   start)
     ensure_node_deps
+    require_agent
     prepare_runtimes
     start_studio
     ;;
@@ -166,6 +170,7 @@ case "$cmd" in
     ;;
   bench)
     ensure_node_deps
+    require_agent
     prepare_runtimes
     exec npx tsx bench/run.ts "${@:2}"
     ;;

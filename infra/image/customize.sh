@@ -47,15 +47,6 @@ if command -v getcap >/dev/null && command -v setcap >/dev/null; then
   getcap -r "$root" 2>/dev/null | while read -r file _; do setcap -r "$file"; done
 fi
 
-# --- execute-only copies of node and tini for the agent and init ---
-# A process whose executable its user cannot read is made non-dumpable by the kernel, so other uid-1000
-# processes (sandbox code) cannot open its /proc/<pid>/mem, fd or environ to rewrite the agent that
-# enforces timeouts, output caps and path checks. Only the agent and init use these copies; user code
-# keeps the ordinary, readable /usr/bin/node.
-install -d -m 0755 -o 0 -g 0 "$root/usr/libexec/studio"
-install -m 0111 -o 0 -g 0 "$root/usr/bin/node" "$root/usr/libexec/studio/node"
-install -m 0111 -o 0 -g 0 "$root/usr/bin/tini" "$root/usr/libexec/studio/tini"
-
 # --- slim: documentation, manuals, translations, package caches and logs ---
 if [ -d "$root/usr/share/doc" ]; then
   find "$root/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete # keep licence texts

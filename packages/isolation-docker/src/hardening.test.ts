@@ -4,7 +4,7 @@ import { containerConfig } from './hardening.ts';
 const config = containerConfig({
   name: 'studio-sbx-0000000000000000',
   image: 'studio-sandbox:latest',
-  command: ['/usr/bin/tini', '--', 'node', '/opt/studio/studio-agent.cjs'],
+  command: ['/opt/studio/studio-agent'],
   labels: { 'studio.managed': 'true' },
   resources: {
     memoryBytes: 1024 ** 3,

@@ -32,6 +32,6 @@ runIsolationConformance({
     'security.no-devices':
       "gVisor's own /dev always holds /dev/fuse and /dev/net/tun, devices of its kernel, not the host's: FUSE needs mount(2) and TUN needs CAP_NET_ADMIN, both refused (security.mount, security.capabilities); no block device exists",
     'security.ptrace':
-      "gVisor serves /proc/<pid>/environ with mode 0444 and no ptrace check, so the environment of PID 1 (tini) and the agent (PATH, HOME, LANG, STUDIO_WORKSPACE only) is readable; ptrace of them is EPERM (seccomp) and /proc/<pid>/mem is EACCES. gVisor cannot load the image's execute-only binaries, so init and the Node agent are dumpable and their /proc/<pid>/fd (the agent's FIFOs) open to sandbox code of the same uid, which gains nothing it cannot already do: the agent runs as that uid and holds no secret, and the host treats all the channel carries as untrusted input",
+      'gVisor serves /proc/<pid>/environ with mode 0444 and no ptrace or dumpable check, so the environment of PID 1 (the agent: PATH, HOME, LANG, STUDIO_WORKSPACE only, no secret) is readable; everything else holds: the agent is non-dumpable (PR_SET_DUMPABLE 0), ptrace of it is EPERM and its /proc/<pid>/mem EACCES (measured: only `environ: read` is reported)',
   },
 });

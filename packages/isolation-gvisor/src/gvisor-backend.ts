@@ -61,7 +61,7 @@ export interface GVisorBackendOptions {
   workspacePool?: WorkspacePoolOptions;
   /** Host directory with the agent, mounted read-only at /opt/studio. */
   agentDir?: string;
-  /** How long to wait for the agent's hello after a start (Node starts slowly under gVisor). */
+  /** How long to wait for the agent's hello after a start. */
   agentTimeoutMs?: number;
   /**
    * Docker-format seccomp profile (JSON file), installed by runsc in every sandbox's first process (see
@@ -226,7 +226,7 @@ export class GVisorBackend implements IsolationBackend {
           rootfs: root,
           workspace,
           agentDir: this.#o.agentDir ?? AGENT_DIR,
-          command: agentCommand(),
+          command: AGENT_COMMAND,
           seccomp,
           resources: spec.resources,
           cgroupsPath: this.#cgroupsPath(id),
@@ -939,19 +939,6 @@ async function makeFifos(bundle: string): Promise<void> {
   } catch (error) {
     throw new IsolationError('INTERNAL', `could not make the agent's FIFOs in ${bundle}`, { cause: error });
   }
-}
-
-/**
- * The sandbox's first process: `AGENT_COMMAND` (an init running the agent, or the agent binary itself), with
- * the image's readable binaries: gVisor's loader reads an executable with the caller's credentials, so the
- * image's execute-only copies (which make a process non-dumpable under Linux) cannot run here (EACCES).
- */
-function agentCommand(): string[] {
-  const readable: Record<string, string> = {
-    '/usr/libexec/studio/node': '/usr/bin/node',
-    '/usr/libexec/studio/tini': '/usr/bin/tini',
-  };
-  return AGENT_COMMAND.map((arg) => readable[arg] ?? arg);
 }
 
 function stateOf(state: RunscState | undefined): SandboxState {

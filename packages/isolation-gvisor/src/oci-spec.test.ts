@@ -17,7 +17,7 @@ const resources = {
   inodes: 100_000,
   tmpBytes: 64 * 1024 ** 2,
 };
-const AGENT = ['/usr/bin/tini', '-s', '--', '/usr/bin/node', '/opt/studio/studio-agent.cjs'];
+const AGENT = ['/opt/studio/studio-agent'];
 const SECCOMP: OciSeccomp = {
   defaultAction: 'SCMP_ACT_ERRNO',
   architectures: ['SCMP_ARCH_X86_64'],

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   type AgentFixture,
   createFixture,
-  describeEachAgent,
+  describeAgent,
   expectCode,
   race,
   SWAPPER,
@@ -30,10 +30,10 @@ import {
 
 const CANARY = 'CANARY-7f3c9e-outside-secret-must-never-be-read';
 
-describeEachAgent((agent) => {
+describeAgent(() => {
   let f: AgentFixture;
   beforeAll(async () => {
-    f = await createFixture({ agent });
+    f = await createFixture();
   });
   afterAll(async () => {
     await f?.dispose();

@@ -44,8 +44,6 @@ export interface AgentHello {
   version: string;
   protocol: number;
   pid: number;
-  /** Node version inside the sandbox. */
-  node: string;
   uid: number;
   /** The workspace path as the agent sees it (`/workspace` in a sandbox). */
   workspace: string;
@@ -55,9 +53,9 @@ export interface AgentHello {
   /** The agent's receive window per channel. */
   window: number;
   maxFrame: number;
-  /** Whether terminals can be opened (Node agent: python3 is present for the pty helper). */
+  /** Whether terminals can be opened. */
   terminal: boolean;
-  /** Whether the agent serves `listen` (TCP streams opened from inside: the Rust agent). */
+  /** Whether the agent serves `listen` (TCP streams opened from inside). */
   streams: boolean;
 }
 
@@ -243,7 +241,7 @@ function checkInt(v: unknown, min: number, max: number, label: string): number {
 }
 
 /**
- * Host side of the in-sandbox agent (`agent/studio-agent.cjs`): exec, terminals, files and TCP
+ * Host side of the in-sandbox agent (`guest/`, built to `agent/studio-agent`): exec, terminals, files and TCP
  * connections over one multiplexed stream, the same for every backend. Everything the agent sends is
  * treated as untrusted sandbox output: frame sizes, flow-control credit and output caps are enforced
  * here as well as in the agent, and a connection that breaks the protocol is closed.
@@ -347,7 +345,7 @@ export class AgentClient {
         onTimeout: () =>
           new IsolationError(
             'UNAVAILABLE',
-            `the sandbox's agent did not answer within ${timeoutMs} ms (is node installed in the image and the agent mounted at /opt/studio?)`,
+            `the sandbox's agent did not answer within ${timeoutMs} ms (is the agent built, by packages/sandbox-agent/scripts/build-agent.sh, and mounted at /opt/studio?)`,
           ),
       },
     );
@@ -356,7 +354,6 @@ export class AgentClient {
       version: str(reply.version, 'unknown'),
       protocol: num(reply.protocol, 0),
       pid: num(reply.pid, 0),
-      node: str(reply.node, 'unknown'),
       uid: num(reply.uid, -1),
       workspace: str(reply.workspace, ''),
       workspaceDev: typeof reply.workspaceDev === 'number' ? reply.workspaceDev : null,

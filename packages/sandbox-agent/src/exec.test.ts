@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type AgentFixture,
   createFixture,
-  describeEachAgent,
+  describeAgent,
   expectCode,
   processesWith,
   text,
@@ -13,10 +13,10 @@ import {
   until,
 } from './test-utils.ts';
 
-describeEachAgent((agent) => {
+describeAgent(() => {
   let f: AgentFixture;
   beforeAll(async () => {
-    f = await createFixture({ agent, env: { AGENT_ONLY_SECRET: 'agent-env-must-not-leak' } });
+    f = await createFixture({ env: { AGENT_ONLY_SECRET: 'agent-env-must-not-leak' } });
   });
   afterAll(async () => {
     await f?.dispose();
@@ -178,7 +178,7 @@ describeEachAgent((agent) => {
     });
 
     it('stdin closing (the host is gone) kills everything and ends the agent', async () => {
-      const g = await createFixture({ agent });
+      const g = await createFixture();
       try {
         const s = uniqueSleep();
         const outcome = g.client.exec(['sleep', s], opts).then(

@@ -11,12 +11,12 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AgentFixture, createFixture, describeEachAgent, expectCode, text } from './test-utils.ts';
+import { type AgentFixture, createFixture, describeAgent, expectCode, text } from './test-utils.ts';
 
-describeEachAgent((agent) => {
+describeAgent(() => {
   let f: AgentFixture;
   beforeAll(async () => {
-    f = await createFixture({ agent });
+    f = await createFixture();
   });
   afterAll(async () => {
     await f?.dispose();

@@ -8,7 +8,7 @@ import { encodeFrame, FrameDecoder, FrameType, MAX_PAYLOAD, SYNC_MAGIC } from '.
 import {
   type AgentFixture,
   createFixture,
-  describeEachAgent,
+  describeAgent,
   expectCode,
   RawAgent,
   rssOf,
@@ -20,10 +20,10 @@ const WINDOW = 256 * 1024;
 /** The agent's resident memory must stay well below what an unbounded flood reaches in a second (GiBs). */
 const RSS_BOUND = 200 * 1024 * 1024;
 
-describeEachAgent((agent) => {
+describeAgent(() => {
   let f: AgentFixture;
   beforeAll(async () => {
-    f = await createFixture({ agent });
+    f = await createFixture();
   });
   afterAll(async () => {
     await f?.dispose();
@@ -226,7 +226,7 @@ describeEachAgent((agent) => {
 
   describe('frame fuzz', () => {
     it('answers unknown types, bad JSON and stray frames with errors, and stays in sync', async () => {
-      const raw = new RawAgent(f.ws, agent);
+      const raw = new RawAgent(f.ws);
       try {
         await raw.ping(1);
         raw.write(encodeFrame(99 as FrameType, 5, Buffer.from('x')));
@@ -261,7 +261,7 @@ describeEachAgent((agent) => {
     });
 
     it('garbage and oversized lengths: an error, then it waits for a sync marker; memory stays bounded', async () => {
-      const raw = new RawAgent(f.ws, agent);
+      const raw = new RawAgent(f.ws);
       try {
         await raw.ping(1);
         const huge = Buffer.alloc(9);
@@ -286,7 +286,7 @@ describeEachAgent((agent) => {
     });
 
     it('a host that attaches to a stream left mid-frame (and after garbage) gets a working connection', async () => {
-      const raw = new RawAgent(f.ws, agent);
+      const raw = new RawAgent(f.ws);
       try {
         await raw.ping(1);
         // A previous host died halfway through a 1 MiB frame ...

@@ -3,7 +3,7 @@
 // `./local` (spawnLocalAgent) runs the agent as a plain host process, for tests only.
 
 export { AgentConnections } from './agent-connections.ts';
-export { AGENT_BINARY_COMMAND, AGENT_COMMAND, AGENT_DIR } from './agent-dir.ts';
+export { AGENT_COMMAND, AGENT_DIR } from './agent-dir.ts';
 export { AgentSandbox } from './agent-sandbox.ts';
 export type { AgentClientOptions, AgentHello, AgentLogEntry } from './client.ts';
 export { AgentClient } from './client.ts';

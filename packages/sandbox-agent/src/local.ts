@@ -5,39 +5,21 @@ import { join } from 'node:path';
 import { AGENT_DIR } from './agent-dir.ts';
 import { AgentClient, type AgentClientOptions } from './client.ts';
 
-/**
- * Which implementation of the agent a local test runs: `node` (agent/studio-agent.cjs) or `rust`
- * (the static binary guest/ builds, at agent/studio-agent: scripts/build-agent.sh).
- */
-export type LocalAgentKind = 'node' | 'rust';
+/** The agent binary, where `packages/sandbox-agent/scripts/build-agent.sh` puts it. */
+export const AGENT_BINARY: string = join(AGENT_DIR, 'studio-agent');
 
-/** Both implementations, while both exist; the tests run against each. */
-export const LOCAL_AGENT_KINDS: readonly LocalAgentKind[] = Object.freeze(['node', 'rust']);
-
-/** Where the Rust agent's binary is put by `packages/sandbox-agent/scripts/build-agent.sh`. */
-export const RUST_AGENT_BINARY: string = join(AGENT_DIR, 'studio-agent');
-
-/** Why `kind` cannot run here (a missing build), or undefined when it can. */
-export function localAgentMissing(kind: LocalAgentKind): string | undefined {
-  if (kind === 'rust' && !existsSync(RUST_AGENT_BINARY)) {
-    return 'the Rust agent is not built: run packages/sandbox-agent/scripts/build-agent.sh (needs cargo)';
+/** Why the agent cannot run here (it is not built), or undefined when it can. */
+export function localAgentMissing(): string | undefined {
+  if (!existsSync(AGENT_BINARY)) {
+    return 'the agent is not built: run packages/sandbox-agent/scripts/build-agent.sh (needs cargo, gcc, libc6-dev)';
   }
   return undefined;
-}
-
-/** The argv that starts a local agent of `kind` (for tests that drive it by hand). */
-export function localAgentCommand(kind: LocalAgentKind = 'node'): [string, string[]] {
-  return kind === 'rust'
-    ? [RUST_AGENT_BINARY, []]
-    : [process.execPath, [join(AGENT_DIR, 'studio-agent.cjs')]];
 }
 
 /** Options of {@link spawnLocalAgent}. */
 export interface LocalAgentOptions extends Omit<AgentClientOptions, 'input' | 'output'> {
   /** Directory the agent treats as its workspace. */
   workspace: string;
-  /** Which implementation to run; default `node`. */
-  agent?: LocalAgentKind;
   /** Extra environment for the agent process (PATH and HOME default to this process's). */
   env?: Record<string, string>;
 }
@@ -54,9 +36,10 @@ export interface LocalAgent extends AsyncDisposable {
  * `workspace` as its workspace, and says hello. Disposing closes the connection, which ends the agent.
  */
 export async function spawnLocalAgent(options: LocalAgentOptions): Promise<LocalAgent> {
-  const { workspace, env, agent, ...clientOptions } = options;
-  const [command, args] = localAgentCommand(agent);
-  const child = spawn(command, args, {
+  const { workspace, env, ...clientOptions } = options;
+  const missing = localAgentMissing();
+  if (missing) throw new Error(missing);
+  const child = spawn(AGENT_BINARY, [], {
     stdio: ['pipe', 'pipe', 'pipe'],
     // A fixed environment, not the host's: what runs under the agent sees what it would see in a sandbox.
     env: {

@@ -1,6 +1,6 @@
 /**
- * Wire format shared with `agent/studio-agent.cjs` (see `agent/PROTOCOL.md`). Internal to the agent
- * client; the agent itself is plain CommonJS and keeps its own copy of these constants.
+ * Wire format shared with the agent (`guest/`; see `agent/PROTOCOL.md`). Internal to the agent
+ * client; the agent (Rust) keeps its own copy of these constants.
  */
 
 export const FrameType = {

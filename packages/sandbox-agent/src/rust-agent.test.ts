@@ -6,23 +6,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { localAgentMissing, RUST_AGENT_BINARY } from './local.ts';
+import { AGENT_BINARY, localAgentMissing } from './local.ts';
 import { encodeFrame, type Frame, FrameType } from './protocol.ts';
-import {
-  createFixture,
-  expectCode,
-  processesWith,
-  RawAgent,
-  text,
-  uniqueSleep,
-  until,
-} from './test-utils.ts';
+import { createFixture, processesWith, RawAgent, text, uniqueSleep, until } from './test-utils.ts';
 
-// Frames the Rust agent adds to protocol 1 (PROTOCOL.md, "TCP streams"): ACCEPT announces a stream the
+// Frames the agent added to protocol 1 (PROTOCOL.md, "TCP streams"): ACCEPT announces a stream the
 // agent opened (id with the high bit set) for a connection made to a `listen` socket inside the sandbox.
 const ACCEPT = 11 as FrameType;
 const ci = process.env.CI === 'true' || process.env.CI === '1';
-const missing = localAgentMissing('rust');
+const missing = localAgentMissing();
 
 function json(f: Frame): Record<string, unknown> {
   return JSON.parse(f.payload.toString('utf8'));
@@ -35,7 +27,7 @@ function u32(n: number): Buffer {
 }
 
 describe.skipIf(missing !== undefined && !ci)(
-  `rust agent only${missing ? ` (skipped: ${missing})` : ''}`,
+  `agent: TCP streams, init, seccomp${missing ? ` (skipped: ${missing})` : ''}`,
   () => {
     let root: string;
     let ws: string;
@@ -50,7 +42,7 @@ describe.skipIf(missing !== undefined && !ci)(
 
     describe('TCP streams', () => {
       it('listen: a connection made inside is carried to the host as a stream, both ways, with credit', async () => {
-        const raw = new RawAgent(ws, 'rust');
+        const raw = new RawAgent(ws);
         let sock: Socket | undefined;
         try {
           // A small agent->host window per accepted stream, to see credit at work.
@@ -118,7 +110,7 @@ describe.skipIf(missing !== undefined && !ci)(
       });
 
       it('AgentClient.listen: a program inside connects out, and the host holds the other end as a Duplex', async () => {
-        const f = await createFixture({ agent: 'rust' });
+        const f = await createFixture();
         try {
           expect(f.client.info?.streams).toBe(true);
           const sockets: Duplex[] = [];
@@ -145,20 +137,8 @@ describe.skipIf(missing !== undefined && !ci)(
         }
       });
 
-      it('the Node agent says it cannot listen', async () => {
-        const f = await createFixture({ agent: 'node' });
-        try {
-          await expectCode(
-            f.client.listen(0, () => undefined),
-            'UNSUPPORTED',
-          );
-        } finally {
-          await f.dispose();
-        }
-      });
-
       it('refuses a listen on a bad port', async () => {
-        const raw = new RawAgent(ws, 'rust');
+        const raw = new RawAgent(ws);
         try {
           raw.json(FrameType.OPEN, 1, { op: 'listen', port: 70000 });
           const r = json(await raw.next((x) => x.channel === 1, 'refusal'));
@@ -171,7 +151,7 @@ describe.skipIf(missing !== undefined && !ci)(
 
     describe('init', () => {
       it('forwards SIGTERM to what it runs and exits', async () => {
-        const raw = new RawAgent(ws, 'rust');
+        const raw = new RawAgent(ws);
         const s = uniqueSleep();
         try {
           raw.json(FrameType.OPEN, 1, {
@@ -193,7 +173,7 @@ describe.skipIf(missing !== undefined && !ci)(
 
       const unshare = spawnSync('unshare', ['-fp', '--mount-proc', 'true']).status === 0;
       it.skipIf(!unshare)('as PID 1 (unshare -fp --mount-proc) reaps orphans it never started', async () => {
-        const raw: RawAgent = new RawAgent(ws, 'rust', ['unshare', '-fp', '--mount-proc']);
+        const raw: RawAgent = new RawAgent(ws, ['unshare', '-fp', '--mount-proc']);
         try {
           raw.json(FrameType.OPEN, 1, { op: 'hello' });
           const hello = json(await raw.next((x) => x.channel === 1, 'hello'));
@@ -240,7 +220,7 @@ describe.skipIf(missing !== undefined && !ci)(
       filter.writeUInt32LE(0x7fff0000, 4);
       const file = join(root, 'allow.bpf');
       writeFileSync(file, filter);
-      const raw = new RawAgent(ws, 'rust', [], ['--seccomp', file]);
+      const raw = new RawAgent(ws, [], ['--seccomp', file]);
       try {
         await raw.ping(1);
         const status = readFileSync(`/proc/${raw.child.pid}/status`, 'latin1');
@@ -249,13 +229,13 @@ describe.skipIf(missing !== undefined && !ci)(
       } finally {
         await raw.kill();
       }
-      const bad = new RawAgent(ws, 'rust', [], ['--seccomp', join(root, 'missing.bpf')]);
+      const bad = new RawAgent(ws, [], ['--seccomp', join(root, 'missing.bpf')]);
       const [code] = await once(bad.child, 'exit');
       expect(code).toBe(126);
     });
 
     it('is a static binary well under the size of a Node runtime', () => {
-      const file = spawnSync('file', ['-L', RUST_AGENT_BINARY], { encoding: 'utf8' });
+      const file = spawnSync('file', ['-L', AGENT_BINARY], { encoding: 'utf8' });
       if (file.status === 0) expect(file.stdout).toMatch(/static/);
     });
   },

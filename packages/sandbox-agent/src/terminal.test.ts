@@ -5,17 +5,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type AgentFixture,
   createFixture,
-  describeEachAgent,
+  describeAgent,
   expectCode,
   processesWith,
   uniqueSleep,
   until,
 } from './test-utils.ts';
 
-describeEachAgent((agent) => {
+describeAgent(() => {
   let f: AgentFixture;
   beforeAll(async () => {
-    f = await createFixture({ agent });
+    f = await createFixture();
   });
   afterAll(async () => {
     await f?.dispose();
@@ -91,29 +91,12 @@ describeEachAgent((agent) => {
     });
   });
 
-  // The Node agent needs python3 for its pty helper; the Rust agent opens PTYs itself.
-  describe.skipIf(agent === 'rust')('terminal without python3', () => {
-    it('fails with UNSUPPORTED and leaves exec working', async () => {
-      const empty = join(f.root, 'empty-bin');
-      mkdirSync(empty);
-      const g = await createFixture({ agent, env: { PATH: empty } });
-      try {
-        expect(g.client.info?.terminal).toBe(false);
-        await expectCode(g.client.openTerminal({ cols: 80, rows: 24, command: ['/bin/sh'] }), 'UNSUPPORTED');
-        expect(
-          (await g.client.exec(['/bin/echo', 'ok'], { timeoutMs: 5000, maxOutputBytes: 100 })).exitCode,
-        ).toBe(0);
-      } finally {
-        await g.dispose();
-      }
-    });
-  });
-
-  describe.skipIf(agent === 'node')('terminal without python3 (Rust agent)', () => {
+  // The agent opens PTYs itself: no python3 helper.
+  describe('terminal without python3', () => {
     it('needs no python3: a PTY opens with an empty PATH', async () => {
       const empty = join(f.root, 'empty-bin-rust');
       mkdirSync(empty);
-      const g = await createFixture({ agent, env: { PATH: empty } });
+      const g = await createFixture({ env: { PATH: empty } });
       try {
         expect(g.client.info?.terminal).toBe(true);
         const t = await g.client.openTerminal({ cols: 80, rows: 24, command: ['/bin/sh'] });

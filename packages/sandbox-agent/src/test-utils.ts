@@ -8,27 +8,23 @@ import { isIsolationError } from '@studio/isolation';
 import { describe } from 'vitest';
 import type { AgentClient } from './client.ts';
 import {
-  LOCAL_AGENT_KINDS,
+  AGENT_BINARY,
   type LocalAgent,
-  type LocalAgentKind,
   type LocalAgentOptions,
-  localAgentCommand,
   localAgentMissing,
   spawnLocalAgent,
 } from './local.ts';
 import { encodeFrame, type Frame, FrameDecoder, FrameType } from './protocol.ts';
 
 /**
- * Runs `suite` once per agent implementation (`node`, `rust`). A Rust agent that is not built skips
- * with the reason outside CI; in CI (CI=true) it runs, and fails.
+ * Runs `suite` against the agent binary. An agent that is not built skips with the reason outside CI; in
+ * CI (CI=true) it runs, and fails.
  */
-export function describeEachAgent(suite: (agent: LocalAgentKind) => void): void {
-  for (const agent of LOCAL_AGENT_KINDS) {
-    const missing = localAgentMissing(agent);
-    const ci = process.env.CI === 'true' || process.env.CI === '1';
-    if (missing && !ci) describe.skip(`${agent} agent (skipped: ${missing})`, () => suite(agent));
-    else describe(`${agent} agent`, () => suite(agent));
-  }
+export function describeAgent(suite: () => void): void {
+  const missing = localAgentMissing();
+  const ci = process.env.CI === 'true' || process.env.CI === '1';
+  if (missing && !ci) describe.skip(`agent (skipped: ${missing})`, suite);
+  else describe('agent', suite);
 }
 
 /** A temp directory with `ws` (the agent's workspace) and `outside` (what the agent must never touch). */
@@ -184,14 +180,8 @@ export class RawAgent {
   readonly #decoder = new FrameDecoder();
 
   /** `wrap` runs the agent under another program (e.g. `unshare -fp --mount-proc`); `extraArgs` follow its own. */
-  constructor(
-    workspace: string,
-    agent: LocalAgentKind = 'node',
-    wrap: string[] = [],
-    extraArgs: string[] = [],
-  ) {
-    const [command, args] = localAgentCommand(agent);
-    const argv = [...wrap, command, ...args, ...extraArgs];
+  constructor(workspace: string, wrap: string[] = [], extraArgs: string[] = []) {
+    const argv = [...wrap, AGENT_BINARY, ...extraArgs];
     this.child = spawn(argv[0] as string, argv.slice(1), {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', STUDIO_WORKSPACE: workspace },

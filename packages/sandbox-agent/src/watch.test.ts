@@ -2,12 +2,12 @@ import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FileChanges } from '@studio/isolation';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AgentFixture, createFixture, describeEachAgent, until } from './test-utils.ts';
+import { type AgentFixture, createFixture, describeAgent, until } from './test-utils.ts';
 
-describeEachAgent((agent) => {
+describeAgent(() => {
   let f: AgentFixture;
   beforeAll(async () => {
-    f = await createFixture({ agent });
+    f = await createFixture();
   });
   afterAll(async () => {
     await f?.dispose();

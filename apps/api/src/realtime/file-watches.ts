@@ -7,8 +7,8 @@ import type { EventBus } from './event-bus.ts';
 const MAX_EVENTS_PER_BATCH = 32;
 /** How long a path the API itself changed is not reported again by the sandbox's watch (its event exists). */
 const OWN_CHANGE_MS = 2_000;
-/** The agent's temporary files of a `writeFile` (renamed over the target at once). */
-const AGENT_TEMP = /(^|\/)\.studio-[a-z0-9]+\.tmp$/;
+/** The agent's temporary files of a `writeFile` (`.studio-<pid>-<salt>.tmp`, renamed over the target at once). */
+const AGENT_TEMP = /(^|\/)\.studio-[a-z0-9-]+\.tmp$/;
 // C0, DEL and C1 controls; backslashes. A name with them is not reported (the tree lists it anyway).
 // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
 const BAD_CHARS = /[\u0000-\u001f\u007f-\u009f\\]/;

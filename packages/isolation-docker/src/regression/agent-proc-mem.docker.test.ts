@@ -5,8 +5,8 @@ import { describe, expect } from 'vitest';
 import { DockerBackend } from '../index.ts';
 
 // Regression: sandbox code (uid 1000) could open /proc/<pid>/mem of init and of the agent, which run
-// as the same uid, and rewrite the agent that enforces timeouts, output caps and path checks. Fixed by
-// running both from execute-only binaries, which the kernel makes non-dumpable.
+// as the same uid, and rewrite the agent that enforces timeouts, output caps and path checks. Fixed first
+// by execute-only binaries (non-dumpable); now the agent is init (PID 1) and sets PR_SET_DUMPABLE 0 itself.
 const dataDir = fileURLToPath(new URL('../../../../.cache/test-data/docker-regression', import.meta.url));
 mkdirSync(dataDir, { recursive: true });
 
@@ -30,7 +30,7 @@ for pid in [p for p in os.listdir('/proc') if p.isdigit()]:
         cmd = open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode()
     except OSError:
         continue
-    if 'studio-agent' not in cmd and 'tini' not in cmd:
+    if 'studio-agent' not in cmd:
         continue
     try:
         with open(f'/proc/{pid}/mem', 'r+b'):
@@ -45,8 +45,8 @@ describe('regression: agent and init memory through /proc/<pid>/mem', () => {
     const r = await sandbox.exec(['python3', '-c', probe], { timeoutMs: 20_000, maxOutputBytes: 65_536 });
     const out = new TextDecoder().decode(r.stdout);
     expect(r.exitCode, new TextDecoder().decode(r.stderr)).toBe(0);
-    // Both init (tini) and the agent must have been found, and neither opened.
-    expect(out.match(/^denied /gm)?.length ?? 0).toBeGreaterThanOrEqual(2);
+    // The agent (PID 1, its own init) must have been found, and not opened.
+    expect(out).toMatch(/^denied 1$/m);
     expect(out).not.toMatch(/OPENED/);
   });
 });

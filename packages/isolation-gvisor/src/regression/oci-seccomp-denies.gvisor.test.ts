@@ -66,8 +66,8 @@ describe('regression: OCI seccomp under runsc denies what the wrapper denied', (
     const r = await sandbox.exec(['python3', '-c', PROBE], { timeoutMs: 30_000, maxOutputBytes: 1 << 16 });
     expect(Buffer.from(r.stderr).toString()).toBe('');
     const { pid1, ...out } = JSON.parse(Buffer.from(r.stdout).toString()) as Record<string, unknown>;
-    // The agent (or its init) is the sandbox's first process: no wrapper in front of it.
-    expect(pid1).not.toMatch(/python/);
+    // The agent binary is the sandbox's first process: no wrapper or init in front of it.
+    expect(pid1).toBe('/opt/studio/studio-agent');
     expect(out).toEqual({
       'unshare(CLONE_NEWUSER)': 'EPERM',
       setns: 'EPERM',
