@@ -1,8 +1,10 @@
 // `npm run bench`: every figure beside a raw baseline measured in the same run, interleaved.
 // Flags: `--quick` for fewer samples; `--only=docker,api,realtime,gvisor,tasks,memory` for some sections.
+// `--out=DIR` writes elsewhere; `--with=FILE` adds the rows of an earlier run's latest.json for the sections this
+// run left out (each such row says which run it came from: its baselines are from that same run).
 // Writes bench/results/latest.json, latest.md and ratios.svg; progress goes to stderr.
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -214,9 +216,21 @@ try {
 
 const at = new Date().toISOString();
 const wallSeconds = Math.round((performance.now() - started) / 1000);
+const withFile = process.argv.find((a) => a.startsWith('--with='))?.slice('--with='.length);
+if (withFile) {
+  const earlier = JSON.parse(readFileSync(withFile, 'utf8')) as { at: string; rows: Row[] };
+  const here = new Set(rows.map((r) => r.name));
+  for (const r of earlier.rows) {
+    if (here.has(r.name)) continue;
+    const { verdict: _verdict, ...row } = r as Row & { verdict?: string };
+    rows.push({ ...row, note: `${row.note ? `${row.note}; ` : ''}from the run at ${earlier.at}` });
+  }
+}
+const outDir =
+  process.argv.find((a) => a.startsWith('--out='))?.slice('--out='.length) ?? `${root}bench/results`;
 const title = `Claude Studio benchmarks, ${at} (${quick ? 'quick' : 'full'}, ${wallSeconds} s)`;
 const machine = `${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}); 1-minute load average ${loadAtStart.toFixed(2)} at the start, ${(loadavg()[0] as number).toFixed(2)} at the end`;
 console.log(`\n${title}\n\n${textTable(rows)}\n`);
-writeReports(`${root}bench/results`, { at, quick, wallSeconds, machine, rows });
-log(`wrote bench/results/latest.{json,md} and ratios.svg in ${wallSeconds} s`);
+writeReports(outDir, { at, quick, wallSeconds, machine, rows });
+log(`wrote ${outDir}/latest.{json,md} and ratios.svg in ${wallSeconds} s`);
 process.exit(0);
