@@ -10,8 +10,8 @@ import { onCleanup, type Row } from './report.ts';
 import { sleep, summarize } from './stats.ts';
 
 // Issue 17, item 6: the API's own resident memory, as `npm start` runs it (node on the bundle of src/main.ts,
-// PGlite in a data dir), idle and with 20 sessions, beside a bare node process that opens the same store with
-// the same code (@studio/db's openDb, bundled the same way) in the same run; then an exec loop, whose RSS is
+// PGlite in a data dir), idle and with 20 sessions, beside a bare node process that opens a fresh store the same
+// way with the same code (@studio/db's openDb, bundled the same way) in the same run; then an exec loop, whose RSS is
 // read every few seconds to show whether it grows.
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -72,7 +72,7 @@ async function stop(child: ChildProcess): Promise<void> {
 // The baseline: node, the store opened as the API opens it, nothing else; it says so on stderr and waits.
 const BASELINE_SOURCE = `
 import { openDb } from '@studio/db';
-const db = await openDb({ pgliteDir: process.argv[2] });
+const db = await openDb({ pgliteDir: process.argv[2], initApart: true });
 process.stderr.write('store open\\n');
 process.on('SIGTERM', () => db.close().then(() => process.exit(0)));
 setInterval(() => undefined, 60_000);
@@ -123,6 +123,28 @@ export async function benchMemory(options: { quick: boolean }): Promise<Row[]> {
   const removeFiles = onCleanup(async () => {
     for (const f of files) rmSync(f, { force: true });
   });
+
+  // The baseline: a bare node process opening a store the way the API does (embedded PGlite, initdb apart on a
+  // new data dir, the same openDb), fresh as the API's is at its idle reading. Opening the API's own store after
+  // the exec loop would charge the baseline for the rows the loop wrote.
+  const baselineDir = join(ROOT, '.cache', 'bench-data', `memory-baseline-${process.pid}`);
+  rmSync(baselineDir, { recursive: true, force: true });
+  const baseline = spawn(process.execPath, [baselineBundle, baselineDir], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const closeBaseline = onCleanup(async () => {
+    await stop(baseline);
+    rmSync(baselineDir, { recursive: true, force: true });
+  });
+  let bare: number[];
+  try {
+    await waitFor(baseline, /store open/, 'the baseline');
+    await sleep(options.quick ? 5_000 : 15_000);
+    bare = await readings(baseline.pid as number, idleReadings, 1000);
+    process.stderr.write(`[bench] memory: baseline ${bare.map((x) => x.toFixed(0)).join(', ')} MiB\n`);
+  } finally {
+    await closeBaseline();
+  }
 
   const api = spawn(process.execPath, [bundle], {
     cwd: join(ROOT, 'apps', 'api'),
@@ -229,20 +251,6 @@ export async function benchMemory(options: { quick: boolean }): Promise<Row[]> {
     await destroyAll();
     await closeApi();
 
-    // The baseline opens the same store the API just closed.
-    const baseline = spawn(process.execPath, [baselineBundle, join(dataDir, 'pglite')], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    const closeBaseline = onCleanup(() => stop(baseline));
-    let bare: number[];
-    try {
-      await waitFor(baseline, /store open/, 'the baseline');
-      await sleep(options.quick ? 2_000 : 5_000);
-      bare = await readings(baseline.pid as number, idleReadings, 1000);
-      log(`baseline ${bare.map((x) => x.toFixed(0)).join(', ')} MiB`);
-    } finally {
-      await closeBaseline();
-    }
     const b = summarize(bare);
     const i = summarize(idle);
     const s = summarize(busy);
