@@ -77,7 +77,9 @@ describe.skipIf(skip !== undefined)(`web IDE e2e${skip ? ` (skipped: ${skip})` :
     const sessions = await e.client.sessions.list.query();
     expect(sessions).toHaveLength(1);
     sessionId = sessions[0]?.id ?? '';
-    await page.getByText(/MiB \/ .*pids/).waitFor({ timeout: 30_000 });
+    // Memory used / its limit, then pids: an idle sandbox holds only the agent (under 1 MiB since it is the Rust
+    // binary), so the unit is any of B, KiB, MiB, GiB.
+    await page.getByText(/(\d B|iB) \/ .*pids/).waitFor({ timeout: 30_000 });
     await e.shot('dashboard-session');
     await page.getByRole('link', { name: `Open session ${sessionId}` }).click();
     await page.waitForURL(`**/s/${sessionId}`);
