@@ -221,7 +221,8 @@ if (withFile) {
   const earlier = JSON.parse(readFileSync(withFile, 'utf8')) as { at: string; rows: Row[] };
   const here = new Set(rows.map((r) => r.name));
   for (const r of earlier.rows) {
-    if (here.has(r.name)) continue;
+    // Rows of sections this run measured, and rows the earlier run could not measure, are not carried over.
+    if (here.has(r.name) || r.skipped) continue;
     const { verdict: _verdict, ...row } = r as Row & { verdict?: string };
     rows.push({ ...row, note: `${row.note ? `${row.note}; ` : ''}from the run at ${earlier.at}` });
   }
