@@ -1,15 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
-import { type Duplex, PassThrough } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient } from './client.ts';
-import { encodeFrame, FrameDecoder, FrameType, MAX_PAYLOAD, SYNC_MAGIC } from './protocol.ts';
+import { encodeFrame, FrameType, MAX_PAYLOAD } from './protocol.ts';
 import {
   type AgentFixture,
   createFixture,
   describeAgent,
   expectCode,
+  fakeAgent,
   RawAgent,
   rssOf,
   text,
@@ -196,33 +197,9 @@ describeAgent(() => {
     });
   });
 
-  /** An in-process stand-in for the agent: answers hello properly and hands every other OPEN to `onOpen`. */
-  function fakeAgent(onOpen: (channel: number, write: (b: Buffer) => void) => void): { client: AgentClient } {
-    const fromAgent = new PassThrough();
-    const toAgent = new PassThrough();
-    const write = (b: Buffer) => fromAgent.write(b);
-    const decoder = new FrameDecoder();
-    decoder.expect(SYNC_MAGIC);
-    toAgent.on('data', (c: Buffer) => {
-      for (const frame of decoder.push(c)) {
-        if (frame.type !== FrameType.OPEN) continue;
-        const msg = JSON.parse(frame.payload.toString()) as { op: string; nonce?: string };
-        if (msg.op !== 'hello') {
-          onOpen(frame.channel, write);
-          continue;
-        }
-        write(Buffer.concat([SYNC_MAGIC, Buffer.from(msg.nonce ?? '')]));
-        write(
-          encodeFrame(
-            FrameType.REPLY,
-            frame.channel,
-            Buffer.from(JSON.stringify({ ok: true, protocol: 1, window: WINDOW })),
-          ),
-        );
-      }
-    });
-    return { client: new AgentClient({ input: fromAgent, output: toAgent }) };
-  }
+  const localFake = (onOpen: (channel: number, write: (b: Buffer) => void) => void) => ({
+    client: fakeAgent(onOpen, WINDOW),
+  });
 
   describe('frame fuzz', () => {
     it('answers unknown types, bad JSON and stray frames with errors, and stays in sync', async () => {
@@ -315,7 +292,7 @@ describeAgent(() => {
 
     it('the client refuses an agent that breaks the protocol', async () => {
       // Terminal output past the window we granted (no listener, so no credit came back).
-      const overrun = fakeAgent((channel, write) => {
+      const overrun = localFake((channel, write) => {
         write(encodeFrame(FrameType.REPLY, channel, Buffer.from('{"ok":true}')));
         for (let i = 0; i < 5; i++) write(encodeFrame(FrameType.DATA, channel, Buffer.alloc(64 * 1024)));
       });
@@ -327,7 +304,7 @@ describeAgent(() => {
       await expectCode(overrun.client.ping(), 'UNAVAILABLE');
 
       // A frame longer than the maximum: the connection is dropped, nothing is buffered for it.
-      const oversized = fakeAgent((_channel, write) => {
+      const oversized = localFake((_channel, write) => {
         const header = Buffer.alloc(9);
         header.writeUInt32BE(64 * 1024 * 1024, 0);
         write(header);
@@ -338,7 +315,7 @@ describeAgent(() => {
     });
 
     it('ACCEPT frames are sandbox output too: one for no listener of ours is refused, a malformed one drops the agent', async () => {
-      const stray = fakeAgent((channel, write) => {
+      const stray = localFake((channel, write) => {
         const accept = { listener: 999, peer: '127.0.0.1:1' };
         write(encodeFrame(FrameType.ACCEPT, 0x80000001, Buffer.from(JSON.stringify(accept))));
         write(encodeFrame(FrameType.REPLY, channel, Buffer.from('{"ok":true,"time":1}')));
@@ -347,7 +324,7 @@ describeAgent(() => {
       expect(await stray.client.ping()).toBeGreaterThanOrEqual(0);
       expect(stray.client.isClosed).toBe(false);
 
-      const malformed = fakeAgent((channel, write) => {
+      const malformed = localFake((channel, write) => {
         write(encodeFrame(FrameType.ACCEPT, 5, Buffer.from('not json')));
         write(encodeFrame(FrameType.REPLY, channel, Buffer.from('{"ok":true,"time":1}')));
       });

@@ -1,42 +1,18 @@
 // Issue 15: the host treats everything the agent says as untrusted input. A fake agent (the host's real client on
 // the other end of a pipe) sends what a compromised agent could: oversized frames, bad JSON, paths outside the
 // workspace and floods. Each is refused by the host side with a clear error, and the host's memory stays bounded.
-import { PassThrough } from 'node:stream';
 import { isIsolationError } from '@studio/isolation';
 import { describe, expect, it } from 'vitest';
-import { AgentClient } from './client.ts';
-import { encodeFrame, FrameDecoder, FrameType, SYNC_MAGIC } from './protocol.ts';
+import type { AgentClient } from './client.ts';
+import { encodeFrame, FrameType } from './protocol.ts';
+import { fakeAgent } from './test-utils.ts';
 
 const WINDOW = 256 * 1024;
 type Write = (b: Buffer) => void;
 
-/** A fake agent: answers hello properly, then hands every other request to `onOpen`. */
-function hostileAgent(onOpen: (op: string, channel: number, write: Write) => void): AgentClient {
-  const fromAgent = new PassThrough();
-  const toAgent = new PassThrough();
-  const write: Write = (b) => fromAgent.write(b);
-  const decoder = new FrameDecoder();
-  decoder.expect(SYNC_MAGIC);
-  toAgent.on('data', (c: Buffer) => {
-    for (const frame of decoder.push(c)) {
-      if (frame.type !== FrameType.OPEN) continue;
-      const msg = JSON.parse(frame.payload.toString()) as { op: string; nonce?: string };
-      if (msg.op !== 'hello') {
-        onOpen(msg.op, frame.channel, write);
-        continue;
-      }
-      write(Buffer.concat([SYNC_MAGIC, Buffer.from(msg.nonce ?? '')]));
-      write(
-        encodeFrame(
-          FrameType.REPLY,
-          frame.channel,
-          Buffer.from(JSON.stringify({ ok: true, protocol: 1, window: WINDOW })),
-        ),
-      );
-    }
-  });
-  return new AgentClient({ input: fromAgent, output: toAgent });
-}
+/** A fake agent (see `fakeAgent`) that hands every request but hello to `onOpen`, with its op first. */
+const hostileAgent = (onOpen: (op: string, channel: number, write: Write) => void): AgentClient =>
+  fakeAgent((channel, write, op) => onOpen(op, channel, write), WINDOW);
 
 async function failure(p: Promise<unknown>): Promise<{ code: string; message: string }> {
   try {

@@ -3,10 +3,11 @@ import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import type { IsolationErrorCode } from '@studio/isolation';
 import { isIsolationError } from '@studio/isolation';
 import { describe } from 'vitest';
-import type { AgentClient } from './client.ts';
+import { AgentClient } from './client.ts';
 import {
   AGENT_BINARY,
   type LocalAgent,
@@ -14,7 +15,7 @@ import {
   localAgentMissing,
   spawnLocalAgent,
 } from './local.ts';
-import { encodeFrame, type Frame, FrameDecoder, FrameType } from './protocol.ts';
+import { encodeFrame, type Frame, FrameDecoder, FrameType, SYNC_MAGIC } from './protocol.ts';
 
 /**
  * Runs `suite` against the agent binary. An agent that is not built skips with the reason outside CI; in
@@ -234,4 +235,38 @@ export class RawAgent {
     this.child.kill('SIGKILL');
     await exited;
   }
+}
+
+/**
+ * An in-process stand-in for the agent, for attacking the host side: answers hello properly (with credit
+ * `window`) and hands every other OPEN, with its op, to `onOpen`, which writes whatever it likes back.
+ */
+export function fakeAgent(
+  onOpen: (channel: number, write: (b: Buffer) => void, op: string) => void,
+  window: number,
+): AgentClient {
+  const fromAgent = new PassThrough();
+  const toAgent = new PassThrough();
+  const write = (b: Buffer) => fromAgent.write(b);
+  const decoder = new FrameDecoder();
+  decoder.expect(SYNC_MAGIC);
+  toAgent.on('data', (c: Buffer) => {
+    for (const frame of decoder.push(c)) {
+      if (frame.type !== FrameType.OPEN) continue;
+      const msg = JSON.parse(frame.payload.toString()) as { op: string; nonce?: string };
+      if (msg.op !== 'hello') {
+        onOpen(frame.channel, write, msg.op);
+        continue;
+      }
+      write(Buffer.concat([SYNC_MAGIC, Buffer.from(msg.nonce ?? '')]));
+      write(
+        encodeFrame(
+          FrameType.REPLY,
+          frame.channel,
+          Buffer.from(JSON.stringify({ ok: true, protocol: 1, window })),
+        ),
+      );
+    }
+  });
+  return new AgentClient({ input: fromAgent, output: toAgent });
 }
