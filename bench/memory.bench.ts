@@ -213,7 +213,7 @@ export async function benchMemory(options: { quick: boolean }): Promise<Row[]> {
     rmSync(dataDir, { recursive: true, force: true });
   });
   try {
-    const debuggerUrl = waitFor(api, /Debugger listening on (ws:\/\/\S+)/, 'the API\'s inspector');
+    const debuggerUrl = waitFor(api, /Debugger listening on (ws:\/\/\S+)/, "the API's inspector");
     const url = (await waitFor(api, /listening on (http:\/\/127\.0\.0\.1:\d+)/, 'the API'))[1] as string;
     const v8 = await inspector((await debuggerUrl)[1] as string);
     // Idle: after start-up settles (the first reconcile, the JIT), then a few readings.
