@@ -1,4 +1,4 @@
-import { readFile, rmdir } from 'node:fs/promises';
+import { readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 const ROOT = '/sys/fs/cgroup';
@@ -70,6 +70,39 @@ export async function cpuUsageNanos(cgroupsPath: string): Promise<number | undef
   if (v1 !== undefined && /^\d+\s*$/.test(v1)) return Number(v1.trim());
   const usec = counter(await read(join(ROOT, rel, 'cpu.stat')), 'usage_usec');
   return usec === undefined ? undefined : usec * 1000;
+}
+
+/**
+ * Sets the CPU quota of the cgroup runsc made for a sandbox (cgroup v1 `cpu.cfs_*`, else v2 `cpu.max`) and reads
+ * it back. Throws when neither takes it: a sandbox must never run without its quota.
+ */
+export async function setCpuQuota(cgroupsPath: string, quota: number, period: number): Promise<void> {
+  const rel = cgroupsPath.replace(/^\/+/, '');
+  const v1 = join(ROOT, 'cpu', rel);
+  try {
+    await writeFile(join(v1, 'cpu.cfs_period_us'), String(period));
+    await writeFile(join(v1, 'cpu.cfs_quota_us'), String(quota));
+    if ((await read(join(v1, 'cpu.cfs_quota_us')))?.trim() === String(quota)) return;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  await writeFile(join(ROOT, rel, 'cpu.max'), `${quota} ${period}`);
+  if ((await read(join(ROOT, rel, 'cpu.max')))?.trim() !== `${quota} ${period}`) {
+    throw new Error(`the CPU quota of cgroup ${cgroupsPath} did not take`);
+  }
+}
+
+/** The CPU quota of a sandbox's cgroup (`<quota> <period>` in microseconds, `max` for none), for tests. */
+export async function cpuQuota(cgroupsPath: string): Promise<string | undefined> {
+  const rel = cgroupsPath.replace(/^\/+/, '');
+  const v1 = await read(join(ROOT, 'cpu', rel, 'cpu.cfs_quota_us'));
+  if (v1 !== undefined) {
+    const quota = Number(v1.trim());
+    return quota < 0
+      ? 'max'
+      : `${quota} ${(await read(join(ROOT, 'cpu', rel, 'cpu.cfs_period_us')))?.trim()}`;
+  }
+  return (await read(join(ROOT, rel, 'cpu.max')))?.trim().replace(/^max .*/, 'max');
 }
 
 /** Removes a sandbox's cgroup directories that runsc left behind (only empty ones can go). */

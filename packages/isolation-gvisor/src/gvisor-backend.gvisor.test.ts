@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runtimePaths, SMALL_LIMITS, sandboxTest } from '@studio/isolation/testing';
 import { afterAll, describe, expect } from 'vitest';
+import { cpuQuota } from './cgroups.ts';
 import { GVisorBackend } from './gvisor-backend.ts';
 
 // gVisor-specific behaviour the shared conformance suite cannot see: what the backend does on the host.
@@ -53,6 +54,23 @@ describe('GVisorBackend on the host', () => {
     expect(text(r.stdout)).toBe('root\n/proc/1/status:Seccomp:\t2\n/proc/self/status:Seccomp:\t2\n');
     // Mount points runsc creates land in the sandbox's overlay, never in the image every sandbox shares.
     expect(readdirSync(join(images[image] ?? '', 'etc')).sort()).toEqual(before);
+  });
+
+  test('holds a sandbox to its CPU quota from before its agent first answers, again after a restart', async ({
+    backend,
+  }) => {
+    // runsc boots unthrottled (faster) and the backend sets the quota right after: prove it is set, and that it
+    // bites. Two busy loops for 2 s could take up to 4 CPU-seconds on this 2-core host; at 0.5 CPU, about 1.
+    await using sandbox = await backend.create({ image, resources: { ...limits, cpus: 0.5 }, labels });
+    const cgroup = `/studio-gvisor/${sandbox.id}`;
+    expect(await cpuQuota(cgroup)).toBe('50000 100000');
+    const before = (await sandbox.stats()).cpuNanos;
+    await sandbox.exec(['sh', '-c', 'yes >/dev/null & a=$!; yes >/dev/null & b=$!; sleep 2; kill $a $b'], opts);
+    const used = ((await sandbox.stats()).cpuNanos - before) / 1e9;
+    expect(used, `${used.toFixed(2)} CPU-seconds over 2 s at a 0.5-CPU quota`).toBeLessThan(1.5);
+    await sandbox.stop();
+    await sandbox.start();
+    expect(await cpuQuota(cgroup)).toBe('50000 100000');
   });
 
   test('reconcile() removes half-created sandboxes, stray runsc processes and workspaces without a sandbox', async ({

@@ -56,7 +56,6 @@ export interface RunscStats {
 /**
  * The flags of every call (also what bench/raw.ts gives its raw `runsc run` baseline, so the two compare):
  * - `--network=none`: sandbox networking cannot run in this VM, and Studio offers none.
- * - `--cpu-num-from-quota`: the guest sees as many CPUs as its quota, so its kernel runs fewer threads.
  * - `--oci-seccomp`: runsc installs the spec's `linux.seccomp` in the sandbox's first process.
  * - `--overlay2=none`: the root is read-only, so runsc's default root overlay (a file-backed upper layer)
  *   would only cost a mount; measured in the README.
@@ -65,7 +64,6 @@ export interface RunscStats {
  */
 export const RUNSC_FLAGS: readonly string[] = Object.freeze([
   '--network=none',
-  '--cpu-num-from-quota',
   '--oci-seccomp',
   '--overlay2=none',
   '--file-access-mounts=exclusive',

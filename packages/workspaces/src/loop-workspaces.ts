@@ -165,8 +165,9 @@ export class LoopWorkspaces {
 
   async create(id: string, sizeBytes: number, inodes: number): Promise<string> {
     await mkdir(this.#root, { recursive: true, mode: 0o700 });
+    // An image just made, or a pool one (made whole, never mounted), has no holes to fill.
     if (!(await this.#claim(id, sizeBytes, inodes))) await this.#make(this.imagePath(id), sizeBytes, inodes);
-    return this.mount(id);
+    return this.#mount(id, false);
   }
 
   /** Makes a formatted image at `image`, reserved against the host's free space first. */
@@ -263,17 +264,23 @@ export class LoopWorkspaces {
   }
 
   /** Mounts the workspace image if it is not mounted (again after a host reboot). */
-  async mount(id: string): Promise<string> {
+  mount(id: string): Promise<string> {
+    return this.#mount(id, true);
+  }
+
+  async #mount(id: string, fill: boolean): Promise<string> {
     const target = this.mountPath(id);
     await mkdir(target, { recursive: true, mode: 0o755 });
     if (await this.#isMounted(target)) return target;
     // Fill any holes again before mounting: an image made sparse by an older release or punched by a host
     // `fstrim` would otherwise ask the host for blocks on write. Best effort: a host too full to fill them must
     // not lock a user out of their files (its writes then fail, and the workspace shows up as read-only).
-    const size = await stat(this.imagePath(id)).then(
-      (s) => s.size,
-      () => 0,
-    );
+    const size = fill
+      ? await stat(this.imagePath(id)).then(
+          (s) => s.size,
+          () => 0,
+        )
+      : 0;
     if (size > 0) await run('fallocate', ['-l', String(size), this.imagePath(id)]).catch(() => undefined);
     try {
       await run('mount', ['-o', 'loop,nosuid,nodev,noatime', this.imagePath(id), target]);
