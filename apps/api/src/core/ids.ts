@@ -1,8 +1,21 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomFillSync } from 'node:crypto';
+
+// Ids are cut from a block of CSPRNG output filled 256 ids at a time (as node's randomUUID does): one
+// randomBytes(16) per id cost about 9 µs, most of it the call into the system's generator, on every request
+// (each gets a request id). Each byte is handed out once, and the block is filled again before any is reused.
+const ID_BYTES = 16;
+const block = Buffer.alloc(ID_BYTES * 256);
+let offset = block.length;
 
 /** A random id: `prefix` + 22 URL-safe characters (128 bits). Session ids use `ses_`, as the policy requires. */
 export function newId(prefix: 'ses_' | 'usr_' | 'tok_' | 'req_' | 'exe_' | 'wat_'): string {
-  return `${prefix}${randomBytes(16).toString('base64url')}`;
+  if (offset === block.length) {
+    randomFillSync(block);
+    offset = 0;
+  }
+  const id = block.toString('base64url', offset, offset + ID_BYTES);
+  offset += ID_BYTES;
+  return `${prefix}${id}`;
 }
 
 /** The prefix of every API token, so scanners and the auth layer recognise one without parsing. */
