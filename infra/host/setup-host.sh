@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a bare Debian 12 server to run Claude Studio in production behind Traefik (docs/self-hosting.md):
-#   - Debian packages: docker.io, docker-compose, runsc, apparmor, e2fsprogs;
+#   - Debian packages: docker.io, docker-compose, apparmor, e2fsprogs, and runsc 20240729 or newer from
+#     bookworm-backports (the suite enabled when missing, as infra/setup-runtimes.sh does);
 #   - runsc registered with Docker (runtimes.runsc in /etc/docker/daemon.json, merged, never clobbered);
 #   - the AppArmor profiles loaded when the kernel has AppArmor (infra/apparmor/load.sh);
 #   - the `studio` service user, the data directory /var/lib/studio (0700, root: the API runs as root);
@@ -32,7 +33,11 @@ ETC=$ROOT/etc/studio
 DATA=$ROOT/var/lib/studio
 UNITS=$ROOT/etc/systemd/system
 DAEMON_JSON=$ROOT/etc/docker/daemon.json
-PACKAGES=(docker.io docker-compose runsc apparmor e2fsprogs)
+PACKAGES=(docker.io docker-compose apparmor e2fsprogs)
+# runsc comes from bookworm-backports (Debian 12's own is too old for the gVisor backend): _studio_runsc and
+# STUDIO_RUNSC_MIN of setup-runtimes.sh, which sourcing only defines (it acts only when executed).
+# shellcheck source=../setup-runtimes.sh
+source "$INFRA/setup-runtimes.sh"
 SECRETS=(jwt_secret admin_password postgres_password database_url)
 # uid of the postgres user in the official postgres image: it reads its password file after dropping root.
 POSTGRES_UID=999
@@ -204,6 +209,14 @@ check_all() {
   for p in "${PACKAGES[@]}"; do
     if pkg_installed "$p"; then ok "package $p"; else miss "package $p" "apt-get install -y $p"; fi
   done
+  local runsc_version
+  runsc_version=$(dpkg-query -W -f='${Version}' runsc 2>/dev/null || true)
+  if [ -n "$runsc_version" ] && dpkg --compare-versions "$runsc_version" ge "$STUDIO_RUNSC_MIN"; then
+    ok "package runsc $runsc_version"
+  else
+    miss "package runsc >= $STUDIO_RUNSC_MIN (found: ${runsc_version:-none})" \
+      "bash $INFRA/setup-runtimes.sh (enables bookworm-backports and installs runsc from it)"
+  fi
   if node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null; then
     ok "node >= 20 ($(node --version))"
   else
@@ -269,11 +282,15 @@ install_packages() {
   for p in "${PACKAGES[@]}"; do pkg_installed "$p" || todo+=("$p"); done
   if [ ${#todo[@]} -eq 0 ]; then
     log "Debian packages present"
-    return
+  else
+    log "installing ${todo[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${todo[@]}"
   fi
-  log "installing ${todo[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${todo[@]}"
+  # runsc from bookworm-backports (enabling the suite when missing), replacing bookworm's older one.
+  CACHE=$(mktemp -d)
+  _studio_runsc || die "runsc $STUDIO_RUNSC_MIN or newer could not be installed from bookworm-backports (see above)"
+  rm -rf "$CACHE"
 }
 
 register_runsc() {
