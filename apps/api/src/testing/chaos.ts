@@ -190,9 +190,12 @@ export function leaks(
   const holder = new Map<string, string>();
   for (const s of sessions) {
     if (!live.has(s.id)) continue;
-    const found = [...census.sandboxes].find(([, c]) =>
-      s.hostname ? c.runtimeId.startsWith(s.hostname) : c.session === s.id,
-    );
+    // By host name first (Docker's is its container id: a claimed warm-pool member keeps its `pool` label),
+    // else by session label (gVisor's host name is the image's).
+    const found =
+      (s.hostname
+        ? [...census.sandboxes].find(([, c]) => c.runtimeId.startsWith(s.hostname ?? ''))
+        : undefined) ?? [...census.sandboxes].find(([, c]) => c.session === s.id);
     if (found) holder.set(found[0], s.id);
     else problems.push(`live session ${s.id} has no sandbox`);
   }
