@@ -65,7 +65,10 @@ describe('GVisorBackend on the host', () => {
     const cgroup = `/studio-gvisor/${sandbox.id}`;
     expect(await cpuQuota(cgroup)).toBe('50000 100000');
     const before = (await sandbox.stats()).cpuNanos;
-    await sandbox.exec(['sh', '-c', 'yes >/dev/null & a=$!; yes >/dev/null & b=$!; sleep 2; kill $a $b'], opts);
+    await sandbox.exec(
+      ['sh', '-c', 'yes >/dev/null & a=$!; yes >/dev/null & b=$!; sleep 2; kill $a $b'],
+      opts,
+    );
     const used = ((await sandbox.stats()).cpuNanos - before) / 1e9;
     expect(used, `${used.toFixed(2)} CPU-seconds over 2 s at a 0.5-CPU quota`).toBeLessThan(1.5);
     await sandbox.stop();
