@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { type ApiProcess, whenListening } from './testing/api-process.ts';
 
 // `npm start`'s entry point as a real process: first start, printed login, persistence, SIGTERM.
 
@@ -13,12 +14,7 @@ const API_DIR = fileURLToPath(new URL('..', import.meta.url));
 const TSX = fileURLToPath(new URL('../../../node_modules/.bin/tsx', import.meta.url));
 const dataDir = mkdtempSync(join(tmpdir(), 'studio-main-'));
 
-interface Started {
-  child: ChildProcess;
-  url: string;
-  stderr: () => string;
-  stdout: () => string;
-}
+type Started = ApiProcess;
 
 function start(): Promise<Started> {
   const child = spawn(TSX, ['src/main.ts'], {
@@ -34,23 +30,8 @@ function start(): Promise<Started> {
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let err = '';
-  let out = '';
-  child.stdout?.on('data', (c: Buffer) => {
-    out += c.toString();
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no start within 60 s:\n${err}`)), 60_000);
-    child.stderr?.on('data', (c: Buffer) => {
-      err += c.toString();
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err);
-      if (m && /or from TypeScript/.test(err)) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1] as string, stderr: () => err, stdout: () => out });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`exited with ${code}:\n${err}`)));
-  });
+  // Listening, and its one-time login printed ("… or from TypeScript").
+  return whenListening(child, { timeoutMs: 60_000, ready: /or from TypeScript/ });
 }
 
 function stop(s: Started): Promise<number | null> {
@@ -103,7 +84,7 @@ describe('main.ts', () => {
         },
         (error: Error) => error.message,
       );
-      expect(refused).toMatch(/^exited with 1:/);
+      expect(refused).toMatch(/^the API exited \(1\) during start-up:/);
       expect(refused).toMatch(/the data directory \S+ is in use by process \d+ on /);
       expect(refused).toContain('STUDIO_DATA_DIR');
       expect(refused).toContain('(code INVALID_STATE)');

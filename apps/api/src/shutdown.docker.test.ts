@@ -10,6 +10,7 @@ import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { StreamedEvent } from './realtime/event-bus.ts';
+import { type ApiProcess, whenListening } from './testing/api-process.ts';
 import { dockerSkip, ES } from './testing/docker-api.ts';
 
 // The Done-when of issue 17's graceful shutdown, on the real entry point (`npm start`'s main.ts) as a child
@@ -23,12 +24,7 @@ const IMAGE = 'studio-sandbox:latest';
 const PASSWORD = 'admin-password-for-shutdown';
 const dataDir = mkdtempSync(join(tmpdir(), 'studio-shutdown-'));
 
-interface Started {
-  child: ChildProcess;
-  url: string;
-  stdout: () => string;
-  exited: Promise<number | null>;
-}
+type Started = ApiProcess;
 
 async function freePort(): Promise<number> {
   const probe = createServer().listen(0, '127.0.0.1');
@@ -57,24 +53,7 @@ function start(port: number): Promise<Started> {
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let err = '';
-  let out = '';
-  child.stdout?.on('data', (c: Buffer) => {
-    out += c.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no start within 90 s:\n${err}`)), 90_000);
-    child.stderr?.on('data', (c: Buffer) => {
-      err += c.toString();
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err);
-      if (m && /or from TypeScript/.test(err)) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1] as string, stdout: () => out, exited });
-      }
-    });
-    void exited.then((code) => reject(new Error(`exited with ${code}:\n${err}`)));
-  });
+  return whenListening(child, { timeoutMs: 90_000, ready: /or from TypeScript/ });
 }
 
 async function until(check: () => boolean, what: string, timeoutMs: number): Promise<void> {

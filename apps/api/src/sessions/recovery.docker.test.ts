@@ -8,6 +8,7 @@ import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
 import { afterAll, describe, expect, it } from 'vitest';
 import { skipUnlessAvailable } from '../testing/api-fixture.ts';
+import { type ApiProcess, whenListening } from '../testing/api-process.ts';
 
 // Recovery (SECURITY.md §7) with the real API as a child process and the real DockerBackend: the API is
 // SIGKILLed mid-session and restarted; start-up reconciliation adopts the session (workspace intact), removes
@@ -27,7 +28,7 @@ const backend = new DockerBackend({
 });
 const skip = await skipUnlessAvailable(backend);
 
-function start(): Promise<{ child: ChildProcess; url: string }> {
+function start(): Promise<ApiProcess> {
   // node itself with tsx's loader (not the tsx CLI, whose SIGKILL would leave the real API running as an orphan).
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: API_DIR,
@@ -46,19 +47,7 @@ function start(): Promise<{ child: ChildProcess; url: string }> {
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  let err = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no start within 60 s:\n${err}`)), 60_000);
-    child.stderr?.on('data', (c: Buffer) => {
-      err += c.toString();
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1] as string });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`exited with ${code}:\n${err}`)));
-  });
+  return whenListening(child, { timeoutMs: 60_000 });
 }
 
 function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {

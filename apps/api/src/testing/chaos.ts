@@ -3,6 +3,7 @@ import { readdir, readFile, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { type ApiProcess, whenListening } from './api-process.ts';
 
 // The chaos test's fixture (issue 17): the real API as a child process on a data dir of its own, killed with
 // SIGKILL and started again, and a census of every host resource that belongs to that one instance (so other
@@ -12,14 +13,7 @@ const run = promisify(execFile);
 const API_DIR = fileURLToPath(new URL('../..', import.meta.url));
 
 /** A running API child process. */
-export interface ChaosApi {
-  child: ChildProcess;
-  url: string;
-  /** Resolves when the process has exited (for any reason). */
-  exited: Promise<void>;
-  /** Its stderr so far (warnings and start-up lines). */
-  stderr(): string;
-}
+export type ChaosApi = ApiProcess;
 
 /** Options of {@link startChaosApi}. */
 export interface ChaosApiOptions {
@@ -57,26 +51,8 @@ export function startChaosApi(o: ChaosApiOptions): Promise<ChaosApi> {
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  let err = '';
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`the API did not start within 120 s:\n${err}`));
-    }, 120_000); // a first start runs initdb too; a shared 2-core machine has taken 50 s
-    child.stderr?.on('data', (c: Buffer) => {
-      err += c.toString();
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1] as string, exited, stderr: () => err });
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`the API exited (${code ?? signal}) during start-up:\n${err}`));
-    });
-  });
+  // A first start runs initdb too; a shared 2-core machine has taken 50 s.
+  return whenListening(child, { timeoutMs: 120_000 });
 }
 
 /** `kill -9` and wait for the exit. */
