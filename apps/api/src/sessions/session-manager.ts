@@ -811,6 +811,24 @@ export class SessionManager {
       }
       // Sessions in `creating` may not have their sandbox id recorded yet: protect them by session label.
       const creating = new Set(live.filter((r) => r.state === 'creating').map((r) => r.id));
+      // Owners and sessions were read before this list: a create that ran entirely in between shows a sandbox
+      // they do not know. Its owner record was written before it existed, so the store, read again now, knows it.
+      let ownedNow: Set<string> | undefined;
+      const stillOwned = async (info: SandboxInfo): Promise<boolean> => {
+        if (!ownedNow) {
+          const [o, l] = await Promise.all([
+            this.#o.store.listSandboxOwners(this.#o.instanceId),
+            this.#o.store.listLiveSessions(),
+          ]);
+          ownedNow = new Set([
+            ...o.map((x) => x.id),
+            ...l.flatMap((r) => (r.sandboxId ? [r.sandboxId] : [])),
+          ]);
+          for (const r of l) if (r.state === 'creating') creating.add(r.id);
+        }
+        const session = info.labels['studio.session'];
+        return ownedNow.has(info.id) || (session !== undefined && creating.has(session));
+      };
       for (const info of infos) {
         if (known.has(info.id) || failedSandboxes.has(info.id) || info.labels[POOL_LABEL] === POOL_VALUE)
           continue;
@@ -820,6 +838,11 @@ export class SessionManager {
         const first = this.#orphansSeen.get(info.id) ?? now;
         this.#orphansSeen.set(info.id, first);
         if (now - first < grace) continue;
+        if (await stillOwned(info)) {
+          seenOrphans.delete(info.id);
+          this.#orphansSeen.delete(info.id);
+          continue;
+        }
         try {
           await backend.destroy(info.id);
           this.#orphansSeen.delete(info.id);
