@@ -171,32 +171,6 @@ describe('SessionManager', () => {
       expect([...backend.sandboxes.keys()].sort()).toEqual([pooled.id, foreign.id].sort());
     });
 
-    it('never takes a sandbox made by a create that ran while it was listing for an orphan (grace 0)', async () => {
-      // The reconciler reads owners and sessions, then lists sandboxes: a whole create in between shows a sandbox
-      // the first reads did not know. Seen in CI with STUDIO_ORPHAN_GRACE_MS=0: the new session's first write
-      // found its sandbox being removed.
-      const eager = new SessionManager({
-        store,
-        backends: [backend],
-        policy: defaultPolicy,
-        instanceId: 'test',
-        images: ['studio-sandbox:latest'],
-        orphanGraceMs: 0,
-        logger: createLogger({ level: 'silent' }),
-      });
-      const list = backend.list.bind(backend);
-      let made: string | undefined;
-      backend.list = async (filter) => {
-        if (made === undefined) made = (await manager.create(owner, input, audit)).id;
-        return list(filter);
-      };
-      const report = await eager.reconcile();
-      expect(report.orphansRemoved).toEqual([]);
-      expect(backend.sandboxes.size).toBe(1);
-      expect((await manager.get(owner, made as string, audit)).state).toBe('running');
-      await eager.close();
-    });
-
     describe('after a crash (another process of this instance: nothing in hand)', () => {
       // A second manager on the same store and backend is the API restarted after a kill -9 of the first.
       const restarted = () =>
@@ -209,6 +183,24 @@ describe('SessionManager', () => {
           orphanGraceMs: 0,
           logger: createLogger({ level: 'silent' }),
         });
+
+      it('never takes a sandbox made by a create that ran while it was listing for an orphan (grace 0)', async () => {
+        // The reconciler reads owners and sessions, then lists sandboxes: a whole create in between shows a sandbox
+        // the first reads did not know. Seen in CI with STUDIO_ORPHAN_GRACE_MS=0: the new session's first write
+        // found its sandbox being removed.
+        const eager = restarted();
+        const list = backend.list.bind(backend);
+        let made: string | undefined;
+        backend.list = async (filter) => {
+          if (made === undefined) made = (await manager.create(owner, input, audit)).id;
+          return list(filter);
+        };
+        const report = await eager.reconcile();
+        expect(report.orphansRemoved).toEqual([]);
+        expect(backend.sandboxes.size).toBe(1);
+        expect((await manager.get(owner, made as string, audit)).state).toBe('running');
+        await eager.close();
+      });
 
       it('rolls back a create killed before its sandbox was made: the session fails, its owner record goes', async () => {
         backend.createDelayMs = 60_000;

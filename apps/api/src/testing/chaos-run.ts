@@ -1,5 +1,6 @@
 import { createStudioClient, loginStudioClient, type StudioClient } from '@studio/client';
 import { EventSource } from 'eventsource';
+import { expect } from 'vitest';
 import {
   type Census,
   type ChaosApi,
@@ -386,4 +387,21 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
 
 function appendMarker(marker: string): string[] {
   return ['sh', '-c', `echo ${marker} >> chaos-execs.log`];
+}
+
+/**
+ * The chaos test's verdict, the same on every backend: at least `kills` kills, nothing left in a transitional state
+ * or without a live session, no session wrongly failed, no confirmed write or exec lost, no exec run twice; and the
+ * run proved something (a write and a streamed exec confirmed before every kill window, more inside them).
+ */
+export function expectCrashSafe(result: ChaosResult, kills: number): void {
+  expect(result.kills).toBeGreaterThanOrEqual(kills);
+  expect(result.problems, result.summary).toEqual([]);
+  expect(result.wronglyFailed, result.summary).toEqual([]);
+  expect(result.writes.lost, result.summary).toEqual([]);
+  expect(result.execs.lost, result.summary).toEqual([]);
+  expect(result.execs.ranTwice, result.summary).toEqual([]);
+  expect(result.writes.confirmed).toBeGreaterThanOrEqual(kills);
+  expect(result.execs.confirmed).toBeGreaterThanOrEqual(kills);
+  expect(result.execs.streamed).toBeGreaterThanOrEqual(kills);
 }
