@@ -3,11 +3,34 @@
 
 export type { CookieRequestFacts } from './cookie-requests.ts';
 export { cookieRequestRefusal, IDE_PROOF_HEADER, IDE_PROOF_VALUE } from './cookie-requests.ts';
+export type {
+  EgressAddressOptions,
+  EgressDenial,
+  EgressDenyReason,
+  EgressRule,
+  EgressTargetDecision,
+  EgressTargetOptions,
+  NetworkMode,
+  NetworkSettings,
+} from './egress.ts';
+export {
+  canonicalEgressList,
+  checkEgressAddress,
+  checkEgressTarget,
+  DEFAULT_EGRESS_PORTS,
+  EGRESS_DENY_REASONS,
+  formatEgressRule,
+  MAX_EGRESS_RULES,
+  NETWORK_MODES,
+  NO_NETWORK,
+  parseEgressRule,
+} from './egress.ts';
 export type { PolicyErrorCode, PolicyErrorOptions } from './errors.ts';
 export { isPolicyError, POLICY_ERROR_CODES, PolicyError } from './errors.ts';
 export type { SecurityHeadersOptions } from './html.ts';
 export { escapeHtml, securityHeaders } from './html.ts';
 export type {
+  EgressLimits,
   ExecLimits,
   FilesLimits,
   Policy,
@@ -75,12 +98,14 @@ export type {
   FilesRenameInput,
   FilesWriteInput,
   LoginInput,
+  NetworkSettingsInput,
   PolicyIssueParams,
   PolicySchemas,
   PreviewRequestInput,
   SessionByIdInput,
   SessionCreateInput,
   SessionId,
+  SessionSetNetworkInput,
   TerminalAuthMessage,
   TerminalClientMessage,
   TerminalInputMessage,
@@ -105,6 +130,7 @@ export {
   isAllowedEnvName,
   labelSchema,
   loginInput,
+  networkSettingsSchema,
   newPasswordSchema,
   passwordSchema,
   previewPathSchema,
@@ -116,6 +142,7 @@ export {
   sessionByIdInput,
   sessionCreateInput,
   sessionIdSchema,
+  sessionSetNetworkInput,
   terminalAuthMessage,
   terminalClientMessage,
   terminalInputMessage,

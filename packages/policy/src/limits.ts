@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseEgressRule } from './egress.ts';
 import { PolicyError } from './errors.ts';
 
 const KiB = 1024;
@@ -97,6 +98,27 @@ export interface PreviewLimits {
   readonly timeoutMs: number;
 }
 
+/** Egress limits (issue 18): what the egress proxy allows a session, whatever its network mode. */
+export interface EgressLimits {
+  /** Whether sessions may use network mode `open` (any public host). Default false: allowlists only. */
+  readonly allowOpen: boolean;
+  /**
+   * Non-public blocks (CIDR) the operator declares reachable, e.g. an internal package mirror. Default none.
+   * Never the host's own addresses.
+   */
+  readonly reachableNets: readonly string[];
+  /** Connections one session may hold open at once. 1..1024, default 64. */
+  readonly maxConnections: number;
+  /** Bytes (both directions) one session may move through the proxy per hour. 1 MiB..64 GiB, default 8 GiB. */
+  readonly maxBytesPerHour: number;
+  /** New connections one session may open per minute. 1..10 000, default 600. */
+  readonly connectionsPerMinute: number;
+  /** A connection with no bytes either way for this long is closed. 1 s..1 h, default 5 min. */
+  readonly idleTimeoutMs: number;
+  /** A connection is closed this long after it opened. 1 s..24 h, default 1 h. */
+  readonly totalTimeoutMs: number;
+}
+
 /** Every tunable security limit of Studio, validated by {@link parsePolicy}. */
 export interface Policy {
   /** Live sessions one user may hold, enforced atomically by the API. 1..5 (SECURITY.md §5), default 5. */
@@ -108,6 +130,7 @@ export interface Policy {
   readonly websocket: WebSocketLimits;
   readonly terminal: TerminalLimits;
   readonly preview: PreviewLimits;
+  readonly egress: EgressLimits;
 }
 
 const int = (min: number, max: number) => z.int().min(min).max(max);
@@ -197,6 +220,19 @@ const previewShape = z.strictObject({
   timeoutMs: int(SECOND, 5 * MINUTE),
 });
 
+const CIDR_TEXT = /^[0-9a-fA-F.:]{2,45}\/[0-9]{1,3}$/;
+const egressShape = z.strictObject({
+  allowOpen: z.boolean(),
+  reachableNets: z
+    .array(z.string().regex(CIDR_TEXT, { error: 'must be a block such as 10.20.0.0/16' }))
+    .max(64),
+  maxConnections: int(1, 1024),
+  maxBytesPerHour: int(MiB, 64 * GiB),
+  connectionsPerMinute: int(1, 10_000),
+  idleTimeoutMs: int(SECOND, HOUR),
+  totalTimeoutMs: int(SECOND, DAY),
+});
+
 const policySchema = z
   .strictObject({
     maxLiveSessionsPerUser: int(1, 5),
@@ -207,6 +243,7 @@ const policySchema = z
     websocket: websocketShape,
     terminal: terminalShape,
     preview: previewShape,
+    egress: egressShape,
   })
   .superRefine((p, ctx) => {
     if (p.sandbox.swapBytes !== p.sandbox.memoryBytes) {
@@ -230,6 +267,21 @@ const policySchema = z
         message: 'must not exceed exec.maxTimeoutMs',
       });
     }
+    for (const [i, net] of p.egress.reachableNets.entries()) {
+      let cidr = false;
+      try {
+        cidr = parseEgressRule(net).kind === 'cidr';
+      } catch {
+        cidr = false;
+      }
+      if (!cidr) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['egress', 'reachableNets', i],
+          message: 'must be an address block such as 10.20.0.0/16',
+        });
+      }
+    }
     if (p.session.idleTimeoutMs > p.session.ttlMs) {
       ctx.addIssue({
         code: 'custom',
@@ -248,6 +300,7 @@ const overridesSchema = z.strictObject({
   websocket: websocketShape.partial().optional(),
   terminal: terminalShape.partial().optional(),
   preview: previewShape.partial().optional(),
+  egress: egressShape.partial().optional(),
 });
 
 /** Partial overrides accepted by {@link parsePolicy}: any subset of fields, two levels deep. */
@@ -292,6 +345,15 @@ export const defaultPolicy: Policy = deepFreeze({
   },
   terminal: { maxCols: 500, maxRows: 200 },
   preview: { maxResponseBytes: 50 * MiB, timeoutMs: 30 * SECOND },
+  egress: {
+    allowOpen: false,
+    reachableNets: [],
+    maxConnections: 64,
+    maxBytesPerHour: 8 * GiB,
+    connectionsPerMinute: 600,
+    idleTimeoutMs: 5 * MINUTE,
+    totalTimeoutMs: HOUR,
+  },
 });
 
 // A field explicitly set to undefined (an unset env variable) keeps its default rather than erasing it.
@@ -343,6 +405,7 @@ export function parsePolicy(config: unknown): Policy {
     websocket: defined(defaultPolicy.websocket, o.websocket),
     terminal: defined(defaultPolicy.terminal, o.terminal),
     preview: defined(defaultPolicy.preview, o.preview),
+    egress: defined(defaultPolicy.egress, o.egress),
   };
   const full = policySchema.safeParse(merged);
   if (!full.success) refuse(full.error);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { canonicalEgressList, MAX_EGRESS_RULES, NETWORK_MODES, type NetworkMode } from './egress.ts';
 import { isPolicyError } from './errors.ts';
 import { findControlChar, hasLoneSurrogate, utf8ByteLength } from './lib/text.ts';
 import { defaultPolicy, MAX_TOKEN_LENGTH, type Policy, SANDBOX_LIMIT_BOUNDS } from './limits.ts';
@@ -219,6 +220,24 @@ function base64DecodedLength(text: string): number {
 }
 
 /**
+ * A session's network settings: `{ mode: 'none'|'allowlist'|'open', allow?: string[] }` (issue 18). Output: the
+ * entries canonicalised by {@link canonicalEgressList}. Security meaning: each entry is parsed by the same rule
+ * the egress proxy applies, so a list that is stored is a list the proxy reads the same way; whether `open` is
+ * permitted is the operator's policy, checked by the API.
+ */
+export const networkSettingsSchema = z
+  .strictObject({
+    mode: z.enum(NETWORK_MODES),
+    allow: z.array(z.string().max(300)).max(MAX_EGRESS_RULES).default([]),
+  })
+  .transform(
+    viaPolicy((n: { mode: NetworkMode; allow: string[] }) => ({
+      mode: n.mode,
+      allow: canonicalEgressList(n.allow),
+    })),
+  );
+
+/**
  * Builds the schemas whose bounds come from a {@link Policy}. The named exports below are these schemas built
  * from {@link defaultPolicy}; an API started with a different policy should use its own set, so the parse-time
  * bound and the enforced limit are the same number.
@@ -245,6 +264,7 @@ export function createPolicySchemas(policy: Policy) {
       })
       .partial()
       .optional(),
+    network: networkSettingsSchema.optional(),
   });
 
   const filesWriteInput = z
@@ -352,6 +372,12 @@ const defaults = createPolicySchemas(defaultPolicy);
  */
 export const sessionCreateInput = defaults.sessionCreateInput;
 
+/** `sessions.setNetwork`: `{ sessionId, network }`. Ownership and `open` permission are the API's checks. */
+export const sessionSetNetworkInput = z.strictObject({
+  sessionId: sessionIdSchema,
+  network: networkSettingsSchema,
+});
+
 /** Any procedure that names one session: `{ sessionId }`. Ownership must still be checked by the API. */
 export const sessionByIdInput = z.strictObject({ sessionId: sessionIdSchema });
 
@@ -453,6 +479,10 @@ export type SessionId = z.output<typeof sessionIdSchema>;
 export type Backend = z.output<typeof backendSchema>;
 /** Parsed `sessions.create` input: resources only ever at or below the policy ceilings. */
 export type SessionCreateInput = z.output<typeof sessionCreateInput>;
+/** Parsed `sessions.setNetwork` input; the allowlist is canonical. */
+export type SessionSetNetworkInput = z.output<typeof sessionSetNetworkInput>;
+/** Parsed `sessions.create` network settings. */
+export type NetworkSettingsInput = z.output<typeof networkSettingsSchema>;
 /** Parsed input naming one session; ownership is still the API's check. */
 export type SessionByIdInput = z.output<typeof sessionByIdInput>;
 /** Parsed `files.list` input; `path` is canonical and '' means the workspace root. */
