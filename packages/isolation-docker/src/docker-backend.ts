@@ -98,6 +98,7 @@ export class DockerBackend implements IsolationBackend {
       terminal: true,
       diskQuota: this.#mode === 'loop',
       connect: true,
+      listen: true,
     };
   }
 

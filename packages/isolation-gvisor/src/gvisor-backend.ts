@@ -158,6 +158,7 @@ export class GVisorBackend implements IsolationBackend {
       terminal: true,
       diskQuota: true,
       connect: true,
+      listen: true,
     };
   }
 

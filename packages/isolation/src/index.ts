@@ -17,6 +17,7 @@ export type {
   ResourceLimits,
   Sandbox,
   SandboxInfo,
+  SandboxListener,
   SandboxSpec,
   SandboxState,
   SandboxStats,

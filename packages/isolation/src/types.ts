@@ -72,6 +72,17 @@ export interface BackendCapabilities {
   diskQuota: boolean;
   /** `connect(port)` to a TCP port inside the sandbox. */
   connect: boolean;
+  /** `listen(port)`: connections sandbox programs make to a loopback port reach the host (egress). */
+  listen: boolean;
+}
+
+/** A listener on the sandbox's loopback ({@link Sandbox.listen}). */
+export interface SandboxListener {
+  /** The port bound inside the sandbox (127.0.0.1). */
+  readonly port: number;
+  /** Resolves when the listener ends: closed, or the sandbox stopped or its agent went away. */
+  readonly ended: Promise<void>;
+  close(): void;
 }
 
 /** Options for {@link Sandbox.exec}. */
@@ -196,6 +207,12 @@ export interface Sandbox extends AsyncDisposable {
   rename(from: string, to: string): Promise<void>;
   /** A byte stream to 127.0.0.1:`port` inside the sandbox (previews). Never reaches the host. */
   connect(port: number): Promise<Duplex>;
+  /**
+   * Listens on 127.0.0.1:`port` inside the sandbox (0: any free port): each connection a sandbox program makes to
+   * it reaches `onConnection` on the host as a byte stream. The one way out of a sandbox (egress goes through it);
+   * the sandbox itself still has no route anywhere. `ALREADY_EXISTS`-class errors when the port is taken.
+   */
+  listen(port: number, onConnection: (socket: Duplex) => void): Promise<SandboxListener>;
   /**
    * Changes anyone makes under the workspace (sandbox processes included), in batches at most every 100 ms.
    * `.git` and `node_modules` are not entered; at most `maxDirs` (default 4096) directories are watched.

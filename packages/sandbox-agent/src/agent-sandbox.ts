@@ -8,6 +8,7 @@ import type {
   FileWatch,
   Sandbox,
   SandboxInfo,
+  SandboxListener,
   SandboxStats,
   Terminal,
   TerminalOptions,
@@ -99,6 +100,9 @@ export abstract class AgentSandbox implements Sandbox {
   }
   connect(port: number): Promise<Duplex> {
     return this.#call((c) => c.connect(port));
+  }
+  listen(port: number, onConnection: (socket: Duplex) => void): Promise<SandboxListener> {
+    return this.#call((c) => c.listen(port, (socket) => onConnection(socket)));
   }
 
   watchFiles(listener: (batch: FileChanges) => void, options?: { maxDirs?: number }): Promise<FileWatch> {

@@ -81,6 +81,7 @@ export class FakeBackend implements IsolationBackend {
       terminal: true,
       diskQuota: false,
       connect: true,
+      listen: true,
     };
   }
 

@@ -57,6 +57,9 @@ export const CONFORMANCE_CASE_IDS = [
   'connect.isolated-per-sandbox',
   'connect.never-reaches-host',
 
+  'listen.outbound',
+  'listen.invalid-port',
+
   'security.uid-gid',
   'security.all-processes-unprivileged',
   'security.capabilities',

@@ -16,6 +16,7 @@ const stub = {
     terminal: false,
     diskQuota: false,
     connect: false,
+    listen: false,
   }),
   available: async () => ({ ok: true as const }),
   create: async (spec: SandboxSpec) => {

@@ -142,4 +142,59 @@ export function connectCases(h: ConformanceHarness): void {
       }
     });
   });
+
+  describe('listen', () => {
+    h.case(
+      'listen.outbound',
+      'listen(port): a sandbox program connecting to the port talks to the host, both ways, until it is closed',
+      async () => {
+        const sandbox = await h.shared();
+        if (!h.backend.capabilities().listen) {
+          await expectIsolationError(
+            sandbox.listen(0, () => {}),
+            ['UNSUPPORTED'],
+            'listen without the capability',
+          );
+          return;
+        }
+        const token = nonce('pong');
+        const received: Buffer[] = [];
+        const listener = await sandbox.listen(0, (socket) => {
+          socket.on('data', (chunk: Buffer) => {
+            received.push(chunk);
+            socket.end(token);
+          });
+          socket.on('error', () => undefined);
+        });
+        expect(listener.port).toBeGreaterThan(0);
+        const dial = (port: number) =>
+          sandbox.exec(
+            [
+              'python3',
+              '-c',
+              `import socket\ns=socket.create_connection(('127.0.0.1',${port}),5)\ns.sendall(b'ping')\nprint(s.recv(100).decode())`,
+            ],
+            { timeoutMs: 20_000, maxOutputBytes: 1 << 16 },
+          );
+        const r = await dial(listener.port);
+        expect(Buffer.from(r.stdout).toString(), Buffer.from(r.stderr).toString()).toContain(token);
+        expect(Buffer.concat(received).toString()).toBe('ping');
+        listener.close();
+        await listener.ended;
+        const after = await dial(listener.port);
+        expect(after.exitCode, 'a closed listener still accepted').not.toBe(0);
+      },
+    );
+
+    h.case('listen.invalid-port', 'listen() refuses ports outside 0-65535', async () => {
+      const sandbox = await h.shared();
+      for (const port of [-1, 65536, 1.5, Number.NaN]) {
+        await expectIsolationError(
+          sandbox.listen(port, () => {}),
+          ['INVALID_INPUT', ...(h.backend.capabilities().listen ? [] : (['UNSUPPORTED'] as const))],
+          `listen(${port})`,
+        );
+      }
+    });
+  });
 }
