@@ -22,6 +22,7 @@ export type {
   Role,
   SandboxOwner,
   SessionControl,
+  SessionNetwork,
   SessionRecord,
   SessionResources,
   SessionState,

@@ -55,6 +55,15 @@ export interface SessionResources {
   tmpBytes: number;
 }
 
+/**
+ * A session's network settings (issue 18), as the policy package's `networkSettingsSchema` outputs them: the mode
+ * and the canonical allowlist entries. Kept as JSON, like resources.
+ */
+export interface SessionNetwork {
+  mode: 'none' | 'allowlist' | 'open';
+  allow: string[];
+}
+
 const at = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 
 export const users = pgTable(
@@ -118,6 +127,7 @@ export const sessions = pgTable(
     backend: text('backend').notNull(),
     image: text('image').notNull(),
     resources: jsonb('resources').$type<SessionResources>().notNull(),
+    network: jsonb('network').$type<SessionNetwork>().notNull().default({ mode: 'none', allow: [] }),
     instanceId: text('instance_id').notNull(),
     sandboxId: text('sandbox_id'),
     state: text('state', { enum: SESSION_STATES }).notNull(),

@@ -58,6 +58,24 @@ describeEachDriver('Store', env, test, () => {
     expect(await store.countLiveSessions(alice)).toBe(5);
   });
 
+  test("keeps a session's network settings: none by default, replaced only for its owner while live", async ({
+    store,
+    alice,
+  }) => {
+    const created = await store.reserveSession(newSession(alice), 5);
+    expect(created.network).toEqual({ mode: 'none', allow: [] });
+    const allow = { mode: 'allowlist' as const, allow: ['registry.npmjs.org', '*.pypi.org:443'] };
+    expect((await store.setSessionNetwork(alice, created.id, allow))?.network).toEqual(allow);
+    expect((await store.getSessionById(created.id))?.network).toEqual(allow);
+    expect(
+      await store.setSessionNetwork('usr_someone_else', created.id, { mode: 'none', allow: [] }),
+    ).toBeUndefined();
+    await store.transitionSession(created.id, ['creating'], 'destroyed');
+    expect(await store.setSessionNetwork(alice, created.id, { mode: 'none', allow: [] })).toBeUndefined();
+    const given = await store.reserveSession({ ...newSession(alice), network: allow }, 5);
+    expect(given.network).toEqual(allow);
+  });
+
   test('counts stopped sessions as live and frees a slot on destroy or failure', async ({ store, alice }) => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push((await store.reserveSession(newSession(alice), 5)).id);

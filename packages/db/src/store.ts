@@ -8,6 +8,7 @@ import {
   LIVE_STATES as LIVE,
   logins,
   type Role,
+  type SessionNetwork,
   type SessionResources,
   type SessionState,
   sandboxes,
@@ -15,7 +16,7 @@ import {
   users,
 } from './schema.ts';
 
-export type { AuditOutcome, Role, SessionResources, SessionState } from './schema.ts';
+export type { AuditOutcome, Role, SessionNetwork, SessionResources, SessionState } from './schema.ts';
 
 /** States that count against the per-user limit: the session holds (or is getting) a sandbox and workspace. */
 export const LIVE_STATES: readonly SessionState[] = LIVE;
@@ -63,6 +64,8 @@ export interface NewSession {
   backend: string;
   image: string;
   resources: SessionResources;
+  /** Default: no network (`{ mode: 'none', allow: [] }`). */
+  network?: SessionNetwork;
   instanceId: string;
 }
 
@@ -345,6 +348,25 @@ export class Store {
         return toSession(row as SessionRow);
       }),
     );
+  }
+
+  /**
+   * Replaces the network settings of `ownerId`'s live session `id`; the updated record, or undefined when there is
+   * no such live session.
+   */
+  setSessionNetwork(
+    ownerId: string,
+    id: string,
+    network: SessionNetwork,
+  ): Promise<SessionRecord | undefined> {
+    return guard(async () => {
+      const [row] = await this.db.orm
+        .update(sessions)
+        .set({ network })
+        .where(and(eq(sessions.id, id), eq(sessions.ownerId, ownerId), liveIn))
+        .returning();
+      return row && toSession(row);
+    });
   }
 
   countLiveSessions(ownerId: string): Promise<number> {

@@ -1,0 +1,1 @@
+ALTER TABLE "sessions" ADD COLUMN "network" jsonb DEFAULT '{"mode":"none","allow":[]}'::jsonb NOT NULL;
