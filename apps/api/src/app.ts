@@ -9,6 +9,8 @@ import { Auth, ensureAdmin, loadJwtKey } from './auth/auth.ts';
 import type { AppDeps } from './core/context.ts';
 import { Drain } from './core/drain.ts';
 import { createLogger, type Logger } from './core/logger.ts';
+import { EgressGateway } from './egress/egress-gateway.ts';
+import { type EgressEvent, EgressProxy, type EgressProxyOptions } from './egress/egress-proxy.ts';
 import { type Env, resolveSandboxRootfs } from './env.ts';
 import { ExecRegistry } from './exec/exec-registry.ts';
 import { claimInstance, dataDirInstanceId, leaseInstance, lockDataDir } from './instance/instance.ts';
@@ -40,6 +42,8 @@ export interface CreateAppOptions {
    * Default: logged. `main.ts` exits, so two processes never reconcile the same sandboxes.
    */
   onInstanceLost?: (message: string) => void;
+  /** The egress proxy's resolver, dialler and host addresses (tests: their own network); default the system's. */
+  egress?: Pick<EgressProxyOptions, 'resolve' | 'dial' | 'ownAddresses'>;
 }
 
 /** The configuration with the instance id resolved (given, or derived from the data dir). */
@@ -216,7 +220,49 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     },
   });
   const events = new EventBus();
+  const egressEvent = (e: EgressEvent) => {
+    events.publish(
+      e.sessionId,
+      { kind: 'sandbox', userId: e.ownerId, name: 'sandbox' },
+      {
+        type: 'egress',
+        via: e.via,
+        host: e.host,
+        port: e.port,
+        allowed: e.allowed,
+        reason: e.reason ?? null,
+        message: e.message ?? null,
+        bytesOut: e.bytesOut,
+        bytesIn: e.bytesIn,
+        durationMs: e.durationMs,
+      },
+    );
+    store
+      .audit({
+        action: 'egress.connection',
+        outcome: e.allowed ? 'success' : 'denied',
+        actorId: null,
+        target: e.sessionId,
+        details: {
+          actor: 'sandbox',
+          via: e.via,
+          host: e.host,
+          port: e.port,
+          ...(e.reason ? { reason: e.reason } : {}),
+          bytesOut: e.bytesOut,
+          bytesIn: e.bytesIn,
+        },
+      })
+      .catch((error: unknown) => logger.warn('egress audit record failed', { error }));
+  };
+  const egressProxy = new EgressProxy({
+    limits: env.policy.egress,
+    ...options.egress,
+    onEvent: egressEvent,
+    logger,
+  });
   const sessions = new SessionManager({
+    egress: new EgressGateway({ proxy: egressProxy, logger }),
     store,
     backends,
     ...(pool.enabled ? { pool } : {}),
@@ -257,6 +303,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
       : null,
     async close() {
       deps.fileWatches.close();
+      egressProxy.close();
       await sessions.close();
       await releaseLease();
       await store.close();

@@ -322,6 +322,21 @@ export function checkEgressAddress(address: string, options: EgressAddressOption
   if (canonical.kind === 'name') {
     return { reason: 'resolve_failed', message: 'the name resolved to something that is not an address' };
   }
+  if (canonical.value === '0.0.0.0' || canonical.value === '::') {
+    return {
+      reason: 'own_address',
+      message: 'the destination is this server itself, which the sandbox never reaches',
+    };
+  }
+  if (isLoopbackOrPrivate(canonical)) {
+    const declared = options.reachableNets.some((net) => inCidr(canonical, parseEgressRule(net)));
+    if (!declared) {
+      return {
+        reason: 'private_address',
+        message: 'the destination resolves to a private or local address, which the sandbox never reaches',
+      };
+    }
+  }
   const own = options.ownAddresses.some((a) => {
     try {
       return canonicalizeHost(a).value === canonical.value;
@@ -329,19 +344,13 @@ export function checkEgressAddress(address: string, options: EgressAddressOption
       return false;
     }
   });
-  if (own || canonical.value === '0.0.0.0' || canonical.value === '::') {
+  if (own) {
     return {
       reason: 'own_address',
       message: 'the destination is this server itself, which the sandbox never reaches',
     };
   }
-  if (!isLoopbackOrPrivate(canonical)) return null;
-  const declared = options.reachableNets.some((net) => inCidr(canonical, parseEgressRule(net)));
-  if (declared) return null;
-  return {
-    reason: 'private_address',
-    message: 'the destination resolves to a private or local address, which the sandbox never reaches',
-  };
+  return null;
 }
 
 /**

@@ -141,6 +141,7 @@ export {
   SESSION_ID_PREFIX,
   sessionByIdInput,
   sessionCreateInput,
+  sessionEgressCheckInput,
   sessionIdSchema,
   sessionSetNetworkInput,
   terminalAuthMessage,

@@ -378,6 +378,13 @@ export const sessionSetNetworkInput = z.strictObject({
   network: networkSettingsSchema,
 });
 
+/** `sessions.checkEgress`: `{ sessionId, host, port? }` (port default 443). The host is checked by the egress rules. */
+export const sessionEgressCheckInput = z.strictObject({
+  sessionId: sessionIdSchema,
+  host: z.string().min(1).max(300),
+  port: z.int().min(1).max(65_535).default(443),
+});
+
 /** Any procedure that names one session: `{ sessionId }`. Ownership must still be checked by the API. */
 export const sessionByIdInput = z.strictObject({ sessionId: sessionIdSchema });
 

@@ -19,6 +19,7 @@ export const APP_ERROR_CODES = [
   'RESUME_EXPIRED',
   'IDEMPOTENCY_KEY_REUSED',
   'HUMAN_HAS_CONTROL',
+  'EGRESS_DENIED',
   'IMAGE_NOT_ALLOWED',
   'BACKEND_UNAVAILABLE',
   'FILE_TOO_LARGE',
@@ -85,6 +86,8 @@ const APP_TO_TRPC: Record<AppErrorCode, TRPC_ERROR_CODE_KEY> = {
   IDEMPOTENCY_KEY_REUSED: 'UNPROCESSABLE_CONTENT',
   // A person holds control of the session: an API token's change waits until control.released.
   HUMAN_HAS_CONTROL: 'CONFLICT',
+  // The session's network settings (or the operator's policy) do not let it reach that host; the message says how.
+  EGRESS_DENIED: 'FORBIDDEN',
   IMAGE_NOT_ALLOWED: 'BAD_REQUEST',
   BACKEND_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
   FILE_TOO_LARGE: 'PAYLOAD_TOO_LARGE',

@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import type { Principal } from '../auth/auth.ts';
 
-/** Who caused an event: a signed-in user (login JWT), an API token of that user, or an agent's API token. */
+/**
+ * Who caused an event: a signed-in user (login JWT), an API token of that user, an agent's API token, or the
+ * session's sandbox itself (a program in it opened a connection; `userId` is the session's owner).
+ */
 export interface Actor {
-  kind: 'user' | 'token' | 'agent';
+  kind: 'user' | 'token' | 'agent' | 'sandbox';
   userId: string;
   tokenId?: string;
   name: string;
@@ -46,7 +49,25 @@ export type SessionEventBody =
   /** Why the session stopped on its own, or why the server marked it `failed` (e.g. a read-only workspace). */
   | { type: 'session.status'; state: string; reason?: string }
   | { type: 'control.taken' | 'control.released' }
-  | { type: 'watcher.joined' | 'watcher.left'; watcherId: string; via: 'events' | 'terminal' };
+  | { type: 'watcher.joined' | 'watcher.left'; watcherId: string; via: 'events' | 'terminal' }
+  /**
+   * A connection a program in the sandbox made through the egress proxy (actor: the sandbox), allowed or denied
+   * with the reason; sent when it ends (allowed) or at once (denied). Bytes: `out` to the host, `in` back.
+   */
+  | {
+      type: 'egress';
+      via: 'connect' | 'http';
+      host: string;
+      port: number;
+      allowed: boolean;
+      reason: string | null;
+      message: string | null;
+      bytesOut: number;
+      bytesIn: number;
+      durationMs: number;
+    }
+  /** The session's network settings changed (`sessions.setNetwork`). */
+  | { type: 'network.changed'; mode: string; allow: string[] };
 
 /** One event of a session's stream; `id` is the cursor to resume after it. */
 export type SessionEvent = SessionEventBody & {

@@ -18,6 +18,8 @@ import {
 import {
   createRateLimiter,
   DEFAULT_SESSION_CREATE_LIMIT,
+  type NetworkSettings,
+  NO_NETWORK,
   type Policy,
   type RateLimiter,
   rateLimitedError,
@@ -26,6 +28,7 @@ import {
 import { AppError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import type { Logger } from '../core/logger.ts';
+import type { EgressGateway } from '../egress/egress-gateway.ts';
 import { POOL_LABEL, POOL_VALUE, type WarmPool } from './warm-pool.ts';
 
 const MiB = 1024 * 1024;
@@ -114,6 +117,8 @@ export interface SessionManagerOptions {
   logger: Logger;
   /** Told when reconciliation marks a session failed (the app publishes it as a `session.status` event). */
   onFailed?: (sessionId: string, reason: string) => void;
+  /** Puts every sandbox handle behind the egress proxy (issue 18); none: programs get no proxy endpoint. */
+  egress?: EgressGateway;
 }
 
 /**
@@ -259,6 +264,8 @@ export class SessionManager {
     }
     const verdict = this.#createLimiter.take(ownerId);
     if (!verdict.allowed) throw rateLimitedError(verdict, 'session creations');
+    const network = input.network ?? NO_NETWORK;
+    this.#checkNetwork(network);
     const backend = await this.#pickBackend(input.backend);
     const resources = this.#resources(input.resources);
     const record = await this.#o.store
@@ -269,6 +276,7 @@ export class SessionManager {
           backend: backend.name,
           image: input.image,
           resources,
+          network: { mode: network.mode, allow: [...network.allow] },
           instanceId: this.#o.instanceId,
         },
         this.#o.policy.maxLiveSessionsPerUser,
@@ -352,7 +360,7 @@ export class SessionManager {
       await this.#removeSandbox(backend, sandbox.id).catch(() => undefined);
       throw new AppError('INVALID_STATE', `session ${record.id} was destroyed while it was being created`);
     }
-    this.#handles.set(record.id, sandbox);
+    this.#handles.set(record.id, this.#behindEgress(sandbox, running));
     if (pooled) this.#pooled.add(record.id);
     await this.#audit({
       ...audit,
@@ -437,9 +445,63 @@ export class SessionManager {
     const cached = this.#handles.get(record.id);
     if (cached) return cached;
     if (!record.sandboxId) throw new AppError('INVALID_STATE', `session ${record.id} has no sandbox yet`);
-    const sandbox = await this.#backendOf(record).get(record.sandboxId);
+    const sandbox = this.#behindEgress(await this.#backendOf(record).get(record.sandboxId), record);
     this.#handles.set(record.id, sandbox);
     return sandbox;
+  }
+
+  /** The handle programs of this session start from: behind the egress proxy when there is one. */
+  #behindEgress(sandbox: Sandbox, record: SessionRecord): Sandbox {
+    return this.#o.egress
+      ? this.#o.egress.wrap(sandbox, {
+          sessionId: record.id,
+          ownerId: record.ownerId,
+          network: record.network,
+        })
+      : sandbox;
+  }
+
+  /** Refuses settings the operator's policy does not permit (`open` without `egress.allowOpen`). */
+  #checkNetwork(network: NetworkSettings): void {
+    if (network.mode === 'open' && !this.#o.policy.egress.allowOpen) {
+      throw new AppError(
+        'EGRESS_DENIED',
+        'this server does not permit network mode open; use mode allowlist and list the hosts the session needs (the operator permits open with STUDIO_POLICY egress.allowOpen)',
+      );
+    }
+  }
+
+  /**
+   * Replaces the network settings of the caller's live session (audited). Connections already open through the
+   * proxy end, so the new settings hold for everything from now on; programs need not restart.
+   */
+  async setNetwork(
+    ownerId: string,
+    id: string,
+    network: NetworkSettings,
+    audit: AuditContext,
+  ): Promise<SessionRecord> {
+    const before = await this.get(ownerId, id, audit);
+    this.#checkNetwork(network);
+    const updated = await this.#o.store.setSessionNetwork(ownerId, id, {
+      mode: network.mode,
+      allow: [...network.allow],
+    });
+    if (!updated) {
+      throw new AppError(
+        'INVALID_STATE',
+        `session ${id} is ${before.state}: its network can no longer change`,
+      );
+    }
+    this.#o.egress?.update(id, network);
+    await this.#audit({
+      ...audit,
+      action: 'session.network',
+      outcome: 'success',
+      target: id,
+      details: { from: before.network, to: updated.network },
+    });
+    return this.#withReason(updated);
   }
 
   #requireRunning(record: SessionRecord): void {
@@ -547,6 +609,7 @@ export class SessionManager {
     if (current?.sandboxId) await this.#removeSandbox(backend, current.sandboxId);
     this.#handles.delete(id);
     this.#lastTouch.delete(id);
+    this.#o.egress?.forget(id);
     await this.#o.store.transitionSession(id, ['destroying'], 'destroyed');
   }
 

@@ -1,9 +1,15 @@
 import type { SessionRecord } from '@studio/db';
-import { type PolicySchemas, sessionByIdInput } from '@studio/policy';
+import {
+  checkEgressTarget,
+  type PolicySchemas,
+  sessionByIdInput,
+  sessionEgressCheckInput,
+  sessionSetNetworkInput,
+} from '@studio/policy';
 import { z } from 'zod';
 import { auditOf, type Context } from '../core/context.ts';
 import { AppError } from '../core/errors.ts';
-import { authedProcedure, principalOf, router } from '../core/trpc.ts';
+import { authedProcedure, principalOf, router, sessionMutationProcedure } from '../core/trpc.ts';
 import { actorOf } from '../realtime/event-bus.ts';
 
 /** Publishes the session's state to its watchers and returns the client view. */
@@ -23,6 +29,8 @@ export const sessionView = (s: SessionRecord) => ({
   /** Why a `stopped` session stopped on its own (its sandbox died of a resource limit); null otherwise. */
   stopReason: (s as SessionRecord & { stopReason?: string }).stopReason ?? null,
   resources: s.resources,
+  /** Network mode and allowlist: what the session's programs may reach through the egress proxy. */
+  network: s.network,
   createdAt: s.createdAt.toISOString(),
   lastActiveAt: s.lastActiveAt.toISOString(),
   destroyedAt: s.destroyedAt?.toISOString() ?? null,
@@ -124,6 +132,40 @@ export const sessionsRouter = (schemas: PolicySchemas) =>
       }
       if (!before.control) return sessionView(before);
       return setControl(ctx, input.sessionId, null);
+    }),
+
+    /**
+     * Replaces the session's network settings (mode and allowlist), audited and announced as `network.changed`.
+     * Takes effect at once, also for programs already running (their open connections through the proxy end).
+     * `open` only where the operator permits it (EGRESS_DENIED otherwise).
+     */
+    setNetwork: sessionMutationProcedure.input(sessionSetNetworkInput).mutation(async ({ ctx, input }) => {
+      const principal = principalOf(ctx);
+      const record = await ctx.deps.sessions.setNetwork(
+        principal.userId,
+        input.sessionId,
+        input.network,
+        auditOf(ctx),
+      );
+      ctx.deps.events.publish(record.id, actorOf(principal), {
+        type: 'network.changed',
+        mode: record.network.mode,
+        allow: record.network.allow,
+      });
+      return sessionView(record);
+    }),
+
+    /**
+     * Whether the session's programs may reach `host:port` by its settings (before any resolution): `{ allowed:
+     * true }`, or EGRESS_DENIED naming the host and the fix. What an agent asks before it relies on the network.
+     */
+    checkEgress: authedProcedure.input(sessionEgressCheckInput).query(async ({ ctx, input }) => {
+      const record = await ctx.deps.sessions.get(ctx.principal.userId, input.sessionId, auditOf(ctx));
+      const decision = checkEgressTarget(record.network, input.host, input.port, {
+        allowOpen: ctx.deps.policy.egress.allowOpen,
+      });
+      if (!decision.allowed) throw new AppError('EGRESS_DENIED', `${decision.message} (${decision.reason})`);
+      return { allowed: true as const, host: decision.host.value, port: decision.port };
     }),
 
     /** Resource use of a running session (`stats: null` when it is not running). */

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { type Db, openDb } from '@studio/db';
 import type { IsolationBackend } from '@studio/isolation';
 import type { RateLimiter } from '@studio/policy';
-import { type App, createApp } from '../app.ts';
+import { type App, type CreateAppOptions, createApp } from '../app.ts';
 import { createLogger } from '../core/logger.ts';
 import { parseEnv } from '../env.ts';
 import { type StudioServer, startServer } from '../server.ts';
@@ -76,6 +76,8 @@ export async function startTestApi(options: {
   claim?: boolean;
   /** The store; default a fresh in-memory PGlite; `data-dir`: PGlite in the data dir, as a real start. */
   db?: Db | 'data-dir';
+  /** The egress proxy's resolver (and dialler): the tests' own network. */
+  egress?: CreateAppOptions['egress'];
 }): Promise<TestApi> {
   mkdirSync(TEST_DATA_DIR, { recursive: true });
   const env = parseEnv({
@@ -97,6 +99,7 @@ export async function startTestApi(options: {
     ...(options.labels ? { sandboxLabels: options.labels } : {}),
     ...(options.loginLimiter ? { loginLimiter: options.loginLimiter } : {}),
     ...(options.createLimiter ? { createLimiter: options.createLimiter } : {}),
+    ...(options.egress ? { egress: options.egress } : {}),
   });
   const api = await startServer(app, {
     host: '127.0.0.1',

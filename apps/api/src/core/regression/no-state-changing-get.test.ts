@@ -22,6 +22,10 @@ const READS: Record<string, { why: string; input: (c: Ctx) => unknown }> = {
   'backends.list': { why: 'which backends are available', input: () => undefined },
   'sessions.list': { why: "the caller's sessions", input: () => undefined },
   'sessions.get': { why: 'one session', input: (c) => ({ sessionId: c.sessionId }) },
+  'sessions.checkEgress': {
+    why: "whether the session's settings let it reach a host: a pure check, nothing is dialled",
+    input: (c) => ({ sessionId: c.sessionId, host: 'example.com', port: 443 }),
+  },
   'sessions.stats': { why: 'CPU, memory and disk figures', input: (c) => ({ sessionId: c.sessionId }) },
   'files.list': { why: 'a folder of the workspace', input: (c) => ({ sessionId: c.sessionId }) },
   'files.read': {
@@ -67,7 +71,12 @@ describe('regression: no GET starts or changes anything', () => {
     t = await startTestApi({ backends: [backend] });
     token = await t.login('admin', ADMIN_PASSWORD);
     const auth = { authorization: `Bearer ${token}` };
-    const created = await t.call('mutation', 'sessions.create', { image: 'studio-sandbox:latest' }, auth);
+    const created = await t.call(
+      'mutation',
+      'sessions.create',
+      { image: 'studio-sandbox:latest', network: { mode: 'allowlist', allow: ['example.com'] } },
+      auth,
+    );
     sessionId = (created.body.result?.data as { id: string } | undefined)?.id ?? '';
     expect(sessionId).toMatch(/^ses_/);
     await t.call('mutation', 'files.write', { sessionId, path: 'kept.txt', content: 'kept' }, auth);
