@@ -56,6 +56,11 @@ describe('parseEgressRule', () => {
   ])('refuses %s', (_why, entry) => {
     expect(() => parseEgressRule(entry)).toThrow(expect.objectContaining({ code: 'HOST_INVALID' }));
   });
+
+  it('tells a wildcard over a public suffix that, not that it names a local host', () => {
+    expect(() => parseEgressRule('*.com')).toThrow(/covers a public suffix/);
+    expect(() => parseEgressRule('intranet')).toThrow(/names a local host/);
+  });
 });
 
 describe('checkEgressTarget', () => {

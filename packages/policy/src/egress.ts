@@ -159,6 +159,16 @@ export function parseEgressRule(entry: string): EgressRule {
       `allowlist entry "${entry}" is an IP address: allow it as a block (${canonical.value}/${canonical.kind === 'ipv4' ? 32 : 128})`,
     );
   }
+  if (wildcard) {
+    // Checked before the local-name check, so `*.com` is told it covers a public suffix, not a local host.
+    const parsed = parse(canonical.value, { allowPrivateDomains: false });
+    if (parsed.publicSuffix === canonical.value) {
+      throw new PolicyError(
+        'HOST_INVALID',
+        `allowlist entry "${entry}" covers a public suffix; name a domain below it, such as *.example.com`,
+      );
+    }
+  }
   if (isLoopbackOrPrivate(canonical)) {
     throw new PolicyError(
       'HOST_INVALID',
@@ -167,7 +177,7 @@ export function parseEgressRule(entry: string): EgressRule {
   }
   if (wildcard) {
     const parsed = parse(canonical.value, { allowPrivateDomains: false });
-    if (parsed.domain === null || parsed.publicSuffix === canonical.value) {
+    if (parsed.domain === null) {
       throw new PolicyError(
         'HOST_INVALID',
         `allowlist entry "${entry}" covers a public suffix; name a domain below it, such as *.example.com`,

@@ -24,6 +24,7 @@ export const POLICY_ERROR_CODES = Object.freeze([
   'POLICY_INVALID',
   'RATE_LIMITED',
   'CSP_INVALID',
+  'SECRET_INVALID',
 ] as const);
 
 /** The code of a {@link PolicyError}: which rule refused the input. */

@@ -139,10 +139,16 @@ export {
   REFUSED_ENV_NAMES,
   REFUSED_ENV_PREFIXES,
   SESSION_ID_PREFIX,
+  secretCreateInput,
+  secretDeleteInput,
+  secretNameSchema,
+  secretRotateInput,
+  secretValueSchema,
   sessionByIdInput,
   sessionCreateInput,
   sessionEgressCheckInput,
   sessionIdSchema,
+  sessionSecretsSchema,
   sessionSetNetworkInput,
   terminalAuthMessage,
   terminalClientMessage,
@@ -155,6 +161,21 @@ export {
   workspaceDirSchema,
   workspacePathSchema,
 } from './schemas.ts';
+export type { SecretHeader } from './secrets.ts';
+export {
+  canonicalSecretHosts,
+  checkSecretName,
+  checkSecretValue,
+  DEFAULT_SECRET_HEADER,
+  MAX_SECRET_HOSTS,
+  MAX_SECRET_VALUE_LENGTH,
+  MAX_SECRETS,
+  MAX_SESSION_SECRETS,
+  parseSecretHeader,
+  renderSecretHeader,
+  SECRET_VALUE_MARK,
+  secretGoesTo,
+} from './secrets.ts';
 export { isSameSite, previewSiteProblem, siteOf } from './sites.ts';
 export type {
   SessionToken,

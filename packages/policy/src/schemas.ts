@@ -1,10 +1,21 @@
 import { z } from 'zod';
 import { canonicalEgressList, MAX_EGRESS_RULES, NETWORK_MODES, type NetworkMode } from './egress.ts';
+import { isAllowedEnvName } from './env-names.ts';
 import { isPolicyError } from './errors.ts';
 import { findControlChar, hasLoneSurrogate, utf8ByteLength } from './lib/text.ts';
 import { defaultPolicy, MAX_TOKEN_LENGTH, type Policy, SANDBOX_LIMIT_BOUNDS } from './limits.ts';
 import { DEFAULT_MAX_PATH_BYTES, resolveWorkspacePath } from './paths.ts';
 import { validatePreviewPort } from './preview.ts';
+import {
+  canonicalSecretHosts,
+  checkSecretName,
+  checkSecretValue,
+  DEFAULT_SECRET_HEADER,
+  MAX_SECRET_HOSTS,
+  MAX_SECRET_VALUE_LENGTH,
+  MAX_SESSION_SECRETS,
+  parseSecretHeader,
+} from './secrets.ts';
 
 // Conventions for every schema here:
 // - objects are strict: an unknown key is an error, so a client can never smuggle a low-level runtime
@@ -141,35 +152,7 @@ export const cursorSchema = z
   .max(128)
   .regex(/^[A-Za-z0-9_-]+$/);
 
-/**
- * Environment variable names a client may not set for a command, and prefixes likewise refused. Security
- * meaning: user code runs as the sandbox user anyway, so these do not guard the sandbox from its owner; they
- * guard the helpers the backend runs around a command (shell wrappers, an init, a timeout runner) from loader
- * and shell-startup injection: LD_* (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT), exported bash functions, BASH_ENV/ENV,
- * IFS, PS4, PROMPT_COMMAND, SHELLOPTS/BASHOPTS, GCONV_PATH, HOSTALIASES. NODE_OPTIONS and PATH are allowed: they
- * only affect the user's own programs.
- */
-export const REFUSED_ENV_NAMES: readonly string[] = Object.freeze([
-  'BASH_ENV',
-  'ENV',
-  'SHELLOPTS',
-  'BASHOPTS',
-  'PS4',
-  'IFS',
-  'PROMPT_COMMAND',
-  'GCONV_PATH',
-  'HOSTALIASES',
-]);
-/** Prefixes of refused environment variable names; see {@link REFUSED_ENV_NAMES}. */
-export const REFUSED_ENV_PREFIXES: readonly string[] = Object.freeze(['LD_', 'BASH_FUNC_']);
-
-/** True when a client may set this environment variable name for a command. */
-export function isAllowedEnvName(name: string): boolean {
-  if (typeof name !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(name)) return false;
-  const upper = name.toUpperCase();
-  if (REFUSED_ENV_NAMES.includes(upper)) return false;
-  return !REFUSED_ENV_PREFIXES.some((prefix) => upper.startsWith(prefix));
-}
+export { isAllowedEnvName, REFUSED_ENV_NAMES, REFUSED_ENV_PREFIXES } from './env-names.ts';
 
 const MAX_ARGS = 256;
 const MAX_ARG_CHARS = 32 * 1024;
@@ -238,6 +221,56 @@ export const networkSettingsSchema = z
   );
 
 /**
+ * A secret's name: an environment variable name such as `OPENAI_API_KEY` (the session sees its placeholder under
+ * it). Security meaning: {@link checkSecretName}: loader and shell-startup names are refused.
+ */
+export const secretNameSchema = z.string().max(64).transform(viaPolicy(checkSecretName));
+
+/**
+ * A secret's value. Security meaning: {@link checkSecretValue}: no control characters, so the proxy can put it in
+ * a header without adding headers; the API never returns it.
+ */
+export const secretValueSchema = z
+  .string()
+  .max(MAX_SECRET_VALUE_LENGTH)
+  .transform(viaPolicy(checkSecretValue));
+
+/**
+ * The secrets a session is given, by name (at most {@link MAX_SESSION_SECRETS}, no repeats). Security meaning:
+ * only the caller's own secrets resolve; the session sees placeholders, never values.
+ */
+export const sessionSecretsSchema = z
+  .array(secretNameSchema)
+  .max(MAX_SESSION_SECRETS)
+  .transform((names) => [...new Set(names)].sort());
+
+/**
+ * `secrets.create`: `{ name, value, hosts, header? }`. Hosts are names or wildcards (never address blocks); the
+ * header template defaults to {@link DEFAULT_SECRET_HEADER}. Output: hosts canonicalised, header kept as given.
+ */
+export const secretCreateInput = z.strictObject({
+  name: secretNameSchema,
+  value: secretValueSchema,
+  hosts: z.array(z.string().max(300)).max(MAX_SECRET_HOSTS).transform(viaPolicy(canonicalSecretHosts)),
+  header: z
+    .string()
+    .max(512)
+    .default(DEFAULT_SECRET_HEADER)
+    .transform(
+      viaPolicy((h: string) => {
+        const parsed = parseSecretHeader(h);
+        return `${h.slice(0, h.indexOf(':')).trim()}: ${parsed.template}`;
+      }),
+    ),
+});
+
+/** `secrets.rotate`: `{ name, value }`: a new value for a stored secret; sessions use it from their next request. */
+export const secretRotateInput = z.strictObject({ name: secretNameSchema, value: secretValueSchema });
+
+/** `secrets.delete`: `{ name }`. Sessions given it then send its placeholder unchanged. */
+export const secretDeleteInput = z.strictObject({ name: secretNameSchema });
+
+/**
  * Builds the schemas whose bounds come from a {@link Policy}. The named exports below are these schemas built
  * from {@link defaultPolicy}; an API started with a different policy should use its own set, so the parse-time
  * bound and the enforced limit are the same number.
@@ -265,6 +298,7 @@ export function createPolicySchemas(policy: Policy) {
       .partial()
       .optional(),
     network: networkSettingsSchema.optional(),
+    secrets: sessionSecretsSchema.optional(),
   });
 
   const filesWriteInput = z
