@@ -21,6 +21,7 @@ export type {
   NewSession,
   Role,
   SandboxOwner,
+  SecretRecord,
   SessionControl,
   SessionNetwork,
   SessionRecord,

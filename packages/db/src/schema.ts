@@ -128,6 +128,8 @@ export const sessions = pgTable(
     image: text('image').notNull(),
     resources: jsonb('resources').$type<SessionResources>().notNull(),
     network: jsonb('network').$type<SessionNetwork>().notNull().default({ mode: 'none', allow: [] }),
+    /** Names of the owner's secrets the session is given (issue 18); the egress proxy reads their values. */
+    secrets: jsonb('secrets').$type<string[]>().notNull().default([]),
     instanceId: text('instance_id').notNull(),
     sandboxId: text('sandbox_id'),
     state: text('state', { enum: SESSION_STATES }).notNull(),
@@ -150,6 +152,31 @@ export const sessions = pgTable(
     index('sessions_owner_live')
       .on(t.ownerId)
       .where(sql`${t.state} IN ('creating', 'running', 'stopped', 'destroying')`),
+  ],
+);
+
+/**
+ * A user's secrets (issue 18). The value is only ever stored sealed (`sealed`: AES-256-GCM under the operator's
+ * key, bound to the owner and name), so a copy of the database alone holds no secret. Names are unique per owner:
+ * sessions are given secrets by name.
+ */
+export const secrets = pgTable(
+  'secrets',
+  {
+    id: text('id').primaryKey(),
+    ownerId: text('owner_id').notNull(),
+    name: text('name').notNull(),
+    /** Canonical host entries the value may go to (names and wildcards, with optional ports). */
+    hosts: jsonb('hosts').$type<string[]>().notNull(),
+    /** The header template, `Authorization: Bearer {{value}}`. */
+    header: text('header').notNull(),
+    sealed: text('sealed').notNull(),
+    createdAt: at('created_at').notNull().defaultNow(),
+    updatedAt: at('updated_at').notNull().defaultNow(),
+  },
+  (t) => [
+    foreignKey({ name: 'secrets_owner_id_fkey', columns: [t.ownerId], foreignColumns: [users.id] }),
+    unique('secrets_owner_id_name_key').on(t.ownerId, t.name),
   ],
 );
 

@@ -76,6 +76,39 @@ describeEachDriver('Store', env, test, () => {
     expect(given.network).toEqual(allow);
   });
 
+  test('stores secrets per owner: unique names, a limit, rotate, delete, by name', async ({
+    store,
+    alice,
+  }) => {
+    const secret = (name: string) => ({
+      id: `sec_${name}`,
+      ownerId: alice,
+      name,
+      hosts: ['api.example.com'],
+      header: 'Authorization: Bearer {{value}}',
+      sealed: `sealed-${name}`,
+    });
+    await store.createSecret(secret('A'), 2);
+    await expect(store.createSecret({ ...secret('A'), id: 'sec_other' }, 2)).rejects.toMatchObject({
+      code: 'CONFLICT',
+      message: /already have a secret named A; rotate it/,
+    });
+    await store.createSecret(secret('B'), 2);
+    await expect(store.createSecret(secret('C'), 2)).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+    expect((await store.listSecrets(alice)).map((s) => s.name)).toEqual(['A', 'B']);
+    expect((await store.listSecrets(alice, ['B', 'Z'])).map((s) => s.name)).toEqual(['B']);
+    expect(await store.listSecrets(alice, [])).toEqual([]);
+    expect(await store.listSecrets('usr_someone_else')).toEqual([]);
+    expect((await store.rotateSecret(alice, 'A', 'sealed-2'))?.sealed).toBe('sealed-2');
+    expect(await store.rotateSecret('usr_someone_else', 'A', 'x')).toBeUndefined();
+    expect(await store.deleteSecret('usr_someone_else', 'A')).toBe(false);
+    expect(await store.deleteSecret(alice, 'A')).toBe(true);
+    expect(await store.deleteSecret(alice, 'A')).toBe(false);
+    const given = await store.reserveSession({ ...newSession(alice), secrets: ['B'] }, 5);
+    expect(given.secrets).toEqual(['B']);
+    expect((await store.reserveSession(newSession(alice), 5)).secrets).toEqual([]);
+  });
+
   test('counts stopped sessions as live and frees a slot on destroy or failure', async ({ store, alice }) => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push((await store.reserveSession(newSession(alice), 5)).id);

@@ -12,6 +12,7 @@ import {
   type SessionResources,
   type SessionState,
   sandboxes,
+  secrets,
   sessions,
   users,
 } from './schema.ts';
@@ -24,6 +25,8 @@ export const LIVE_STATES: readonly SessionState[] = LIVE;
 export type UserRecord = typeof users.$inferSelect;
 export type LoginRecord = typeof logins.$inferSelect;
 export type ApiTokenRecord = typeof apiTokens.$inferSelect;
+/** A stored secret; `sealed` is the encrypted value (never returned by the API). */
+export type SecretRecord = typeof secrets.$inferSelect;
 
 /** Who holds control of a session: while set, API tokens may not change it (HUMAN_HAS_CONTROL). */
 export interface SessionControl {
@@ -66,6 +69,8 @@ export interface NewSession {
   resources: SessionResources;
   /** Default: no network (`{ mode: 'none', allow: [] }`). */
   network?: SessionNetwork;
+  /** Names of the owner's secrets the session is given; default none. */
+  secrets?: string[];
   instanceId: string;
 }
 
@@ -312,6 +317,83 @@ export class Store {
   touchApiToken(id: string): Promise<void> {
     return guard(async () => {
       await this.db.orm.update(apiTokens).set({ lastUsedAt: sql`now()` }).where(eq(apiTokens.id, id));
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------- secrets
+
+  /**
+   * Stores a new secret of `ownerId` if it holds fewer than `max`. Throws CONFLICT when the owner already has a
+   * secret of that name (rotate it instead) and INVALID_INPUT at the limit.
+   */
+  createSecret(
+    secret: { id: string; ownerId: string; name: string; hosts: string[]; header: string; sealed: string },
+    max: number,
+  ): Promise<SecretRecord> {
+    return guard(() =>
+      this.db.orm.transaction(async (tx) => {
+        // The owner's row is locked so that concurrent creates count one after another (as reserveSession).
+        await tx.select({ id: users.id }).from(users).where(eq(users.id, secret.ownerId)).for('update');
+        const held = await tx.$count(secrets, eq(secrets.ownerId, secret.ownerId));
+        if (held >= max) {
+          throw new StoreError(
+            'INVALID_INPUT',
+            `you already have ${held} secrets (the limit is ${max}); delete one with secrets.delete first`,
+          );
+        }
+        try {
+          const [row] = await tx.insert(secrets).values(secret).returning();
+          return row as SecretRecord;
+        } catch (error) {
+          if (sqlStateOf(error) === '23505') {
+            throw new StoreError(
+              'CONFLICT',
+              `you already have a secret named ${secret.name}; rotate it with secrets.rotate, or delete it first`,
+              { cause: driverError(error) },
+            );
+          }
+          throw error;
+        }
+      }),
+    );
+  }
+
+  /** `ownerId`'s secrets by name (all of them when `names` is not given), sorted by name. */
+  listSecrets(ownerId: string, names?: readonly string[]): Promise<SecretRecord[]> {
+    return guard(async () => {
+      if (names !== undefined && names.length === 0) return [];
+      return this.db.orm
+        .select()
+        .from(secrets)
+        .where(
+          names === undefined
+            ? eq(secrets.ownerId, ownerId)
+            : and(eq(secrets.ownerId, ownerId), inArray(secrets.name, [...names])),
+        )
+        .orderBy(secrets.name);
+    });
+  }
+
+  /** Replaces the sealed value of `ownerId`'s secret `name`; the record, or undefined when there is none. */
+  rotateSecret(ownerId: string, name: string, sealed: string): Promise<SecretRecord | undefined> {
+    return guard(async () => {
+      const [row] = await this.db.orm
+        .update(secrets)
+        .set({ sealed, updatedAt: sql`now()` })
+        .where(and(eq(secrets.ownerId, ownerId), eq(secrets.name, name)))
+        .returning();
+      return row;
+    });
+  }
+
+  /** Deletes `ownerId`'s secret `name`; false when there is none. */
+  deleteSecret(ownerId: string, name: string): Promise<boolean> {
+    return guard(async () => {
+      const rows = await this.db.orm
+        .delete(secrets)
+        .where(and(eq(secrets.ownerId, ownerId), eq(secrets.name, name)))
+        .returning({ id: secrets.id });
+      return rows.length > 0;
     });
   }
 
