@@ -1,22 +1,25 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Db, openDb, Store } from '@studio/db';
 import type { IsolationBackend } from '@studio/isolation';
 import { DockerBackend } from '@studio/isolation-docker';
 import { GVisorBackend } from '@studio/isolation-gvisor';
-import { createPolicySchemas, type RateLimiter } from '@studio/policy';
+import { createPolicySchemas, parseSecretHeader, type RateLimiter } from '@studio/policy';
 import { Auth, ensureAdmin, loadJwtKey } from './auth/auth.ts';
 import type { AppDeps } from './core/context.ts';
 import { Drain } from './core/drain.ts';
 import { createLogger, type Logger } from './core/logger.ts';
-import { EgressGateway } from './egress/egress-gateway.ts';
+import { splitPem } from './egress/certificates.ts';
+import { EgressGateway, type SecretSource } from './egress/egress-gateway.ts';
 import { type EgressEvent, EgressProxy, type EgressProxyOptions } from './egress/egress-proxy.ts';
+import { StudioCa } from './egress/studio-ca.ts';
 import { type Env, resolveSandboxRootfs } from './env.ts';
 import { ExecRegistry } from './exec/exec-registry.ts';
 import { claimInstance, dataDirInstanceId, leaseInstance, lockDataDir } from './instance/instance.ts';
 import { PreviewGrants } from './preview/preview.ts';
 import { EventBus } from './realtime/event-bus.ts';
 import { FileWatches } from './realtime/file-watches.ts';
+import { loadSecretsKey, SecretVault } from './secrets/secret-vault.ts';
 import { defaultResources, SessionManager } from './sessions/session-manager.ts';
 import { WarmPool } from './sessions/warm-pool.ts';
 
@@ -43,7 +46,10 @@ export interface CreateAppOptions {
    */
   onInstanceLost?: (message: string) => void;
   /** The egress proxy's resolver, dialler and host addresses (tests: their own network); default the system's. */
-  egress?: Pick<EgressProxyOptions, 'resolve' | 'dial' | 'ownAddresses'>;
+  egress?: Pick<EgressProxyOptions, 'resolve' | 'dial' | 'ownAddresses'> & {
+    /** PEM certificates trusted beside the public roots, as `STUDIO_EGRESS_CA_FILE` (tests: their test CA). */
+    extraCaPem?: string;
+  };
 }
 
 /** The configuration with the instance id resolved (given, or derived from the data dir). */
@@ -235,6 +241,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
         bytesOut: e.bytesOut,
         bytesIn: e.bytesIn,
         durationMs: e.durationMs,
+        secrets: e.secrets ?? [],
       },
     );
     store
@@ -251,18 +258,43 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
           ...(e.reason ? { reason: e.reason } : {}),
           bytesOut: e.bytesOut,
           bytesIn: e.bytesIn,
+          ...(e.secrets ? { secrets: e.secrets } : {}),
         },
       })
       .catch((error: unknown) => logger.warn('egress audit record failed', { error }));
   };
+  const vault = new SecretVault(loadSecretsKey({ secret: env.secretsKey, dataDir: env.dataDir }));
+  const studioCa = await StudioCa.load(env.dataDir);
+  const { extraCaPem, ...egressOptions } = options.egress ?? {};
+  const extraCa = [
+    ...(env.egressCaFile === undefined ? [] : splitPem(readFileSync(env.egressCaFile, 'utf8'))),
+    ...(extraCaPem === undefined ? [] : splitPem(extraCaPem)),
+  ];
   const egressProxy = new EgressProxy({
     limits: env.policy.egress,
-    ...options.egress,
+    ...egressOptions,
     onEvent: egressEvent,
     logger,
+    intercept: { leafFor: (host) => studioCa.leafFor(host), upstreamCa: extraCa },
   });
+  const secretSource: SecretSource = {
+    placeholder: (sessionId, name) => vault.placeholder(sessionId, name),
+    granted: async (ownerId, sessionId, names) =>
+      (await store.listSecrets(ownerId, names)).map((s) => ({
+        name: s.name,
+        hosts: s.hosts,
+        header: parseSecretHeader(s.header),
+        placeholder: vault.placeholder(sessionId, s.name),
+        value: vault.open(ownerId, s.name, s.sealed),
+      })),
+  };
   const sessions = new SessionManager({
-    egress: new EgressGateway({ proxy: egressProxy, logger }),
+    egress: new EgressGateway({
+      proxy: egressProxy,
+      logger,
+      trustPem: [studioCa.certPem, ...extraCa].join('\n'),
+      secrets: secretSource,
+    }),
     store,
     backends,
     ...(pool.enabled ? { pool } : {}),
@@ -294,6 +326,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     origins: env.origins,
     trustProxy: env.trustProxy,
     drain: new Drain(),
+    vault,
   };
   return {
     deps,

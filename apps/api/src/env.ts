@@ -38,6 +38,13 @@ const schema = z.object({
     .string()
     .min(32, { error: 'STUDIO_JWT_SECRET must be at least 32 characters (try: openssl rand -base64 48)' })
     .optional(),
+  STUDIO_SECRETS_KEY: z
+    .string()
+    .regex(/^[A-Za-z0-9+/_-]{43}=?$/, {
+      error: 'STUDIO_SECRETS_KEY is 32 random bytes as base64 (try: openssl rand -base64 32)',
+    })
+    .optional(),
+  STUDIO_EGRESS_CA_FILE: z.string().min(1).optional(),
   STUDIO_ADMIN_PASSWORD: z
     .string()
     .min(12, { error: 'STUDIO_ADMIN_PASSWORD must be at least 12 characters' })
@@ -155,6 +162,13 @@ export interface Env {
   dataDir: string;
   databaseUrl: string | undefined;
   jwtSecret: string | undefined;
+  /** The key secrets are sealed with (`STUDIO_SECRETS_KEY`); unset: `<dataDir>/secrets-key`, made once. */
+  secretsKey: string | undefined;
+  /**
+   * PEM certificates sandboxes and the egress proxy trust beside the public roots (`STUDIO_EGRESS_CA_FILE`): an
+   * internal registry mirror's CA, or a corporate TLS-inspecting proxy's.
+   */
+  egressCaFile: string | undefined;
   adminPassword: string | undefined;
   backends: ('auto' | 'docker' | 'gvisor')[];
   /** Origins allowed to make cookie-authenticated requests (besides the API's own). */
@@ -249,6 +263,8 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     dataDir: e.STUDIO_DATA_DIR ?? `${REPO_ROOT}.data`,
     databaseUrl: e.DATABASE_URL,
     jwtSecret: e.STUDIO_JWT_SECRET,
+    secretsKey: e.STUDIO_SECRETS_KEY,
+    egressCaFile: e.STUDIO_EGRESS_CA_FILE,
     adminPassword: e.STUDIO_ADMIN_PASSWORD,
     backends: e.STUDIO_BACKENDS,
     origins: e.STUDIO_ORIGINS,

@@ -7,6 +7,7 @@ import { execRouter } from './exec/exec-router.ts';
 import { filesRouter } from './files/files-router.ts';
 import { previewsRouter } from './preview/previews-router.ts';
 import { eventsRouter } from './realtime/events-router.ts';
+import { secretsRouter } from './secrets/secrets-router.ts';
 import { backendsRouter } from './sessions/backends-router.ts';
 import { sessionsRouter } from './sessions/sessions-router.ts';
 import { systemRouter } from './system/system-router.ts';
@@ -25,6 +26,7 @@ export const createAppRouter = (schemas: PolicySchemas) =>
     files: filesRouter(schemas),
     exec: execRouter(schemas),
     events: eventsRouter,
+    secrets: secretsRouter,
     previews: previewsRouter,
     system: systemRouter,
   });

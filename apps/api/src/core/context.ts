@@ -7,6 +7,7 @@ import type { ExecRegistry } from '../exec/exec-registry.ts';
 import type { PreviewGrants } from '../preview/preview.ts';
 import type { EventBus } from '../realtime/event-bus.ts';
 import type { FileWatches } from '../realtime/file-watches.ts';
+import type { SecretVault } from '../secrets/secret-vault.ts';
 import type { AuditContext, SessionManager } from '../sessions/session-manager.ts';
 import type { Drain } from './drain.ts';
 import type { Logger } from './logger.ts';
@@ -33,6 +34,8 @@ export interface AppDeps {
   trustProxy: boolean;
   /** Graceful shutdown: whether the API drains, and the work still running (server.ts drives it). */
   drain: Drain;
+  /** Seals secret values under the operator's key (secrets router). */
+  vault: SecretVault;
 }
 
 /** Per-request facts the HTTP layer computes before tRPC runs. */

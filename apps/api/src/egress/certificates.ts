@@ -94,3 +94,8 @@ export async function issueServerCertificate(
   });
   return { certPem: cert.toString('pem'), keyPem: pemOf(keys.privateKey) };
 }
+
+/** The certificates in a PEM bundle, each as its own PEM text (anything between them is dropped). */
+export function splitPem(text: string): string[] {
+  return text.match(/-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----/g) ?? [];
+}

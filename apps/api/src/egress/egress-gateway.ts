@@ -1,8 +1,8 @@
 import type { Duplex } from 'node:stream';
 import type { ExecOptions, Sandbox, SandboxListener, TerminalOptions } from '@studio/isolation';
-import type { NetworkSettings } from '@studio/policy';
+import { type NetworkSettings, secretGoesTo } from '@studio/policy';
 import type { Logger } from '../core/logger.ts';
-import type { EgressProxy } from './egress-proxy.ts';
+import type { EgressProxy, SecretBinding } from './egress-proxy.ts';
 
 /**
  * The port the proxy endpoint prefers inside every sandbox (squid's, which people recognise); when a program
@@ -15,6 +15,42 @@ export interface EgressOwner {
   sessionId: string;
   ownerId: string;
   network: NetworkSettings;
+  /** Names of the owner's secrets the session is given (placeholders in its environment). */
+  secrets: readonly string[];
+}
+
+/** A secret the proxy may put into requests, with the hosts it may go to. */
+export interface GrantedSecret extends SecretBinding {
+  readonly hosts: readonly string[];
+}
+
+/** Where the gateway gets secrets from (the API's store and vault). */
+export interface SecretSource {
+  /** The placeholder session `sessionId` sees for secret `name` (no store read: it is derived). */
+  placeholder(sessionId: string, name: string): string;
+  /** The owner's secrets among `names`, opened; a name with no stored secret is left out. */
+  granted(ownerId: string, sessionId: string, names: readonly string[]): Promise<GrantedSecret[]>;
+}
+
+/** Where the sandbox finds the certificates it trusts for egress: the Studio CA and the operator's extra CAs. */
+export const TRUST_DIR = '/tmp/studio-egress';
+const TRUST_EXTRA = `${TRUST_DIR}/ca.pem`;
+const TRUST_BUNDLE = `${TRUST_DIR}/ca-bundle.pem`;
+
+/**
+ * The environment that makes programs trust the Studio CA (and the operator's extra CAs) beside the image's own
+ * roots: Node adds `NODE_EXTRA_CA_CERTS` to its roots; OpenSSL (curl, git, Python's ssl), requests and pip read
+ * the bundle, which is the image's roots followed by those CAs. The image's store itself is read-only.
+ */
+export function trustEnvironment(): Record<string, string> {
+  return {
+    NODE_EXTRA_CA_CERTS: TRUST_EXTRA,
+    SSL_CERT_FILE: TRUST_BUNDLE,
+    REQUESTS_CA_BUNDLE: TRUST_BUNDLE,
+    CURL_CA_BUNDLE: TRUST_BUNDLE,
+    GIT_SSL_CAINFO: TRUST_BUNDLE,
+    PIP_CERT: TRUST_BUNDLE,
+  };
 }
 
 interface Entry {
@@ -53,10 +89,28 @@ export class EgressGateway {
   readonly #proxy: EgressProxy;
   readonly #logger: Logger;
   readonly #entries = new Map<string, Entry>();
+  readonly #trustPem: string | undefined;
+  readonly #secrets: SecretSource | undefined;
 
-  constructor(options: { proxy: EgressProxy; logger: Logger }) {
+  /**
+   * `trustPem`: the certificates sandboxes trust for egress (the Studio CA and the operator's extra CAs), written
+   * into each sandbox when its endpoint opens. `secrets`: where the placeholders and values come from.
+   */
+  constructor(options: { proxy: EgressProxy; logger: Logger; trustPem?: string; secrets?: SecretSource }) {
     this.#proxy = options.proxy;
     this.#logger = options.logger;
+    this.#trustPem = options.trustPem;
+    this.#secrets = options.secrets;
+  }
+
+  /** The environment a program of the session starts with: proxy, trust, and a placeholder for each secret. */
+  #environment(owner: EgressOwner, port: number): Record<string, string> {
+    const env: Record<string, string> = { ...proxyEnvironment(port) };
+    if (this.#trustPem !== undefined) Object.assign(env, trustEnvironment());
+    if (this.#secrets) {
+      for (const name of owner.secrets) env[name] = this.#secrets.placeholder(owner.sessionId, name);
+    }
+    return env;
   }
 
   /** The sandbox, with exec and terminals that start behind the proxy endpoint. */
@@ -70,8 +124,9 @@ export class EgressGateway {
     }
     const current = () => this.#entries.get(owner.sessionId) ?? entry;
     const withProxy = async (env: Record<string, string> | undefined) => {
-      const port = await this.#endpoint(current());
-      return port === null ? env : { ...proxyEnvironment(port), ...env };
+      const entry = current();
+      const port = await this.#endpoint(entry);
+      return port === null ? env : { ...this.#environment(entry.owner, port), ...env };
     };
     const exec = async (command: readonly string[], options: ExecOptions) => {
       const env = await withProxy(options.env);
@@ -131,12 +186,23 @@ export class EgressGateway {
   }
 
   async #listen(entry: Entry): Promise<SandboxListener> {
+    const secrets = this.#secrets;
     const accept = (socket: Duplex) => {
       const owner = entry.owner;
       this.#proxy.handle(socket, {
         sessionId: owner.sessionId,
         ownerId: owner.ownerId,
         settings: () => entry.owner.network,
+        ...(secrets
+          ? {
+              secretsFor: async (host: string, port: number) => {
+                const { ownerId, sessionId, secrets: names } = entry.owner;
+                if (names.length === 0) return [];
+                const granted = await secrets.granted(ownerId, sessionId, names);
+                return granted.filter((s) => secretGoesTo(s.hosts, host, port));
+              },
+            }
+          : {}),
       });
     };
     let listener: SandboxListener;
@@ -150,9 +216,31 @@ export class EgressGateway {
       listener = await entry.sandbox.listen(0, accept);
     }
     entry.listener = listener;
+    if (this.#trustPem !== undefined) await this.#installTrust(entry.sandbox, entry.owner.sessionId);
     void listener.ended.then(() => {
       if (entry.listener === listener) entry.listener = undefined;
     });
     return listener;
+  }
+
+  /**
+   * Writes the trusted certificates into the sandbox (as the sandbox's user: a program there may change them, and
+   * so only weaken its own connections). A failure is logged: the program then fails TLS to intercepted hosts.
+   */
+  async #installTrust(sandbox: Sandbox, sessionId: string): Promise<void> {
+    const script = `umask 022; mkdir -p ${TRUST_DIR} && cat > ${TRUST_EXTRA} && { cat /etc/ssl/certs/ca-certificates.crt 2>/dev/null; cat ${TRUST_EXTRA}; } > ${TRUST_BUNDLE}`;
+    try {
+      const result = await sandbox.exec(['/bin/sh', '-c', script], {
+        stdin: this.#trustPem as string,
+        timeoutMs: 15_000,
+        maxOutputBytes: 4_096,
+      });
+      if (result.exitCode !== 0) throw new Error(Buffer.from(result.stderr).toString().slice(0, 300));
+    } catch (error) {
+      this.#logger.warn('egress: the trusted certificates could not be written into the sandbox', {
+        sessionId,
+        error: String(error),
+      });
+    }
   }
 }

@@ -4,11 +4,12 @@ import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
-import { defaultPolicy, type NetworkSettings } from '@studio/policy';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { defaultPolicy, type NetworkSettings, parseSecretHeader } from '@studio/policy';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../core/logger.ts';
 import { createCertificateAuthority, issueServerCertificate, type PemPair } from './certificates.ts';
-import { type EgressEvent, EgressProxy } from './egress-proxy.ts';
+import { type EgressEvent, EgressProxy, type SecretBinding } from './egress-proxy.ts';
+import { StudioCa } from './studio-ca.ts';
 
 // The proxy's checks are real; only where a checked address leads is mapped: the test's "internet" is three
 // servers on loopback, reached when the proxy dials the documentation addresses the test resolver gives.
@@ -78,7 +79,8 @@ beforeAll(async () => {
   ports.https = await listen(
     createHttpsServer({ cert: leaf.certPem, key: leaf.keyPem }, (req, res) => {
       upstreamHits.push(`https ${req.headers.host} ${req.url}`);
-      res.end(`secure hello from ${req.headers.host}`);
+      if (req.url === '/echo') res.end(JSON.stringify(req.headers));
+      else res.end(`secure hello from ${req.headers.host}`);
     }),
   );
   proxy = makeProxy();
@@ -284,5 +286,146 @@ describe('EgressProxy: limits', () => {
       limits = before;
       limited.close();
     }
+  });
+});
+
+describe('EgressProxy: secrets', () => {
+  const VALUE = 'sk-live-THE-REAL-VALUE';
+  const PLACEHOLDER = 'studio-placeholder-AAAA';
+  const binding: SecretBinding = {
+    name: 'API_KEY',
+    placeholder: PLACEHOLDER,
+    value: VALUE,
+    header: parseSecretHeader('Authorization: Bearer {{value}}'),
+  };
+  let studio: StudioCa;
+  let secretPort = 0;
+  let trustUpstream = true;
+  const make = () =>
+    new EgressProxy({
+      limits,
+      logger: createLogger({ level: 'silent' }),
+      resolve: async (host) => RESOLVER[host] ?? [],
+      dial: (address, port): Duplex => {
+        dials.push(`${address}:${port}`);
+        return netConnect({ host: '127.0.0.1', port: port === 443 ? ports.https : ports.http });
+      },
+      ownAddresses: () => ['198.51.100.1'],
+      onEvent: (e) => events.push(e),
+      intercept: {
+        leafFor: (host) => studio.leafFor(host),
+        get upstreamCa() {
+          return trustUpstream ? [ca.certPem] : [];
+        },
+      },
+    });
+  let secretProxy: EgressProxy;
+
+  beforeAll(async () => {
+    studio = await StudioCa.ephemeral();
+    secretProxy = make();
+    secretPort = await listen(
+      createNetServer((socket: Socket) =>
+        secretProxy.handle(socket, {
+          sessionId: 'ses_secret',
+          ownerId: 'usr_test',
+          settings: () => settings,
+          secretsFor: async (host) => (host === 'allowed.test' ? [binding] : []),
+        }),
+      ),
+    );
+  });
+  afterAll(() => secretProxy.close());
+  beforeEach(() => {
+    trustUpstream = true;
+  });
+  // A tunnel's event comes when it closes: let the last one arrive before the next test clears the list.
+  afterEach(() => settle());
+
+  /** One HTTPS request through the secret proxy, trusting `trust`; the status line and body. */
+  async function secretRequest(target: string, trust: string, head: string): Promise<string> {
+    const req = request({
+      host: '127.0.0.1',
+      port: secretPort,
+      method: 'CONNECT',
+      path: target,
+      agent: false,
+    });
+    req.end();
+    const [res, socket] = (await once(req, 'connect')) as [{ statusCode: number }, Socket];
+    expect(res.statusCode).toBe(200);
+    const tls = tlsConnect({ socket, ca: trust, servername: target.split(':')[0] as string });
+    await once(tls, 'secureConnect');
+    tls.write(`${head}connection: close\r\n\r\n`);
+    let text = '';
+    for await (const chunk of tls) text += chunk;
+    return text;
+  }
+
+  it('terminates TLS for a secret host with the Studio CA and swaps the placeholder for the value', async () => {
+    const text = await secretRequest(
+      'allowed.test:443',
+      studio.certPem,
+      `GET /echo HTTP/1.1\r\nhost: allowed.test\r\nauthorization: Bearer ${PLACEHOLDER}\r\nx-other: ${PLACEHOLDER}\r\n`,
+    );
+    expect(text).toMatch(/^HTTP\/1.1 200/);
+    const echoed = JSON.parse(text.slice(text.indexOf('{'))) as Record<string, string>;
+    expect(echoed.authorization).toBe(`Bearer ${VALUE}`);
+    expect(echoed['x-other']).toBe(VALUE);
+    expect(dials).toEqual([`${ALLOWED_IP}:443`]);
+    await settle();
+    expect(events).toEqual([
+      expect.objectContaining({ via: 'connect', host: 'allowed.test', allowed: true, secrets: ['API_KEY'] }),
+    ]);
+    expect(JSON.stringify(events)).not.toContain(VALUE);
+  });
+
+  it("adds the secret's header when the program did not send it", async () => {
+    const text = await secretRequest(
+      'allowed.test:443',
+      studio.certPem,
+      'GET /echo HTTP/1.1\r\nhost: allowed.test\r\n',
+    );
+    expect(JSON.parse(text.slice(text.indexOf('{'))).authorization).toBe(`Bearer ${VALUE}`);
+  });
+
+  it('leaves a host that no secret names alone: a plain tunnel, the placeholder unchanged', async () => {
+    // other.test is verified against its own certificate (the test CA): the proxy did not terminate TLS.
+    const text = await secretRequest(
+      'other.test:443',
+      ca.certPem,
+      `GET /echo HTTP/1.1\r\nhost: other.test\r\nauthorization: Bearer ${PLACEHOLDER}\r\n`,
+    );
+    const echoed = JSON.parse(text.slice(text.indexOf('{'))) as Record<string, string>;
+    expect(echoed.authorization).toBe(`Bearer ${PLACEHOLDER}`);
+    expect(text).not.toContain(VALUE);
+  });
+
+  it('refuses a request whose Host is not the tunnel host, without sending anything upstream', async () => {
+    const text = await secretRequest(
+      'allowed.test:443',
+      studio.certPem,
+      `GET /echo HTTP/1.1\r\nhost: other.test\r\nauthorization: Bearer ${PLACEHOLDER}\r\n`,
+    );
+    expect(text).toMatch(/^HTTP\/1.1 403/);
+    expect(text).toContain('host_mismatch');
+    expect(dials).toEqual([]);
+    expect(upstreamHits).toEqual([]);
+    await settle();
+    expect(events).toEqual([expect.objectContaining({ allowed: false, reason: 'host_mismatch' })]);
+  });
+
+  it('sends nothing to an upstream whose certificate does not verify', async () => {
+    trustUpstream = false;
+    const text = await secretRequest(
+      'allowed.test:443',
+      studio.certPem,
+      `GET /echo HTTP/1.1\r\nhost: allowed.test\r\nauthorization: Bearer ${PLACEHOLDER}\r\n`,
+    );
+    expect(text).toMatch(/^HTTP\/1.1 502/);
+    expect(text).toContain('does not verify');
+    expect(upstreamHits).toEqual([]);
+    await settle();
+    expect(events).toEqual([expect.objectContaining({ allowed: false, reason: 'upstream_failed' })]);
   });
 });

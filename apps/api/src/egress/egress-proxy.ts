@@ -2,7 +2,8 @@ import { lookup } from 'node:dns/promises';
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
+import { rootCertificates, TLSSocket, connect as tlsConnect } from 'node:tls';
 import {
   canonicalizeHost,
   checkEgressAddress,
@@ -11,6 +12,8 @@ import {
   type EgressDenyReason,
   type EgressLimits,
   type NetworkSettings,
+  renderSecretHeader,
+  type SecretHeader,
 } from '@studio/policy';
 import type { Logger } from '../core/logger.ts';
 import { MAX_CLIENT_HELLO_BYTES, readFirstBytes } from './client-hello.ts';
@@ -21,6 +24,19 @@ export interface EgressSession {
   readonly ownerId: string;
   /** The session's settings now: read per connection, so `sessions.setNetwork` applies to the next one. */
   settings(): NetworkSettings;
+  /**
+   * The session's secrets that may go to `host:port`, with their values; empty (the common case) when none. Read
+   * per tunnel, so a rotated value is used from the next connection.
+   */
+  secretsFor?(host: string, port: number): Promise<readonly SecretBinding[]>;
+}
+
+/** A secret as the proxy uses it: the placeholder the session sees, the value, and the header it goes in. */
+export interface SecretBinding {
+  readonly name: string;
+  readonly placeholder: string;
+  readonly value: string;
+  readonly header: SecretHeader;
 }
 
 /** One connection (or one plain-HTTP request) through the proxy, allowed or not: an event and an audit record. */
@@ -38,6 +54,8 @@ export interface EgressEvent {
   bytesOut: number;
   bytesIn: number;
   durationMs: number;
+  /** Names (never values) of the secrets this connection's requests carried; absent when none. */
+  secrets?: string[];
 }
 
 /** Options for {@link EgressProxy}. */
@@ -51,6 +69,27 @@ export interface EgressProxyOptions {
   ownAddresses?: () => string[];
   onEvent: (event: EgressEvent) => void;
   logger: Logger;
+  /**
+   * Secrets: the Studio CA that signs a leaf for a host whose requests must carry a secret, and the extra CAs
+   * trusted upstream (beside Node's roots). Without it, tunnels are never opened and secrets never injected.
+   */
+  intercept?: {
+    leafFor(host: string): Promise<{ certPem: string; keyPem: string }>;
+    upstreamCa?: readonly string[];
+  };
+}
+
+/** A tunnel the proxy terminates to put secrets into its requests. */
+interface Interception {
+  state: SessionState;
+  name: string;
+  address: string;
+  port: number;
+  bindings: readonly SecretBinding[];
+  used: Set<string>;
+  bytesOut: number;
+  bytesIn: number;
+  denial?: EgressDenial;
 }
 
 const RESOLVE_TIMEOUT_MS = 5_000;
@@ -101,14 +140,17 @@ function authorityOf(target: string): { host: string; port: number } | null {
   return { host: m[1] as string, port: Number(m[2]) };
 }
 
-/** Whether a Host header names the request target's host and port, in any spelling of either. */
-function sameHost(header: string, url: URL): boolean {
+/**
+ * Whether a Host header names `host:port`, in any spelling of either; a Host without a port means
+ * `defaultPort` (80 for http://, 443 inside a TLS tunnel).
+ */
+function sameHost(header: string, host: string, port: number, defaultPort: number): boolean {
   const m = /^(\[[^\]]+\]|[^:]+)(?::([0-9]{1,5}))?$/.exec(header);
   if (!m) return false;
   try {
     const a = canonicalizeHost(m[1] as string).value;
-    const b = canonicalizeHost(url.hostname).value;
-    return a === b && Number(m[2] ?? 80) === Number(url.port || 80);
+    const b = canonicalizeHost(host).value;
+    return a === b && Number(m[2] ?? defaultPort) === port;
   } catch {
     return false;
   }
@@ -151,6 +193,9 @@ export class EgressProxy {
   readonly #resolve: (host: string) => Promise<string[]>;
   readonly #dial: (address: string, port: number) => Duplex;
   readonly #own: () => string[];
+  /** Serves the requests inside tunnels the proxy terminates (secrets); see {@link EgressProxy.#intercept}. */
+  readonly #inner = createServer({ maxHeaderSize: 16_384, requestTimeout: 60_000, headersTimeout: 30_000 });
+  readonly #interceptOf = new WeakMap<object, Interception>();
 
   constructor(options: EgressProxyOptions) {
     this.#o = options;
@@ -168,6 +213,11 @@ export class EgressProxy {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
       else socket.destroy();
     });
+    this.#inner.keepAliveTimeout = options.limits.idleTimeoutMs;
+    this.#inner.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      this.#forwardWithSecrets(req, res);
+    });
+    this.#inner.on('clientError', (_error, socket: Duplex) => socket.destroy());
   }
 
   /**
@@ -199,6 +249,11 @@ export class EgressProxy {
   /** Ends every connection. */
   close(): void {
     for (const id of [...this.#sessions.keys()]) this.closeSession(id);
+  }
+
+  /** Whether tunnels to secrets' hosts are terminated (the proxy was given a CA). */
+  get intercepts(): boolean {
+    return this.#o.intercept !== undefined;
   }
 
   #state(session: EgressSession): SessionState {
@@ -281,7 +336,7 @@ export class EgressProxy {
     host: string,
     port: number,
     started: number,
-    result: { denial?: EgressDenial; bytesOut?: number; bytesIn?: number },
+    result: { denial?: EgressDenial; bytesOut?: number; bytesIn?: number; secrets?: string[] },
   ): void {
     try {
       this.#o.onEvent({
@@ -295,6 +350,7 @@ export class EgressProxy {
         bytesOut: result.bytesOut ?? 0,
         bytesIn: result.bytesIn ?? 0,
         durationMs: Date.now() - started,
+        ...(result.secrets ? { secrets: result.secrets } : {}),
       });
     } catch (error) {
       this.#o.logger.warn('egress event handler threw', { error });
@@ -381,6 +437,21 @@ export class EgressProxy {
       this.#emit(state, 'connect', host, port, started, { denial });
       return void socket.destroy();
     }
+    if (
+      hello.kind === 'tls' &&
+      hello.serverName === checked.name &&
+      this.#o.intercept &&
+      state.session.secretsFor
+    ) {
+      const bindings = await state.session.secretsFor(checked.name, target.port).catch((error: unknown) => {
+        // The secret then stays out: the tunnel goes through as any other, with the placeholder unchanged.
+        this.#o.logger.warn('egress: the session secrets could not be read', { error: String(error) });
+        return [];
+      });
+      if (bindings.length > 0) {
+        return this.#intercept(state, socket, first, checked, target.port, bindings, started);
+      }
+    }
     this.#pipe(state, socket, first, checked.address, target.port, (bytesOut, bytesIn, failure) => {
       this.#emit(state, 'connect', checked.name, target.port, started, {
         bytesOut,
@@ -443,8 +514,16 @@ export class EgressProxy {
       finish();
     });
     socket.on('error', finish);
-    upstream.once('close', finish);
-    socket.once('close', finish);
+    // One side closing ends the other only once what is queued for it is written: destroying it at once would cut
+    // off the end of a download (the agent's channel is slower than the destination).
+    const drainThenFinish = (other: Duplex) => {
+      if (other.destroyed || other.writableFinished) return finish();
+      other.end();
+      other.once('finish', finish);
+      other.once('close', finish);
+    };
+    upstream.once('close', () => drainThenFinish(socket));
+    socket.once('close', () => drainThenFinish(upstream));
     if (first.length > 0) {
       count(first.length, true);
       upstream.write(first);
@@ -454,6 +533,186 @@ export class EgressProxy {
     socket.pipe(upstream);
     upstream.pipe(socket);
     socket.resume();
+  }
+
+  /**
+   * Terminates a tunnel whose host a secret of the session may go to: TLS towards the sandbox with a leaf for the
+   * checked name from the Studio CA, HTTP/1.1 inside it parsed by {@link EgressProxy.#inner}, each request sent on
+   * to the checked address over TLS verified for the name (Node's roots and the operator's extra CAs), with the
+   * placeholders swapped in its headers. One event for the tunnel, naming the secrets it carried.
+   */
+  async #intercept(
+    state: SessionState,
+    socket: Duplex,
+    first: Buffer,
+    checked: { address: string; name: string },
+    port: number,
+    bindings: readonly SecretBinding[],
+    started: number,
+  ): Promise<void> {
+    const intercept = this.#o.intercept as NonNullable<EgressProxyOptions['intercept']>;
+    let leaf: { certPem: string; keyPem: string };
+    try {
+      leaf = await intercept.leafFor(checked.name);
+    } catch (error) {
+      this.#o.logger.warn('egress: no certificate for an intercepted host', { error: String(error) });
+      this.#emit(state, 'connect', checked.name, port, started, {
+        denial: { reason: 'upstream_failed', message: 'the proxy could not make a certificate' },
+      });
+      return void socket.destroy();
+    }
+    const context: Interception = {
+      state,
+      name: checked.name,
+      address: checked.address,
+      port,
+      bindings,
+      used: new Set(),
+      bytesOut: 0,
+      bytesIn: 0,
+    };
+    // TLS reads a stream of its own that starts with the ClientHello already read. (Handing it the socket itself
+    // would not do: over a real socket Node's TLS reads the file descriptor, past the bytes taken here.)
+    const carrier = new Duplex({
+      read: () => void socket.resume(),
+      write: (chunk: Buffer, _encoding, callback) => void socket.write(chunk, callback),
+      final: (callback) => {
+        socket.end();
+        callback();
+      },
+      destroy: (error, callback) => {
+        socket.destroy();
+        callback(error);
+      },
+    });
+    carrier.push(first);
+    socket.on('data', (chunk: Buffer) => {
+      if (!carrier.push(chunk)) socket.pause();
+    });
+    socket.once('end', () => carrier.push(null));
+    const tls = new TLSSocket(carrier as never, {
+      isServer: true,
+      cert: leaf.certPem,
+      key: leaf.keyPem,
+      ALPNProtocols: ['http/1.1'],
+    });
+    this.#interceptOf.set(tls, context);
+    const limits = this.#o.limits;
+    const total = setTimeout(() => tls.destroy(), limits.totalTimeoutMs);
+    tls.setTimeout(limits.idleTimeoutMs, () => tls.destroy());
+    tls.on('error', () => tls.destroy());
+    tls.once('close', () => {
+      clearTimeout(total);
+      socket.destroy();
+      this.#emit(state, 'connect', checked.name, port, started, {
+        bytesOut: context.bytesOut,
+        bytesIn: context.bytesIn,
+        ...(context.denial ? { denial: context.denial } : {}),
+        ...(context.used.size > 0 ? { secrets: [...context.used].sort() } : {}),
+      });
+    });
+    socket.once('close', () => tls.destroy());
+    socket.resume();
+    this.#inner.emit('connection', tls);
+  }
+
+  /** One request inside an intercepted tunnel: its Host checked, the placeholders swapped, sent on upstream. */
+  #forwardWithSecrets(req: IncomingMessage, res: ServerResponse): void {
+    const context = this.#interceptOf.get(req.socket);
+    if (!context) return void res.destroy();
+    const { state, name, address, port } = context;
+    if (!sameHost(req.headers.host ?? '', name, port, 443)) {
+      context.denial = {
+        reason: 'host_mismatch',
+        message: `the Host header is not ${name}, the host the tunnel was opened to`,
+      };
+      const body = `EGRESS_DENIED (host_mismatch): ${context.denial.message}\n`;
+      res.writeHead(403, {
+        'content-type': 'text/plain; charset=utf-8',
+        'x-studio-egress-denied': 'host_mismatch',
+        'content-length': Buffer.byteLength(body),
+        connection: 'close',
+      });
+      return void res.end(body);
+    }
+    const headers: Record<string, string | string[]> = {};
+    for (const [key, value] of Object.entries(req.headers)) {
+      if (value === undefined || HOP_BY_HOP.has(key)) continue;
+      headers[key] = Array.isArray(value)
+        ? value.map((v) => this.#swap(context, v))
+        : this.#swap(context, value);
+    }
+    for (const binding of context.bindings) {
+      // The program did not send the secret's header at all: the proxy adds it, as the secret says.
+      if (headers[binding.header.name] === undefined) {
+        headers[binding.header.name] = renderSecretHeader(binding.header, binding.value);
+        context.used.add(binding.name);
+      }
+    }
+    const limits = this.#o.limits;
+    const upstream = httpRequest({
+      host: name,
+      port,
+      method: req.method,
+      path: req.url,
+      headers,
+      setHost: false,
+      timeout: limits.idleTimeoutMs,
+      createConnection: () =>
+        tlsConnect({
+          socket: this.#dial(address, port) as never,
+          servername: name,
+          host: name,
+          ALPNProtocols: ['http/1.1'],
+          ...(this.#o.intercept?.upstreamCa?.length
+            ? { ca: [...rootCertificates, ...this.#o.intercept.upstreamCa] }
+            : {}),
+        }) as never,
+    });
+    upstream.on('timeout', () => upstream.destroy(new Error('idle too long')));
+    upstream.on('error', (error) => {
+      context.denial ??= {
+        reason: 'upstream_failed',
+        message: /certificate|self.signed|verify/i.test(String(error))
+          ? `${name} presented a certificate that does not verify`
+          : `${name} did not answer`,
+      };
+      if (!res.headersSent) {
+        res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+        res.end(`EGRESS_DENIED (upstream_failed): ${context.denial.message}\n`);
+      } else {
+        res.destroy();
+      }
+    });
+    upstream.on('response', (answer) => {
+      const out: Record<string, string | string[]> = {};
+      for (const [key, value] of Object.entries(answer.headers)) {
+        if (value !== undefined && !HOP_BY_HOP.has(key)) out[key] = value;
+      }
+      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, out);
+      answer.on('data', (chunk: Buffer) => {
+        context.bytesIn += chunk.length;
+        state.bytes += chunk.length;
+      });
+      answer.pipe(res);
+    });
+    req.on('data', (chunk: Buffer) => {
+      context.bytesOut += chunk.length;
+      state.bytes += chunk.length;
+    });
+    req.pipe(upstream);
+  }
+
+  /** A header value with every placeholder of the tunnel's secrets replaced by its value. */
+  #swap(context: Interception, value: string): string {
+    let out = value;
+    for (const binding of context.bindings) {
+      if (out.includes(binding.placeholder)) {
+        out = out.split(binding.placeholder).join(binding.value);
+        context.used.add(binding.name);
+      }
+    }
+    return out;
   }
 
   /** One absolute-form plain-HTTP request (`GET http://host/path`). */
@@ -485,7 +744,7 @@ export class EgressProxy {
         message: 'this is a proxy: send absolute http:// requests, or CONNECT for https://',
       });
     }
-    if (!sameHost(req.headers.host ?? '', url)) {
+    if (!sameHost(req.headers.host ?? '', url.hostname, port, 80)) {
       return deny({
         reason: 'host_mismatch',
         message: `the Host header is not ${url.host}, the request's target`,

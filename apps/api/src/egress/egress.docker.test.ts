@@ -18,7 +18,13 @@ afterAll(async () => net?.close());
 
 const test = dockerApiTest('egress', {
   env: { STUDIO_POLICY: JSON.stringify({ egress: { reachableNets: [EGRESS_NET.cidr] } }) },
-  egress: { resolve: (host) => net.resolve(host) },
+  egress: {
+    resolve: (host) => net.resolve(host),
+    // The test network's CA, trusted as an operator's STUDIO_EGRESS_CA_FILE would be (read when the API starts).
+    get extraCaPem() {
+      return net.ca.certPem;
+    },
+  },
 });
 
 describe.skipIf(skip !== undefined)(`egress on Docker${skip ? ` (skipped: ${skip})` : ''}`, () => {

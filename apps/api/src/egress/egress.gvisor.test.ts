@@ -37,7 +37,13 @@ describe.skipIf(skip !== undefined)(`egress on gVisor${skip ? ` (skipped: ${skip
         STUDIO_INSTANCE_ID: 'api-test-egress',
         STUDIO_POLICY: JSON.stringify({ egress: { reachableNets: [EGRESS_NET.cidr] } }),
       },
-      egress: { resolve: (host) => net.resolve(host) },
+      egress: {
+        resolve: (host) => net.resolve(host),
+        // The test network's CA, trusted as an operator's STUDIO_EGRESS_CA_FILE would be (read when the API starts).
+        get extraCaPem() {
+          return net.ca.certPem;
+        },
+      },
     });
     const client = createStudioClient({ url: api.url, token: await api.login('admin', ADMIN_PASSWORD) });
     ctx = { api, client, net, backend: 'gvisor' };

@@ -65,6 +65,8 @@ export type SessionEventBody =
       bytesOut: number;
       bytesIn: number;
       durationMs: number;
+      /** Names (never values) of the secrets the connection's requests carried. */
+      secrets: string[];
     }
   /** The session's network settings changed (`sessions.setNetwork`). */
   | { type: 'network.changed'; mode: string; allow: string[] };

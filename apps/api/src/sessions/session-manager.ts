@@ -266,6 +266,17 @@ export class SessionManager {
     if (!verdict.allowed) throw rateLimitedError(verdict, 'session creations');
     const network = input.network ?? NO_NETWORK;
     this.#checkNetwork(network);
+    const secrets = input.secrets ?? [];
+    if (secrets.length > 0) {
+      const found = new Set((await this.#o.store.listSecrets(ownerId, secrets)).map((s) => s.name));
+      const missing = secrets.filter((name) => !found.has(name));
+      if (missing.length > 0) {
+        throw new AppError(
+          'NOT_FOUND',
+          `you have no secret named ${missing.join(', ')}; store it first with secrets.create (names are case-sensitive)`,
+        );
+      }
+    }
     const backend = await this.#pickBackend(input.backend);
     const resources = this.#resources(input.resources);
     const record = await this.#o.store
@@ -277,6 +288,7 @@ export class SessionManager {
           image: input.image,
           resources,
           network: { mode: network.mode, allow: [...network.allow] },
+          secrets: [...secrets],
           instanceId: this.#o.instanceId,
         },
         this.#o.policy.maxLiveSessionsPerUser,
@@ -367,7 +379,11 @@ export class SessionManager {
       action: 'session.create',
       outcome: 'success',
       target: record.id,
-      details: { pooled: pooled !== undefined },
+      details: {
+        pooled: pooled !== undefined,
+        network: record.network.mode,
+        ...(record.secrets.length > 0 ? { secrets: record.secrets } : {}),
+      },
     });
     return running;
   }
@@ -457,6 +473,7 @@ export class SessionManager {
           sessionId: record.id,
           ownerId: record.ownerId,
           network: record.network,
+          secrets: record.secrets,
         })
       : sandbox;
   }

@@ -31,6 +31,8 @@ export const sessionView = (s: SessionRecord) => ({
   resources: s.resources,
   /** Network mode and allowlist: what the session's programs may reach through the egress proxy. */
   network: s.network,
+  /** Names of the secrets the session is given (placeholders in its programs' environment; values never shown). */
+  secrets: s.secrets,
   createdAt: s.createdAt.toISOString(),
   lastActiveAt: s.lastActiveAt.toISOString(),
   destroyedAt: s.destroyedAt?.toISOString() ?? null,

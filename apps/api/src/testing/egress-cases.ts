@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:net';
 import type { StudioClient } from '@studio/client';
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { SessionEvent } from '../realtime/event-bus.ts';
 import type { TestApi } from './api-fixture.ts';
 import { EGRESS_NET, type EgressTestNet } from './egress-net.ts';
@@ -41,6 +41,13 @@ elif mode == 'sni':
         out({'connect': head, 'tls': 'ok', 'data': t.recv(2000).decode(errors='replace')})
     except Exception as e:
         out({'connect': head, 'error': type(e).__name__})
+elif mode == 'auth':
+    req = urllib.request.Request(sys.argv[2], headers={'Authorization': 'Bearer ' + os.environ.get('API_KEY', '')})
+    try:
+        r = urllib.request.urlopen(req, timeout=20)
+        out({'status': r.status, 'body': r.read().decode(errors='replace')[:500]})
+    except Exception as e:
+        out({'error': type(e).__name__ + ': ' + str(e)[:300]})
 elif mode == 'raw':
     try:
         socket.create_connection((sys.argv[2], int(sys.argv[3])), 5).close()
@@ -87,12 +94,14 @@ export function egressCases(get: () => EgressCaseContext): void {
   const events: SessionEvent[] = [];
   const stop = new AbortController();
 
-  const probe = async (...args: string[]): Promise<ProbeResult> => {
+  const probe = async (...args: string[]): Promise<ProbeResult> => probeIn(sessionId, ...args);
+  const probeIn = async (id: string, ...args: string[]): Promise<ProbeResult> => {
     const { client } = get();
+    // No certificate settings of its own: the sandbox trusts what the gateway installed (the Studio CA and the
+    // operator's extra CA, here the test network's).
     const r = await client.exec.run.mutate({
-      sessionId,
+      sessionId: id,
       command: ['python3', 'probe.py', ...args],
-      env: { SSL_CERT_FILE: '/workspace/test-ca.pem' },
       timeoutMs: 60_000,
     });
     const line = r.stdout.trim().split('\n').pop() ?? '';
@@ -130,7 +139,7 @@ export function egressCases(get: () => EgressCaseContext): void {
       }
     })();
     await client.files.write.mutate({ sessionId, path: 'probe.py', content: PROBE });
-    await client.files.write.mutate({ sessionId, path: 'test-ca.pem', content: net.ca.certPem });
+    expect(net.ca.certPem).toContain('BEGIN CERTIFICATE');
   });
 
   it('reaches an allowed host over HTTP and HTTPS (verified against its certificate), through the proxy', async () => {
@@ -227,6 +236,116 @@ export function egressCases(get: () => EgressCaseContext): void {
       (a) => a.target === sessionId,
     );
     expect(changes[0]?.details).toMatchObject({ to: { mode: 'none', allow: [] } });
+  });
+
+  describe('secrets', () => {
+    const VALUE = `sk-test-${'V'.repeat(8)}-${Date.now()}`;
+    const ROTATED = `${VALUE}-rotated`;
+    let secretSession = '';
+    const authOf = (host: string) =>
+      serverHits()
+        .filter((h) => h.kind === 'request' && h.host === host)
+        .map((h) => h.headers?.authorization);
+
+    it('setup: a stored secret for allowed.test and a session given it', async () => {
+      const { client, backend } = get();
+      const stored = await client.secrets.create.mutate({
+        name: 'API_KEY',
+        value: VALUE,
+        hosts: ['allowed.test'],
+      });
+      expect(stored).toEqual(expect.objectContaining({ name: 'API_KEY', hosts: ['allowed.test'] }));
+      expect(JSON.stringify(stored)).not.toContain(VALUE);
+      expect(JSON.stringify(await client.secrets.list.query())).not.toContain(VALUE);
+      const created = await client.sessions.create.mutate({
+        image: 'studio-sandbox:latest',
+        backend,
+        network: { mode: 'allowlist', allow: ['allowed.test', 'other.test'] },
+        secrets: ['API_KEY'],
+      });
+      secretSession = created.id;
+      await client.files.write.mutate({ sessionId: secretSession, path: 'probe.py', content: PROBE });
+    });
+
+    it('the session sees a placeholder; the value reaches allowed.test only, over HTTPS', async () => {
+      const { client } = get();
+      const env = await client.exec.run.mutate({
+        sessionId: secretSession,
+        command: ['printenv', 'API_KEY'],
+      });
+      const placeholder = env.stdout.trim();
+      expect(placeholder).toMatch(/^studio-placeholder-/);
+      get().net.clear();
+      expect(await probeIn(secretSession, 'auth', 'https://allowed.test/echo')).toMatchObject({
+        status: 200,
+      });
+      expect(authOf('allowed.test')).toEqual([`Bearer ${VALUE}`]);
+      // Another host, even one the session may reach, gets the placeholder unchanged; so does plain HTTP.
+      expect(await probeIn(secretSession, 'auth', 'https://other.test/echo')).toMatchObject({ status: 200 });
+      expect(authOf('other.test')).toEqual([`Bearer ${placeholder}`]);
+      get().net.clear();
+      expect(await probeIn(secretSession, 'auth', 'http://allowed.test/echo')).toMatchObject({ status: 200 });
+      expect(authOf('allowed.test')).toEqual([`Bearer ${placeholder}`]);
+    });
+
+    it('a rotated value is used from the next connection', async () => {
+      await get().client.secrets.rotate.mutate({ name: 'API_KEY', value: ROTATED });
+      get().net.clear();
+      expect(await probeIn(secretSession, 'auth', 'https://allowed.test/echo')).toMatchObject({
+        status: 200,
+      });
+      expect(authOf('allowed.test')).toEqual([`Bearer ${ROTATED}`]);
+    });
+
+    it('is never readable inside the sandbox: environment, files, /proc, nor the CA key', async () => {
+      const { client } = get();
+      // Every process's environment and command line, the writable places and the trust files, searched for the
+      // values and for any private key (the Studio CA's key never leaves the API).
+      // The values come in on stdin and the key's marker is put together at run time, so the search itself puts
+      // none of them into a command line or an environment.
+      const script = [
+        'read -r v1; read -r v2; k="PRIVATE"; k="$k KEY"; p="studio-"; p="$p"placeholder-',
+        'for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do cat "$f" 2>/dev/null; done > /tmp/proc-dump',
+        'for v in "$v1" "$v2" "$k" "$p"; do if grep -rqsF -- "$v" /tmp /workspace /home /etc /root 2>/dev/null; then echo "FOUND $v"; fi; done',
+        'ls /tmp/studio-egress',
+        'rm -f /tmp/proc-dump',
+      ].join('\n');
+      const r = await client.exec.run.mutate({
+        sessionId: secretSession,
+        command: ['sh', '-c', script],
+        stdin: `${VALUE}\n${ROTATED}\n`,
+        timeoutMs: 60_000,
+      });
+      expect(r.stdout).not.toContain(`FOUND ${VALUE}`);
+      expect(r.stdout).not.toContain(`FOUND ${ROTATED}`);
+      expect(r.stdout).not.toContain('FOUND PRIVATE KEY');
+      expect(r.stdout).toContain('ca-bundle.pem');
+      // The search can fail: the placeholder, which the environments do hold, is found in them.
+      expect(r.stdout).toContain('FOUND studio-placeholder-');
+    });
+
+    it('no value in events, audit records or API responses', async () => {
+      const { api, client } = get();
+      await expect
+        .poll(async () =>
+          (await api.app.deps.store.listAudit({ action: 'egress.connection', limit: 1000 })).some(
+            (a) => a.target === secretSession && JSON.stringify(a.details).includes('API_KEY'),
+          ),
+        )
+        .toBe(true);
+      const everything = JSON.stringify([
+        await api.app.deps.store.listAudit({ limit: 10_000 }),
+        await client.sessions.get.query({ sessionId: secretSession }),
+        await client.secrets.list.query(),
+      ]);
+      expect(everything).not.toContain(VALUE);
+      expect(everything).not.toContain(ROTATED);
+    });
+
+    it('cleanup', async () => {
+      if (secretSession) await get().client.sessions.destroy.mutate({ sessionId: secretSession });
+      await get().client.secrets.delete.mutate({ name: 'API_KEY' });
+    });
   });
 
   it('cleanup', async () => {

@@ -54,8 +54,13 @@ const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', '
  * and HTTPS on 443. Names resolve through {@link EgressTestNet.resolve}: `allowed.test` and `other.test` to the
  * servers, `rebind.test` to 127.0.0.1, `mixed.test` to the servers and 10.0.0.1, `self.test` to the host's end.
  * The API must be started with `reachableNets: ['198.51.100.0/24']` (it is documentation space, so not public).
+ * `net` moves it to other addresses (the names follow), so that two users on one host (tests and the bench) do
+ * not clash over the same routes.
  */
-export async function startEgressTestNet(): Promise<EgressTestNet> {
+export async function startEgressTestNet(
+  net: { cidr: string; host: string; server: string } = EGRESS_NET,
+): Promise<EgressTestNet> {
+  const prefix = net.cidr.split('/')[1] ?? '24';
   const tag = `${process.pid % 100_000}${Math.floor(Math.random() * 1000)}`;
   const ns = `studio-egress-${tag}`;
   const hostIf = `seh${tag}`;
@@ -83,9 +88,9 @@ export async function startEgressTestNet(): Promise<EgressTestNet> {
     ip('netns', 'add', ns);
     ip('link', 'add', hostIf, 'type', 'veth', 'peer', 'name', nsIf);
     ip('link', 'set', nsIf, 'netns', ns);
-    ip('addr', 'add', `${EGRESS_NET.host}/24`, 'dev', hostIf);
+    ip('addr', 'add', `${net.host}/${prefix}`, 'dev', hostIf);
     ip('link', 'set', hostIf, 'up');
-    ip('-n', ns, 'addr', 'add', `${EGRESS_NET.server}/24`, 'dev', nsIf);
+    ip('-n', ns, 'addr', 'add', `${net.server}/${prefix}`, 'dev', nsIf);
     ip('-n', ns, 'link', 'set', nsIf, 'up');
     ip('-n', ns, 'link', 'set', 'lo', 'up');
     const script = fileURLToPath(new URL('./egress-test-server.mjs', import.meta.url));
@@ -111,11 +116,11 @@ export async function startEgressTestNet(): Promise<EgressTestNet> {
     });
     await ready;
     const names: Record<string, string[]> = {
-      'allowed.test': [EGRESS_NET.server],
-      'other.test': [EGRESS_NET.server],
+      'allowed.test': [net.server],
+      'other.test': [net.server],
       'rebind.test': ['127.0.0.1'],
-      'mixed.test': [EGRESS_NET.server, '10.0.0.1'],
-      'self.test': [EGRESS_NET.host],
+      'mixed.test': [net.server, '10.0.0.1'],
+      'self.test': [net.host],
     };
     const child = server;
     return {
