@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Builds Studio's default sandbox image from Debian packages with mmdebstrap: no image registry involved.
+# One thing comes from elsewhere: npm (NPM_VERSION below), fetched by the host's npm from its registry.
 #
 # Outputs, both named by the recipe's content hash (this script + packages.txt + customize.sh):
 #   rootfs directory  ${STUDIO_CACHE:-<repo>/.cache}/image/<hash>/rootfs      (gVisor backend)
@@ -23,6 +24,12 @@ REPO=$(cd "$HERE/../.." && pwd)
 CACHE=${STUDIO_CACHE:-$REPO/.cache}
 IMAGE=studio-sandbox
 SUITE=bookworm
+# npm for sandbox users (bookworm's own `npm` package pulls about 350 packages, 100 MB, where this is 12 MB): the
+# npm registry's npm, fetched with `npm pack` by the host's npm from the registry it is configured with, checked
+# against this SHA-512 and unpacked by customize.sh. It bundles its dependencies and runs no install scripts. 10.x
+# because its engines ("^18.17.0 || >=20.5.0") accept bookworm's Node 18.19. Both lines are part of the hash.
+NPM_VERSION=10.9.9
+NPM_SHA512=d60fba8cb42f688b81e33c2f1cbef2ad7b977166700ec0ad057f1b6d60ea6ef2524abf673e20c35931cd8305d1dbb8887134d6eefdc0e7b8435bd458bf65b862
 # Debian's own archive only, never the host's sources (which may carry third-party repositories).
 # STUDIO_APT_SOURCES (one "deb URI SUITE COMPONENTS" line per line) replaces them, e.g. for a local mirror.
 DEFAULT_SOURCES="deb http://deb.debian.org/debian $SUITE main
@@ -205,7 +212,7 @@ verify_rootfs() {
     bad=$(getcap -r "$r" 2>/dev/null | head -1)
     [ -z "$bad" ] || die "file capability left in the rootfs: $bad"
   fi
-  for f in usr/bin/node usr/bin/python3 usr/bin/git usr/bin/tini bin/sh; do
+  for f in usr/bin/node usr/bin/npm usr/bin/npx usr/bin/python3 usr/bin/git usr/bin/curl usr/bin/tini bin/sh; do
     [ -x "$r/$f" ] || die "missing from the rootfs: /$f"
   done
   [ "$(stat -c '%u:%g %a' "$r/workspace")" = "1000:1000 755" ] || die "/workspace is not 1000:1000 mode 755"
@@ -220,6 +227,25 @@ pack_tar() {
   tar --numeric-owner --sort=name -C "$1" -cf "$2.part" . && mv -f "$2.part" "$2"
 }
 
+# Fetches npm NPM_VERSION's tarball to $1 with the host's npm (its configured registry and cache) and checks its
+# SHA-512; npm's output goes to $2.
+fetch_npm() {
+  local dest=$1 log=$2 dir
+  command -v npm >/dev/null ||
+    die "npm not found on the host: the image's npm $NPM_VERSION is fetched with it (install Node 20 with npm)"
+  dir=$(dirname "$dest")/npm-pack
+  mkdir "$dir"
+  step "npm pack npm@$NPM_VERSION (the host's npm and registry)"
+  if ! (cd "$dir" && npm pack "npm@$NPM_VERSION" --ignore-scripts --loglevel=warn --pack-destination "$dir") >>"$log" 2>&1; then
+    tail -10 "$log" >&2
+    die "npm pack npm@$NPM_VERSION failed (log: $log): check that \`npm config get registry\` answers"
+  fi
+  printf '%s  %s\n' "$NPM_SHA512" "$dir/npm-$NPM_VERSION.tgz" | sha512sum --check --status ||
+    die "npm-$NPM_VERSION.tgz from the registry does not match NPM_SHA512 in $HERE/build.sh"
+  mv "$dir/npm-$NPM_VERSION.tgz" "$dest"
+  rm -rf -- "$dir"
+}
+
 build_rootfs() {
   command -v mmdebstrap >/dev/null || die "mmdebstrap not found: apt-get install mmdebstrap"
   as_root_or_reexec
@@ -230,6 +256,8 @@ build_rootfs() {
   TMP=$(mktemp -d "$CACHE/image/.tmp-$HASH.XXXXXX")
   chmod 0755 "$TMP" # mktemp makes it 0700; apt's _apt user must reach the chroot's download directory
   log=$CACHE/image/build-$HASH.log
+  : >"$log"
+  fetch_npm "$TMP/npm.tgz" "$log"
   step "mmdebstrap $SUITE (variant apt): $pkgs"
   step "(log: $log)"
   # stdin from /dev/null: with no tty mmdebstrap could otherwise read sources from it.
@@ -241,11 +269,12 @@ build_rootfs() {
     --dpkgopt='path-exclude=/usr/share/locale/*' \
     --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    --customize-hook="bash $(printf '%q' "$HERE/customize.sh") \"\$1\"" \
-    "$SUITE" "$TMP/rootfs" "${sources[@]}" </dev/null >"$log" 2>&1; then
+    --customize-hook="bash $(printf '%q' "$HERE/customize.sh") \"\$1\" $(printf '%q' "$TMP/npm.tgz")" \
+    "$SUITE" "$TMP/rootfs" "${sources[@]}" </dev/null >>"$log" 2>&1; then
     tail -25 "$log" >&2
     die "mmdebstrap failed (full log: $log); a network error means the Debian mirror is unreachable"
   fi
+  rm -f "$TMP/npm.tgz"
   step "verifying the rootfs"
   verify_rootfs "$TMP/rootfs"
   step "packing rootfs.tar"
@@ -317,7 +346,8 @@ if [ $WANT_DOCKER = 1 ]; then
       docker image rm "$old" >/dev/null 2>&1 || true
     step "smoke test"
     out=$(docker run --rm --network none --cap-drop ALL --security-opt no-new-privileges "$TAG" \
-      sh -c 'id -u; id -g; node -e "process.stdout.write(process.version)"; echo; python3 -c 1 && git --version' 2>&1) ||
+      sh -c 'id -u; id -g; node -e "process.stdout.write(process.version)"; echo; python3 -c 1 && git --version &&
+        npm --version && curl --version >/dev/null' 2>&1) ||
       die "the new image does not run: $out"
     [ "$(printf '%s\n' "$out" | head -2 | paste -sd:)" = "1000:1000" ] || die "the image does not run as 1000:1000: $out"
   elif [ $DSTATE = 1 ]; then

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # mmdebstrap --customize-hook for the sandbox image. Runs on the host, as root, once every package is
-# installed, with the chroot directory as $1. Part of the image's content hash (see build.sh).
-# Nothing here runs inside the chroot, so the image needs no passwd/adduser tooling.
+# installed, with the chroot directory as $1 and npm's tarball (fetched and checked by build.sh) as $2. Part of the
+# image's content hash (see build.sh). Nothing here runs inside the chroot, so the image needs no passwd/adduser tooling.
 set -euo pipefail
-root=${1:?usage: customize.sh ROOTFS_DIR}
+root=${1:?usage: customize.sh ROOTFS_DIR NPM_TGZ}
+npm_tgz=${2:?usage: customize.sh ROOTFS_DIR NPM_TGZ}
+umask 022
 [ -d "$root/etc" ] || { echo "customize.sh: $root is not a root filesystem" >&2; exit 1; }
 
 # --- the sandbox user: studio, uid/gid 1000, no password, no login shell for anyone else to use ---
@@ -32,6 +34,21 @@ printf 'sandbox\n' >"$root/etc/hostname"
 : >"$root/etc/resolv.conf"
 printf '127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 chmod 0644 "$root/etc/hostname" "$root/etc/resolv.conf" "$root/etc/hosts"
+
+# --- npm (from the registry: see NPM_VERSION in build.sh), where Debian's npm would be, owned by root ---
+npm_dir=$root/usr/lib/node_modules/npm
+install -d -m 0755 "$npm_dir"
+tar -xzf "$npm_tgz" -C "$npm_dir" --strip-components=1 --no-same-owner --no-same-permissions
+chmod -R u+rwX,go+rX,go-w "$npm_dir"
+rm -rf "$npm_dir/docs" "$npm_dir/man" # 2 MB of manuals, as for the Debian packages (`npm <cmd> --help` stays)
+# npm's builtin config. No update check: the image pins npm, and a check would fetch npm's large registry entry
+# through the proxy (or, with egress off, add a denied connection to the session's events) on a first run.
+printf 'update-notifier=false\n' >"$npm_dir/npmrc"
+ln -sfn ../lib/node_modules/npm/bin/npm-cli.js "$root/usr/bin/npm"
+ln -sfn ../lib/node_modules/npm/bin/npx-cli.js "$root/usr/bin/npx"
+# Proxies need no system config (no npmrc proxy=, gitconfig http.proxy or pip.conf): npm, pip, git and curl read the
+# HTTP(S)_PROXY / http(s)_proxy / NO_PROXY variables every exec gets, both spellings (curl reads only lower-case
+# http_proxy). Only a TLS-intercepting egress would need its CA added here (or NODE_EXTRA_CA_CERTS per exec).
 
 # --- mount points and writable places ---
 install -d -m 0755 -o 1000 -g 1000 "$root/workspace" # the session's workspace is mounted here
