@@ -41,6 +41,32 @@ describe('toToolError', () => {
     expect(body.fix).toMatch(/retry/);
   });
 
+  it('tells an agent refused with EGRESS_DENIED how to allow the host: set_network, then check_egress', () => {
+    const body = toToolError(
+      clientError(
+        'EGRESS_DENIED',
+        "example.com is not on this session's allowlist; add it with sessions.setNetwork",
+      ),
+    );
+    expect(body).toMatchObject({
+      code: 'EGRESS_DENIED',
+      message:
+        "example.com is not on this session's allowlist; add it with sessions.setNetwork (request req_1)",
+    });
+    expect(body.fix).toMatch(/set_network with mode 'allowlist'/);
+    expect(body.fix).toMatch(/keeping the entries already there/);
+    expect(body.fix).toMatch(/check_egress/);
+    expect(fixFor('HOST_INVALID')).toMatch(/\*\.example\.com/);
+  });
+
+  it('tells an agent refused with SECRET_INVALID to use list_secrets: it cannot add secrets', () => {
+    const body = toToolError(
+      clientError('SECRET_INVALID', 'secret name "key" must look like an environment variable'),
+    );
+    expect(body.fix).toMatch(/list_secrets/);
+    expect(body.fix).toMatch(/added by people in the Studio web app/);
+  });
+
   it('keeps the code and fix of a deliberate tool error', () => {
     expect(toToolError(new McpToolError('TIMEOUT', 'slow', 'be quicker'))).toEqual({
       code: 'TIMEOUT',

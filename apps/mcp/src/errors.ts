@@ -24,6 +24,14 @@ export class McpToolError extends Error {
   }
 }
 
+/** The fix for a session asked for a secret its owner does not have: agents never create secrets. */
+export const MISSING_SECRET_FIX =
+  "call list_secrets for the secrets you can give a session (names are case-sensitive) and create_session again with those; a secret you need but do not have is added by a person on the Studio web app's Secrets page (this server cannot create one, or read a value)";
+
+/** Said with every EGRESS_DENIED fix: set_network is a change, refused while a person holds control. */
+export const EGRESS_CONTROL_NOTE =
+  'If set_network answers HUMAN_HAS_CONTROL, a person controls the session: ask them, or wait for control.released';
+
 // What an agent can do about each code. Codes not listed get the generic fix.
 const FIXES: Record<string, string> = {
   INPUT_INVALID: 'correct the arguments named in the message and call the tool again',
@@ -41,11 +49,16 @@ const FIXES: Record<string, string> = {
   NOT_FOUND:
     'check the id or path: list_sessions lists your sessions (another user’s session is NOT_FOUND), list_files lists a directory',
   ALREADY_EXISTS: 'choose another name, or remove the existing one first',
+  SECRET_INVALID:
+    'a secret is named like an environment variable (e.g. OPENAI_API_KEY): call list_secrets for the names you can give a session; secrets are added by people in the Studio web app, never through this server',
   SESSION_LIMIT: 'destroy a session you no longer need with destroy_session, then retry',
   INVALID_STATE:
     'the session is not in a state that allows this: check its state with list_sessions; start a stopped one with start_session, or create a new one',
   HUMAN_HAS_CONTROL:
     'a person has taken control of this session in the Studio web app: do not write or exec; call get_events (with your cursor and waitMs) until a control.released event arrives, then retry the same call (reads still work meanwhile)',
+  EGRESS_DENIED: `the session's network settings do not let its programs reach that host (the message names it and why): call set_network with mode 'allowlist' and the host added to allow, keeping the entries already there (list_sessions shows the session's network), then check_egress again; mode 'open' works only where the server's operator permits it. ${EGRESS_CONTROL_NOTE}`,
+  HOST_INVALID:
+    "write each allowlist entry as a host name ('example.com'), a wildcard below a domain ('*.example.com'), 'host:port', or an IP block ('203.0.113.0/24'); local names, public suffixes and single IP addresses are refused",
   IMAGE_NOT_ALLOWED: 'call capabilities to see the images this server accepts',
   BACKEND_UNAVAILABLE: 'the sandbox runtime is down: retry later or ask the Studio operator',
   FILE_TOO_LARGE: 'write or read a smaller file, or split the content; large outputs can be read with exec',

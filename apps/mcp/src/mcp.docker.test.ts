@@ -43,6 +43,9 @@ const inCi = process.env.CI === 'true' || process.env.CI === '1';
 if (!availability.ok && inCi) throw new Error(`Docker is required in CI: ${availability.reason}`);
 const skip = availability.ok ? undefined : availability.reason;
 
+// A secret alice stores through the API (values are for people): the agent names it, never sees it.
+const SECRET_VALUE = 'sk-mcp-harness-value-0123456789';
+
 const WEB_SERVER = `const http = require('http');
 http.createServer((req, res) => {
   res.setHeader('content-type', 'text/plain');
@@ -195,15 +198,18 @@ describe.skipIf(skip !== undefined)(`MCP server over stdio${skip ? ` (skipped: $
     expect(tools.map((x) => x.name).sort()).toEqual(
       [
         'capabilities',
+        'check_egress',
         'create_session',
         'destroy_session',
         'exec',
         'get_events',
         'get_watchers',
         'list_files',
+        'list_secrets',
         'list_sessions',
         'preview_fetch',
         'read_file',
+        'set_network',
         'start_session',
         'stop_session',
         'write_file',
@@ -216,9 +222,37 @@ describe.skipIf(skip !== undefined)(`MCP server over stdio${skip ? ` (skipped: $
   });
 
   it('creates a session, writes a web server, runs it in the background and fetches its preview', async () => {
-    const created = ok(await tool('create_session', { resources: { memoryMb: 512 } }));
+    await alice.secrets.create.mutate({
+      name: 'MCP_API_KEY',
+      value: SECRET_VALUE,
+      hosts: ['api.example.com'],
+    });
+    const secrets = ok(await tool('list_secrets', {}));
+    expect(secrets).toEqual({
+      secrets: [
+        { name: 'MCP_API_KEY', hosts: ['api.example.com'], header: 'Authorization: Bearer {{value}}' },
+      ],
+    });
+    const missing = failed(await tool('create_session', { secrets: ['NOT_STORED_KEY'] }));
+    expect(missing.code).toBe('NOT_FOUND');
+    expect(missing.fix).toMatch(/list_secrets/);
+
+    const created = ok(
+      await tool('create_session', {
+        resources: { memoryMb: 512 },
+        network: { mode: 'allowlist', allow: ['Registry.NPMJS.org'] },
+        secrets: ['MCP_API_KEY'],
+      }),
+    );
     sessionId = String(created.id);
     expect(created.state).toBe('running');
+    expect(created.network).toEqual({ mode: 'allowlist', allow: ['registry.npmjs.org'] });
+    expect(created.secrets).toEqual(['MCP_API_KEY']);
+    // Its programs hold a placeholder; the value went through none of the agent's calls or answers.
+    const env = ok(await tool('exec', { sessionId, command: ['sh', '-c', 'printf %s "$MCP_API_KEY"'] }));
+    expect(env.stdout).toMatch(/^studio-placeholder-/);
+    expect(JSON.stringify([secrets, missing, created, env])).not.toContain(SECRET_VALUE);
+    expect(stderr.join('')).not.toContain(SECRET_VALUE);
     expect(ok(await tool('list_sessions', {})).sessions).toEqual([
       expect.objectContaining({ id: sessionId }),
     ]);
@@ -299,6 +333,80 @@ describe.skipIf(skip !== undefined)(`MCP server over stdio${skip ? ` (skipped: $
     expect(next.cursor).not.toBe(cursor);
   });
 
+  it("sets the session's network, checks hosts, and sees the sandbox's connections as events", async () => {
+    const { cursor } = ok(await tool('get_events', { sessionId, waitMs: 100 }, { quiet: true }));
+    expect(ok(await tool('check_egress', { sessionId, host: 'registry.npmjs.org' }))).toEqual({
+      allowed: true,
+      host: 'registry.npmjs.org',
+      port: 443,
+    });
+    const denied = failed(await tool('check_egress', { sessionId, host: 'example.com' }));
+    expect(denied.code).toBe('EGRESS_DENIED');
+    expect(denied.message).toMatch(/^example\.com is not on this session's allowlist/);
+    expect(denied.fix).toContain(
+      JSON.stringify({
+        sessionId,
+        network: { mode: 'allowlist', allow: ['registry.npmjs.org', 'example.com'] },
+      }),
+    );
+
+    const set = ok(
+      await tool('set_network', {
+        sessionId,
+        network: { mode: 'allowlist', allow: ['registry.npmjs.org', 'example.com'] },
+      }),
+    );
+    expect(set.network).toEqual({ mode: 'allowlist', allow: ['registry.npmjs.org', 'example.com'] });
+    expect(ok(await tool('check_egress', { sessionId, host: 'example.com', port: 80 })).allowed).toBe(true);
+    expect(failed(await tool('check_egress', { sessionId, host: 'example.com', port: 22 })).code).toBe(
+      'EGRESS_DENIED',
+    );
+    const open = failed(await tool('set_network', { sessionId, network: { mode: 'open' } }));
+    expect(open.code).toBe('EGRESS_DENIED');
+    expect(open.message).toMatch(/does not permit network mode open/);
+    expect(
+      failed(await tool('set_network', { sessionId, network: { mode: 'allowlist', allow: ['*.com'] } })).code,
+    ).toBe('HOST_INVALID');
+
+    // A program in the sandbox goes through the proxy (https_proxy is set for it): a host not on the list is
+    // refused at once, and the refusal is an event whose actor is the sandbox.
+    const run = ok(
+      await tool('exec', {
+        sessionId,
+        command: [
+          'python3',
+          '-c',
+          "import urllib.request as u; u.urlopen('https://denied.example.org/', timeout=10)",
+        ],
+        timeoutMs: 20_000,
+      }),
+    );
+    expect(run.exitCode).not.toBe(0);
+    const events = ok(await tool('get_events', { sessionId, cursor, waitMs: 500 })).events as {
+      type: string;
+      actor: { kind: string; name: string } | null;
+      [key: string]: unknown;
+    }[];
+    expect(events).toContainEqual(
+      expect.objectContaining({
+        type: 'network.changed',
+        mode: 'allowlist',
+        allow: ['registry.npmjs.org', 'example.com'],
+        actor: expect.objectContaining({ kind: 'agent', name: 'alice' }),
+      }),
+    );
+    expect(events).toContainEqual(
+      expect.objectContaining({
+        type: 'egress',
+        host: 'denied.example.org',
+        port: 443,
+        allowed: false,
+        reason: 'not_allowed',
+        actor: expect.objectContaining({ kind: 'sandbox' }),
+      }),
+    );
+  });
+
   it('tells the agent who is watching the session', async () => {
     const sub = createStudioClient({
       url: t.url,
@@ -355,6 +463,9 @@ describe.skipIf(skip !== undefined)(`MCP server over stdio${skip ? ` (skipped: $
     expect(refused.fix).toMatch(/control\.released/);
     expect(refused.fix).toMatch(/get_events/);
     expect(failed(await tool('exec', { sessionId, command: ['true'] })).code).toBe('HUMAN_HAS_CONTROL');
+    expect(failed(await tool('set_network', { sessionId, network: { mode: 'none' } })).code).toBe(
+      'HUMAN_HAS_CONTROL',
+    );
     expect(ok(await tool('read_file', { sessionId, path: 'notes/a.txt' })).content).toBe('a');
 
     await alice.sessions.releaseControl.mutate({ sessionId });

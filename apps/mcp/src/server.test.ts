@@ -22,14 +22,71 @@ const notFound = () =>
     requestId: 'req_1',
   });
 
+// A session with an allowlist, for the network tools (every other id is NOT_FOUND).
+const NET_SID = 'ses_netnetnetnetnetnetne';
+const egressDenied = (host: string) =>
+  new StudioClientError(
+    `${host} is not on this session's allowlist; add it with sessions.setNetwork (or ask the session's owner) (not_allowed)`,
+    {
+      code: 'EGRESS_DENIED',
+      trpcCode: 'FORBIDDEN',
+      httpStatus: 403,
+      path: 'sessions.checkEgress',
+      requestId: 'req_2',
+    },
+  );
+const setNetworkCalls: unknown[] = [];
+const SECRET_VALUE = 'sk-unit-value-never-returned';
+const missingSecret = new StudioClientError(
+  'you have no secret named NOPE_KEY; store it first with secrets.create (names are case-sensitive)',
+  { code: 'NOT_FOUND', trpcCode: 'NOT_FOUND', httpStatus: 404, path: 'sessions.create', requestId: 'req_3' },
+);
+
 // A stand-in for the API client: only what these tests call.
 const fakeClient = {
   sessions: {
-    create: { mutate: async (input: unknown) => ({ id: SID, state: 'running', input }) },
-    get: {
-      query: async () => {
-        throw notFound();
+    create: {
+      mutate: async (input: { secrets?: string[] }) => {
+        if (input.secrets?.includes('NOPE_KEY')) throw missingSecret;
+        return { id: SID, state: 'running', input };
       },
+    },
+    get: {
+      query: async ({ sessionId }: { sessionId: string }) => {
+        if (sessionId !== NET_SID) throw notFound();
+        return {
+          id: NET_SID,
+          state: 'running',
+          network: { mode: 'allowlist', allow: ['registry.npmjs.org'] },
+        };
+      },
+    },
+    setNetwork: {
+      mutate: async (input: { sessionId: string; network: unknown }) => {
+        setNetworkCalls.push(input);
+        return { id: input.sessionId, state: 'running', network: input.network };
+      },
+    },
+    checkEgress: {
+      query: async ({ host, port }: { host: string; port: number }) => {
+        if (host === 'registry.npmjs.org' && port === 443) return { allowed: true, host, port };
+        throw egressDenied(host);
+      },
+    },
+  },
+  secrets: {
+    list: {
+      // A record with a field the API never sends: list_secrets must pass on names, hosts and header only.
+      query: async () => [
+        {
+          name: 'OPENAI_API_KEY',
+          hosts: ['api.openai.com'],
+          header: 'Authorization: Bearer {{value}}',
+          createdAt: '2025-01-01T00:00:00.000Z',
+          updatedAt: '2025-01-01T00:00:00.000Z',
+          value: SECRET_VALUE,
+        },
+      ],
     },
   },
   files: {
@@ -109,6 +166,119 @@ describe('the Studio MCP server (fake API)', () => {
     const client = await connect();
     const r = (await client.callTool({ name: 'create_session', arguments: {} })) as CallToolResult;
     expect(r.structuredContent).toMatchObject({ input: { image: 'studio-sandbox:latest', backend: 'auto' } });
+  });
+
+  it('lists secrets by name, hosts and header, never a value', async () => {
+    const client = await connect();
+    const r = (await client.callTool({ name: 'list_secrets', arguments: {} })) as CallToolResult;
+    expect(r.structuredContent).toEqual({
+      secrets: [
+        { name: 'OPENAI_API_KEY', hosts: ['api.openai.com'], header: 'Authorization: Bearer {{value}}' },
+      ],
+    });
+    expect(JSON.stringify(r)).not.toContain(SECRET_VALUE);
+  });
+
+  it('gives a session secrets by name; a missing one says who can add it', async () => {
+    const client = await connect();
+    const r = (await client.callTool({
+      name: 'create_session',
+      arguments: { secrets: ['OPENAI_API_KEY'] },
+    })) as CallToolResult;
+    expect(r.structuredContent).toMatchObject({ input: { secrets: ['OPENAI_API_KEY'] } });
+    const missing = errorOf(
+      (await client.callTool({
+        name: 'create_session',
+        arguments: { secrets: ['NOPE_KEY'] },
+      })) as CallToolResult,
+    );
+    expect(missing).toMatchObject({
+      code: 'NOT_FOUND',
+      message: expect.stringMatching(/^you have no secret named NOPE_KEY; .* \(request req_3\)$/),
+    });
+    expect(missing.fix).toMatch(/list_secrets/);
+    expect(missing.fix).toMatch(/Secrets page/);
+    // A session that does not exist is still the ordinary NOT_FOUND.
+    const read = errorOf(
+      (await client.callTool({
+        name: 'read_file',
+        arguments: { sessionId: SID, path: 'a' },
+      })) as CallToolResult,
+    );
+    expect(read.fix).not.toMatch(/Secrets page/);
+  });
+
+  it('sets the network through the API with the canonical allowlist', async () => {
+    const client = await connect();
+    setNetworkCalls.length = 0;
+    const r = (await client.callTool({
+      name: 'set_network',
+      arguments: {
+        sessionId: NET_SID,
+        network: { mode: 'allowlist', allow: ['Example.COM', '*.pypi.org:8443'] },
+      },
+    })) as CallToolResult;
+    expect(r.isError ?? false).toBe(false);
+    expect(setNetworkCalls).toEqual([
+      { sessionId: NET_SID, network: { mode: 'allowlist', allow: ['example.com', '*.pypi.org:8443'] } },
+    ]);
+    expect(r.structuredContent).toMatchObject({ network: { mode: 'allowlist' } });
+    const bad = (await client.callTool({
+      name: 'set_network',
+      arguments: { sessionId: NET_SID, network: { mode: 'allowlist', allow: ['localhost'] } },
+    })) as CallToolResult;
+    expect(errorOf(bad)).toMatchObject({
+      code: 'HOST_INVALID',
+      fix: expect.stringMatching(/\*\.example\.com/),
+    });
+    expect(setNetworkCalls).toHaveLength(1);
+  });
+
+  it('check_egress: allowed, or EGRESS_DENIED naming the host and the set_network call that allows it', async () => {
+    const client = await connect();
+    const allowed = (await client.callTool({
+      name: 'check_egress',
+      arguments: { sessionId: NET_SID, host: 'registry.npmjs.org' },
+    })) as CallToolResult;
+    expect(allowed.structuredContent).toEqual({ allowed: true, host: 'registry.npmjs.org', port: 443 });
+
+    const denied = (await client.callTool({
+      name: 'check_egress',
+      arguments: { sessionId: NET_SID, host: 'GitHub.com', port: 8443 },
+    })) as CallToolResult;
+    expect(denied.isError).toBe(true);
+    const body = errorOf(denied);
+    expect(body.code).toBe('EGRESS_DENIED');
+    expect(body.message).toMatch(/^GitHub\.com is not on this session's allowlist; .* \(request req_2\)$/);
+    // The fix is the exact call: the entries already there, plus this host and port.
+    expect(body.fix).toContain('call set_network with');
+    expect(body.fix).toContain(
+      JSON.stringify({
+        sessionId: NET_SID,
+        network: { mode: 'allowlist', allow: ['registry.npmjs.org', 'github.com:8443'] },
+      }),
+    );
+    expect(body.fix).toMatch(/HUMAN_HAS_CONTROL/);
+    expect(JSON.stringify(denied)).not.toMatch(/\n\s+at /);
+
+    // An IP address is allowed only as a block: the API's message says which; the fix stays the general one.
+    const literal = errorOf(
+      (await client.callTool({
+        name: 'check_egress',
+        arguments: { sessionId: NET_SID, host: '203.0.113.7' },
+      })) as CallToolResult,
+    );
+    expect(literal.code).toBe('EGRESS_DENIED');
+    expect(literal.fix).toMatch(/^the session's network settings do not let/);
+    // So is a local name, which no entry can allow.
+    const local = errorOf(
+      (await client.callTool({
+        name: 'check_egress',
+        arguments: { sessionId: NET_SID, host: 'metadata.internal' },
+      })) as CallToolResult,
+    );
+    expect(local.code).toBe('EGRESS_DENIED');
+    expect(local.fix).not.toContain('metadata.internal');
   });
 
   it('refuses subscriptions to unknown URIs and to sessions the API does not show', async () => {

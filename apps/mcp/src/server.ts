@@ -123,7 +123,7 @@ export function createStudioMcpServer(options: StudioMcpServerOptions): StudioMc
     {
       capabilities: { tools: {}, resources: { subscribe: true, listChanged: true } },
       instructions:
-        'Claude Studio: create a sandbox session (create_session), write files, run commands (exec), fetch what a dev server serves (preview_fetch), and destroy the session when done. Every error has a code, a message and a fix.',
+        'Claude Studio: create a sandbox session (create_session), write files, run commands (exec), fetch what a dev server serves (preview_fetch), and destroy the session when done. A session reaches no network unless allowed: check_egress says whether a host is reachable, set_network allows hosts. API keys are secrets a person stored: list_secrets names them, the secrets argument of create_session gives them to a session, whose programs use them without seeing the values. Every error has a code, a message and a fix.',
     },
   );
   // The protocol's own server: tools are served here rather than through registerTool, so that argument

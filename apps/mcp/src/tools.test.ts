@@ -78,3 +78,68 @@ describe('tool inputs are the policy schemas', () => {
     });
   });
 });
+
+describe('network tools', () => {
+  it('create_session takes network settings, canonicalised by the policy', () => {
+    expect(
+      parse('create_session', {
+        network: { mode: 'allowlist', allow: ['Registry.NPMJS.org.', '*.pypi.org', 'registry.npmjs.org'] },
+      }).data,
+    ).toEqual({
+      backend: 'auto',
+      network: { mode: 'allowlist', allow: ['registry.npmjs.org', '*.pypi.org'] },
+    });
+    expect(parse('create_session', { network: { mode: 'everything' } }).success).toBe(false);
+  });
+
+  it('set_network checks every allowlist entry with the egress rules', () => {
+    expect(
+      parse('set_network', { sessionId: SID, network: { mode: 'allowlist', allow: ['example.com:8443'] } })
+        .data,
+    ).toEqual({ sessionId: SID, network: { mode: 'allowlist', allow: ['example.com:8443'] } });
+    expect(parse('set_network', { sessionId: SID, network: { mode: 'none' } }).data).toEqual({
+      sessionId: SID,
+      network: { mode: 'none', allow: [] },
+    });
+    for (const entry of ['localhost', '*.com', '10.0.0.1', 'exa mple.com'])
+      expect(
+        policyCode('set_network', { sessionId: SID, network: { mode: 'allowlist', allow: [entry] } }),
+      ).toBe('HOST_INVALID');
+    expect(parse('set_network', { sessionId: SID }).success).toBe(false);
+  });
+
+  it('check_egress takes a host and a port (default 443)', () => {
+    expect(parse('check_egress', { sessionId: SID, host: 'example.com' }).data).toEqual({
+      sessionId: SID,
+      host: 'example.com',
+      port: 443,
+    });
+    expect(parse('check_egress', { sessionId: SID, host: 'example.com', port: 70_000 }).success).toBe(false);
+    expect(parse('check_egress', { sessionId: SID, host: '' }).success).toBe(false);
+    expect(byName('check_egress').annotations.readOnlyHint).toBe(true);
+  });
+});
+
+describe('secrets', () => {
+  it('create_session takes secret names, checked, deduplicated and sorted by the policy', () => {
+    expect(
+      parse('create_session', { secrets: ['OPENAI_API_KEY', 'GITHUB_TOKEN', 'OPENAI_API_KEY'] }).data,
+    ).toEqual({
+      backend: 'auto',
+      secrets: ['GITHUB_TOKEN', 'OPENAI_API_KEY'],
+    });
+    expect(policyCode('create_session', { secrets: ['openai_key'] })).toBe('SECRET_INVALID');
+    // A name the loader reads could steer the programs given its placeholder.
+    expect(policyCode('create_session', { secrets: ['LD_PRELOAD'] })).toBe('SECRET_INVALID');
+    expect(byName('create_session').description).toMatch(/list_secrets/);
+  });
+
+  it('offers no tool that creates, changes or reads a secret value: only list_secrets, read-only', () => {
+    expect(studioTools.map((t) => t.name).filter((name) => /secret/i.test(name))).toEqual(['list_secrets']);
+    const list = byName('list_secrets');
+    expect(list.annotations.readOnlyHint).toBe(true);
+    expect(parse('list_secrets', {}).success).toBe(true);
+    expect(parse('list_secrets', { name: 'OPENAI_API_KEY' }).success).toBe(false);
+    expect(list.description).toMatch(/never their values/);
+  });
+});

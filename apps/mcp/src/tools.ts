@@ -1,5 +1,8 @@
-import { type StudioClient, streamExec as streamExecOnApi } from '@studio/client';
+import { isStudioClientError, type StudioClient, streamExec as streamExecOnApi } from '@studio/client';
 import {
+  canonicalEgressList,
+  canonicalizeHost,
+  checkEgressTarget,
   defaultPolicy,
   eventsSubscribeInput,
   execRunInput,
@@ -11,9 +14,11 @@ import {
   previewRequestInput,
   sessionByIdInput,
   sessionCreateInput,
+  sessionEgressCheckInput,
+  sessionSetNetworkInput,
 } from '@studio/policy';
 import { z } from 'zod';
-import { McpToolError } from './errors.ts';
+import { EGRESS_CONTROL_NOTE, McpToolError, MISSING_SECRET_FIX } from './errors.ts';
 import type { PreviewFetcher } from './preview-fetch.ts';
 
 /** What a tool gets besides its parsed input. */
@@ -202,16 +207,104 @@ function collectEvents(input: z.output<typeof getEventsInput>, ctx: ToolContext)
   });
 }
 
+/** The allowlist entry that lets a session reach `host:port` (a name; 80 and 443 need no port). */
+function entryFor(host: string, port: number): string {
+  return port === 80 || port === 443 ? host : `${host}:${port}`;
+}
+
+/** The canonical host name, or null for an IP address (allowed only as a block) or what is no host at all. */
+function nameOf(host: string): string | null {
+  try {
+    const canonical = canonicalizeHost(host);
+    return canonical.kind === 'name' ? canonical.value : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The session's allowlist plus `name:port`, when the egress rules would then let it out (never for a local name,
+ * which no entry allows); else null.
+ */
+function widenedAllowlist(current: readonly string[], name: string, port: number): string[] | null {
+  try {
+    const allow = canonicalEgressList([...current, entryFor(name, port)]);
+    return checkEgressTarget({ mode: 'allowlist', allow }, name, port, { allowOpen: false }).allowed
+      ? allow
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * `sessions.checkEgress`, with a denial's fix spelled out for this session: the `set_network` call that would
+ * allow the host, keeping the entries already on its list. Where no entry can allow it (an IP address, a local
+ * name, open mode refused), the API's message already says what to do and the fix stays the general one.
+ */
+async function checkEgress(input: z.output<typeof sessionEgressCheckInput>, ctx: ToolContext) {
+  try {
+    return await ctx.client.sessions.checkEgress.query(input);
+  } catch (error) {
+    const name = nameOf(input.host);
+    if (!isStudioClientError(error, 'EGRESS_DENIED') || name === null) throw error;
+    const session = await ctx.client.sessions.get.query({ sessionId: input.sessionId }).catch(() => null);
+    if (!session || session.network.mode === 'open') throw error;
+    const allow = widenedAllowlist(session.network.allow, name, input.port);
+    if (!allow) throw error;
+    throw new McpToolError(
+      'EGRESS_DENIED',
+      `${error.message}${error.requestId ? ` (request ${error.requestId})` : ''}`,
+      `to let this session reach ${name}:${input.port}, call set_network with ${JSON.stringify({
+        sessionId: input.sessionId,
+        network: { mode: 'allowlist', allow },
+      })} (the list replaces the current one, so it keeps the entries already there), then check_egress again. ${EGRESS_CONTROL_NOTE}`,
+    );
+  }
+}
+
+/**
+ * `sessions.create` with the default image. A secret name the owner has no secret of is NOT_FOUND from the API,
+ * whose message says to store it with secrets.create: an agent cannot, so the fix says who can.
+ */
+async function createSession(input: z.output<typeof createSessionInput>, ctx: ToolContext) {
+  try {
+    return await ctx.client.sessions.create.mutate({ ...input, image: input.image ?? ctx.defaultImage });
+  } catch (error) {
+    if (!isStudioClientError(error, 'NOT_FOUND') || !input.secrets?.length) throw error;
+    throw new McpToolError(
+      'NOT_FOUND',
+      `${error.message}${error.requestId ? ` (request ${error.requestId})` : ''}`,
+      MISSING_SECRET_FIX,
+    );
+  }
+}
+
+const createSessionInput = sessionCreateInput.extend({ image: imageNameSchema.optional() });
+
 /** Every tool of the server, in the order `tools/list` shows them. */
 export const studioTools: readonly StudioTool[] = [
   defineTool({
     name: 'create_session',
     title: 'Create a sandbox session',
     description:
-      'Creates a session: a hardened sandbox (Linux container) with its own /workspace. Returns the session (its `id` is used by every other tool). `image` defaults to the server default (see capabilities); `resources` can only lower the policy limits.',
-    input: sessionCreateInput.extend({ image: imageNameSchema.optional() }),
+      "Creates a session: a hardened sandbox (Linux container) with its own /workspace. Returns the session (its `id` is used by every other tool). `image` defaults to the server default (see capabilities); `resources` can only lower the policy limits. `network` decides what its programs may reach (default mode 'none': nothing): { mode: 'allowlist', allow: ['registry.npmjs.org', '*.pypi.org', 'example.com:8443', '203.0.113.0/24'] } lets out only those hosts (ports 80 and 443 unless one is given); mode 'open' only where the server permits it. Change it later with set_network. `secrets` gives the session some of your secrets by name (see list_secrets), e.g. ['OPENAI_API_KEY']: its programs see a placeholder in the environment variable of that name, and Studio's egress proxy swaps in the real value in HTTPS requests to that secret's hosts (allow them in `network`); neither you nor the programs ever see the value. A session's secrets are chosen when it is created.",
+    input: createSessionInput,
     async run(input, ctx) {
-      return ctx.client.sessions.create.mutate({ ...input, image: input.image ?? ctx.defaultImage });
+      return createSession(input, ctx);
+    },
+  }),
+  defineTool({
+    name: 'list_secrets',
+    title: 'List your secrets',
+    description:
+      "Your secrets, by name, with the hosts each may be sent to and the header it goes in; never their values. Give one to a new session with create_session's `secrets`; programs there read a placeholder from the environment variable of that name (e.g. $OPENAI_API_KEY) and Studio's egress proxy puts the value into HTTPS requests to the secret's hosts. Secrets are added, rotated and deleted by people in the Studio web app: this server cannot create one or read a value.",
+    input: z.strictObject({}),
+    annotations: { readOnlyHint: true },
+    async run(_input, ctx) {
+      const secrets = await ctx.client.secrets.list.query();
+      // Names, hosts and header only: the API never returns a value, and this keeps it so if it ever added a field.
+      return { secrets: secrets.map(({ name, hosts, header }) => ({ name, hosts, header })) };
     },
   }),
   defineTool({
@@ -287,7 +380,7 @@ export const studioTools: readonly StudioTool[] = [
     name: 'get_events',
     title: "Read a session's events",
     description:
-      "Returns a session's live events after `cursor` (file changes, exec start/output/exit, status, who joined or left; each names its actor), collected for `waitMs`. Without a cursor, events from now. Pass the returned `cursor` next time to continue without missing any (a `gap` event says some were lost).",
+      "Returns a session's live events after `cursor` (file changes, exec start/output/exit, status, who joined or left, network changes, and `egress`: each connection a program made through the proxy, allowed or denied with the reason; each names its actor, `sandbox` for connections), collected for `waitMs`. Without a cursor, events from now. Pass the returned `cursor` next time to continue without missing any (a `gap` event says some were lost).",
     input: getEventsInput,
     annotations: { readOnlyHint: true },
     async run(input, ctx) {
@@ -314,6 +407,28 @@ export const studioTools: readonly StudioTool[] = [
     annotations: { readOnlyHint: true },
     async run(input, ctx) {
       return ctx.previews.fetch(input, ctx.signal);
+    },
+  }),
+  defineTool({
+    name: 'set_network',
+    title: "Set a session's network access",
+    description:
+      "Replaces the session's network settings while it runs: mode 'none' (nothing goes out), 'allowlist' (only the hosts on `allow`: 'example.com', '*.example.com' for names below it, 'host:port', an IP block '203.0.113.0/24'; ports 80 and 443 unless one is given) or 'open' (any public host; only where the server permits it, else EGRESS_DENIED). The list replaces the old one: include every entry still needed. Programs get HTTP(S)_PROXY set and reach hosts through Studio's proxy; each connection shows up in get_events as an `egress` event. Returns the session with its `network`.",
+    input: sessionSetNetworkInput,
+    annotations: { idempotentHint: true },
+    async run(input, ctx) {
+      return ctx.client.sessions.setNetwork.mutate(input);
+    },
+  }),
+  defineTool({
+    name: 'check_egress',
+    title: 'Check whether a host is reachable',
+    description:
+      "Whether the session's programs may reach `host` on `port` (default 443) under its network settings: { allowed: true, host, port }, or the error EGRESS_DENIED naming the host and the set_network call that would allow it. Ask before relying on the network (npm install, pip install, git clone).",
+    input: sessionEgressCheckInput,
+    annotations: { readOnlyHint: true },
+    async run(input, ctx) {
+      return checkEgress(input, ctx);
     },
   }),
   defineTool({

@@ -1,5 +1,13 @@
-import { describe, expect, it } from 'vitest';
-import { createStudioClient, isStudioClientError, StudioClientError, toStudioClientError } from './index.ts';
+import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import {
+  type AppRouter,
+  createStudioClient,
+  isStudioClientError,
+  StudioClientError,
+  type StudioErrorCode,
+  toStudioClientError,
+} from './index.ts';
 
 // A fetch that answers like the Studio API: a tRPC error body with data.studioCode.
 function apiAnswering(status: number, body: unknown) {
@@ -74,5 +82,100 @@ describe('createStudioClient', () => {
     });
     expect(toStudioClientError(own)).toBe(own);
     expect(toStudioClientError('boom')).toMatchObject({ code: 'NETWORK', message: 'boom' });
+  });
+});
+
+describe('the error-code union', () => {
+  it("holds the API's, the policy's, the backends' and the transport's codes (types only)", () => {
+    expectTypeOf<'EGRESS_DENIED'>().toExtend<StudioErrorCode>();
+    expectTypeOf<'HUMAN_HAS_CONTROL'>().toExtend<StudioErrorCode>();
+    expectTypeOf<'HOST_INVALID'>().toExtend<StudioErrorCode>();
+    expectTypeOf<'RESOURCE_LIMIT'>().toExtend<StudioErrorCode>();
+    expectTypeOf<'NETWORK'>().toExtend<StudioErrorCode>();
+    expectTypeOf<'EGRESS_DENYED'>().not.toExtend<StudioErrorCode>();
+  });
+
+  it('carries EGRESS_DENIED from the API with the message naming the host and the fix', async () => {
+    const message =
+      "example.com is not on this session's allowlist; add it with sessions.setNetwork (or ask the session's owner) (not_allowed)";
+    const api = apiAnswering(403, {
+      error: {
+        code: -32003,
+        message,
+        data: {
+          code: 'FORBIDDEN',
+          httpStatus: 403,
+          studioCode: 'EGRESS_DENIED',
+          path: 'sessions.checkEgress',
+          requestId: 'req_e',
+        },
+      },
+    });
+    const client = createStudioClient({ url: 'http://127.0.0.1:4000', token: 't', fetch: api.fetch });
+    const error = await client.sessions.checkEgress
+      .query({ sessionId: 'ses_0123456789abcdefgh', host: 'example.com' })
+      .catch((e: unknown) => e);
+    expect(isStudioClientError(error, 'EGRESS_DENIED')).toBe(true);
+    expect(error).toMatchObject({ code: 'EGRESS_DENIED', trpcCode: 'FORBIDDEN', httpStatus: 403, message });
+    expect(api.calls[0]?.url).toMatch(/\/trpc\/sessions\.checkEgress\?input=/);
+  });
+});
+
+describe('secrets', () => {
+  type CreateInput = inferRouterInputs<AppRouter>['secrets']['create'];
+  type Listed = inferRouterOutputs<AppRouter>['secrets']['list'][number];
+
+  it('secrets.create takes a name, a value and hosts (header optional); what comes back has no value (types)', () => {
+    expectTypeOf({
+      name: 'OPENAI_API_KEY',
+      value: 'sk-…',
+      hosts: ['api.openai.com'],
+    }).toExtend<CreateInput>();
+    expectTypeOf({
+      name: 'MY_API_KEY',
+      value: 'k',
+      hosts: ['*.example.com'],
+      header: 'X-Api-Key: {{value}}',
+    }).toExtend<CreateInput>();
+    expectTypeOf<{ name: string; hosts: string[] }>().not.toExtend<CreateInput>();
+    expectTypeOf<Listed>().toEqualTypeOf<{
+      name: string;
+      hosts: string[];
+      header: string;
+      createdAt: string;
+      updatedAt: string;
+    }>();
+    expectTypeOf<Listed>().not.toHaveProperty('value');
+    expectTypeOf<inferRouterOutputs<AppRouter>['secrets']['create']>().toEqualTypeOf<Listed>();
+    expectTypeOf<inferRouterInputs<AppRouter>['sessions']['create']['secrets']>().toEqualTypeOf<
+      string[] | undefined
+    >();
+  });
+
+  it('secrets.create posts the value once, to /trpc/secrets.create, and gets the secret back without it', async () => {
+    const listed = {
+      name: 'OPENAI_API_KEY',
+      hosts: ['api.openai.com'],
+      header: 'Authorization: Bearer {{value}}',
+      createdAt: '2025-01-01T00:00:00.000Z',
+      updatedAt: '2025-01-01T00:00:00.000Z',
+    };
+    const bodies: string[] = [];
+    const fetch = (async (input: string | URL | Request, init?: RequestInit) => {
+      bodies.push(`${String(input)} ${String(init?.method)} ${String(init?.body)}`);
+      return new Response(JSON.stringify({ result: { data: listed } }), {
+        headers: { 'content-type': 'application/json' },
+      });
+    }) as typeof globalThis.fetch;
+    const client = createStudioClient({ url: 'http://127.0.0.1:4000', token: 't', fetch });
+    const saved = await client.secrets.create.mutate({
+      name: 'OPENAI_API_KEY',
+      value: 'sk-test-value',
+      hosts: ['api.openai.com'],
+    });
+    expect(saved).toEqual(listed);
+    expect(bodies).toEqual([
+      'http://127.0.0.1:4000/trpc/secrets.create POST {"name":"OPENAI_API_KEY","value":"sk-test-value","hosts":["api.openai.com"]}',
+    ]);
   });
 });

@@ -7,7 +7,9 @@ import {
   type TRPCClient,
   TRPCClientError,
 } from '@trpc/client';
+import type { StudioErrorCodeOrUnknown } from './error-codes.ts';
 
+export type { StudioErrorCode, StudioErrorCodeOrUnknown } from './error-codes.ts';
 export {
   type OpenTerminalOptions,
   openTerminal,
@@ -49,14 +51,14 @@ export type EventSourceConstructor = new (url: string, init?: any) => EventSourc
 export type StudioClient = TRPCClient<AppRouter>;
 
 /**
- * Every failure of a call: `code` is the API's stable Studio code (`PATH_TRAVERSAL`, `SESSION_LIMIT`,
- * `UNAUTHENTICATED`, `TOKEN_EXPIRED`, `RATE_LIMITED`, …; see the API README), `trpcCode` the tRPC code,
- * `httpStatus` the HTTP status, `requestId` the server's id for this request (quote it in bug reports).
- * A transport failure (server unreachable) has code `NETWORK`.
+ * Every failure of a call: `code` is the API's stable Studio code (a {@link StudioErrorCode}: `PATH_TRAVERSAL`,
+ * `SESSION_LIMIT`, `UNAUTHENTICATED`, `TOKEN_EXPIRED`, `RATE_LIMITED`, `EGRESS_DENIED`, …; see the API README),
+ * `trpcCode` the tRPC code, `httpStatus` the HTTP status, `requestId` the server's id for this request (quote it
+ * in bug reports). A transport failure (server unreachable) has code `NETWORK`.
  */
 export class StudioClientError extends Error {
   override readonly name = 'StudioClientError';
-  readonly code: string;
+  readonly code: StudioErrorCodeOrUnknown;
   readonly trpcCode: string | null;
   readonly httpStatus: number | null;
   readonly path: string | null;
@@ -65,7 +67,7 @@ export class StudioClientError extends Error {
   constructor(
     message: string,
     fields: {
-      code: string;
+      code: StudioErrorCodeOrUnknown;
       trpcCode: string | null;
       httpStatus: number | null;
       path: string | null;
@@ -83,7 +85,10 @@ export class StudioClientError extends Error {
 }
 
 /** True when `error` is a {@link StudioClientError}, optionally with the given Studio code. */
-export function isStudioClientError(error: unknown, code?: string): error is StudioClientError {
+export function isStudioClientError(
+  error: unknown,
+  code?: StudioErrorCodeOrUnknown,
+): error is StudioClientError {
   return error instanceof StudioClientError && (code === undefined || error.code === code);
 }
 
