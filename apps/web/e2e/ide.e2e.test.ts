@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createStudioClient, isStudioClientError, type StudioClient } from '@studio/client';
+import type { ConsoleMessage } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E } from './fixture.ts';
 
@@ -9,6 +10,9 @@ import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E } from './fixtu
 
 const skip = missingPrerequisite();
 const XSS = '<img src=x onerror=alert(1)>';
+// Secret values typed into the secrets page: neither may ever be on the page again once saved.
+const SECRET_VALUE = 'sk-e2e-first-value-0123456789';
+const ROTATED_VALUE = 'sk-e2e-rotated-value-9876543210';
 
 async function until(
   check: () => Promise<boolean> | boolean,
@@ -26,6 +30,21 @@ async function until(
 describe.skipIf(skip !== undefined)(`web IDE e2e${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let e: E2E;
   let sessionId = '';
+  // What chromium reports while the secrets tests run: a refused script or style would be a CSP violation.
+  const cspViolations: string[] = [];
+  const onConsole = (message: ConsoleMessage) => {
+    if (/Content Security Policy/i.test(message.text())) cspViolations.push(message.text());
+  };
+  // Everything of the page a person could read: its text, its markup (attributes) and every field's value.
+  const everythingShown = () =>
+    e.page.evaluate(() =>
+      [
+        document.documentElement.outerHTML,
+        // biome-ignore lint/performance/useDomNodeTextContent: the rendered text is what a person reads
+        document.body.innerText,
+        ...Array.from(document.querySelectorAll('input, textarea'), (el) => (el as HTMLInputElement).value),
+      ].join('\n'),
+    );
 
   // biome-ignore lint/performance/useDomNodeTextContent: a Playwright locator, not a DOM node
   const terminalText = () => e.page.locator('.xterm-rows').innerText();
@@ -202,6 +221,59 @@ describe.skipIf(skip !== undefined)(`web IDE e2e${skip ? ` (skipped: ${skip})` :
     await until(async () => (await editorText()).includes('second API change'), 'the reload from disk');
   });
 
+  it("shows the session's network, edits its allowlist, and shows the change and refused connections in the feed", async () => {
+    const { page } = e;
+    const panel = page.locator('#network-panel');
+    await page.getByRole('button', { name: 'network: none' }).click();
+    await panel.waitFor();
+    await e.shot('network-panel');
+    await panel.getByLabel('Mode').selectOption('allowlist');
+    // A refused entry: what to do, then the code and the API's words naming the entry.
+    await panel.getByLabel('Allowed hosts').fill('localhost');
+    await panel.getByRole('button', { name: 'Save' }).click();
+    const refusal = panel.getByRole('alert');
+    await refusal.getByText('An allowlist entry is not valid').waitFor();
+    await refusal.getByText(/^HOST_INVALID: .*"localhost"/).waitFor();
+    await e.shot('network-refused');
+    expect((await e.client.sessions.get.query({ sessionId })).network).toEqual({ mode: 'none', allow: [] });
+
+    await panel.getByLabel('Allowed hosts').fill('registry.npmjs.org\n*.PyPI.org, registry.npmjs.org');
+    await panel.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('button', { name: 'network: allowlist · 2 hosts' }).waitFor();
+    await panel.waitFor({ state: 'detached' });
+    expect((await e.client.sessions.get.query({ sessionId })).network).toEqual({
+      mode: 'allowlist',
+      allow: ['registry.npmjs.org', '*.pypi.org'],
+    });
+    await page
+      .locator('.activity-item', { hasText: 'set the network to allowlist: registry.npmjs.org, *.pypi.org' })
+      .getByText('you', { exact: true })
+      .waitFor();
+
+    // A program's connection to a host not on the list goes through the proxy, is refused at once, and shows
+    // up as the sandbox's.
+    const run = await e.client.exec.run.mutate({
+      sessionId,
+      command: [
+        'python3',
+        '-c',
+        "import urllib.request as u; u.urlopen('https://denied.example.org/', timeout=10)",
+      ],
+      timeoutMs: 20_000,
+    });
+    expect(run.exitCode).not.toBe(0);
+    await page
+      .locator('.activity-item.denied', { hasText: '→ denied.example.org:443 denied: not in the allowlist' })
+      .getByText('the sandbox', { exact: true })
+      .waitFor();
+    await e.shot('network-feed');
+
+    // A change made elsewhere (another tab, an agent) moves the badge too.
+    await e.client.sessions.setNetwork.mutate({ sessionId, network: { mode: 'none' } });
+    await page.getByRole('button', { name: 'network: none' }).waitFor();
+    await page.locator('.activity-item', { hasText: 'set the network to none' }).first().waitFor();
+  });
+
   it('takes control: an agent token gets HUMAN_HAS_CONTROL; after release its edits show live', async () => {
     const { page } = e;
     const { token } = await e.client.tokens.create.mutate({ name: 'e2e-agent', agent: true });
@@ -282,16 +354,102 @@ describe.skipIf(skip !== undefined)(`web IDE e2e${skip ? ` (skipped: ${skip})` :
     await e.shot('files-binary-guard');
   });
 
+  it('adds a secret on its page (a refusal first), lists it without its value, and rotates it', async () => {
+    const { page } = e;
+    page.on('console', onConsole);
+    await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Secrets' }).click();
+    await page.waitForURL('**/secrets');
+    await page.getByText('No secrets yet.').waitFor();
+    expect(await page.getByLabel('Header', { exact: true }).inputValue()).toBe(
+      'Authorization: Bearer {{value}}',
+    );
+
+    await page.getByLabel('Name', { exact: true }).fill('e2e_api_key');
+    await page.getByLabel('Value', { exact: true }).fill(SECRET_VALUE);
+    await page.getByLabel('Hosts', { exact: true }).fill('api.example.com\n*.Example.ORG');
+    await page.getByRole('button', { name: 'Add secret' }).click();
+    const refusal = page.getByRole('alert');
+    await refusal.getByText('The secret is not valid').waitFor();
+    await refusal.getByText(/^SECRET_INVALID: name: secret name "e2e_api_key"/).waitFor();
+    await e.shot('secret-refused');
+
+    await page.getByLabel('Name', { exact: true }).fill('E2E_API_KEY');
+    await page.getByRole('button', { name: 'Add secret' }).click();
+    await page.getByRole('status').getByText('Saved E2E_API_KEY. Its value is not shown again.').waitFor();
+    const row = page.getByRole('row', { name: /E2E_API_KEY/ });
+    await row.getByText('*.example.org', { exact: true }).waitFor();
+    await row.getByText('api.example.com', { exact: true }).waitFor();
+    await row.getByText('Authorization: Bearer {{value}}').waitFor();
+    // The form is empty again, and the value is nowhere: not in the text, the markup or a field.
+    expect(await page.getByLabel('Value', { exact: true }).inputValue()).toBe('');
+    expect(await page.getByLabel('Name', { exact: true }).inputValue()).toBe('');
+    expect(await everythingShown()).not.toContain(SECRET_VALUE);
+    const listed = await e.client.secrets.list.query();
+    expect(listed).toEqual([
+      {
+        name: 'E2E_API_KEY',
+        hosts: ['*.example.org', 'api.example.com'],
+        header: 'Authorization: Bearer {{value}}',
+        createdAt: expect.any(String),
+        updatedAt: expect.any(String),
+      },
+    ]);
+    expect(JSON.stringify(listed)).not.toContain(SECRET_VALUE);
+    await e.shot('secret-added');
+
+    await page.getByRole('button', { name: 'Rotate E2E_API_KEY' }).click();
+    await page.getByLabel('New value for E2E_API_KEY').fill(ROTATED_VALUE);
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page
+      .getByRole('status')
+      .getByText(/^Rotated E2E_API_KEY\./)
+      .waitFor();
+    await page.getByLabel('New value for E2E_API_KEY').waitFor({ state: 'detached' });
+    const shown = await everythingShown();
+    expect(shown).not.toContain(SECRET_VALUE);
+    expect(shown).not.toContain(ROTATED_VALUE);
+    const [rotated] = await e.client.secrets.list.query();
+    expect(Date.parse(rotated?.updatedAt ?? '')).toBeGreaterThan(Date.parse(listed[0]?.updatedAt ?? ''));
+    expect(cspViolations).toEqual([]);
+    await e.shot('secret-rotated');
+  });
+
   it('explains the session limit and destroys a session after confirmation', async () => {
     const { page } = e;
     await page.getByRole('link', { name: 'Claude Studio' }).click();
     await page.getByRole('link', { name: `Open session ${sessionId}` }).waitFor();
+    // The second one with an allowlist, picked in the form.
+    await page.getByLabel('Network').selectOption('allowlist');
+    await page.getByLabel('Allowed hosts').fill('registry.npmjs.org, *.pypi.org');
+    // ... and given the secret stored above, ticked in the form.
+    await page.getByRole('group', { name: 'Secrets' }).getByRole('checkbox', { name: 'E2E_API_KEY' }).check();
     await page.getByRole('button', { name: 'Create session' }).click();
     await until(
       async () => (await page.getByRole('link', { name: /^Open session ses_/ }).count()) === 2,
       'a second session',
       120_000,
     );
+    await page.getByRole('cell', { name: 'allowlist · 2 hosts' }).waitFor();
+    const given = (await e.client.sessions.list.query()).find((s) => s.id !== sessionId);
+    expect(given?.network).toEqual({
+      mode: 'allowlist',
+      allow: ['registry.npmjs.org', '*.pypi.org'],
+    });
+    expect(given?.secrets).toEqual(['E2E_API_KEY']);
+    // The session view names its secrets (never their values); its programs hold only a placeholder.
+    await page.getByRole('link', { name: `Open session ${given?.id}` }).click();
+    await page.waitForURL(`**/s/${given?.id}`);
+    await page.getByText('secrets: E2E_API_KEY', { exact: true }).waitFor();
+    const env = await e.client.exec.run.mutate({
+      sessionId: given?.id ?? '',
+      command: ['sh', '-c', 'printf %s "$E2E_API_KEY"'],
+    });
+    expect(env.stdout).toMatch(/^studio-placeholder-/);
+    expect(env.stdout).not.toContain(ROTATED_VALUE);
+    expect(await everythingShown()).not.toContain(ROTATED_VALUE);
+    await e.shot('session-with-secret');
+    await page.getByRole('link', { name: 'Claude Studio' }).click();
+    await page.getByRole('link', { name: `Open session ${sessionId}` }).waitFor();
     await page.getByRole('button', { name: 'Create session' }).click();
     await page.getByText('You have reached your limit of live sessions').waitFor();
     await e.shot('session-limit');
@@ -307,5 +465,20 @@ describe.skipIf(skip !== undefined)(`web IDE e2e${skip ? ` (skipped: ${skip})` :
     expect((await e.client.sessions.list.query()).map((s) => s.id)).toEqual([sessionId]);
     expect(e.dialogs).toEqual([]);
     await e.shot('destroyed');
+  });
+
+  it('deletes a secret after confirmation', async () => {
+    const { page } = e;
+    await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Secrets' }).click();
+    await page.getByRole('button', { name: 'Delete secret E2E_API_KEY' }).click();
+    await page
+      .getByText('Delete E2E_API_KEY? Sessions given it then send its placeholder unchanged.')
+      .waitFor();
+    await page.getByRole('button', { name: 'Yes, delete' }).click();
+    await page.getByText('No secrets yet.').waitFor();
+    expect(await e.client.secrets.list.query()).toEqual([]);
+    expect(cspViolations).toEqual([]);
+    page.off('console', onConsole);
+    await e.shot('secret-deleted');
   });
 });

@@ -5,6 +5,15 @@ import type { inferRouterOutputs } from '@trpc/server';
 import Link from 'next/link';
 import { useEffect, useState } from 'react';
 import { formatAge, formatBytes } from '../lib/file-types';
+import {
+  listBrief,
+  NETWORK_MODE_LABELS,
+  NETWORK_MODES,
+  type NetworkMode,
+  networkLabel,
+  parseAllowList,
+} from '../lib/network';
+import { secretsLabel } from '../lib/secrets';
 import { errorMessage, useTRPC } from '../lib/trpc';
 import { TopBar } from './top-bar';
 
@@ -14,12 +23,15 @@ type Stats = Outputs['sessions']['stats']['stats'];
 
 const DEFAULT_IMAGE = 'studio-sandbox:latest';
 
-/** The sessions dashboard: list, live resource use, create/stop/start/destroy. */
+/** The sessions dashboard: list, live resource use, create (with network and secrets)/stop/start/destroy. */
 export function Dashboard() {
   const trpc = useTRPC();
   const queryClient = useQueryClient();
   const [backend, setBackend] = useState('auto');
   const [image, setImage] = useState(DEFAULT_IMAGE);
+  const [networkMode, setNetworkMode] = useState<NetworkMode>('none');
+  const [allowText, setAllowText] = useState('');
+  const [picked, setPicked] = useState<ReadonlySet<string>>(new Set());
   const [busy, setBusy] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [confirming, setConfirming] = useState<string | null>(null);
@@ -32,6 +44,7 @@ export function Dashboard() {
       query.state.data?.some((s) => s.state === 'creating' || s.state === 'destroying') ? 2000 : 15_000,
   });
   const backends = useQuery(trpc.backends.list.queryOptions());
+  const secrets = useQuery(trpc.secrets.list.queryOptions());
   const list = sessions.data ?? [];
   const running = list.filter((s) => s.state === 'running').map((s) => s.id);
   // Live resource use of each running session, every 5 s; a failed poll shows as still loading.
@@ -68,9 +81,25 @@ export function Dashboard() {
     }
   }
 
+  const allow = parseAllowList(allowText);
+  // Only names still on the list (one deleted in another tab drops out of the pick).
+  const given = (secrets.data ?? []).map((x) => x.name).filter((name) => picked.has(name));
+  const togglePick = (name: string, on: boolean) =>
+    setPicked((prev) => {
+      const next = new Set(prev);
+      if (on) next.add(name);
+      else next.delete(name);
+      return next;
+    });
   const createSession = () =>
     act('create', () =>
-      create.mutateAsync({ backend: backend as 'auto' | 'docker' | 'gvisor', image: image.trim() }),
+      create.mutateAsync({
+        backend: backend as 'auto' | 'docker' | 'gvisor',
+        image: image.trim(),
+        // Without a choice the API's default applies: no network.
+        ...(networkMode !== 'none' || allow.length > 0 ? { network: { mode: networkMode, allow } } : {}),
+        ...(given.length > 0 ? { secrets: given } : {}),
+      }),
     );
 
   return (
@@ -108,6 +137,55 @@ export function Dashboard() {
             <datalist id="images">
               <option value={DEFAULT_IMAGE} />
             </datalist>
+            <label htmlFor="network-mode">Network</label>
+            <select
+              id="network-mode"
+              value={networkMode}
+              onChange={(e) => setNetworkMode(e.target.value as NetworkMode)}
+            >
+              {NETWORK_MODES.map((m) => (
+                <option key={m} value={m}>
+                  {NETWORK_MODE_LABELS[m]}
+                </option>
+              ))}
+            </select>
+            {networkMode === 'allowlist' && (
+              <>
+                <label htmlFor="network-allow">Allowed hosts</label>
+                <input
+                  id="network-allow"
+                  className="allow-input"
+                  value={allowText}
+                  onChange={(e) => setAllowText(e.target.value)}
+                  placeholder="registry.npmjs.org, *.pypi.org"
+                  title="Hosts its programs may reach: example.com, *.example.com, host:port or an IP block such as 203.0.113.0/24 (ports 80 and 443 unless one is given)"
+                  spellCheck={false}
+                />
+              </>
+            )}
+            <fieldset className="secret-picks">
+              <legend>Secrets</legend>
+              {(secrets.data ?? []).length === 0 ? (
+                <span className="muted small">
+                  none stored (<Link href="/secrets">add one</Link>)
+                </span>
+              ) : (
+                (secrets.data ?? []).map((x) => (
+                  <label
+                    key={x.name}
+                    className="secret-pick"
+                    title={`Its placeholder in $${x.name}; the value goes only to ${listBrief(x.hosts, 8)}`}
+                  >
+                    <input
+                      type="checkbox"
+                      checked={picked.has(x.name)}
+                      onChange={(e) => togglePick(x.name, e.target.checked)}
+                    />
+                    {x.name}
+                  </label>
+                ))
+              )}
+            </fieldset>
             <button type="submit" className="primary" disabled={busy !== null}>
               {busy === 'create' ? 'Creating…' : 'Create session'}
             </button>
@@ -115,6 +193,11 @@ export function Dashboard() {
           {backends.error ? (
             <p className="error" role="alert">
               Could not list backends: {errorMessage(backends.error)}
+            </p>
+          ) : null}
+          {secrets.error ? (
+            <p className="error" role="alert">
+              Could not list your secrets: {errorMessage(secrets.error)}
             </p>
           ) : null}
         </section>
@@ -155,6 +238,7 @@ export function Dashboard() {
                   <th scope="col">Status</th>
                   <th scope="col">Backend</th>
                   <th scope="col">Image</th>
+                  <th scope="col">Network</th>
                   <th scope="col">Age</th>
                   <th scope="col">CPU / memory / disk</th>
                   <th scope="col">Actions</th>
@@ -225,6 +309,7 @@ function SessionRow(props: {
           <span className="mono">{s.id}</span>
         )}
         {s.control && <div className="muted small">control: {s.control.heldBy}</div>}
+        {s.secrets.length > 0 && <div className="small secrets-badge">{secretsLabel(s.secrets)}</div>}
       </td>
       <td>
         <span className={`badge state-${s.state}`}>{s.state}</span>
@@ -232,6 +317,12 @@ function SessionRow(props: {
       </td>
       <td>{s.backend}</td>
       <td className="mono">{s.image}</td>
+      <td
+        className={`small network-${s.network.mode}`}
+        title={s.network.mode === 'allowlist' ? listBrief(s.network.allow, 8) : undefined}
+      >
+        {networkLabel(s.network).replace(/^network: /, '')}
+      </td>
       <td>{formatAge(s.createdAt)}</td>
       <td className="mono small">
         {s.state !== 'running'

@@ -1,6 +1,6 @@
 import { TRPCClientError } from '@trpc/client';
 import { describe, expect, it } from 'vitest';
-import { errorMessage, isSignedOut, isTransient, studioCode } from './trpc.ts';
+import { errorMessage, errorParts, isSignedOut, isTransient, studioCode } from './trpc.ts';
 
 // What people see when a call fails: a message chosen by the API's stable code, the code and the server's
 // message as detail, never a stack.
@@ -27,6 +27,38 @@ describe('error messages by studioCode', () => {
     expect(errorMessage(error)).toBe(
       'You have reached your limit of live sessions. Destroy one (or stop it) first. (SESSION_LIMIT: you already have 5 live sessions)',
     );
+  });
+
+  it('EGRESS_DENIED: what to do, then the code and the API message naming the host as the detail line', () => {
+    const error = apiError(
+      'EGRESS_DENIED',
+      "example.com is not on this session's allowlist; add it with sessions.setNetwork (or ask the session's owner) (not_allowed)",
+    );
+    expect(errorParts(error)).toEqual({
+      message:
+        "The session's network settings do not allow that. Add the host to its allowlist (Network, in the session header).",
+      detail:
+        "EGRESS_DENIED: example.com is not on this session's allowlist; add it with sessions.setNetwork (or ask the session's owner) (not_allowed)",
+    });
+    expect(errorMessage(error)).toMatch(
+      /^The session's network settings do not allow that\. .* \(EGRESS_DENIED: example\.com /,
+    );
+    expect(
+      errorParts(apiError('HOST_INVALID', 'allowlist entry "localhost" names a local host')).detail,
+    ).toBe('HOST_INVALID: allowlist entry "localhost" names a local host');
+    expect(errorParts(new TypeError('fetch failed')).detail).toBeNull();
+  });
+
+  it('SECRET_INVALID: what a secret must look like, then the API naming what is wrong', () => {
+    const error = apiError(
+      'SECRET_INVALID',
+      'name: secret name "api_key" must look like an environment variable: upper-case letters, digits and _',
+    );
+    expect(errorParts(error)).toEqual({
+      message: expect.stringMatching(/^The secret is not valid: a name like OPENAI_API_KEY, /),
+      detail:
+        'SECRET_INVALID: name: secret name "api_key" must look like an environment variable: upper-case letters, digits and _',
+    });
   });
 
   it('an unknown code: the code and the server message; never a stack', () => {

@@ -70,6 +70,12 @@ const MESSAGES: Record<string, string> = {
   SESSION_LIMIT: 'You have reached your limit of live sessions. Destroy one (or stop it) first.',
   INVALID_STATE: 'The session is not in a state that allows this (is it running?).',
   HUMAN_HAS_CONTROL: 'A person holds control of this session; changes by agents and API tokens are refused.',
+  EGRESS_DENIED:
+    "The session's network settings do not allow that. Add the host to its allowlist (Network, in the session header).",
+  HOST_INVALID:
+    'An allowlist entry is not valid: use a host (example.com), a wildcard (*.example.com), host:port or an IP block (203.0.113.0/24).',
+  SECRET_INVALID:
+    'The secret is not valid: a name like OPENAI_API_KEY, a value without line breaks, named hosts (api.example.com, *.example.com) and a header holding {{value}} once.',
   IMAGE_NOT_ALLOWED: 'This image is not allowed on this server.',
   BACKEND_UNAVAILABLE: 'The sandbox backend is unavailable. Retry, or start the session again.',
   FILE_TOO_LARGE: 'The file is too large to open in the editor.',
@@ -84,11 +90,22 @@ const MESSAGES: Record<string, string> = {
   NETWORK: 'Network error: the server could not be reached.',
 };
 
-/** A user-facing message for any failure, keyed by the API's stable code; the server's message as detail. */
-export function errorMessage(error: unknown): string {
+/**
+ * A failure in two parts, for a display with a detail line: `message` for people (chosen by the API's stable
+ * code), `detail` the code and the server's message (`EGRESS_DENIED: example.com is not on …`), or null when
+ * there is nothing more to say.
+ */
+export function errorParts(error: unknown): { message: string; detail: string | null } {
   const code = studioCode(error);
   const known = MESSAGES[code];
   const detail = error instanceof Error ? error.message : String(error);
-  if (known) return code === 'NETWORK' || detail === '' ? known : `${known} (${code}: ${detail})`;
-  return `${code}: ${detail}`;
+  if (known)
+    return { message: known, detail: code === 'NETWORK' || detail === '' ? null : `${code}: ${detail}` };
+  return { message: `${code}: ${detail}`, detail: null };
+}
+
+/** A user-facing message for any failure, keyed by the API's stable code; the server's message as detail. */
+export function errorMessage(error: unknown): string {
+  const { message, detail } = errorParts(error);
+  return detail === null ? message : `${message} (${detail})`;
 }

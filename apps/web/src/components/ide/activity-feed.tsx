@@ -1,33 +1,5 @@
 'use client';
-import { type Actor, actorLabel, type SessionEvent } from './events';
-
-function describe(e: SessionEvent): string | null {
-  switch (e.type) {
-    case 'file.changed':
-      if (e.op === 'changed') return e.path === '' ? 'changed many files' : `changed ${e.path}`;
-      return e.op === 'rename'
-        ? `renamed ${e.path} → ${e.to ?? '?'}`
-        : `${e.op === 'write' ? 'wrote' : e.op === 'mkdir' ? 'created folder' : 'removed'} ${e.path}`;
-    case 'exec.started':
-      return `ran ${e.command.join(' ')}`;
-    case 'exec.exited':
-      return `command finished (exit ${e.exitCode ?? e.signal ?? '?'}${e.timedOut ? ', timed out' : ''})`;
-    case 'session.status':
-      return `session is ${e.state}`;
-    case 'control.taken':
-      return 'took control';
-    case 'control.released':
-      return 'released control';
-    case 'watcher.joined':
-      return `started watching (${e.via})`;
-    case 'watcher.left':
-      return `stopped watching (${e.via})`;
-    case 'gap':
-      return `missed ${e.missed ?? 'some'} events`;
-    default:
-      return null;
-  }
-}
+import { type Actor, actorLabel, describeEvent, type SessionEvent } from './events';
 
 /** Who did what in this session, live. Everything is rendered as text. */
 export function ActivityFeed({
@@ -46,14 +18,22 @@ export function ActivityFeed({
       {items.length === 0 ? (
         <li className="empty">Nothing has happened yet.</li>
       ) : (
-        items.map((e) => (
-          <li key={e.id} className={`activity-item actor-${(e.actor as Actor | null)?.kind ?? 'system'}`}>
-            <time dateTime={e.at} className="muted small">
-              {new Date(e.at).toLocaleTimeString()}
-            </time>{' '}
-            <strong>{actorLabel(e.actor as Actor | null, me)}</strong> {describe(e)}
-          </li>
-        ))
+        items.map((e) => {
+          const denied = e.type === 'egress' && !e.allowed;
+          return (
+            <li
+              key={e.id}
+              className={`activity-item actor-${(e.actor as Actor | null)?.kind ?? 'system'}${denied ? ' denied' : ''}`}
+              // A refused connection's message says why in full and how to allow it.
+              title={e.type === 'egress' ? (e.message ?? undefined) : undefined}
+            >
+              <time dateTime={e.at} className="muted small">
+                {new Date(e.at).toLocaleTimeString()}
+              </time>{' '}
+              <strong>{actorLabel(e.actor as Actor | null, me)}</strong> {describeEvent(e)}
+            </li>
+          );
+        })
       )}
     </ol>
   );

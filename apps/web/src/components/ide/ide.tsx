@@ -2,6 +2,7 @@
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import Link from 'next/link';
 import { useCallback, useEffect, useRef, useState } from 'react';
+import { secretsLabel } from '../../lib/secrets';
 import { errorMessage, useTRPC } from '../../lib/trpc';
 import { TopBar } from '../top-bar';
 import { ActivityFeed } from './activity-feed';
@@ -9,6 +10,7 @@ import { BottomPanel, type BottomTab } from './bottom-panel';
 import { ControlBar } from './control-bar';
 import { EditorTabs } from './editor-tabs';
 import { FileTree } from './file-tree';
+import { NetworkBadge, NetworkPanel } from './network-panel';
 import { PreviewPane } from './preview-pane';
 import { useEditorTabs } from './use-editor-tabs';
 import { useIdeShortcuts } from './use-ide-shortcuts';
@@ -23,6 +25,7 @@ export function Ide({ sessionId }: { sessionId: string }) {
   const me = useQuery(trpc.auth.me.queryOptions());
   const editor = useEditorTabs(sessionId);
   const [bottom, setBottom] = useState<BottomTab>('terminal');
+  const [networkOpen, setNetworkOpen] = useState(false);
 
   const reloadTree = useCallback(
     () => void queryClient.invalidateQueries(trpc.files.list.queryFilter({ sessionId })),
@@ -83,9 +86,25 @@ export function Ide({ sessionId }: { sessionId: string }) {
         <span className="muted small">
           {s.backend} · {s.image}
         </span>
+        <NetworkBadge
+          network={s.network}
+          expanded={networkOpen}
+          onToggle={() => setNetworkOpen((open) => !open)}
+        />
+        {s.secrets.length > 0 && (
+          <span
+            className="badge secrets-badge"
+            title="Its programs see a placeholder in these environment variables; the egress proxy puts the value into requests to each secret's hosts. Values are never shown."
+          >
+            {secretsLabel(s.secrets)}
+          </span>
+        )}
         <ControlBar sessionId={sessionId} heldBy={s.control?.heldBy ?? null} onError={editor.setNotice} />
         <WatchersList sessionId={sessionId} />
       </TopBar>
+      {networkOpen && (
+        <NetworkPanel sessionId={sessionId} network={s.network} onClose={() => setNetworkOpen(false)} />
+      )}
       {s.state !== 'running' && (
         <p className="error banner" role="alert">
           This session is {s.state}. Start it from the <Link href="/">dashboard</Link> to use files and the

@@ -4,7 +4,7 @@ import { useSubscription } from '@trpc/tanstack-react-query';
 import { useCallback, useRef, useState } from 'react';
 import { errorMessage, useTRPC } from '../../lib/trpc';
 import type { ConsoleLine } from './console-panel';
-import type { SessionEvent } from './events';
+import { describeEgress, type SessionEvent } from './events';
 
 const MAX_EVENTS = 500;
 const MAX_LINES = 2000;
@@ -73,6 +73,15 @@ export function useSessionEvents(sessionId: string, handlers: SessionEventHandle
       case 'session.status':
         void queryClient.invalidateQueries(trpc.sessions.get.queryFilter({ sessionId }));
         addLine('info', `[${event.type}${event.type === 'session.status' ? `: ${event.state}` : ''}]`);
+        break;
+      case 'network.changed':
+        // The header's network badge follows changes made anywhere (another tab, an agent, the API).
+        void queryClient.invalidateQueries(trpc.sessions.get.queryFilter({ sessionId }));
+        addLine('info', `[network.changed: ${event.mode}]`);
+        break;
+      case 'egress':
+        // A refused connection is why a command run here fails: say so beside its output.
+        if (!event.allowed) addLine('info', `[egress ${describeEgress(event)}]`);
         break;
       case 'gap':
         addLine('info', `[missed ${event.missed ?? 'some'} events]`);

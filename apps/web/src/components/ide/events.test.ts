@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import { type Actor, actorLabel, describeEvent, type SessionEvent } from './events.ts';
+
+// What the activity feed says for each event: text only, built from the event's fields.
+
+const me = { id: 'usr_me', username: 'alice' };
+const base = { id: 'e-1', sessionId: 'ses_0123456789abcdefgh', at: '2025-01-01T00:00:00.000Z' };
+const sandbox: Actor = { kind: 'sandbox', userId: 'usr_me', name: 'alice' };
+const event = (fields: Record<string, unknown>) => ({ ...base, actor: null, ...fields }) as SessionEvent;
+
+describe('actorLabel', () => {
+  it('names people, tokens and agents, and the sandbox even though it carries the owner id', () => {
+    expect(actorLabel({ kind: 'user', userId: 'usr_me', name: 'alice' }, me)).toBe('you');
+    expect(actorLabel({ kind: 'user', userId: 'usr_b', name: 'bob' }, me)).toBe('bob');
+    expect(actorLabel({ kind: 'agent', userId: 'usr_me', name: 'alice' }, me)).toBe('agent (alice)');
+    expect(actorLabel({ kind: 'token', userId: 'usr_me', name: 'alice' }, me)).toBe('API token (alice)');
+    expect(actorLabel(sandbox, me)).toBe('the sandbox');
+    expect(actorLabel(null, me)).toBe('the sandbox');
+  });
+});
+
+describe('describeEvent', () => {
+  const egress = {
+    type: 'egress',
+    via: 'connect',
+    host: 'registry.npmjs.org',
+    port: 443,
+    allowed: true,
+    reason: null,
+    message: null,
+    bytesOut: 1024,
+    bytesIn: 12_288,
+    durationMs: 840,
+    actor: sandbox,
+  };
+
+  it('an allowed connection: where to and how much came back', () => {
+    expect(describeEvent(event(egress))).toBe('→ registry.npmjs.org:443 allowed, 12.0 KiB ↓ 1.0 KiB ↑');
+  });
+
+  it('an allowed connection that carried secrets: their names, never a value', () => {
+    const api = { ...egress, host: 'api.example.com', secrets: ['API_KEY'] };
+    expect(describeEvent(event(api))).toBe(
+      '→ api.example.com:443 allowed, with API_KEY, 12.0 KiB ↓ 1.0 KiB ↑',
+    );
+    expect(describeEvent(event({ ...api, secrets: ['API_KEY', 'GITHUB_TOKEN'] }))).toBe(
+      '→ api.example.com:443 allowed, with API_KEY and GITHUB_TOKEN, 12.0 KiB ↓ 1.0 KiB ↑',
+    );
+    expect(describeEvent(event({ ...api, secrets: [] }))).toBe(
+      '→ api.example.com:443 allowed, 12.0 KiB ↓ 1.0 KiB ↑',
+    );
+  });
+
+  it('a refused connection: where to and why, in a few words', () => {
+    const denied = {
+      ...egress,
+      host: 'example.com',
+      allowed: false,
+      reason: 'not_allowed',
+      message: "example.com is not on this session's allowlist; add it with sessions.setNetwork",
+      bytesIn: 0,
+      bytesOut: 0,
+    };
+    expect(describeEvent(event(denied))).toBe('→ example.com:443 denied: not in the allowlist');
+    expect(describeEvent(event({ ...denied, reason: 'mode_none' }))).toBe(
+      '→ example.com:443 denied: the session has no network (mode none)',
+    );
+    expect(describeEvent(event({ ...denied, reason: 'something_new' }))).toBe(
+      '→ example.com:443 denied: something_new',
+    );
+    expect(describeEvent(event({ ...denied, host: '2001:db8::1', reason: 'ip_literal' }))).toBe(
+      '→ [2001:db8::1]:443 denied: an IP address not in the allowlist',
+    );
+  });
+
+  it('a network change: the mode, and a short allowlist', () => {
+    expect(describeEvent(event({ type: 'network.changed', mode: 'none', allow: [] }))).toBe(
+      'set the network to none',
+    );
+    expect(
+      describeEvent(
+        event({ type: 'network.changed', mode: 'allowlist', allow: ['registry.npmjs.org', '*.pypi.org'] }),
+      ),
+    ).toBe('set the network to allowlist: registry.npmjs.org, *.pypi.org');
+    expect(
+      describeEvent(event({ type: 'network.changed', mode: 'allowlist', allow: ['a', 'b', 'c', 'd', 'e'] })),
+    ).toBe('set the network to allowlist: a, b, c, d … (+1 more)');
+  });
+
+  it('keeps the existing events as they were, and leaves out what it does not know', () => {
+    expect(describeEvent(event({ type: 'file.changed', op: 'write', path: 'a.txt' }))).toBe('wrote a.txt');
+    expect(describeEvent(event({ type: 'control.taken' }))).toBe('took control');
+    expect(
+      describeEvent(event({ type: 'exec.output', execId: 'x', stream: 'stdout', data: 'hi' })),
+    ).toBeNull();
+  });
+});
