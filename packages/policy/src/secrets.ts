@@ -117,7 +117,17 @@ export function canonicalSecretHosts(hosts: readonly string[]): string[] {
   }
   const out = new Set<string>();
   for (const entry of hosts) {
-    const rule = parseEgressRule(entry);
+    let rule: ReturnType<typeof parseEgressRule>;
+    try {
+      rule = parseEgressRule(entry);
+    } catch (error) {
+      // The egress rule's words are about allowlists; a secret's host is told in its own.
+      throw new PolicyError(
+        'SECRET_INVALID',
+        `secret host "${String(entry).slice(0, 80)}" must be a host name such as api.example.com or *.example.com (optionally :port), not an address or a local name`,
+        { cause: error },
+      );
+    }
     if (rule.kind === 'cidr') {
       throw new PolicyError(
         'SECRET_INVALID',

@@ -116,6 +116,39 @@ describe('secrets router', () => {
     await alice.sessions.destroy.mutate({ sessionId: session.id });
   });
 
+  it('lets an agent token list secrets but not change them', async () => {
+    const { token } = await alice.tokens.create.mutate({ name: 'agent', agent: true });
+    const agent = createStudioClient({ url: t.url, token });
+    expect((await agent.secrets.list.query()).map((s) => s.name)).toEqual(['API_KEY']);
+    expect(await codeOf(agent.secrets.rotate.mutate({ name: 'API_KEY', value: 'mine' }))).toBe('FORBIDDEN');
+    expect(await codeOf(agent.secrets.delete.mutate({ name: 'API_KEY' }))).toBe('FORBIDDEN');
+    expect(
+      await codeOf(agent.secrets.create.mutate({ name: 'OTHER', value: 'v', hosts: ['a.example.com'] })),
+    ).toBe('FORBIDDEN');
+  });
+
+  it('refuses a secret past the limit with LIMIT_EXCEEDED naming the fix', async () => {
+    const ownerId = (await bob.auth.me.query()).id;
+    for (let i = 0; i < 100; i++) {
+      await t.app.deps.store.createSecret(
+        {
+          id: `sec_fill${i}`,
+          ownerId,
+          name: `FILL_${i}`,
+          hosts: ['a.example.com'],
+          header: 'A: {{value}}',
+          sealed: 'x',
+        },
+        100,
+      );
+    }
+    const refused = bob.secrets.create.mutate({ name: 'ONE_MORE', value: 'v', hosts: ['a.example.com'] });
+    await expect(refused).rejects.toMatchObject({
+      code: 'LIMIT_EXCEEDED',
+      message: /limit is 100.*secrets\.delete/,
+    });
+  });
+
   it('deletes a secret', async () => {
     expect(await alice.secrets.delete.mutate({ name: 'API_KEY' })).toEqual({ ok: true });
     expect(await alice.secrets.list.query()).toEqual([]);

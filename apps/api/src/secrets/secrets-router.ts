@@ -1,9 +1,24 @@
-import type { SecretRecord } from '@studio/db';
+import { isStoreError, type SecretRecord } from '@studio/db';
 import { MAX_SECRETS, secretCreateInput, secretDeleteInput, secretRotateInput } from '@studio/policy';
 import { auditOf } from '../core/context.ts';
 import { AppError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import { authedProcedure, router } from '../core/trpc.ts';
+
+/**
+ * Creating, rotating and deleting secrets is for people: an agent's token may list them (to know what it can ask
+ * a session to be given) but not change them, so an agent in a session can neither swap a person's credential for
+ * one of its own nor delete it.
+ */
+const personProcedure = authedProcedure.use(({ ctx, next }) => {
+  if (ctx.principal?.agent === true) {
+    throw new AppError(
+      'FORBIDDEN',
+      "secrets are managed by people: a person adds, rotates and deletes them on the IDE's Secrets page or with a token not made for an agent",
+    );
+  }
+  return next();
+});
 
 /** What the API shows of a secret: everything but its value, which is never returned after it is stored. */
 const view = (s: SecretRecord) => ({
@@ -26,19 +41,25 @@ export const secretsRouter = router({
   ),
 
   /** Stores a new secret. CONFLICT when the name is taken (rotate it instead). */
-  create: authedProcedure.input(secretCreateInput).mutation(async ({ ctx, input }) => {
+  create: personProcedure.input(secretCreateInput).mutation(async ({ ctx, input }) => {
     const ownerId = ctx.principal.userId;
-    const record = await ctx.deps.store.createSecret(
-      {
-        id: newId('sec_'),
-        ownerId,
-        name: input.name,
-        hosts: input.hosts,
-        header: input.header,
-        sealed: ctx.deps.vault.seal(ownerId, input.name, input.value),
-      },
-      MAX_SECRETS,
-    );
+    const record = await ctx.deps.store
+      .createSecret(
+        {
+          id: newId('sec_'),
+          ownerId,
+          name: input.name,
+          hosts: input.hosts,
+          header: input.header,
+          sealed: ctx.deps.vault.seal(ownerId, input.name, input.value),
+        },
+        MAX_SECRETS,
+      )
+      .catch((error: unknown) => {
+        // The store's count-and-insert refuses past the limit; its message names the limit and the fix.
+        if (isStoreError(error, 'INVALID_INPUT')) throw new AppError('LIMIT_EXCEEDED', error.message);
+        throw error;
+      });
     await ctx.deps.store.audit({
       ...auditOf(ctx),
       action: 'secret.create',
@@ -50,7 +71,7 @@ export const secretsRouter = router({
   }),
 
   /** A new value for a stored secret; sessions given it use the new value from their next connection. */
-  rotate: authedProcedure.input(secretRotateInput).mutation(async ({ ctx, input }) => {
+  rotate: personProcedure.input(secretRotateInput).mutation(async ({ ctx, input }) => {
     const ownerId = ctx.principal.userId;
     const record = await ctx.deps.store.rotateSecret(
       ownerId,
@@ -74,7 +95,7 @@ export const secretsRouter = router({
   }),
 
   /** Deletes a secret. Sessions given it keep its placeholder, which then goes out unchanged. */
-  delete: authedProcedure.input(secretDeleteInput).mutation(async ({ ctx, input }) => {
+  delete: personProcedure.input(secretDeleteInput).mutation(async ({ ctx, input }) => {
     const deleted = await ctx.deps.store.deleteSecret(ctx.principal.userId, input.name);
     if (!deleted) throw new AppError('NOT_FOUND', `you have no secret named ${input.name}`);
     await ctx.deps.store.audit({

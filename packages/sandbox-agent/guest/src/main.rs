@@ -30,7 +30,7 @@ pub const ERROR: u8 = 10;
 pub const ACCEPT: u8 = 11;
 
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
-pub const RECV_WINDOW: i64 = 256 * 1024;
+pub const RECV_WINDOW: i64 = 2 * 1024 * 1024;
 pub const CHUNK: usize = 64 * 1024;
 pub const MAX_CHANNELS: usize = 1024;
 const STDOUT_CONGESTED: usize = 1024 * 1024;
