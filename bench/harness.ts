@@ -23,12 +23,15 @@ export async function startHarness(options: {
   labels: Record<string, string>;
   sessions: number;
   env?: Record<string, string>;
+  /** The egress proxy's resolver (the egress bench's own network). */
+  egress?: Parameters<typeof startTestApi>[0]['egress'];
 }): Promise<Harness> {
   const t = await startTestApi({
     backends: [options.backend],
     labels: options.labels,
     createLimiter: createRateLimiter({ limit: 100_000, windowMs: 60_000 }),
     ...(options.env ? { env: options.env } : {}),
+    ...(options.egress ? { egress: options.egress } : {}),
   });
   const destroyAll = async () => {
     for (const s of await options.backend.list({ labels: options.labels }).catch(() => []))

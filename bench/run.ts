@@ -1,5 +1,5 @@
 // `npm run bench`: every figure beside a raw baseline measured in the same run, interleaved.
-// Flags: `--quick` for fewer samples; `--only=docker,api,realtime,gvisor,tasks,memory` for some sections.
+// Flags: `--quick` for fewer samples; `--only=docker,api,realtime,gvisor,tasks,memory,egress` for some sections.
 // `--out=DIR` writes elsewhere; `--with=FILE` adds the rows of an earlier run's latest.json for the sections this
 // run left out (each such row says which run it came from: its baselines are from that same run).
 // Writes bench/results/latest.json, latest.md and ratios.svg; progress goes to stderr.
@@ -13,6 +13,7 @@ import { DockerBackend } from '@studio/isolation-docker';
 import { GVisorBackend } from '@studio/isolation-gvisor';
 import { defaultPolicy } from '@studio/policy';
 import { benchApi, benchApiRealtime } from './api.bench.ts';
+import { benchEgress, egressRows } from './egress.bench.ts';
 import { benchMemory } from './memory.bench.ts';
 import { SECCOMP_PROFILE, sandboxRootfs } from './paths.ts';
 import { rawDocker, rawGvisor } from './raw.ts';
@@ -30,7 +31,7 @@ import { benchTasks } from './tasks.bench.ts';
 
 const quick = process.argv.includes('--quick');
 const onlyArg = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
-const only = new Set((onlyArg ?? 'docker,api,realtime,gvisor,tasks,memory').split(','));
+const only = new Set((onlyArg ?? 'docker,api,realtime,gvisor,tasks,memory,egress').split(','));
 const root = fileURLToPath(new URL('..', import.meta.url));
 const WORKSPACE_POOL = {
   size: 2,
@@ -210,6 +211,36 @@ try {
         return benchTasks({ docker: d, gvisor: g, image, quick });
       });
   }
+  if (only.has('egress'))
+    await section('egress', [...egressRows('docker'), ...egressRows('gvisor')], () =>
+      benchEgress({
+        runtimes: [
+          {
+            runtime: 'docker',
+            backend:
+              typeof docker === 'string'
+                ? `Docker: ${docker}`
+                : (instanceId) =>
+                    new DockerBackend({ dataDir: dockerData, instanceId, seccompProfile: SECCOMP_PROFILE }),
+          },
+          {
+            runtime: 'gvisor',
+            backend:
+              typeof gvisor === 'string'
+                ? `gVisor: ${gvisor}`
+                : (instanceId) =>
+                    new GVisorBackend({
+                      dataDir: gvisorData,
+                      instanceId,
+                      images: { [image]: gvisorRootfs },
+                      seccompProfile: SECCOMP_PROFILE,
+                    }),
+          },
+        ],
+        image,
+        quick,
+      }),
+    );
 } finally {
   await runCleanups();
 }
