@@ -292,7 +292,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     egress: new EgressGateway({
       proxy: egressProxy,
       logger,
-      trustPem: [studioCa.certPem, ...extraCa].join('\n'),
+      trust: { studioCa: studioCa.certPem, extra: extraCa },
       secrets: secretSource,
     }),
     store,

@@ -58,6 +58,8 @@ interface Entry {
   sandbox: Sandbox;
   listener: SandboxListener | undefined;
   opening: Promise<SandboxListener> | undefined;
+  /** The trust files are in the sandbox: programs get the variables that name them. */
+  trusted: boolean;
 }
 
 /**
@@ -89,24 +91,39 @@ export class EgressGateway {
   readonly #proxy: EgressProxy;
   readonly #logger: Logger;
   readonly #entries = new Map<string, Entry>();
-  readonly #trustPem: string | undefined;
+  readonly #trust: { studioCa: string; extra: readonly string[] } | undefined;
   readonly #secrets: SecretSource | undefined;
 
   /**
-   * `trustPem`: the certificates sandboxes trust for egress (the Studio CA and the operator's extra CAs), written
-   * into each sandbox when its endpoint opens. `secrets`: where the placeholders and values come from.
+   * `trust`: the Studio CA (sessions with secrets need it: the proxy signs their secret hosts' certificates with it)
+   * and the operator's extra CAs (every session needs them), written into a sandbox when its endpoint opens, and
+   * only when there is one to write: the write is an exec on the way to a session's first output.
+   * `secrets`: where the placeholders and values come from.
    */
-  constructor(options: { proxy: EgressProxy; logger: Logger; trustPem?: string; secrets?: SecretSource }) {
+  constructor(options: {
+    proxy: EgressProxy;
+    logger: Logger;
+    trust?: { studioCa: string; extra: readonly string[] };
+    secrets?: SecretSource;
+  }) {
     this.#proxy = options.proxy;
     this.#logger = options.logger;
-    this.#trustPem = options.trustPem;
+    this.#trust = options.trust;
     this.#secrets = options.secrets;
   }
 
+  /** The certificates a session's sandbox must trust beside the image's roots; null when none. */
+  #trustFor(owner: EgressOwner): string | null {
+    if (!this.#trust) return null;
+    const pems = [...(owner.secrets.length > 0 ? [this.#trust.studioCa] : []), ...this.#trust.extra];
+    return pems.length > 0 ? pems.join('\n') : null;
+  }
+
   /** The environment a program of the session starts with: proxy, trust, and a placeholder for each secret. */
-  #environment(owner: EgressOwner, port: number): Record<string, string> {
+  #environment(entry: Entry, port: number): Record<string, string> {
+    const owner = entry.owner;
     const env: Record<string, string> = { ...proxyEnvironment(port) };
-    if (this.#trustPem !== undefined) Object.assign(env, trustEnvironment());
+    if (entry.trusted) Object.assign(env, trustEnvironment());
     if (this.#secrets) {
       for (const name of owner.secrets) env[name] = this.#secrets.placeholder(owner.sessionId, name);
     }
@@ -115,18 +132,20 @@ export class EgressGateway {
 
   /** The sandbox, with exec and terminals that start behind the proxy endpoint. */
   wrap(sandbox: Sandbox, owner: EgressOwner): Sandbox {
-    const entry: Entry = { owner, sandbox, listener: undefined, opening: undefined };
+    const entry: Entry = { owner, sandbox, listener: undefined, opening: undefined, trusted: false };
     const previous = this.#entries.get(owner.sessionId);
     if (previous?.sandbox === sandbox) previous.owner = owner;
     else {
       previous?.listener?.close();
       this.#entries.set(owner.sessionId, entry);
+      // Opened now, in the background, so that a session's first exec finds it ready more often than not.
+      void this.#endpoint(entry);
     }
     const current = () => this.#entries.get(owner.sessionId) ?? entry;
     const withProxy = async (env: Record<string, string> | undefined) => {
       const entry = current();
       const port = await this.#endpoint(entry);
-      return port === null ? env : { ...this.#environment(entry.owner, port), ...env };
+      return port === null ? env : { ...this.#environment(entry, port), ...env };
     };
     const exec = async (command: readonly string[], options: ExecOptions) => {
       const env = await withProxy(options.env);
@@ -215,8 +234,10 @@ export class EgressGateway {
       });
       listener = await entry.sandbox.listen(0, accept);
     }
+    // The trust files first: a program started once the endpoint is known must find them.
+    const trust = this.#trustFor(entry.owner);
+    if (trust !== null) entry.trusted = await this.#installTrust(entry.sandbox, entry.owner.sessionId, trust);
     entry.listener = listener;
-    if (this.#trustPem !== undefined) await this.#installTrust(entry.sandbox, entry.owner.sessionId);
     void listener.ended.then(() => {
       if (entry.listener === listener) entry.listener = undefined;
     });
@@ -225,22 +246,25 @@ export class EgressGateway {
 
   /**
    * Writes the trusted certificates into the sandbox (as the sandbox's user: a program there may change them, and
-   * so only weaken its own connections). A failure is logged: the program then fails TLS to intercepted hosts.
+   * so only weaken its own connections). False, logged, when it failed: programs then get none of the variables
+   * (naming a missing bundle would break all their TLS) and fail TLS only to hosts that need those CAs.
    */
-  async #installTrust(sandbox: Sandbox, sessionId: string): Promise<void> {
+  async #installTrust(sandbox: Sandbox, sessionId: string, pem: string): Promise<boolean> {
     const script = `umask 022; mkdir -p ${TRUST_DIR} && cat > ${TRUST_EXTRA} && { cat /etc/ssl/certs/ca-certificates.crt 2>/dev/null; cat ${TRUST_EXTRA}; } > ${TRUST_BUNDLE}`;
     try {
       const result = await sandbox.exec(['/bin/sh', '-c', script], {
-        stdin: this.#trustPem as string,
+        stdin: pem,
         timeoutMs: 15_000,
         maxOutputBytes: 4_096,
       });
       if (result.exitCode !== 0) throw new Error(Buffer.from(result.stderr).toString().slice(0, 300));
+      return true;
     } catch (error) {
       this.#logger.warn('egress: the trusted certificates could not be written into the sandbox', {
         sessionId,
         error: String(error),
       });
+      return false;
     }
   }
 }
