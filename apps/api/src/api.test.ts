@@ -7,7 +7,14 @@ import {
 import { IsolationError } from '@studio/isolation';
 import { createRateLimiter, signSessionToken } from '@studio/policy';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, IDE, JWT_SECRET, startTestApi, type TestApi } from './testing/api-fixture.ts';
+import {
+  ADMIN_PASSWORD,
+  codeOf,
+  IDE,
+  JWT_SECRET,
+  startTestApi,
+  type TestApi,
+} from './testing/api-fixture.ts';
 import { FakeBackend } from './testing/fake-backend.ts';
 
 // The whole API over real HTTP with an in-memory backend: auth, tokens, users, ownership, limits, errors.
@@ -15,16 +22,6 @@ import { FakeBackend } from './testing/fake-backend.ts';
 
 const key = new TextEncoder().encode(JWT_SECRET);
 const IMAGE = 'studio-sandbox:latest';
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (error) {
-    if (error instanceof StudioClientError) return error.code;
-    throw error;
-  }
-  throw new Error('expected a refusal');
-}
 
 const METRICS_TOKEN = 'metrics-token-for-tests-0123456789abcdef';
 

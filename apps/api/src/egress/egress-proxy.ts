@@ -109,6 +109,31 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
+/** The headers a proxy passes on: all but the hop-by-hop ones, each value through `map` (default: as it is). */
+function forwardable(
+  headers: IncomingMessage['headers'],
+  map: (value: string) => string = (value) => value,
+): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined && !HOP_BY_HOP.has(name))
+      out[name] = Array.isArray(value) ? value.map(map) : map(value);
+  }
+  return out;
+}
+
+/** A refused request inside the proxy: 403, the reason in a header, `EGRESS_DENIED (reason): message` as body. */
+function refuse(res: ServerResponse, denial: EgressDenial, headers: Record<string, string> = {}): void {
+  const body = `EGRESS_DENIED (${denial.reason}): ${denial.message}\n`;
+  res.writeHead(403, {
+    'content-type': 'text/plain; charset=utf-8',
+    'x-studio-egress-denied': denial.reason,
+    'content-length': Buffer.byteLength(body),
+    ...headers,
+  });
+  res.end(body);
+}
+
 interface SessionState {
   session: EgressSession;
   open: Set<Duplex>;
@@ -626,22 +651,10 @@ export class EgressProxy {
         reason: 'host_mismatch',
         message: `the Host header is not ${name}, the host the tunnel was opened to`,
       };
-      const body = `EGRESS_DENIED (host_mismatch): ${context.denial.message}\n`;
-      res.writeHead(403, {
-        'content-type': 'text/plain; charset=utf-8',
-        'x-studio-egress-denied': 'host_mismatch',
-        'content-length': Buffer.byteLength(body),
-        connection: 'close',
-      });
-      return void res.end(body);
+      refuse(res, context.denial, { connection: 'close' });
+      return;
     }
-    const headers: Record<string, string | string[]> = {};
-    for (const [key, value] of Object.entries(req.headers)) {
-      if (value === undefined || HOP_BY_HOP.has(key)) continue;
-      headers[key] = Array.isArray(value)
-        ? value.map((v) => this.#swap(context, v))
-        : this.#swap(context, value);
-    }
+    const headers = forwardable(req.headers, (value) => this.#swap(context, value));
     for (const binding of context.bindings) {
       // The program did not send the secret's header at all: the proxy adds it, as the secret says.
       if (headers[binding.header.name] === undefined) {
@@ -685,11 +698,7 @@ export class EgressProxy {
       }
     });
     upstream.on('response', (answer) => {
-      const out: Record<string, string | string[]> = {};
-      for (const [key, value] of Object.entries(answer.headers)) {
-        if (value !== undefined && !HOP_BY_HOP.has(key)) out[key] = value;
-      }
-      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, out);
+      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, forwardable(answer.headers));
       answer.on('data', (chunk: Buffer) => {
         context.bytesIn += chunk.length;
         state.bytes += chunk.length;
@@ -730,13 +739,7 @@ export class EgressProxy {
     const port = url ? Number(url.port || 80) : 0;
     const deny = (denial: EgressDenial) => {
       this.#emit(state, 'http', host || (req.url ?? '').slice(0, 100), port, started, { denial });
-      const body = `EGRESS_DENIED (${denial.reason}): ${denial.message}\n`;
-      res.writeHead(403, {
-        'content-type': 'text/plain; charset=utf-8',
-        'x-studio-egress-denied': denial.reason,
-        'content-length': Buffer.byteLength(body),
-      });
-      res.end(body);
+      refuse(res, denial);
     };
     if (!url) {
       return deny({
@@ -755,10 +758,7 @@ export class EgressProxy {
     const checked = await this.#check(state, url.hostname, port);
     if ('reason' in checked) return deny(checked);
 
-    const headers: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(req.headers)) {
-      if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
-    }
+    const headers = forwardable(req.headers);
     let bytesOut = 0;
     let bytesIn = 0;
     const limits = this.#o.limits;
@@ -792,11 +792,7 @@ export class EgressProxy {
       finish({ reason: 'upstream_failed', message: `${checked.name} did not answer` });
     });
     upstream.on('response', (answer) => {
-      const out: Record<string, string | string[]> = {};
-      for (const [name, value] of Object.entries(answer.headers)) {
-        if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
-      }
-      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, out);
+      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, forwardable(answer.headers));
       answer.on('data', (chunk: Buffer) => {
         bytesIn += chunk.length;
         state.bytes += chunk.length;

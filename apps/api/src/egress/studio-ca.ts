@@ -1,6 +1,11 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createCertificateAuthority, issueServerCertificate, type PemPair } from './certificates.ts';
+import {
+  createCertificateAuthority,
+  issueServerCertificate,
+  type PemPair,
+  splitPem,
+} from './certificates.ts';
 
 /** The CA's key and certificate, in one file so that a reader never sees one without the other. */
 const CA_FILE = 'egress-ca.pem';
@@ -38,7 +43,7 @@ export class StudioCa {
     chmodSync(file, 0o600);
     const text = readFileSync(file, 'utf8');
     const keyPem = /-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----/.exec(text)?.[0];
-    const certPem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(text)?.[0];
+    const certPem = splitPem(text)[0];
     if (!keyPem || !certPem)
       throw new Error(`${file} is not a Studio CA (a key and a certificate); delete it to make one`);
     return new StudioCa({ certPem: `${certPem}\n`, keyPem: `${keyPem}\n` });

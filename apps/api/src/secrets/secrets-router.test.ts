@@ -1,23 +1,13 @@
-import { createStudioClient, type StudioClient, StudioClientError } from '@studio/client';
+import { createStudioClient, type StudioClient } from '@studio/client';
 import { sql } from '@studio/db';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, startTestApi, type TestApi } from '../testing/api-fixture.ts';
+import { ADMIN_PASSWORD, codeOf, startTestApi, type TestApi } from '../testing/api-fixture.ts';
 import { FakeBackend } from '../testing/fake-backend.ts';
 
 // The secrets API over real HTTP: values go in and never come out (responses, the store, the audit log), names
 // are per owner, and sessions are given secrets by name.
 
 const VALUE = 'sk-router-test-value-0123456789';
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (error) {
-    if (error instanceof StudioClientError) return error.code;
-    throw error;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('secrets router', () => {
   let t: TestApi;

@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { StudioClientError } from '@studio/client';
 import { type Db, openDb } from '@studio/db';
 import type { IsolationBackend } from '@studio/isolation';
 import type { RateLimiter } from '@studio/policy';
@@ -148,4 +149,15 @@ export async function startTestApi(options: {
     },
     close: () => api.close(1000),
   };
+}
+
+/** The Studio code a client call is refused with; throws when it succeeds or fails otherwise. */
+export async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (error) {
+    if (error instanceof StudioClientError) return error.code;
+    throw error;
+  }
+  throw new Error('expected a refusal');
 }
