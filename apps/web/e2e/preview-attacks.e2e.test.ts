@@ -36,7 +36,7 @@ const VECTORS = [
   'fetch-api',
 ] as const;
 
-/** The attacker's dev server (Node 18 in the sandbox): the attack pages and the cookie-planting response. */
+/** The attacker's dev server (the image's Node, in the sandbox): the attack pages and the cookie-planting response. */
 function hostileServer(c: {
   targets: string[];
   sessionId: string;
