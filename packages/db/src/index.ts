@@ -19,6 +19,7 @@ export type {
   InstanceHolder,
   LoginRecord,
   NewSession,
+  NewTemplate,
   Role,
   SandboxOwner,
   SecretRecord,
@@ -27,6 +28,9 @@ export type {
   SessionRecord,
   SessionResources,
   SessionState,
+  TemplatePatch,
+  TemplateRecord,
+  TemplateState,
   UserRecord,
 } from './store.ts';
 export { LIVE_STATES, Store } from './store.ts';

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import {
+  bigint,
   bigserial,
   boolean,
   check,
@@ -32,10 +33,13 @@ export const SESSION_STATES = [
   'failed',
 ] as const;
 export const AUDIT_OUTCOMES = ['success', 'failure', 'denied'] as const;
+/** A template's latest build: running, done (its image is usable), or failed (the reason in `failure`). */
+export const TEMPLATE_STATES = ['building', 'ready', 'failed'] as const;
 
 export type Role = (typeof ROLES)[number];
 export type SessionState = (typeof SESSION_STATES)[number];
 export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];
+export type TemplateState = (typeof TEMPLATE_STATES)[number];
 
 /** States that count against the per-user limit: the session holds (or is getting) a sandbox and workspace. */
 export const LIVE_STATES = [
@@ -130,6 +134,8 @@ export const sessions = pgTable(
     network: jsonb('network').$type<SessionNetwork>().notNull().default({ mode: 'none', allow: [] }),
     /** Names of the owner's secrets the session is given (issue 18); the egress proxy reads their values. */
     secrets: jsonb('secrets').$type<string[]>().notNull().default([]),
+    /** The template the session runs (issue 19); null: an operator image (`image`). */
+    templateId: text('template_id'),
     instanceId: text('instance_id').notNull(),
     sandboxId: text('sandbox_id'),
     state: text('state', { enum: SESSION_STATES }).notNull(),
@@ -177,6 +183,40 @@ export const secrets = pgTable(
   (t) => [
     foreignKey({ name: 'secrets_owner_id_fkey', columns: [t.ownerId], foreignColumns: [users.id] }),
     unique('secrets_owner_id_name_key').on(t.ownerId, t.name),
+  ],
+);
+
+/**
+ * Templates (issue 19): images users build from a recipe or a Dockerfile. `spec` is what the user gave (validated
+ * by the policy package when created, parsed again at each build). `digest` names the last good build's root
+ * filesystem (sha256 of its tar): sessions use that one, so a rebuild that fails leaves the template usable.
+ * Names are unique per owner; shared templates (an admin's) are usable by everyone.
+ */
+export const templates = pgTable(
+  'templates',
+  {
+    id: text('id').primaryKey(),
+    ownerId: text('owner_id').notNull(),
+    name: text('name').notNull(),
+    description: text('description'),
+    shared: boolean('shared').notNull().default(false),
+    spec: jsonb('spec').$type<Record<string, unknown>>().notNull(),
+    state: text('state', { enum: TEMPLATE_STATES }).notNull(),
+    /** Content hash of the recipe with its base's digest: an unchanged template is not built again. */
+    recipeHash: text('recipe_hash'),
+    digest: text('digest'),
+    sizeBytes: bigint('size_bytes', { mode: 'number' }),
+    failure: text('failure'),
+    /** The latest build's log, its last 64 KiB. */
+    log: text('log').notNull().default(''),
+    createdAt: at('created_at').notNull().defaultNow(),
+    updatedAt: at('updated_at').notNull().defaultNow(),
+    builtAt: at('built_at'),
+  },
+  (t) => [
+    foreignKey({ name: 'templates_owner_id_fkey', columns: [t.ownerId], foreignColumns: [users.id] }),
+    unique('templates_owner_id_name_key').on(t.ownerId, t.name),
+    check('templates_state_check', sql`${t.state} IN ('building', 'ready', 'failed')`),
   ],
 );
 

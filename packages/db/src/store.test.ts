@@ -109,6 +109,63 @@ describeEachDriver('Store', env, test, () => {
     expect((await store.reserveSession(newSession(alice), 5)).secrets).toEqual([]);
   });
 
+  test('keeps templates: unique names per owner, a limit, shared ones for all, no delete while a session runs one', async ({
+    store,
+    alice,
+  }) => {
+    const bob = (
+      await store.createUser({ id: newId('usr_'), username: 'bob', passwordHash: 'x', role: 'admin' })
+    ).id;
+    const template = (ownerId: string, name: string, shared = false) => ({
+      id: newId('tpl_'),
+      ownerId,
+      name,
+      shared,
+      spec: { debian: ['jq'] },
+    });
+    const mine = await store.createTemplate(template(alice, 'tools'), 2);
+    expect(mine).toMatchObject({ state: 'building', digest: null, log: '', shared: false });
+    await expect(store.createTemplate(template(alice, 'tools'), 2)).rejects.toMatchObject({
+      code: 'CONFLICT',
+      message: /already have a template named tools; rebuild it/,
+    });
+    await store.createTemplate(template(alice, 'other'), 2);
+    await expect(store.createTemplate(template(alice, 'third'), 2)).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+      message: /already have 2 templates \(the limit is 2\)/,
+    });
+    await store.createTemplate(template(bob, 'tools', true), 2);
+    await store.createTemplate(template(bob, 'private'), 2);
+    // Alice sees her own and Bob's shared one (hers first where the names are the same), never Bob's private one.
+    const seen = await store.listTemplates(alice);
+    expect(seen.map((t) => [t.name, t.ownerId === alice])).toEqual([
+      ['other', true],
+      ['tools', true],
+      ['tools', false],
+    ]);
+    // A second build cannot start while one runs; a finished one records its outcome.
+    expect(await store.startTemplateBuild(mine.id, ['ready', 'failed'])).toBeUndefined();
+    const done = await store.updateTemplate(mine.id, {
+      state: 'ready',
+      digest: 'a'.repeat(64),
+      sizeBytes: 5 * 2 ** 32,
+    });
+    expect(done).toMatchObject({ state: 'ready', sizeBytes: 5 * 2 ** 32 });
+    expect(await store.startTemplateBuild(mine.id, ['ready', 'failed'])).toMatchObject({ state: 'building' });
+    // A live session holds its template; once destroyed, the template can go.
+    const session = await store.reserveSession({ ...newSession(alice), templateId: mine.id }, 5);
+    expect(session.templateId).toBe(mine.id);
+    await expect(store.deleteTemplate(mine.id)).rejects.toMatchObject({
+      code: 'CONFLICT',
+      message: /used by 1 live session; destroy it first/,
+    });
+    expect(await store.imagesInUse()).toEqual(['studio-sandbox:latest']);
+    await store.transitionSession(session.id, ['creating'], 'destroyed');
+    expect(await store.deleteTemplate(mine.id)).toBe(true);
+    expect(await store.deleteTemplate(mine.id)).toBe(false);
+    expect(await store.getTemplate(mine.id)).toBeUndefined();
+  });
+
   test('counts stopped sessions as live and frees a slot on destroy or failure', async ({ store, alice }) => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push((await store.reserveSession(newSession(alice), 5)).id);

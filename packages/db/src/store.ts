@@ -14,10 +14,19 @@ import {
   sandboxes,
   secrets,
   sessions,
+  type TemplateState,
+  templates,
   users,
 } from './schema.ts';
 
-export type { AuditOutcome, Role, SessionNetwork, SessionResources, SessionState } from './schema.ts';
+export type {
+  AuditOutcome,
+  Role,
+  SessionNetwork,
+  SessionResources,
+  SessionState,
+  TemplateState,
+} from './schema.ts';
 
 /** States that count against the per-user limit: the session holds (or is getting) a sandbox and workspace. */
 export const LIVE_STATES: readonly SessionState[] = LIVE;
@@ -27,6 +36,26 @@ export type LoginRecord = typeof logins.$inferSelect;
 export type ApiTokenRecord = typeof apiTokens.$inferSelect;
 /** A stored secret; `sealed` is the encrypted value (never returned by the API). */
 export type SecretRecord = typeof secrets.$inferSelect;
+/** A stored template (issue 19). */
+export type TemplateRecord = typeof templates.$inferSelect;
+
+/** Input of {@link Store.createTemplate}. */
+export interface NewTemplate {
+  id: string;
+  ownerId: string;
+  name: string;
+  description?: string | null;
+  shared: boolean;
+  spec: Record<string, unknown>;
+}
+
+/** What a build changes on a template ({@link Store.updateTemplate}). */
+export type TemplatePatch = Partial<
+  Pick<
+    TemplateRecord,
+    'state' | 'recipeHash' | 'digest' | 'sizeBytes' | 'failure' | 'log' | 'builtAt' | 'spec' | 'description'
+  >
+>;
 
 /** Who holds control of a session: while set, API tokens may not change it (HUMAN_HAS_CONTROL). */
 export interface SessionControl {
@@ -71,6 +100,8 @@ export interface NewSession {
   network?: SessionNetwork;
   /** Names of the owner's secrets the session is given; default none. */
   secrets?: string[];
+  /** The template it runs; default none (an operator image). */
+  templateId?: string | null;
   instanceId: string;
 }
 
@@ -394,6 +425,131 @@ export class Store {
         .where(and(eq(secrets.ownerId, ownerId), eq(secrets.name, name)))
         .returning({ id: secrets.id });
       return rows.length > 0;
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------ templates
+
+  /**
+   * Stores a new template of `ownerId` (state `building`) if the owner holds fewer than `max`. CONFLICT when the
+   * owner already has a template of that name, INVALID_INPUT at the limit.
+   */
+  createTemplate(template: NewTemplate, max: number): Promise<TemplateRecord> {
+    return guard(() =>
+      this.db.orm.transaction(async (tx) => {
+        await tx.select({ id: users.id }).from(users).where(eq(users.id, template.ownerId)).for('update');
+        const held = await tx.$count(templates, eq(templates.ownerId, template.ownerId));
+        if (held >= max) {
+          throw new StoreError(
+            'INVALID_INPUT',
+            `you already have ${held} templates (the limit is ${max}); delete one with templates.delete first`,
+          );
+        }
+        try {
+          const [row] = await tx
+            .insert(templates)
+            .values({ ...template, state: 'building' })
+            .returning();
+          return row as TemplateRecord;
+        } catch (error) {
+          if (sqlStateOf(error) === '23505') {
+            throw new StoreError(
+              'CONFLICT',
+              `you already have a template named ${template.name}; rebuild it with templates.build, or delete it first`,
+              { cause: driverError(error) },
+            );
+          }
+          throw error;
+        }
+      }),
+    );
+  }
+
+  /** The templates `userId` may use: their own and every shared one, by name (own first on a tie). */
+  listTemplates(userId: string): Promise<TemplateRecord[]> {
+    return guard(async () => {
+      const rows = await this.db.orm
+        .select()
+        .from(templates)
+        .where(or(eq(templates.ownerId, userId), eq(templates.shared, true)))
+        .orderBy(templates.name, templates.createdAt);
+      return rows.sort((a, b) =>
+        a.name === b.name ? Number(b.ownerId === userId) - Number(a.ownerId === userId) : 0,
+      );
+    });
+  }
+
+  /** Every template (reconciliation: which built images are still named). */
+  allTemplates(): Promise<TemplateRecord[]> {
+    return guard(() => this.db.orm.select().from(templates));
+  }
+
+  /** A template by id, whoever owns it; undefined when there is none. */
+  getTemplate(id: string): Promise<TemplateRecord | undefined> {
+    return guard(async () => {
+      const [row] = await this.db.orm.select().from(templates).where(eq(templates.id, id));
+      return row;
+    });
+  }
+
+  /** Applies a build's outcome (or a new spec) to template `id`; the updated record, undefined when it is gone. */
+  updateTemplate(id: string, patch: TemplatePatch): Promise<TemplateRecord | undefined> {
+    return guard(async () => {
+      const [row] = await this.db.orm
+        .update(templates)
+        .set({ ...patch, updatedAt: sql`now()` })
+        .where(eq(templates.id, id))
+        .returning();
+      return row;
+    });
+  }
+
+  /**
+   * Marks template `id` `building` unless a build already runs (`expected` lists the states it may move from);
+   * the record, or undefined when it is not in one of them.
+   */
+  startTemplateBuild(id: string, expected: readonly TemplateState[]): Promise<TemplateRecord | undefined> {
+    return guard(async () => {
+      const [row] = await this.db.orm
+        .update(templates)
+        .set({ state: 'building', failure: null, log: '', updatedAt: sql`now()` })
+        .where(and(eq(templates.id, id), inArray(templates.state, [...expected])))
+        .returning();
+      return row;
+    });
+  }
+
+  /**
+   * Deletes template `id` unless a live session runs it: CONFLICT then, naming how many. True when it was
+   * deleted, false when there was none.
+   */
+  deleteTemplate(id: string): Promise<boolean> {
+    return guard(() =>
+      this.db.orm.transaction(async (tx) => {
+        const [row] = await tx
+          .select({ id: templates.id })
+          .from(templates)
+          .where(eq(templates.id, id))
+          .for('update');
+        if (!row) return false;
+        const using = await tx.$count(sessions, and(eq(sessions.templateId, id), liveIn));
+        if (using > 0) {
+          throw new StoreError(
+            'CONFLICT',
+            `the template is used by ${using} live session${using === 1 ? '' : 's'}; destroy ${using === 1 ? 'it' : 'them'} first (sessions.destroy)`,
+          );
+        }
+        await tx.delete(templates).where(eq(templates.id, id));
+        return true;
+      }),
+    );
+  }
+
+  /** Images live sessions run (so that no cleanup removes one under a session). */
+  imagesInUse(): Promise<string[]> {
+    return guard(async () => {
+      const rows = await this.db.orm.selectDistinct({ image: sessions.image }).from(sessions).where(liveIn);
+      return rows.map((r) => r.image);
     });
   }
 

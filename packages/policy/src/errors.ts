@@ -25,6 +25,7 @@ export const POLICY_ERROR_CODES = Object.freeze([
   'RATE_LIMITED',
   'CSP_INVALID',
   'SECRET_INVALID',
+  'TEMPLATE_INVALID',
 ] as const);
 
 /** The code of a {@link PolicyError}: which rule refused the input. */

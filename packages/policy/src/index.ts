@@ -39,6 +39,7 @@ export type {
   SandboxLimits,
   SandboxResources,
   SessionLimits,
+  TemplateLimits,
   TerminalLimits,
   WebSocketLimits,
 } from './limits.ts';
@@ -177,6 +178,36 @@ export {
   secretGoesTo,
 } from './secrets.ts';
 export { isSameSite, previewSiteProblem, siteOf } from './sites.ts';
+export type {
+  DockerfileStep,
+  ParsedDockerfile,
+  TemplateCreateInput,
+  TemplateDockerfileSpec,
+  TemplateRecipe,
+  TemplateSpec,
+} from './templates.ts';
+export {
+  DEFAULT_TEMPLATE_NAME,
+  debianPackageSchema,
+  MAX_DOCKERFILE_CHARS,
+  MAX_TEMPLATE_FILES,
+  MAX_TEMPLATE_FILES_BYTES,
+  MAX_TEMPLATE_PACKAGES,
+  MAX_TEMPLATE_STEPS,
+  npmPackageSchema,
+  parseDockerfile,
+  pipPackageSchema,
+  TEMPLATE_ID_PREFIX,
+  TEMPLATE_RESERVED_DIRS,
+  templateByRefInput,
+  templateCreateInput,
+  templateDockerfileSchema,
+  templateFilePathSchema,
+  templateIdSchema,
+  templateNameSchema,
+  templateRecipeSchema,
+  templateRefSchema,
+} from './templates.ts';
 export type {
   SessionToken,
   SessionTokenClaims,

@@ -119,6 +119,32 @@ export interface EgressLimits {
   readonly totalTimeoutMs: number;
 }
 
+/**
+ * Template builds (issue 19): who may build, and the bounds of one build. A build runs isolated like a session
+ * (as root only inside a gVisor sandbox), so these bound cost, not trust.
+ */
+export interface TemplateLimits {
+  /** Who may create and build templates: `everyone` (default) or only `admins`. */
+  readonly builders: 'everyone' | 'admins';
+  /** Templates one user may own. 0..100, default 10 (0: nobody but admins' shared ones). */
+  readonly maxPerUser: number;
+  /** Bytes a build may add to or change in its base (its writable layer). 64 MiB..64 GiB, default 4 GiB. */
+  readonly maxBytes: number;
+  /** Time one build may take, end to end. 10 s..2 h, default 20 min. */
+  readonly buildTimeoutMs: number;
+  /** Memory of a build sandbox (no swap). 256 MiB..16 GiB, default 2 GiB. */
+  readonly buildMemoryBytes: number;
+  /** CPU quota of a build sandbox, in cores. 0.25..64, default 1. */
+  readonly buildCpus: number;
+  /** Processes and threads of a build sandbox. 64..8192, default 1024. */
+  readonly buildPids: number;
+  /**
+   * The hosts a build may reach through the egress proxy: the package sources (names or wildcards, optional
+   * `:port`). Default Debian's archive, the npm registry and PyPI. `egress.reachableNets` applies to builds too.
+   */
+  readonly sources: readonly string[];
+}
+
 /** Every tunable security limit of Studio, validated by {@link parsePolicy}. */
 export interface Policy {
   /** Live sessions one user may hold, enforced atomically by the API. 1..5 (SECURITY.md §5), default 5. */
@@ -131,6 +157,7 @@ export interface Policy {
   readonly terminal: TerminalLimits;
   readonly preview: PreviewLimits;
   readonly egress: EgressLimits;
+  readonly templates: TemplateLimits;
 }
 
 const int = (min: number, max: number) => z.int().min(min).max(max);
@@ -233,6 +260,17 @@ const egressShape = z.strictObject({
   totalTimeoutMs: int(SECOND, DAY),
 });
 
+const templatesShape = z.strictObject({
+  builders: z.enum(['everyone', 'admins']),
+  maxPerUser: int(0, 100),
+  maxBytes: int(64 * MiB, 64 * GiB),
+  buildTimeoutMs: int(10 * SECOND, 2 * HOUR),
+  buildMemoryBytes: int(256 * MiB, 16 * GiB),
+  buildCpus: z.number().min(0.25).max(64),
+  buildPids: int(64, 8192),
+  sources: z.array(z.string().min(1).max(300)).max(64),
+});
+
 const policySchema = z
   .strictObject({
     maxLiveSessionsPerUser: int(1, 5),
@@ -244,6 +282,7 @@ const policySchema = z
     terminal: terminalShape,
     preview: previewShape,
     egress: egressShape,
+    templates: templatesShape,
   })
   .superRefine((p, ctx) => {
     if (p.sandbox.swapBytes !== p.sandbox.memoryBytes) {
@@ -282,6 +321,22 @@ const policySchema = z
         });
       }
     }
+    for (const [i, source] of p.templates.sources.entries()) {
+      let host = false;
+      try {
+        host = parseEgressRule(source).kind !== 'cidr';
+      } catch {
+        host = false;
+      }
+      if (!host) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['templates', 'sources', i],
+          message:
+            'must be a host name or wildcard such as deb.debian.org or *.example.com, with an optional :port',
+        });
+      }
+    }
     if (p.session.idleTimeoutMs > p.session.ttlMs) {
       ctx.addIssue({
         code: 'custom',
@@ -301,6 +356,7 @@ const overridesSchema = z.strictObject({
   terminal: terminalShape.partial().optional(),
   preview: previewShape.partial().optional(),
   egress: egressShape.partial().optional(),
+  templates: templatesShape.partial().optional(),
 });
 
 /** Partial overrides accepted by {@link parsePolicy}: any subset of fields, two levels deep. */
@@ -354,6 +410,22 @@ export const defaultPolicy: Policy = deepFreeze({
     idleTimeoutMs: 5 * MINUTE,
     totalTimeoutMs: HOUR,
   },
+  templates: {
+    builders: 'everyone',
+    maxPerUser: 10,
+    maxBytes: 4 * GiB,
+    buildTimeoutMs: 20 * MINUTE,
+    buildMemoryBytes: 2 * GiB,
+    buildCpus: 1,
+    buildPids: 1024,
+    sources: [
+      'deb.debian.org',
+      'security.debian.org',
+      'registry.npmjs.org',
+      'pypi.org',
+      'files.pythonhosted.org',
+    ],
+  },
 });
 
 // A field explicitly set to undefined (an unset env variable) keeps its default rather than erasing it.
@@ -406,6 +478,7 @@ export function parsePolicy(config: unknown): Policy {
     terminal: defined(defaultPolicy.terminal, o.terminal),
     preview: defined(defaultPolicy.preview, o.preview),
     egress: defined(defaultPolicy.egress, o.egress),
+    templates: defined(defaultPolicy.templates, o.templates),
   };
   const full = policySchema.safeParse(merged);
   if (!full.success) refuse(full.error);

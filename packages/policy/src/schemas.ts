@@ -16,6 +16,7 @@ import {
   MAX_SESSION_SECRETS,
   parseSecretHeader,
 } from './secrets.ts';
+import { templateRefSchema } from './templates.ts';
 
 // Conventions for every schema here:
 // - objects are strict: an unknown key is an error, so a client can never smuggle a low-level runtime
@@ -281,7 +282,10 @@ export function createPolicySchemas(policy: Policy) {
 
   const sessionCreateInput = z.strictObject({
     backend: backendSchema.default('auto'),
-    image: imageNameSchema,
+    /** The template to start from, by id or name (issue 19); default the operator's default template. */
+    template: templateRefSchema.optional(),
+    /** An operator image by name (what `template` replaced; kept for clients written before templates). */
+    image: imageNameSchema.optional(),
     resources: z
       .strictObject({
         memoryMb: z
