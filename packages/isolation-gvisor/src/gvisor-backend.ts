@@ -25,13 +25,13 @@ import {
 } from '@studio/isolation';
 import { AGENT_COMMAND, AGENT_DIR, AgentClient, AgentConnections, AgentSandbox } from '@studio/sandbox-agent';
 import { LoopWorkspaces, WORKSPACE_READ_ONLY_FAILURE, type WorkspacePoolOptions } from '@studio/workspaces';
-import { execa } from 'execa';
+import { FIFO_IN, FIFO_OUT, makeFifos } from './agent-fifos.ts';
 import { cpuUsageNanos, limitEvents, memoryUsage, removeCgroups, setCpuQuota } from './cgroups.ts';
 import { mapRunscError } from './map-error.ts';
 import { cpuQuotaOf, labelsOf, type OciSpec, ociSpec } from './oci-spec.ts';
-import { Runsc, type RunscState, runscTooOld } from './runsc.ts';
+import { bundleArg, Runsc, type RunscState, runscTooOld } from './runsc.ts';
 import { mountTable, SandboxRoot, unmountAll } from './sandbox-root.ts';
-import { type OciSeccomp, ociSeccomp, type SeccompProfile } from './seccomp-profile.ts';
+import { type OciSeccomp, readOciSeccomp } from './seccomp-profile.ts';
 
 /** Options for {@link GVisorBackend}. */
 export interface GVisorBackendOptions {
@@ -44,6 +44,11 @@ export interface GVisorBackendOptions {
    * what `infra/image/build.sh --print-rootfs` names).
    */
   images: Record<string, string> | (() => Record<string, string> | Promise<Record<string, string>>);
+  /**
+   * Images made after start (templates, issue 19): asked for an image `images` does not name, it returns that
+   * image's root filesystem directory, or undefined when there is none.
+   */
+  resolveImage?: (image: string) => string | undefined;
   /** Written as the `studio.instance` label; reconciliation only touches sandboxes of this instance. */
   instanceId?: string;
   /** The runsc binary. Default `runsc` (on PATH). */
@@ -317,7 +322,7 @@ export class GVisorBackend implements IsolationBackend {
       await unmountAll(bundle);
       await this.#workspaces.destroy(id);
       await rm(bundle, { recursive: true, force: true });
-      await this.#removeState(id);
+      await this.#runsc.removeState(id);
     });
   }
 
@@ -676,16 +681,7 @@ export class GVisorBackend implements IsolationBackend {
 
   /** The seccomp profile as OCI `linux.seccomp`, read once (again after it failed). */
   #seccompFilter(): Promise<OciSeccomp> {
-    this.#seccomp ??= readFile(this.#o.seccompProfile, 'utf8').then(
-      (text) => ociSeccomp(JSON.parse(text) as SeccompProfile),
-      (error: unknown) => {
-        throw new IsolationError(
-          'UNAVAILABLE',
-          `seccomp profile not found at ${this.#o.seccompProfile}: pass seccompProfile (the API's STUDIO_SECCOMP_PROFILE)`,
-          { cause: error },
-        );
-      },
-    );
+    this.#seccomp ??= readOciSeccomp(this.#o.seccompProfile);
     this.#seccomp.catch(() => {
       this.#seccomp = undefined;
     });
@@ -762,32 +758,17 @@ export class GVisorBackend implements IsolationBackend {
    * passes `--root=<dir>`, the bundle path and (for the sandbox) the container id.
    */
   async #strayProcesses(known: ReadonlySet<string>, only?: string): Promise<number[]> {
-    const rootFlag = `--root=${this.#runsc.root}`;
     const pids: number[] = [];
-    for (const name of await readdir('/proc').catch(() => [] as string[])) {
-      if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-      const argv = (await readFile(`/proc/${name}/cmdline`, 'latin1').catch(() => '')).split('\0');
-      if (!argv.includes(rootFlag) || !/^runsc-(sandbox|gofer)$/.test(argv[0] ?? '')) continue;
-      const bundleArg =
-        argv.find((a) => a.startsWith('--bundle='))?.slice('--bundle='.length) ??
-        argv[argv.indexOf('--bundle') + 1];
+    for (const { pid, argv } of await this.#runsc.hostProcesses()) {
+      const bundle = bundleArg(argv);
       const id =
-        bundleArg?.startsWith(`${this.#sandboxesDir}/`) === true
-          ? bundleArg.slice(this.#sandboxesDir.length + 1).replace(/\/$/, '')
+        bundle?.startsWith(`${this.#sandboxesDir}/`) === true
+          ? bundle.slice(this.#sandboxesDir.length + 1).replace(/\/$/, '')
           : argv.filter(Boolean).at(-1);
       if (id === undefined || !ID_PATTERN.test(id)) continue;
-      if (only !== undefined ? id === only : !known.has(id) && !this.#locks.has(id)) pids.push(Number(name));
+      if (only !== undefined ? id === only : !known.has(id) && !this.#locks.has(id)) pids.push(pid);
     }
     return pids;
-  }
-
-  async #removeState(id: string): Promise<void> {
-    const entries = await readdir(this.#runsc.root).catch(() => [] as string[]);
-    await Promise.all(
-      entries
-        .filter((e) => e.startsWith(`${id}_`) || e === `runsc-${id}.sock`)
-        .map((e) => rm(join(this.#runsc.root, e), { force: true })),
-    );
   }
 
   #mine(labels: Record<string, string>): boolean {
@@ -809,7 +790,7 @@ export class GVisorBackend implements IsolationBackend {
 
   async #rootfsFor(image: string): Promise<string> {
     const images = await this.#imageMap();
-    const rootfs = Object.hasOwn(images, image) ? images[image] : undefined;
+    const rootfs = Object.hasOwn(images, image) ? images[image] : this.#o.resolveImage?.(image);
     if (rootfs === undefined) {
       throw new IsolationError(
         'NOT_FOUND',
@@ -923,10 +904,6 @@ export class GVisorSandbox extends AgentSandbox {
 /** Every mount point of `ociSpec`: a root that has them all needs no overlay. */
 const MOUNT_POINTS = ['proc', 'dev', 'sys', 'tmp', 'workspace', 'opt/studio'];
 
-/** The sandbox's first process's stdin and stdout, in its bundle (see {@link GVisorBackend}'s `#connect`). */
-const FIFO_IN = 'agent.in';
-const FIFO_OUT = 'agent.out';
-
 /** Promise.all that waits for every step before it rejects with the first failure. */
 async function allSettled<T extends readonly unknown[]>(
   steps: T,
@@ -937,23 +914,6 @@ async function allSettled<T extends readonly unknown[]>(
   return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as {
     -readonly [K in keyof T]: Awaited<T[K]>;
   };
-}
-
-async function makeFifos(bundle: string): Promise<void> {
-  const missing = [];
-  for (const name of [FIFO_IN, FIFO_OUT]) {
-    const s = await stat(join(bundle, name)).catch(() => undefined);
-    if (!s?.isFIFO()) {
-      if (s) await rm(join(bundle, name), { force: true });
-      missing.push(join(bundle, name));
-    }
-  }
-  if (missing.length === 0) return;
-  try {
-    await execa('mkfifo', ['-m', '600', ...missing], { stdin: 'ignore', timeout: 30_000 });
-  } catch (error) {
-    throw new IsolationError('INTERNAL', `could not make the agent's FIFOs in ${bundle}`, { cause: error });
-  }
 }
 
 function stateOf(state: RunscState | undefined): SandboxState {

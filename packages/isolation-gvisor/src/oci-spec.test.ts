@@ -2,12 +2,14 @@ import { describe, expect, it } from 'vitest';
 import {
   CPU_QUOTA_ANNOTATION,
   cpuQuotaOf,
+  DOCKER_DEFAULT_CAPS,
   HOST_PIDS_BASE,
   HOST_PIDS_PER_TASK,
   hostPidsLimit,
   LABEL_ANNOTATION_PREFIX,
   labelsOf,
   ociSpec,
+  rootfsBuildSpec,
 } from './oci-spec.ts';
 import type { OciSeccomp } from './seccomp-profile.ts';
 
@@ -146,5 +148,89 @@ describe('ociSpec (SECURITY.md §1)', () => {
       'io.kubernetes.cri.container-type': 'container',
       'dev.gvisor.flag.network': 'host',
     });
+  });
+});
+
+// Issue 19: a template build runs the user's commands as root, so its spec differs from a session's only where a
+// build needs it to; this pins those differences and everything that stays the same.
+describe('rootfsBuildSpec (a template build)', () => {
+  const build = rootfsBuildSpec({
+    rootfs: '/data/builds/build-0000000000000000/rootfs',
+    agentDir: '/opt/agent',
+    command: AGENT,
+    seccomp: SECCOMP,
+    limits: { memoryBytes: 512 * 1024 ** 2, cpus: 1.5, pids: 128, tmpBytes: 32 * 1024 ** 2 },
+    cgroupsPath: '/studio-builds/build-0000000000000000',
+  });
+
+  it("runs the agent as uid 0 with Docker's default capabilities, no new privileges, under the seccomp filter", () => {
+    const p = build.process;
+    expect(p.user).toEqual({ uid: 0, gid: 0, additionalGids: [] });
+    expect(DOCKER_DEFAULT_CAPS).toEqual([
+      'CAP_CHOWN',
+      'CAP_DAC_OVERRIDE',
+      'CAP_FOWNER',
+      'CAP_FSETID',
+      'CAP_KILL',
+      'CAP_SETGID',
+      'CAP_SETUID',
+      'CAP_SETPCAP',
+      'CAP_NET_BIND_SERVICE',
+      'CAP_SYS_CHROOT',
+      'CAP_MKNOD',
+      'CAP_AUDIT_WRITE',
+      'CAP_SETFCAP',
+    ]);
+    expect(p.capabilities.bounding).toEqual(DOCKER_DEFAULT_CAPS);
+    expect(p.capabilities.effective).toEqual(DOCKER_DEFAULT_CAPS);
+    expect(p.capabilities.permitted).toEqual(DOCKER_DEFAULT_CAPS);
+    expect(p.capabilities.inheritable).toEqual([]);
+    expect(p.capabilities.ambient).toEqual([]);
+    expect(p.noNewPrivileges).toBe(true);
+    expect(p.args).toEqual(AGENT);
+    expect(p.env).toContain('HOME=/root');
+    expect(build.linux.seccomp).toEqual(SECCOMP);
+    expect(p.rlimits).toContainEqual({ type: 'RLIMIT_NPROC', hard: 128, soft: 128 });
+    expect(p.rlimits).toContainEqual({ type: 'RLIMIT_CORE', hard: 0, soft: 0 });
+  });
+
+  it('writes to its own root, and mounts only proc, dev, sys, two sized tmpfs and the read-only agent', () => {
+    expect(build.root).toEqual({ path: '/data/builds/build-0000000000000000/rootfs', readonly: false });
+    expect(build.mounts.map((m) => m.destination)).toEqual([
+      '/proc',
+      '/dev',
+      '/sys',
+      '/tmp',
+      '/workspace',
+      '/opt/studio',
+    ]);
+    const by = Object.fromEntries(build.mounts.map((m) => [m.destination, m]));
+    expect(by['/tmp']?.options).toEqual(['nosuid', 'nodev', `size=${32 * 1024 ** 2}`, 'mode=1777']);
+    // Nothing written to /workspace survives: a session mounts its own workspace there.
+    expect(by['/workspace']).toEqual({
+      destination: '/workspace',
+      type: 'tmpfs',
+      source: 'tmpfs',
+      options: ['nosuid', 'nodev', `size=${32 * 1024 ** 2}`, 'mode=755', 'uid=1000', 'gid=1000'],
+    });
+    expect(build.mounts.filter((m) => m.type === 'bind').map((m) => [m.source, m.options])).toEqual([
+      ['/opt/agent', ['rbind', 'ro', 'nosuid', 'nodev']],
+    ]);
+  });
+
+  it('caps memory (swap equal), CPU from the first instant, host pids, in new namespaces only', () => {
+    expect(build.linux.resources.memory).toEqual({ limit: 512 * 1024 ** 2, swap: 512 * 1024 ** 2 });
+    expect(build.linux.resources.cpu).toEqual({ quota: 150_000, period: 100_000 });
+    expect(cpuQuotaOf(build)).toBeUndefined();
+    expect(build.linux.resources.pids.limit).toBe(hostPidsLimit(128));
+    expect(build.linux.namespaces.map((n) => n.type).sort()).toEqual([
+      'ipc',
+      'mount',
+      'network',
+      'pid',
+      'uts',
+    ]);
+    expect(build.linux.namespaces.every((n) => n.path === undefined)).toBe(true);
+    expect(build.linux.cgroupsPath).toBe('/studio-builds/build-0000000000000000');
   });
 });

@@ -93,7 +93,10 @@ export interface OciSpec {
     cgroupsPath: string;
     resources: {
       memory: { limit: number; swap: number };
-      /** Only in specs of an earlier release; see {@link CPU_QUOTA_ANNOTATION}. */
+      /**
+       * Template builds ({@link rootfsBuildSpec}) and specs of an earlier release; sessions carry
+       * {@link CPU_QUOTA_ANNOTATION} instead.
+       */
       cpu?: { quota: number; period: number };
       pids: { limit: number };
     };
@@ -164,32 +167,10 @@ export function ociSpec(o: OciSpecOptions): OciSpec {
     process: sandboxProcess(o.command, r),
     root: { path: o.rootfs, readonly: true },
     hostname: 'sandbox',
-    mounts: [
-      { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755'] },
-      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-      {
-        destination: '/tmp',
-        type: 'tmpfs',
-        source: 'tmpfs',
-        options: ['nosuid', 'nodev', `size=${r.tmpBytes}`, 'mode=1777'],
-      },
-      {
-        destination: '/workspace',
-        type: 'bind',
-        source: o.workspace,
-        options: ['rbind', 'rw', 'nosuid', 'nodev'],
-      },
-      {
-        destination: '/opt/studio',
-        type: 'bind',
-        source: o.agentDir,
-        options: ['rbind', 'ro', 'nosuid', 'nodev'],
-      },
-    ],
+    mounts: [...systemMounts(r.tmpBytes), workspaceMount(o.workspace), agentMount(o.agentDir)],
     annotations,
     linux: {
-      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }],
+      namespaces: sandboxNamespaces(),
       cgroupsPath: o.cgroupsPath,
       resources: {
         memory: { limit: r.memoryBytes, swap: r.memoryBytes },
@@ -209,4 +190,142 @@ export function labelsOf(annotations: Record<string, string> | undefined): Recor
     }
   }
   return labels;
+}
+
+/**
+ * /proc, /dev and /sys (read-only) from gVisor's own kernel, and a private /tmp of `tmpBytes` (gVisor's tmpfs
+ * honours `size` and `mode`), in the order runsc mounts them.
+ */
+function systemMounts(tmpBytes: number): OciMount[] {
+  return [
+    { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755'] },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    {
+      destination: '/tmp',
+      type: 'tmpfs',
+      source: 'tmpfs',
+      options: ['nosuid', 'nodev', `size=${tmpBytes}`, 'mode=1777'],
+    },
+  ];
+}
+
+function workspaceMount(source: string): OciMount {
+  return { destination: '/workspace', type: 'bind', source, options: ['rbind', 'rw', 'nosuid', 'nodev'] };
+}
+
+/** The agent, read-only at /opt/studio (`AGENT_COMMAND`). */
+function agentMount(agentDir: string): OciMount {
+  return {
+    destination: '/opt/studio',
+    type: 'bind',
+    source: agentDir,
+    options: ['rbind', 'ro', 'nosuid', 'nodev'],
+  };
+}
+
+/** New pid, ipc, uts, mount and network namespaces (runsc runs with --network=none: loopback only). */
+function sandboxNamespaces(): OciSpec['linux']['namespaces'] {
+  return [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }];
+}
+
+/**
+ * The capabilities Docker grants a default container, which a template build's root gets (issue 19): enough for
+ * apt, dpkg, chown and useradd, and none of the ones that reach a kernel (SYS_ADMIN, NET_ADMIN, SYS_PTRACE,
+ * SYS_MODULE, ...). Under gVisor they are capabilities in the Sentry's kernel, never the host's.
+ */
+export const DOCKER_DEFAULT_CAPS: readonly string[] = Object.freeze([
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FOWNER',
+  'CAP_FSETID',
+  'CAP_KILL',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SYS_CHROOT',
+  'CAP_MKNOD',
+  'CAP_AUDIT_WRITE',
+  'CAP_SETFCAP',
+]);
+
+/** Environment of a template build's first process (the agent, as root); steps add theirs per exec. */
+export const BUILD_ENV: readonly string[] = Object.freeze([
+  'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  'HOME=/root',
+  'STUDIO_WORKSPACE=/workspace',
+  'LANG=C.UTF-8',
+]);
+
+/** Open files per process in a build (npm and apt open many at once; memory bounds the whole sandbox anyway). */
+const BUILD_NOFILE = 65_536;
+
+/** Inputs of {@link rootfsBuildSpec}. */
+export interface RootfsBuildSpecOptions {
+  /** The build's writable root: an overlay over the base, its upper layer on a loop-mounted image. */
+  rootfs: string;
+  /** Host directory with the agent, mounted read-only at /opt/studio. */
+  agentDir: string;
+  /** The first process: the agent. */
+  command: readonly string[];
+  seccomp: OciSeccomp;
+  limits: { memoryBytes: number; cpus: number; pids: number; tmpBytes: number };
+  cgroupsPath: string;
+  annotations?: Record<string, string>;
+}
+
+/**
+ * The OCI bundle config of a template build (issue 19): what a session gets, except that the build's user
+ * commands run as root. The agent is PID 1 as uid 0 with {@link DOCKER_DEFAULT_CAPS} (capabilities of gVisor's
+ * kernel: a build's root is the Sentry's root, not the host's), no new privileges (a setuid file the build makes
+ * grants nothing even during the build), the session's seccomp profile read for those capabilities, a
+ * writable root (the overlay whose upper layer becomes the template), a private /tmp and an empty /workspace
+ * (both tmpfs of `tmpBytes`, discarded: a session mounts its own workspace there), memory with no swap on top,
+ * a CPU quota applied by runsc from the first instant (a build is not on a latency path), RLIMIT_NPROC at
+ * `pids` (gVisor enforces it for root too; measured) and the host pids backstop of {@link hostPidsLimit}.
+ */
+export function rootfsBuildSpec(o: RootfsBuildSpecOptions): OciSpec {
+  const l = o.limits;
+  const caps = [...DOCKER_DEFAULT_CAPS];
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0, additionalGids: [] },
+      args: [...o.command],
+      env: [...BUILD_ENV],
+      cwd: '/',
+      capabilities: { bounding: caps, effective: caps, inheritable: [], permitted: [...caps], ambient: [] },
+      noNewPrivileges: true,
+      rlimits: [
+        { type: 'RLIMIT_NOFILE', hard: BUILD_NOFILE, soft: BUILD_NOFILE },
+        { type: 'RLIMIT_CORE', hard: 0, soft: 0 },
+        { type: 'RLIMIT_NPROC', hard: l.pids, soft: l.pids },
+      ],
+    },
+    root: { path: o.rootfs, readonly: false },
+    hostname: 'sandbox',
+    mounts: [
+      ...systemMounts(l.tmpBytes),
+      {
+        destination: '/workspace',
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'nodev', `size=${l.tmpBytes}`, 'mode=755', 'uid=1000', 'gid=1000'],
+      },
+      agentMount(o.agentDir),
+    ],
+    annotations: { ...(o.annotations ?? {}) },
+    linux: {
+      namespaces: sandboxNamespaces(),
+      cgroupsPath: o.cgroupsPath,
+      resources: {
+        memory: { limit: l.memoryBytes, swap: l.memoryBytes },
+        cpu: { quota: Math.max(1000, Math.round(l.cpus * CPU_PERIOD_US)), period: CPU_PERIOD_US },
+        pids: { limit: hostPidsLimit(l.pids) },
+      },
+      seccomp: o.seccomp,
+    },
+  };
 }

@@ -1,4 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { mapRunscError, RunscFailure } from './map-error.ts';
 
@@ -186,4 +188,40 @@ export class Runsc {
       throw mapRunscError(new RunscFailure(exit.stderr.trim(), exit.code), `sandbox ${id}`);
     }
   }
+
+  /**
+   * The host processes of this runsc root's sandboxes (`runsc-sandbox` and `runsc-gofer`, found by the
+   * `--root=<dir>` runsc passes them), with their command lines: what a container runsc no longer knows can
+   * leave running (`runsc create` over an existing id drops the old state but not its processes).
+   */
+  async hostProcesses(): Promise<Array<{ pid: number; argv: string[] }>> {
+    const rootFlag = `--root=${this.#o.root}`;
+    const found: Array<{ pid: number; argv: string[] }> = [];
+    for (const name of await readdir('/proc').catch(() => [] as string[])) {
+      if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+      const argv = (await readFile(`/proc/${name}/cmdline`, 'latin1').catch(() => '')).split('\0');
+      if (!argv.includes(rootFlag) || !/^runsc-(sandbox|gofer)$/.test(argv[0] ?? '')) continue;
+      found.push({ pid: Number(name), argv });
+    }
+    return found;
+  }
+
+  /** Removes runsc's state files of a container it no longer lists (`<id>_*`, `runsc-<id>.sock`). */
+  async removeState(id: string): Promise<void> {
+    const entries = await readdir(this.#o.root).catch(() => [] as string[]);
+    await Promise.all(
+      entries
+        .filter((e) => e.startsWith(`${id}_`) || e === `runsc-${id}.sock`)
+        .map((e) => rm(join(this.#o.root, e), { force: true })),
+    );
+  }
+}
+
+/** The bundle directory a runsc-sandbox or runsc-gofer command line names (`--bundle=<dir>` or `--bundle <dir>`). */
+export function bundleArg(argv: readonly string[]): string | undefined {
+  const i = argv.indexOf('--bundle');
+  return (
+    argv.find((a) => a.startsWith('--bundle='))?.slice('--bundle='.length) ??
+    (i >= 0 ? argv[i + 1] : undefined)
+  );
 }

@@ -3,17 +3,37 @@ import { join } from 'node:path';
 import { IsolationError } from '@studio/isolation';
 import { execa } from 'execa';
 
+/** Options of {@link SandboxRoot}. */
+export interface SandboxRootOptions {
+  /**
+   * Where the overlay's `upper` and `work` directories go. Default the bundle directory. A template build
+   * (issue 19) puts them on its loop-mounted image, so what the build writes is bounded by the image's size.
+   */
+  layersDir?: string;
+  /** Extra mount options of the overlay (`nosuid`, `nodev`: a build's root can hold setuid files). */
+  mountOptions?: readonly string[];
+}
+
 /**
  * A sandbox's private root: an overlay over the image's rootfs, with an upper
  * directory of its own. runsc's gofer creates missing mount points in the root it is given, as root, on
  * the host; with the overlay they land in this sandbox's upper directory instead of the shared image.
- * The sandbox sees the root read-only.
+ * A session sees the root read-only; a template build writes to it.
  */
 export class SandboxRoot {
   readonly dir: string;
+  readonly #layers: string;
+  readonly #options: readonly string[];
 
-  constructor(bundleDir: string) {
+  constructor(bundleDir: string, options: SandboxRootOptions = {}) {
     this.dir = bundleDir;
+    this.#layers = options.layersDir ?? bundleDir;
+    this.#options = options.mountOptions ?? [];
+  }
+
+  /** The overlay's upper directory: everything written to the root, as overlayfs records it. */
+  get upperDir(): string {
+    return join(this.#layers, 'upper');
   }
 
   get mountPoint(): string {
@@ -23,12 +43,12 @@ export class SandboxRoot {
   async mount(rootfs: string): Promise<string> {
     const target = this.mountPoint;
     if (await isMounted(target)) return target;
-    for (const p of [rootfs, this.dir]) {
+    for (const p of [rootfs, this.dir, this.#layers]) {
       if (/[,:\\\s]/.test(p))
         throw new IsolationError('INVALID_INPUT', `path ${p} cannot be used in an overlay mount`);
     }
-    const upper = join(this.dir, 'upper');
-    const work = join(this.dir, 'work');
+    const upper = this.upperDir;
+    const work = join(this.#layers, 'work');
     await Promise.all([
       mkdir(target, { recursive: true }),
       mkdir(upper, { recursive: true }),
@@ -37,7 +57,14 @@ export class SandboxRoot {
     try {
       await execa(
         'mount',
-        ['-t', 'overlay', 'overlay', '-o', `lowerdir=${rootfs},upperdir=${upper},workdir=${work}`, target],
+        [
+          '-t',
+          'overlay',
+          'overlay',
+          '-o',
+          [`lowerdir=${rootfs}`, `upperdir=${upper}`, `workdir=${work}`, ...this.#options].join(','),
+          target,
+        ],
         {
           stdin: 'ignore',
           timeout: 30_000,

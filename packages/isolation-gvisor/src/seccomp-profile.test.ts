@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isIsolationError } from '@studio/isolation';
 import { describe, expect, it } from 'vitest';
+import { DOCKER_DEFAULT_CAPS } from './oci-spec.ts';
 import { ociSeccomp, type SeccompProfile } from './seccomp-profile.ts';
 
 const studio = JSON.parse(
@@ -52,6 +53,27 @@ describe("ociSeccomp (the Docker backend's profile as runsc's OCI seccomp)", () 
     expect(clone[0]?.args).toEqual([{ index: 0, value: 2114060288, op: 'SCMP_CMP_MASKED_EQ' }]);
     expect(allowed(filter, 'socket')[0]?.args).toEqual([{ index: 0, value: 40, op: 'SCMP_CMP_NE' }]);
     expect(allowed(filter, 'personality').map((r) => r.args?.[0]?.value)).toEqual([0, 4294967295]);
+  });
+
+  it("reads the profile for a template build's capabilities as Docker does: chroot, and nothing that reaches a kernel", () => {
+    const build = ociSeccomp(studio, { caps: DOCKER_DEFAULT_CAPS });
+    const added = build.syscalls.filter(
+      (r) => !filter.syscalls.some((s) => JSON.stringify(s) === JSON.stringify(r)),
+    );
+    expect(added).toEqual([{ names: ['chroot'], action: 'SCMP_ACT_ALLOW' }]);
+    for (const name of [
+      'mount',
+      'umount2',
+      'unshare',
+      'setns',
+      'ptrace',
+      'bpf',
+      'keyctl',
+      'init_module',
+      'reboot',
+    ]) {
+      expect(allowed(build, name), name).toEqual([]);
+    }
   });
 
   it('answers clone3 with ENOSYS (SCMP_ACT_TRACE: runsc ignores errnoRet) so glibc falls back to clone', () => {

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { IsolationError } from '@studio/isolation';
 
 /** One condition on a syscall argument, as Docker's (and OCI's) seccomp profiles write it. */
@@ -33,8 +34,6 @@ export interface OciSeccomp {
 }
 
 const ARCH = 'amd64';
-/** Studio sandboxes hold no capability, so rules granted by one never apply. */
-const CAPS: readonly string[] = [];
 const EPERM = 1;
 const ENOSYS = 38;
 const ACTIONS = new Set([
@@ -47,10 +46,21 @@ const ACTIONS = new Set([
   'SCMP_ACT_LOG',
 ]);
 
+/** Options of {@link ociSeccomp}. */
+export interface OciSeccompOptions {
+  /**
+   * The capabilities the sandbox's process holds, which enable the profile's rules that `includes` them, as
+   * Docker reads a profile for a container's capabilities. Default none: a session holds none, so a rule granted
+   * by a capability never applies. A template build's root passes `DOCKER_DEFAULT_CAPS` (issue 19), which adds
+   * `chroot` (CAP_SYS_CHROOT) and nothing else with Studio's profile.
+   */
+  caps?: readonly string[];
+}
+
 /**
  * The Docker backend's seccomp profile as the OCI `linux.seccomp` runsc installs in the sandbox's first
  * process (every process descends from it, so every one runs filtered, `Seccomp: 2`): the rules that apply
- * to an amd64 process without capabilities, in Docker's own reading of `includes`/`excludes`.
+ * to an amd64 process with the given capabilities (default none), in Docker's own reading of `includes`/`excludes`.
  *
  * runsc 20240729 ignores `errnoRet` (its OCI spec types predate the field): every `SCMP_ACT_ERRNO` answers
  * EPERM. That keeps every denial a denial, except one: Docker answers `clone3` with ENOSYS so glibc falls
@@ -59,14 +69,15 @@ const ACTIONS = new Set([
  * and none can be: `ptrace` is not in the profile, so nothing in the sandbox can trace. A profile that
  * allows `ptrace` is refused rather than silently opening that door. Other errno values become EPERM.
  */
-export function ociSeccomp(profile: SeccompProfile): OciSeccomp {
+export function ociSeccomp(profile: SeccompProfile, options: OciSeccompOptions = {}): OciSeccomp {
+  const caps = options.caps ?? [];
   for (const action of [profile.defaultAction, ...profile.syscalls.map((r) => r.action)]) {
     if (!ACTIONS.has(action)) {
       throw new IsolationError('INVALID_INPUT', `seccomp profile: unsupported action ${action}`);
     }
   }
   const syscalls: OciSeccomp['syscalls'] = [];
-  for (const rule of profile.syscalls.filter(applies)) {
+  for (const rule of profile.syscalls.filter((r) => applies(r, caps))) {
     const action = ociAction(rule.action, rule.errnoRet ?? profile.defaultErrnoRet);
     syscalls.push({ names: [...rule.names], action, ...(rule.args?.length ? { args: rule.args } : {}) });
   }
@@ -89,14 +100,32 @@ function ociAction(action: string, errnoRet: number | null | undefined): string 
   return (errnoRet ?? EPERM) === ENOSYS ? 'SCMP_ACT_TRACE' : 'SCMP_ACT_ERRNO';
 }
 
-/** Whether a Docker profile rule applies to an amd64 process without capabilities (Docker's own logic). */
-function applies(rule: SeccompRule): boolean {
+/** Whether a Docker profile rule applies to an amd64 process with `caps` (Docker's own logic). */
+function applies(rule: SeccompRule, caps: readonly string[]): boolean {
   const inc = rule.includes ?? {};
   const exc = rule.excludes ?? {};
   if (inc.arches?.length && !inc.arches.includes(ARCH)) return false;
-  if (inc.caps?.length && !inc.caps.every((c) => CAPS.includes(c))) return false;
+  if (inc.caps?.length && !inc.caps.every((c) => caps.includes(c))) return false;
   if (exc.arches?.length && exc.arches.includes(ARCH)) return false;
-  if (exc.caps?.length && exc.caps.some((c) => CAPS.includes(c))) return false;
+  if (exc.caps?.length && exc.caps.some((c) => caps.includes(c))) return false;
   // minKernel guards host-kernel seccomp bugs (the pre-4.8 ptrace bypass); gVisor's kernel has none of them.
   return true;
+}
+
+/**
+ * Reads a Docker-format profile file and converts it with {@link ociSeccomp}. `UNAVAILABLE`, naming the option to
+ * pass, when the file cannot be read; `INVALID_INPUT` when it is not a profile runsc can express.
+ */
+export async function readOciSeccomp(path: string, options: OciSeccompOptions = {}): Promise<OciSeccomp> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new IsolationError(
+      'UNAVAILABLE',
+      `seccomp profile not found at ${path}: pass seccompProfile (the API's STUDIO_SECCOMP_PROFILE)`,
+      { cause: error },
+    );
+  }
+  return ociSeccomp(JSON.parse(text) as SeccompProfile, options);
 }
