@@ -1,5 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import {
   type BackendCapabilities,
   type IsolationBackend,
@@ -265,6 +266,102 @@ export class DockerBackend implements IsolationBackend {
   /** @internal */
   container(id: string): Docker.Container {
     return this.#docker.getContainer(`${NAME_PREFIX}${id}`);
+  }
+
+  /**
+   * Imports a root filesystem tar (a template's build, issue 19) as image `ref`, with the configuration every
+   * Studio image has (PATH, HOME, user 1000:1000, /workspace) and `labels`. Not part of the isolation contract:
+   * the API calls it on the Docker backend only. Idempotent: an existing `ref` is replaced.
+   */
+  async importImage(tarPath: string, ref: string, labels: Record<string, string>): Promise<void> {
+    const [repo, tag] = ref.split(':') as [string, string | undefined];
+    const changes = [
+      'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      'ENV HOME=/home/studio',
+      'USER 1000:1000',
+      'WORKDIR /workspace',
+      `LABEL ${Object.entries(labels)
+        .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+        .join(' ')}`,
+    ];
+    try {
+      const stream = (await this.#docker.importImage(tarPath, {
+        repo,
+        tag: tag ?? 'latest',
+        changes,
+        message: `Claude Studio template ${ref}`,
+      } as never)) as unknown as NodeJS.ReadableStream;
+      // The daemon reports progress and failures as JSON lines; the import is done when the stream ends.
+      const output = await new Promise<string>((resolve, reject) => {
+        let text = '';
+        stream.on('data', (chunk: Buffer) => {
+          text += chunk.toString('utf8');
+        });
+        stream.on('end', () => resolve(text));
+        stream.on('error', reject);
+      });
+      const failure = /"error"\s*:\s*"([^"]*)"/.exec(output);
+      if (failure) throw new Error(failure[1]);
+    } catch (error) {
+      throw mapDockerError(error, `importing image ${ref}`);
+    }
+  }
+
+  /**
+   * The id of image `ref` on the daemon, or undefined when there is none (templates built `FROM` a host image key
+   * their copy of its root filesystem by it).
+   */
+  async imageId(ref: string): Promise<string | undefined> {
+    try {
+      return (await this.#docker.getImage(ref).inspect()).Id;
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode === 404) return undefined;
+      throw mapDockerError(error, `image ${ref}`);
+    }
+  }
+
+  /**
+   * Writes the root filesystem of image `ref` to `tarPath` (a container made from it and never started, exported,
+   * removed). For templates built `FROM` an image already on the host.
+   */
+  async exportImage(ref: string, tarPath: string): Promise<void> {
+    let container: Docker.Container | undefined;
+    try {
+      container = await this.#docker.createContainer({
+        Image: ref,
+        Cmd: ['/nonexistent'],
+        NetworkDisabled: true,
+        Labels: { 'studio.export': '1' },
+      });
+      const stream = (await container.export()) as unknown as NodeJS.ReadableStream;
+      await pipeline(stream, createWriteStream(tarPath, { mode: 0o600 }));
+    } catch (error) {
+      throw mapDockerError(error, `exporting image ${ref}`);
+    } finally {
+      await container?.remove({ force: true }).catch(() => undefined);
+    }
+  }
+
+  /** Whether image `ref` exists on the daemon. */
+  async hasImage(ref: string): Promise<boolean> {
+    try {
+      await this.#docker.getImage(ref).inspect();
+      return true;
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode === 404) return false;
+      throw mapDockerError(error, `image ${ref}`);
+    }
+  }
+
+  /** Removes image `ref`; false when there was none. Refused (CONFLICT-like error) while a container uses it. */
+  async removeImage(ref: string): Promise<boolean> {
+    try {
+      await this.#docker.getImage(ref).remove();
+      return true;
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode === 404) return false;
+      throw mapDockerError(error, `removing image ${ref}`);
+    }
   }
 
   /** @internal */
