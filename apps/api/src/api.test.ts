@@ -332,7 +332,7 @@ describe('API (fake backend)', () => {
 
     it('refuses images off the allow list and resources above the policy', async () => {
       expect(await codeOf(alice.sessions.create.mutate({ image: 'ubuntu:latest' }))).toBe(
-        'IMAGE_NOT_ALLOWED',
+        'TEMPLATE_NOT_FOUND',
       );
       expect(await codeOf(alice.sessions.create.mutate({ image: 'localhost:5000/x' }))).toBe('INPUT_INVALID');
       expect(

@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import { type Db, openDb, Store } from '@studio/db';
 import type { IsolationBackend } from '@studio/isolation';
 import { DockerBackend } from '@studio/isolation-docker';
-import { GVisorBackend } from '@studio/isolation-gvisor';
+import { GVisorBackend, RootfsBuilder } from '@studio/isolation-gvisor';
 import { createPolicySchemas, parseSecretHeader, type RateLimiter } from '@studio/policy';
+import { AGENT_DIR } from '@studio/sandbox-agent';
 import { Auth, ensureAdmin, loadJwtKey } from './auth/auth.ts';
 import type { AppDeps } from './core/context.ts';
 import { Drain } from './core/drain.ts';
@@ -22,6 +23,7 @@ import { FileWatches } from './realtime/file-watches.ts';
 import { loadSecretsKey, SecretVault } from './secrets/secret-vault.ts';
 import { defaultResources, SessionManager } from './sessions/session-manager.ts';
 import { WarmPool } from './sessions/warm-pool.ts';
+import { TemplateManager, templateRootfs } from './templates/template-manager.ts';
 
 /** Options for {@link createApp}. Everything but `env` can be injected (tests pass backends and a database). */
 export interface CreateAppOptions {
@@ -108,12 +110,17 @@ export function backendsFromEnv(env: ResolvedEnv): IsolationBackend[] {
             const rootfs = resolveSandboxRootfs(env);
             return Object.fromEntries(env.images.map((i) => [i, rootfs]));
           },
+          // Templates built since (issue 19), from where the template manager keeps them.
+          resolveImage: (image) => templateRootfs(templatesDir(env), image),
         }),
       );
     }
   }
   return backends;
 }
+
+/** Where templates' builds are kept (`<dataDir>/templates`). */
+export const templatesDir = (env: Pick<Env, 'dataDir'>) => join(env.dataDir, 'templates');
 
 /**
  * runsc's state folder (`--root`): it holds the sandboxes' control sockets, so it lives in the short runtime dir
@@ -288,7 +295,50 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
         value: vault.open(ownerId, s.name, s.sealed),
       })),
   };
+  const dockerBackend = backends.find((b): b is DockerBackend => b instanceof DockerBackend);
+  const buildEgress = new EgressProxy({
+    limits: env.policy.egress,
+    ...egressOptions,
+    onEvent: (e) => {
+      templates.noteEgress(e);
+      store
+        .audit({
+          action: 'egress.connection',
+          outcome: e.allowed ? 'success' : 'denied',
+          actorId: null,
+          target: e.sessionId,
+          details: { actor: 'template-build', via: e.via, host: e.host, port: e.port, bytesIn: e.bytesIn },
+        })
+        .catch((error: unknown) => logger.warn('egress audit record failed', { error }));
+    },
+    logger,
+  });
+  const runsAsRoot = process.getuid?.() === 0;
+  const templates: TemplateManager = new TemplateManager({
+    store,
+    policy: env.policy,
+    dir: templatesDir(env),
+    ...(runsAsRoot
+      ? {
+          builder: new RootfsBuilder({
+            dataDir: join(env.dataDir, 'builder'),
+            agentDir: AGENT_DIR,
+            seccompProfile: env.seccompProfile,
+          }),
+        }
+      : { builderMissing: 'template builds run in gVisor, which needs Studio to run as root' }),
+    ...(dockerBackend ? { docker: dockerBackend } : {}),
+    operatorImages: env.images,
+    operatorRootfs: () => resolveSandboxRootfs(env),
+    egress: buildEgress,
+    trustPem: extraCa,
+    logger,
+  });
+  await templates
+    .reconcile()
+    .catch((error: unknown) => logger.warn('template reconciliation failed', { error }));
   const sessions = new SessionManager({
+    templates,
     egress: new EgressGateway({
       proxy: egressProxy,
       logger,
@@ -327,6 +377,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     trustProxy: env.trustProxy,
     drain: new Drain(),
     vault,
+    templates,
   };
   return {
     deps,
@@ -336,7 +387,9 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
       : null,
     async close() {
       deps.fileWatches.close();
+      await templates.close();
       egressProxy.close();
+      buildEgress.close();
       await sessions.close();
       await releaseLease();
       await store.close();

@@ -11,6 +11,7 @@ import { secretsRouter } from './secrets/secrets-router.ts';
 import { backendsRouter } from './sessions/backends-router.ts';
 import { sessionsRouter } from './sessions/sessions-router.ts';
 import { systemRouter } from './system/system-router.ts';
+import { templatesRouter } from './templates/templates-router.ts';
 
 /**
  * Every procedure of the API, by domain. Procedure names are the public contract. `schemas` are the policy's
@@ -27,6 +28,7 @@ export const createAppRouter = (schemas: PolicySchemas) =>
     exec: execRouter(schemas),
     events: eventsRouter,
     secrets: secretsRouter,
+    templates: templatesRouter,
     previews: previewsRouter,
     system: systemRouter,
   });

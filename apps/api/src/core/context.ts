@@ -9,6 +9,7 @@ import type { EventBus } from '../realtime/event-bus.ts';
 import type { FileWatches } from '../realtime/file-watches.ts';
 import type { SecretVault } from '../secrets/secret-vault.ts';
 import type { AuditContext, SessionManager } from '../sessions/session-manager.ts';
+import type { TemplateManager } from '../templates/template-manager.ts';
 import type { Drain } from './drain.ts';
 import type { Logger } from './logger.ts';
 
@@ -36,6 +37,8 @@ export interface AppDeps {
   drain: Drain;
   /** Seals secret values under the operator's key (secrets router). */
   vault: SecretVault;
+  /** Templates: users' images, their builds and what sessions run (issue 19). */
+  templates: TemplateManager;
 }
 
 /** Per-request facts the HTTP layer computes before tRPC runs. */

@@ -20,7 +20,9 @@ export const APP_ERROR_CODES = [
   'IDEMPOTENCY_KEY_REUSED',
   'HUMAN_HAS_CONTROL',
   'EGRESS_DENIED',
-  'IMAGE_NOT_ALLOWED',
+  'TEMPLATE_NOT_FOUND',
+  'TEMPLATE_NOT_READY',
+  'TEMPLATE_START_FAILED',
   'BACKEND_UNAVAILABLE',
   'FILE_TOO_LARGE',
   'FILE_NOT_TEXT',
@@ -88,7 +90,12 @@ const APP_TO_TRPC: Record<AppErrorCode, TRPC_ERROR_CODE_KEY> = {
   HUMAN_HAS_CONTROL: 'CONFLICT',
   // The session's network settings (or the operator's policy) do not let it reach that host; the message says how.
   EGRESS_DENIED: 'FORBIDDEN',
-  IMAGE_NOT_ALLOWED: 'BAD_REQUEST',
+  // A session named a template (or image) the caller cannot use: none by that name, or another user's.
+  TEMPLATE_NOT_FOUND: 'NOT_FOUND',
+  // The template has no good build yet (building, or its build failed): the message says which and what to do.
+  TEMPLATE_NOT_READY: 'PRECONDITION_FAILED',
+  // The template's start command or ready check failed when the session started: the session is not usable.
+  TEMPLATE_START_FAILED: 'PRECONDITION_FAILED',
   BACKEND_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
   FILE_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
   FILE_NOT_TEXT: 'UNPROCESSABLE_CONTENT',
@@ -122,6 +129,7 @@ const POLICY_TO_TRPC: Record<PolicyErrorCode, TRPC_ERROR_CODE_KEY> = {
   POLICY_INVALID: 'INTERNAL_SERVER_ERROR',
   CSP_INVALID: 'INTERNAL_SERVER_ERROR',
   SECRET_INVALID: 'BAD_REQUEST',
+  TEMPLATE_INVALID: 'BAD_REQUEST',
   RATE_LIMITED: 'TOO_MANY_REQUESTS',
 };
 

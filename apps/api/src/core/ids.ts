@@ -8,7 +8,7 @@ const block = Buffer.alloc(ID_BYTES * 256);
 let offset = block.length;
 
 /** A random id: `prefix` + 22 URL-safe characters (128 bits). Session ids use `ses_`, as the policy requires. */
-export function newId(prefix: 'ses_' | 'usr_' | 'tok_' | 'req_' | 'exe_' | 'wat_' | 'sec_'): string {
+export function newId(prefix: 'ses_' | 'usr_' | 'tok_' | 'req_' | 'exe_' | 'wat_' | 'sec_' | 'tpl_'): string {
   if (offset === block.length) {
     randomFillSync(block);
     offset = 0;

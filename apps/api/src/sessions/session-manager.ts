@@ -29,6 +29,9 @@ import { AppError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import type { Logger } from '../core/logger.ts';
 import type { EgressGateway } from '../egress/egress-gateway.ts';
+import type { TemplateRuntime } from '../templates/recipe.ts';
+import type { SessionTemplate } from '../templates/template-manager.ts';
+import { startTemplate, withTemplateRuntime } from '../templates/template-runtime.ts';
 import { POOL_LABEL, POOL_VALUE, type WarmPool } from './warm-pool.ts';
 
 const MiB = 1024 * 1024;
@@ -119,6 +122,17 @@ export interface SessionManagerOptions {
   onFailed?: (sessionId: string, reason: string) => void;
   /** Puts every sandbox handle behind the egress proxy (issue 18); none: programs get no proxy endpoint. */
   egress?: EgressGateway;
+  /** Templates (issue 19): what a session's `template` names; none: only the operator's `images`. */
+  templates?: SessionTemplates;
+}
+
+/** What sessions need of templates: a create's template resolved, and a session's runtime settings. */
+export interface SessionTemplates {
+  forSession(
+    userId: string,
+    input: { template?: string | undefined; image?: string | undefined },
+  ): Promise<SessionTemplate>;
+  runtimeOf(templateId: string | null): Promise<TemplateRuntime | undefined>;
 }
 
 /**
@@ -256,12 +270,7 @@ export class SessionManager {
    * leaves the session `failed` with the reason; the error reaches the caller.
    */
   async create(ownerId: string, input: SessionCreateInput, audit: AuditContext): Promise<SessionRecord> {
-    if (!this.#o.images.includes(input.image)) {
-      throw new AppError(
-        'IMAGE_NOT_ALLOWED',
-        `image ${input.image} is not offered here; use one of: ${this.#o.images.join(', ')}`,
-      );
-    }
+    const chosen = await this.#template(ownerId, input);
     const verdict = this.#createLimiter.take(ownerId);
     if (!verdict.allowed) throw rateLimitedError(verdict, 'session creations');
     const network = input.network ?? NO_NETWORK;
@@ -285,7 +294,8 @@ export class SessionManager {
           id: newId('ses_'),
           ownerId,
           backend: backend.name,
-          image: input.image,
+          image: chosen.image,
+          templateId: chosen.templateId,
           resources,
           network: { mode: network.mode, allow: [...network.allow] },
           secrets: [...secrets],
@@ -304,16 +314,35 @@ export class SessionManager {
         }
         throw error;
       });
-    const settled = this.#createSandbox(record, backend, input.image, resources, ownerId, audit);
+    const settled = this.#createSandbox(record, backend, chosen, resources, ownerId, audit);
     this.#creates.set(
       record.id,
       settled.catch(() => undefined),
     );
+    let running: SessionRecord;
     try {
-      return await settled;
+      running = await settled;
     } finally {
       this.#creates.delete(record.id);
     }
+    const handle = this.#handles.get(record.id);
+    if (handle && chosen.runtime) {
+      try {
+        await startTemplate(handle, chosen.runtime);
+      } catch (error) {
+        // A session whose start command or ready check failed is of no use: it goes, and the caller learns why.
+        // (After the create settled: destroy waits for a create in flight.)
+        this.#o.logger.info('template start failed; the session is destroyed', {
+          sessionId: record.id,
+          error: String(error),
+        });
+        await this.destroy(ownerId, record.id, audit).catch((e: unknown) =>
+          this.#o.logger.warn('destroying a session whose template did not start failed', { error: e }),
+        );
+        throw error;
+      }
+    }
+    return running;
   }
 
   /**
@@ -324,11 +353,12 @@ export class SessionManager {
   async #createSandbox(
     record: SessionRecord,
     backend: IsolationBackend,
-    image: string,
+    chosen: SessionTemplate,
     resources: SessionResources,
     ownerId: string,
     audit: AuditContext,
   ): Promise<SessionRecord> {
+    const image = chosen.image;
     // A warm sandbox (reset, default resources) when the pool has one; otherwise a cold create.
     const pooled = await this.#o.pool?.claim(backend.name, image, resources).catch(() => undefined);
     const sandboxId = pooled?.id ?? newSandboxId();
@@ -372,7 +402,8 @@ export class SessionManager {
       await this.#removeSandbox(backend, sandbox.id).catch(() => undefined);
       throw new AppError('INVALID_STATE', `session ${record.id} was destroyed while it was being created`);
     }
-    this.#handles.set(record.id, this.#behindEgress(sandbox, running));
+    const handle = withTemplateRuntime(this.#behindEgress(sandbox, running), chosen.runtime);
+    this.#handles.set(record.id, handle);
     if (pooled) this.#pooled.add(record.id);
     await this.#audit({
       ...audit,
@@ -461,7 +492,11 @@ export class SessionManager {
     const cached = this.#handles.get(record.id);
     if (cached) return cached;
     if (!record.sandboxId) throw new AppError('INVALID_STATE', `session ${record.id} has no sandbox yet`);
-    const sandbox = this.#behindEgress(await this.#backendOf(record).get(record.sandboxId), record);
+    const runtime = await this.#o.templates?.runtimeOf(record.templateId ?? null);
+    const sandbox = withTemplateRuntime(
+      this.#behindEgress(await this.#backendOf(record).get(record.sandboxId), record),
+      runtime,
+    );
     this.#handles.set(record.id, sandbox);
     return sandbox;
   }
@@ -476,6 +511,22 @@ export class SessionManager {
           secrets: record.secrets,
         })
       : sandbox;
+  }
+
+  /** What a create asks for: through the templates when there are any, else one of the operator's images. */
+  async #template(
+    ownerId: string,
+    input: Pick<SessionCreateInput, 'template' | 'image'>,
+  ): Promise<SessionTemplate> {
+    if (this.#o.templates) return this.#o.templates.forSession(ownerId, input);
+    const image = input.image ?? (this.#o.images[0] as string);
+    if (input.template !== undefined || !this.#o.images.includes(image)) {
+      throw new AppError(
+        'TEMPLATE_NOT_FOUND',
+        `${input.template ?? image} is not offered here; use one of: ${this.#o.images.join(', ')}`,
+      );
+    }
+    return { image, templateId: null, runtime: undefined };
   }
 
   /** Refuses settings the operator's policy does not permit (`open` without `egress.allowOpen`). */
@@ -580,11 +631,15 @@ export class SessionManager {
       throw new AppError('INVALID_STATE', `session ${id} reached its time limit; create a new session`);
     }
     this.#starts.add(id);
+    let sandbox: Sandbox;
     try {
-      await (await this.#sandbox(record)).start();
+      sandbox = await this.#sandbox(record);
+      await sandbox.start();
     } finally {
       this.#starts.delete(id);
     }
+    // A stopped session's programs ended with it: its template's start command runs again.
+    await startTemplate(sandbox, await this.#o.templates?.runtimeOf(record.templateId ?? null));
     const updated = await this.#o.store.transitionSession(id, ['stopped'], 'running');
     this.#stopReasons.delete(id);
     await this.#audit({ ...audit, action: 'session.start', outcome: 'success', target: id });

@@ -24,6 +24,8 @@ export const sessionView = (s: SessionRecord) => ({
   id: s.id,
   backend: s.backend,
   image: s.image,
+  /** The template's id (issue 19); null: the operator's image (`image`). */
+  templateId: s.templateId ?? null,
   state: s.state,
   failureReason: s.failureReason,
   /** Why a `stopped` session stopped on its own (its sandbox died of a resource limit); null otherwise. */

@@ -25,6 +25,12 @@ const READS: Record<string, { why: string; input: (c: Ctx) => unknown }> = {
     input: () => undefined,
   },
   'sessions.list': { why: "the caller's sessions", input: () => undefined },
+  'templates.list': { why: 'the templates the caller may use', input: () => undefined },
+  'templates.get': { why: 'one template with its last build log', input: () => ({ template: 'default' }) },
+  'templates.logs': {
+    why: "a template build's log; it starts no build (templates.build, a POST, does)",
+    input: () => ({ template: 'default' }),
+  },
   'sessions.get': { why: 'one session', input: (c) => ({ sessionId: c.sessionId }) },
   'sessions.checkEgress': {
     why: "whether the session's settings let it reach a host: a pure check, nothing is dialled",
