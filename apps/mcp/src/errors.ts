@@ -59,7 +59,14 @@ const FIXES: Record<string, string> = {
   EGRESS_DENIED: `the session's network settings do not let its programs reach that host (the message names it and why): call set_network with mode 'allowlist' and the host added to allow, keeping the entries already there (list_sessions shows the session's network), then check_egress again; mode 'open' works only where the server's operator permits it. ${EGRESS_CONTROL_NOTE}`,
   HOST_INVALID:
     "write each allowlist entry as a host name ('example.com'), a wildcard below a domain ('*.example.com'), 'host:port', or an IP block ('203.0.113.0/24'); local names, public suffixes and single IP addresses are refused",
-  IMAGE_NOT_ALLOWED: 'call capabilities to see the images this server accepts',
+  TEMPLATE_NOT_FOUND:
+    'call list_templates for the templates you can use (yours and shared ones), or leave template out for the default',
+  TEMPLATE_NOT_READY:
+    'the template has no finished build yet: call get_template until its state is ready (or read its log), fix a failed build with build_template',
+  TEMPLATE_START_FAILED:
+    "the template's start command or ready check failed: read the message, fix the template's start settings, or create the session from another template",
+  TEMPLATE_INVALID:
+    'fix the template spec as the message says (packages by name, files outside /workspace and /tmp, a Dockerfile without COPY)',
   BACKEND_UNAVAILABLE: 'the sandbox runtime is down: retry later or ask the Studio operator',
   FILE_TOO_LARGE: 'write or read a smaller file, or split the content; large outputs can be read with exec',
   INPUT_TOO_LARGE: 'send less data in one call',

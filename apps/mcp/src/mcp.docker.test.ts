@@ -197,16 +197,21 @@ describe.skipIf(skip !== undefined)(`MCP server over stdio${skip ? ` (skipped: $
     const { tools } = await agent.listTools();
     expect(tools.map((x) => x.name).sort()).toEqual(
       [
+        'build_template',
         'capabilities',
         'check_egress',
         'create_session',
+        'create_template',
+        'delete_template',
         'destroy_session',
         'exec',
         'get_events',
+        'get_template',
         'get_watchers',
         'list_files',
         'list_secrets',
         'list_sessions',
+        'list_templates',
         'preview_fetch',
         'read_file',
         'set_network',

@@ -42,8 +42,66 @@ const missingSecret = new StudioClientError(
   { code: 'NOT_FOUND', trpcCode: 'NOT_FOUND', httpStatus: 404, path: 'sessions.create', requestId: 'req_3' },
 );
 
+// A template whose build logs two steps and ends ready; 'broken-stream' ends the same way but its log stream
+// fails, so the tool polls templates.get instead.
+const TPL = 'tpl_0123456789abcdefgh';
+const BUILD_LOG = `#1 file /opt/hello/greeting.txt\n#2 run 1: echo built\n${'output\n'.repeat(3000)}# ready in 1.0 s\n`;
+let templateGets = 0;
+const templateView = (state: string) => ({
+  id: TPL,
+  name: 'hello',
+  description: null,
+  owner: 'you',
+  shared: false,
+  state,
+  usable: state === 'ready',
+  image: null,
+  sizeBytes: null,
+  failure: null,
+  spec: { files: [{ path: '/opt/hello/greeting.txt', content: 'g'.repeat(2000) }] },
+  createdAt: '2025-01-01T00:00:00.000Z',
+  builtAt: null,
+});
+const templateCalls: unknown[] = [];
+
 // A stand-in for the API client: only what these tests call.
 const fakeClient = {
+  templates: {
+    create: {
+      mutate: async (input: { name: string }) => {
+        templateCalls.push(input);
+        templateGets = 0;
+        return { ...templateView('building'), name: input.name };
+      },
+    },
+    get: {
+      query: async () => {
+        templateGets += 1;
+        // The log stream of 'broken-stream' fails: the tool polls until the build is over (the third read).
+        const last = templateCalls.at(-1) as { name: string } | undefined;
+        const done = last?.name !== 'broken-stream' || templateGets >= 3;
+        return { ...templateView(done ? 'ready' : 'building'), log: done ? BUILD_LOG : '#1 file' };
+      },
+    },
+    logs: {
+      subscribe: (
+        _input: unknown,
+        handlers: { onData: (item: unknown) => void; onError: (e: unknown) => void },
+      ) => {
+        const last = templateCalls.at(-1) as { name: string } | undefined;
+        setTimeout(() => {
+          if (last?.name === 'broken-stream') {
+            handlers.onError(new Error('stream dropped'));
+            return;
+          }
+          handlers.onData({ type: 'log', text: '#1 file /opt/hello/greeting.txt\n' });
+          handlers.onData({ type: 'log', text: '#2 run 1: echo built\n' });
+          handlers.onData({ type: 'end', state: 'ready', failure: null });
+        }, 5);
+        return { unsubscribe: () => undefined };
+      },
+    },
+  },
   sessions: {
     create: {
       mutate: async (input: { secrets?: string[] }) => {
@@ -166,6 +224,79 @@ describe('the Studio MCP server (fake API)', () => {
     const client = await connect();
     const r = (await client.callTool({ name: 'create_session', arguments: {} })) as CallToolResult;
     expect(r.structuredContent).toMatchObject({ input: { image: 'studio-sandbox:latest', backend: 'auto' } });
+  });
+
+  it('creates a template from top-level recipe fields, waits for its build and returns the log tail', async () => {
+    const client = await connect();
+    templateCalls.length = 0;
+    const progress: string[] = [];
+    const r = (await client.callTool(
+      {
+        name: 'create_template',
+        arguments: { name: 'hello', files: [{ path: '/opt/hello/greeting.txt', content: 'hi' }] },
+      },
+      undefined,
+      { onprogress: (p) => progress.push(p.message ?? '') },
+    )) as CallToolResult;
+    expect(r.isError ?? false).toBe(false);
+    expect(templateCalls).toEqual([
+      {
+        name: 'hello',
+        spec: {
+          files: [
+            {
+              path: '/opt/hello/greeting.txt',
+              content: 'hi',
+              encoding: 'utf8',
+              mode: 0o644,
+              owner: 'studio',
+            },
+          ],
+        },
+      },
+    ]);
+    const body = r.structuredContent as Record<string, unknown> & {
+      template: { spec: { files: unknown[] } };
+    };
+    expect(body).toMatchObject({
+      outcome: 'ready',
+      logTruncated: true,
+      next: expect.stringMatching(/create_session/),
+    });
+    expect((body.log as string).length).toBeLessThanOrEqual(8 * 1024);
+    expect(body.log).toMatch(/# ready in 1\.0 s\n$/);
+    expect(body.template.spec.files[0]).toMatchObject({ contentTruncated: true });
+    expect(progress).toContain('#2 run 1: echo built');
+  });
+
+  it('polls templates.get when the log stream fails, and returns at once with wait: false', async () => {
+    const client = await connect();
+    templateCalls.length = 0;
+    const r = (await client.callTool({
+      name: 'create_template',
+      arguments: { name: 'broken-stream' },
+    })) as CallToolResult;
+    expect(r.structuredContent).toMatchObject({ outcome: 'ready' });
+    // Three polls (the build ends on the third), then the read the answer is made of.
+    expect(templateGets).toBe(4);
+    const quick = (await client.callTool({
+      name: 'create_template',
+      arguments: { name: 'broken-stream', wait: false },
+    })) as CallToolResult;
+    expect(quick.structuredContent).toMatchObject({
+      outcome: 'building',
+      next: expect.stringMatching(/get_template/),
+    });
+  });
+
+  it('passes a template to sessions.create instead of the default image', async () => {
+    const client = await connect();
+    const r = (await client.callTool({
+      name: 'create_session',
+      arguments: { template: 'hello' },
+    })) as CallToolResult;
+    expect(r.structuredContent).toMatchObject({ input: { template: 'hello', backend: 'auto' } });
+    expect((r.structuredContent as { input: Record<string, unknown> }).input.image).toBeUndefined();
   });
 
   it('lists secrets by name, hosts and header, never a value', async () => {

@@ -143,3 +143,106 @@ describe('secrets', () => {
     expect(list.description).toMatch(/never their values/);
   });
 });
+
+describe('templates', () => {
+  const FILE = { path: '/opt/hello/greeting.txt', content: 'hi' };
+
+  it('create_session takes a template by name or id, or the older image, not both', () => {
+    expect(parse('create_session', { template: 'node-api' }).data).toEqual({
+      backend: 'auto',
+      template: 'node-api',
+    });
+    expect(parse('create_session', { template: 'tpl_0123456789abcdefgh' }).success).toBe(true);
+    expect(parse('create_session', { template: 'Node API' }).success).toBe(false);
+    expect(parse('create_session', { template: 'node-api', image: 'studio-sandbox:latest' }).success).toBe(
+      false,
+    );
+    const schema = inputJsonSchema(byName('create_session')) as unknown as {
+      properties: Record<string, unknown>;
+    };
+    expect(schema.properties.template).toMatchObject({
+      description: expect.stringMatching(/list_templates/),
+    });
+    expect(schema.properties.image).toMatchObject({ description: expect.stringMatching(/older way/) });
+    expect(byName('create_session').description).toMatch(/`template`.*create_template.*list_templates/);
+  });
+
+  it('create_template takes a recipe at the top level and waits by default', () => {
+    expect(
+      parse('create_template', {
+        name: 'hello',
+        description: 'a greeting',
+        files: [FILE],
+        run: ['echo built > /opt/hello/built.txt'],
+      }).data,
+    ).toEqual({
+      create: {
+        name: 'hello',
+        description: 'a greeting',
+        spec: {
+          files: [{ ...FILE, encoding: 'utf8', mode: 0o644, owner: 'studio' }],
+          run: ['echo built > /opt/hello/built.txt'],
+        },
+      },
+      wait: { wait: true, waitMs: 600_000 },
+    });
+  });
+
+  it('create_template sends the Dockerfile and the working directory as written', () => {
+    expect(
+      parse('create_template', {
+        name: 'from-docker',
+        dockerfile: 'FROM default\nRUN echo hi\n',
+        workdir: 'app',
+        wait: false,
+      }).data,
+    ).toEqual({
+      create: { name: 'from-docker', spec: { dockerfile: 'FROM default\nRUN echo hi\n', workdir: 'app' } },
+      wait: { wait: false, waitMs: 600_000 },
+    });
+  });
+
+  it('create_template refuses what the API would, with the policy code', () => {
+    expect(parse('create_template', { name: 'x', dockerfile: 'FROM default', debian: ['jq'] }).success).toBe(
+      false,
+    );
+    expect(policyCode('create_template', { name: 'x', files: [{ path: '/workspace/a', content: '' }] })).toBe(
+      'TEMPLATE_INVALID',
+    );
+    expect(policyCode('create_template', { name: 'x', dockerfile: 'FROM default\nCOPY . /app' })).toBe(
+      'TEMPLATE_INVALID',
+    );
+    // An apt option in a package name would run a command as root in the build.
+    expect(parse('create_template', { name: 'x', debian: ['-oAPT::Update::Pre-Invoke::=id'] }).success).toBe(
+      false,
+    );
+    expect(parse('create_template', { name: 'x', npm: ['git+ssh://evil.example/x'] }).success).toBe(false);
+    expect(parse('create_template', { name: 'x', files: [FILE, FILE] }).success).toBe(false);
+    expect(policyCode('create_template', { name: 'x', workdir: '../etc' })).toBe('PATH_TRAVERSAL');
+    expect(parse('create_template', { name: 'Bad_Name' }).success).toBe(false);
+    expect(parse('create_template', { name: 'x', waitMs: 10 }).success).toBe(false);
+    expect(parse('create_template', { name: 'x', privileged: true }).success).toBe(false);
+  });
+
+  it('build_template and get_template name a template; list is read-only, delete destructive', () => {
+    expect(parse('build_template', { template: 'hello' }).data).toEqual({
+      template: 'hello',
+      wait: true,
+      waitMs: 600_000,
+    });
+    expect(parse('get_template', { template: '../x' }).success).toBe(false);
+    expect(parse('delete_template', { template: 'tpl_0123456789abcdefgh' }).success).toBe(true);
+    expect(byName('list_templates').annotations.readOnlyHint).toBe(true);
+    expect(byName('get_template').annotations.readOnlyHint).toBe(true);
+    expect(byName('delete_template').annotations.destructiveHint).toBe(true);
+  });
+
+  it('tells an agent how to use the result: the log, the outcome, the next call', () => {
+    expect(byName('create_template').description).toMatch(/log/);
+    expect(byName('create_template').description).toMatch(/wait: false.*get_template/);
+    expect(byName('create_template').description).toMatch(/create_session with \{ "template"/);
+    expect(byName('get_template').description).toMatch(/8 KiB/);
+    expect(byName('list_templates').description).toMatch(/"default", the server's own image, is listed/);
+    expect(byName('delete_template').description).toMatch(/INVALID_STATE/);
+  });
+});

@@ -3,6 +3,7 @@ import {
   canonicalEgressList,
   canonicalizeHost,
   checkEgressTarget,
+  DEFAULT_TEMPLATE_NAME,
   defaultPolicy,
   eventsSubscribeInput,
   execRunInput,
@@ -10,16 +11,30 @@ import {
   filesReadInput,
   filesWriteInput,
   imageNameSchema,
+  MAX_DOCKERFILE_CHARS,
   previewPathSchema,
   previewRequestInput,
   sessionByIdInput,
   sessionCreateInput,
   sessionEgressCheckInput,
   sessionSetNetworkInput,
+  templateByRefInput,
+  templateCreateInput,
+  templateNameSchema,
+  templateRecipeSchema,
+  templateRefSchema,
 } from '@studio/policy';
 import { z } from 'zod';
 import { EGRESS_CONTROL_NOTE, McpToolError, MISSING_SECRET_FIX } from './errors.ts';
 import type { PreviewFetcher } from './preview-fetch.ts';
+import {
+  buildOutcome,
+  DEFAULT_BUILD_WAIT_MS,
+  logTail,
+  MAX_BUILD_WAIT_MS,
+  nextStep,
+  templateForAgent,
+} from './template-build.ts';
 
 /** What a tool gets besides its parsed input. */
 export interface ToolContext {
@@ -264,12 +279,17 @@ async function checkEgress(input: z.output<typeof sessionEgressCheckInput>, ctx:
 }
 
 /**
- * `sessions.create` with the default image. A secret name the owner has no secret of is NOT_FOUND from the API,
- * whose message says to store it with secrets.create: an agent cannot, so the fix says who can.
+ * `sessions.create`: from `template` when given, else from `image` (the older way), else from the default image.
+ * A secret name the owner has no secret of is NOT_FOUND from the API, whose message says to store it with
+ * secrets.create: an agent cannot, so the fix says who can.
  */
 async function createSession(input: z.output<typeof createSessionInput>, ctx: ToolContext) {
+  const { template, image, ...rest } = input;
   try {
-    return await ctx.client.sessions.create.mutate({ ...input, image: input.image ?? ctx.defaultImage });
+    return await ctx.client.sessions.create.mutate({
+      ...rest,
+      ...(template !== undefined ? { template } : { image: image ?? ctx.defaultImage }),
+    });
   } catch (error) {
     if (!isStudioClientError(error, 'NOT_FOUND') || !input.secrets?.length) throw error;
     throw new McpToolError(
@@ -280,7 +300,121 @@ async function createSession(input: z.output<typeof createSessionInput>, ctx: To
   }
 }
 
-const createSessionInput = sessionCreateInput.extend({ image: imageNameSchema.optional() });
+const createSessionInput = sessionCreateInput
+  .extend({
+    template: templateRefSchema
+      .optional()
+      .describe(
+        `the template to start from, by name or id (list_templates); default "${DEFAULT_TEMPLATE_NAME}", the server's image`,
+      ),
+    image: imageNameSchema
+      .optional()
+      .describe("the older way to pick an operator's image by name; prefer template"),
+  })
+  .refine((input) => input.template === undefined || input.image === undefined, {
+    error: 'give template or image, not both (image is the older name for an operator template)',
+  });
+
+// What create_template and build_template wait for.
+const waitShape = {
+  wait: z
+    .boolean()
+    .default(true)
+    .describe('wait for the build to end and return its outcome and log (default true)'),
+  waitMs: z
+    .int()
+    .min(1000)
+    .max(MAX_BUILD_WAIT_MS)
+    .default(DEFAULT_BUILD_WAIT_MS)
+    .describe('the longest wait, in ms (default 10 minutes); the build goes on after it'),
+};
+
+const recipe = templateRecipeSchema.shape;
+// The keys only a recipe has: with `dockerfile` none of them may be given.
+const RECIPE_ONLY = ['base', 'debian', 'npm', 'pip', 'files', 'run'] as const;
+
+/**
+ * create_template's arguments: the spec's fields at the top level beside name and description (a recipe's, or
+ * `dockerfile`), checked as `templates.create` checks them. `workdir` and `dockerfile` are taken as written and
+ * checked by the policy's spec schema below: both are transformed by it, and the API parses what it is sent.
+ */
+const createTemplateInput = z
+  .strictObject({
+    name: templateNameSchema.describe(
+      'the template\'s name: a-z 0-9 and -, starting with a letter (e.g. "node-api"); sessions name it',
+    ),
+    description: templateCreateInput.shape.description.describe('what the template is for, for people'),
+    shared: z.boolean().optional().describe('admins only: every user may use it'),
+    base: recipe.base.describe(
+      `the template to start from, by name or id; default "${DEFAULT_TEMPLATE_NAME}" (Debian with Node, Python, git and build tools)`,
+    ),
+    debian: recipe.debian.describe(
+      'Debian packages to apt-get install, e.g. ["postgresql-client", "jq=1.6-2.1"]',
+    ),
+    npm: recipe.npm.describe('npm packages to install globally, e.g. ["typescript", "@angular/cli@17"]'),
+    pip: recipe.pip.describe('pip packages to install system-wide, e.g. ["requests", "django>=5,<6"]'),
+    files: recipe.files.describe(
+      'files to put into the image: { path (absolute, not under /workspace, /tmp or /opt/studio), content, encoding? utf8|base64, mode? (default 0o644), owner? studio|root }',
+    ),
+    run: recipe.run.describe(
+      'shell lines run as root after the packages and files, in order (e.g. "git clone … /opt/app"); a non-zero exit fails the build',
+    ),
+    dockerfile: z
+      .string()
+      .min(1)
+      .max(MAX_DOCKERFILE_CHARS)
+      .optional()
+      .describe(
+        'instead of the recipe fields: a Dockerfile whose FROM names a template (e.g. "FROM default"); RUN, ENV, ARG, WORKDIR, USER (root or studio), CMD (start command) and HEALTHCHECK CMD (ready check); no COPY/ADD (use a recipe\'s files), no multi-stage',
+      ),
+    env: recipe.env.describe('environment variables every command of its sessions gets'),
+    workdir: z
+      .string()
+      .max(1024)
+      .optional()
+      .describe(
+        "where its sessions' commands and terminals start, relative to /workspace (default the root)",
+      ),
+    start: recipe.start.describe(
+      'run when a session starts and left running: { command, ready?: { command, timeoutMs? } }; create_session returns once the ready command exits 0',
+    ),
+    ...waitShape,
+  })
+  .superRefine((input, ctx) => {
+    const spec = specOf(input);
+    if (input.dockerfile !== undefined) {
+      const both = RECIPE_ONLY.filter((key) => input[key] !== undefined);
+      if (both.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['dockerfile'],
+          message: `give either dockerfile or the recipe fields, not both (remove ${both.join(', ')}, or put them in the Dockerfile)`,
+        });
+        return;
+      }
+    }
+    // The spec's own rules (file sizes, duplicate paths, the Dockerfile's instructions, the working directory),
+    // with their paths, which are this input's keys.
+    const parsed = templateCreateInput.shape.spec.safeParse(spec);
+    if (!parsed.success) for (const issue of parsed.error.issues) ctx.addIssue({ ...issue } as never);
+  })
+  .transform(({ name, description, shared, wait, waitMs, ...rest }) => ({
+    create: {
+      name,
+      ...(description !== undefined ? { description } : {}),
+      ...(shared !== undefined ? { shared } : {}),
+      spec: specOf(rest),
+    },
+    wait: { wait, waitMs },
+  }));
+
+/** The spec part of create_template's arguments, only the keys given. */
+function specOf(input: Record<string, unknown>): Record<string, unknown> {
+  const keys = ['dockerfile', ...RECIPE_ONLY, 'env', 'workdir', 'start'];
+  return Object.fromEntries(keys.filter((k) => input[k] !== undefined).map((k) => [k, input[k]]));
+}
+
+const buildTemplateInput = templateByRefInput.extend(waitShape);
 
 /** Every tool of the server, in the order `tools/list` shows them. */
 export const studioTools: readonly StudioTool[] = [
@@ -288,7 +422,7 @@ export const studioTools: readonly StudioTool[] = [
     name: 'create_session',
     title: 'Create a sandbox session',
     description:
-      "Creates a session: a hardened sandbox (Linux container) with its own /workspace. Returns the session (its `id` is used by every other tool). `image` defaults to the server default (see capabilities); `resources` can only lower the policy limits. `network` decides what its programs may reach (default mode 'none': nothing): { mode: 'allowlist', allow: ['registry.npmjs.org', '*.pypi.org', 'example.com:8443', '203.0.113.0/24'] } lets out only those hosts (ports 80 and 443 unless one is given); mode 'open' only where the server permits it. Change it later with set_network. `secrets` gives the session some of your secrets by name (see list_secrets), e.g. ['OPENAI_API_KEY']: its programs see a placeholder in the environment variable of that name, and Studio's egress proxy swaps in the real value in HTTPS requests to that secret's hosts (allow them in `network`); neither you nor the programs ever see the value. A session's secrets are chosen when it is created.",
+      "Creates a session: a hardened sandbox (Linux container) with its own /workspace. Returns the session (its `id` is used by every other tool). `template` picks what is installed in it, by name or id: a template you built with create_template or a shared one (list_templates), default \"default\" (the server's image: Debian with Node, Python, git and build tools); a template's env, working directory and start command apply, and create returns once its ready check passes. `image` is the older way to name one of the server's images (see capabilities); give template or image, not both. `resources` can only lower the policy limits. `network` decides what its programs may reach (default mode 'none': nothing): { mode: 'allowlist', allow: ['registry.npmjs.org', '*.pypi.org', 'example.com:8443', '203.0.113.0/24'] } lets out only those hosts (ports 80 and 443 unless one is given); mode 'open' only where the server permits it. Change it later with set_network. `secrets` gives the session some of your secrets by name (see list_secrets), e.g. ['OPENAI_API_KEY']: its programs see a placeholder in the environment variable of that name, and Studio's egress proxy swaps in the real value in HTTPS requests to that secret's hosts (allow them in `network`); neither you nor the programs ever see the value. A session's secrets are chosen when it is created.",
     input: createSessionInput,
     async run(input, ctx) {
       return createSession(input, ctx);
@@ -327,6 +461,67 @@ export const studioTools: readonly StudioTool[] = [
     annotations: { readOnlyHint: true },
     async run(_input, ctx) {
       return { backends: await ctx.client.backends.list.query(), defaultImage: ctx.defaultImage };
+    },
+  }),
+  defineTool({
+    name: 'list_templates',
+    title: 'List templates',
+    description:
+      'The templates you can create sessions from: yours (owner "you") and shared ones. Each has `state` (building, ready, failed), `usable` (a good build exists: create_session accepts it), `failure` (why the last build failed), `sizeBytes` and `builtAt`. "default", the server\'s own image, is listed first (it has no build log). A template is an image you describe once (packages, files, build commands, or a Dockerfile) with create_template, so every session made from it starts ready instead of installing the same things each time.',
+    input: z.strictObject({}),
+    annotations: { readOnlyHint: true },
+    async run(_input, ctx) {
+      const templates = await ctx.client.templates.list.query();
+      // Specs can carry a megabyte of files each: get_template shows one.
+      return {
+        templates: templates.map(({ spec: _spec, ...t }) => t),
+        defaultTemplate: DEFAULT_TEMPLATE_NAME,
+      };
+    },
+  }),
+  defineTool({
+    name: 'get_template',
+    title: 'Get a template and its build log',
+    description:
+      'One template by name or id: its `state` (building, ready, failed), `failure`, its spec (file contents cut to 512 characters) and the tail of its latest build log (the last 8 KiB: each step starts with a line such as "#3 file /opt/app/config.json" or "#4 run 1: make", followed by its output; a failed step is near the end). `next` says what to do next. Poll it while a build runs when you created it with wait: false.',
+    input: templateByRefInput,
+    annotations: { readOnlyHint: true },
+    async run(input, ctx) {
+      const { log, ...view } = await ctx.client.templates.get.query(input);
+      return { ...templateForAgent(view), ...logTail(log), next: nextStep(view) };
+    },
+  }),
+  defineTool({
+    name: 'create_template',
+    title: 'Create (and build) a template',
+    description:
+      'Creates a template and builds it in an isolated sandbox: give `name`, `description` and either a recipe (`base`, `debian`, `npm`, `pip` packages, `files`, `run` commands as root, applied in that order) or a `dockerfile`; both may set `env`, `workdir` and `start` (a command left running when a session starts, with an optional ready check). The build reaches only the package sources the operator allows (Debian, npm, PyPI by default): download other things in a package, or put them in `files`. By default it waits for the build (up to `waitMs`, 10 minutes), sending its log lines as progress, and returns `outcome` (ready or failed), the template, the tail of its log (the last 8 KiB: the failing step and its output are near the end) and `next`. With wait: false it returns at once (state building): poll get_template. An unchanged recipe reuses its earlier build in about a second. Then create_session with { "template": name }. Example: { "name": "py-data", "description": "pandas and a config", "pip": ["pandas"], "files": [{ "path": "/etc/app.conf", "content": "debug=1\\n" }], "run": ["python3 -c \'import pandas\'"] }.',
+    input: createTemplateInput,
+    async run(input, ctx) {
+      const created = await ctx.client.templates.create.mutate(input.create);
+      return buildOutcome(ctx.client, created, input.wait, ctx);
+    },
+  }),
+  defineTool({
+    name: 'build_template',
+    title: 'Build a template again',
+    description:
+      'Builds a template again (by name or id): after a failure that was passing (a package source was down), or to pick up a changed base template. An unchanged template whose build is still here finishes in about a second. Waits like create_template (wait, waitMs) and returns its outcome, log tail and `next`. INVALID_STATE while it is already being built: follow it with get_template. To change what a template holds, delete it and create it again.',
+    input: buildTemplateInput,
+    async run({ wait, waitMs, ...ref }, ctx) {
+      const started = await ctx.client.templates.build.mutate(ref);
+      return buildOutcome(ctx.client, started, { wait, waitMs }, ctx);
+    },
+  }),
+  defineTool({
+    name: 'delete_template',
+    title: 'Delete a template',
+    description:
+      'Deletes one of your templates (by name or id); its image is removed once nothing uses it. Refused with INVALID_STATE while a live session runs it: destroy those sessions first. Shared templates are deleted only by admins.',
+    input: templateByRefInput,
+    annotations: { destructiveHint: true },
+    async run(input, ctx) {
+      return ctx.client.templates.delete.mutate(input);
     },
   }),
   defineTool({

@@ -14,6 +14,7 @@ import {
   parseAllowList,
 } from '../lib/network';
 import { secretsLabel } from '../lib/secrets';
+import { DEFAULT_TEMPLATE_NAME } from '../lib/templates';
 import { errorMessage, useTRPC } from '../lib/trpc';
 import { TopBar } from './top-bar';
 
@@ -21,14 +22,12 @@ type Outputs = inferRouterOutputs<AppRouter>;
 type Session = Outputs['sessions']['list'][number];
 type Stats = Outputs['sessions']['stats']['stats'];
 
-const DEFAULT_IMAGE = 'studio-sandbox:latest';
-
-/** The sessions dashboard: list, live resource use, create (with network and secrets)/stop/start/destroy. */
+/** The sessions dashboard: list, live resource use, create (from a template, with network and secrets)/stop/start/destroy. */
 export function Dashboard() {
   const trpc = useTRPC();
   const queryClient = useQueryClient();
   const [backend, setBackend] = useState('auto');
-  const [image, setImage] = useState(DEFAULT_IMAGE);
+  const [template, setTemplate] = useState(DEFAULT_TEMPLATE_NAME);
   const [networkMode, setNetworkMode] = useState<NetworkMode>('none');
   const [allowText, setAllowText] = useState('');
   const [picked, setPicked] = useState<ReadonlySet<string>>(new Set());
@@ -45,6 +44,11 @@ export function Dashboard() {
   });
   const backends = useQuery(trpc.backends.list.queryOptions());
   const secrets = useQuery(trpc.secrets.list.queryOptions());
+  const templates = useQuery(trpc.templates.list.queryOptions());
+  // The default is offered first on its own; the API lists it too.
+  const usable = (templates.data ?? []).filter((t) => t.usable && t.id !== DEFAULT_TEMPLATE_NAME);
+  // A session's template by its image (sessions carry the image a template's build made).
+  const templateOf = (image: string) => (templates.data ?? []).find((t) => t.image === image)?.name ?? null;
   const list = sessions.data ?? [];
   const running = list.filter((s) => s.state === 'running').map((s) => s.id);
   // Live resource use of each running session, every 5 s; a failed poll shows as still loading.
@@ -95,7 +99,8 @@ export function Dashboard() {
     act('create', () =>
       create.mutateAsync({
         backend: backend as 'auto' | 'docker' | 'gvisor',
-        image: image.trim(),
+        // A template deleted in another tab since falls back to the default rather than failing.
+        template: usable.some((t) => t.id === template) ? template : DEFAULT_TEMPLATE_NAME,
         // Without a choice the API's default applies: no network.
         ...(networkMode !== 'none' || allow.length > 0 ? { network: { mode: networkMode, allow } } : {}),
         ...(given.length > 0 ? { secrets: given } : {}),
@@ -125,18 +130,21 @@ export function Dashboard() {
                 </option>
               ))}
             </select>
-            <label htmlFor="image">Image</label>
-            <input
-              id="image"
-              list="images"
-              value={image}
-              onChange={(e) => setImage(e.target.value)}
-              required
-              spellCheck={false}
-            />
-            <datalist id="images">
-              <option value={DEFAULT_IMAGE} />
-            </datalist>
+            <label htmlFor="template">Template</label>
+            <select
+              id="template"
+              value={template}
+              onChange={(e) => setTemplate(e.target.value)}
+              title="What the session starts with: the default image, or a template built on the Templates page"
+            >
+              <option value={DEFAULT_TEMPLATE_NAME}>default</option>
+              {usable.map((t) => (
+                <option key={t.id} value={t.id}>
+                  {t.name}
+                  {t.owner === 'shared' ? ' (shared)' : ''}
+                </option>
+              ))}
+            </select>
             <label htmlFor="network-mode">Network</label>
             <select
               id="network-mode"
@@ -195,6 +203,11 @@ export function Dashboard() {
               Could not list backends: {errorMessage(backends.error)}
             </p>
           ) : null}
+          {templates.error ? (
+            <p className="error" role="alert">
+              Could not list templates: {errorMessage(templates.error)}
+            </p>
+          ) : null}
           {secrets.error ? (
             <p className="error" role="alert">
               Could not list your secrets: {errorMessage(secrets.error)}
@@ -237,7 +250,7 @@ export function Dashboard() {
                   <th scope="col">Session</th>
                   <th scope="col">Status</th>
                   <th scope="col">Backend</th>
-                  <th scope="col">Image</th>
+                  <th scope="col">Template</th>
                   <th scope="col">Network</th>
                   <th scope="col">Age</th>
                   <th scope="col">CPU / memory / disk</th>
@@ -249,6 +262,7 @@ export function Dashboard() {
                   <SessionRow
                     key={s.id}
                     session={s}
+                    template={templateOf(s.image)}
                     stats={statsOf(s.id)}
                     busy={busy}
                     confirming={confirming === s.id}
@@ -283,6 +297,8 @@ function cpuPercent(id: string, stats: NonNullable<Stats>): string {
 
 function SessionRow(props: {
   session: Session;
+  /** The name of the template the session runs, when its image is one of the listed templates' builds. */
+  template: string | null;
   stats: Stats | null;
   busy: string | null;
   confirming: boolean;
@@ -316,7 +332,9 @@ function SessionRow(props: {
         {s.failureReason && <div className="error small">{s.failureReason}</div>}
       </td>
       <td>{s.backend}</td>
-      <td className="mono">{s.image}</td>
+      <td className="mono" title={s.image}>
+        {props.template ?? s.image}
+      </td>
       <td
         className={`small network-${s.network.mode}`}
         title={s.network.mode === 'allowlist' ? listBrief(s.network.allow, 8) : undefined}

@@ -76,7 +76,10 @@ const MESSAGES: Record<string, string> = {
     'An allowlist entry is not valid: use a host (example.com), a wildcard (*.example.com), host:port or an IP block (203.0.113.0/24).',
   SECRET_INVALID:
     'The secret is not valid: a name like OPENAI_API_KEY, a value without line breaks, named hosts (api.example.com, *.example.com) and a header holding {{value}} once.',
-  IMAGE_NOT_ALLOWED: 'This image is not allowed on this server.',
+  TEMPLATE_NOT_FOUND: 'There is no template by that name that you can use.',
+  TEMPLATE_NOT_READY: 'That template is not built yet (or its last build failed).',
+  TEMPLATE_START_FAILED: "The template's start command or ready check failed.",
+  TEMPLATE_INVALID: 'The template is not valid: see the message for what to change.',
   BACKEND_UNAVAILABLE: 'The sandbox backend is unavailable. Retry, or start the session again.',
   FILE_TOO_LARGE: 'The file is too large to open in the editor.',
   FILE_NOT_TEXT: 'This file is not UTF-8 text; download it instead.',
