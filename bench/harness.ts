@@ -20,6 +20,8 @@ export interface Harness {
 /** The real API in-process on 127.0.0.1 with `backend`, plus enough users for `sessions` live sessions. */
 export async function startHarness(options: {
   backend: IsolationBackend;
+  /** More backends the API offers beside `backend` (sessions name theirs). */
+  extraBackends?: IsolationBackend[];
   labels: Record<string, string>;
   sessions: number;
   env?: Record<string, string>;
@@ -27,15 +29,16 @@ export async function startHarness(options: {
   egress?: Parameters<typeof startTestApi>[0]['egress'];
 }): Promise<Harness> {
   const t = await startTestApi({
-    backends: [options.backend],
+    backends: [options.backend, ...(options.extraBackends ?? [])],
     labels: options.labels,
     createLimiter: createRateLimiter({ limit: 100_000, windowMs: 60_000 }),
     ...(options.env ? { env: options.env } : {}),
     ...(options.egress ? { egress: options.egress } : {}),
   });
   const destroyAll = async () => {
-    for (const s of await options.backend.list({ labels: options.labels }).catch(() => []))
-      await options.backend.destroy(s.id).catch(() => undefined);
+    for (const b of [options.backend, ...(options.extraBackends ?? [])])
+      for (const s of await b.list({ labels: options.labels }).catch(() => []))
+        await b.destroy(s.id).catch(() => undefined);
   };
   const close = onCleanup(async () => {
     await destroyAll();

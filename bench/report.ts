@@ -23,6 +23,8 @@ export const TARGETS = {
   noGrowth: { on: 'ratio', max: 1.1, text: 'growth ≤ 10%' },
   egressThroughput: { on: 'ratio', min: 0.8, text: 'ratio ≥ 0.8' },
   egressLatency: { on: 'added', max: 2, text: 'added ≤ 2 ms' },
+  templateRebuild: { on: 'absolute', max: 1000, text: 'median ≤ 1 s' },
+  templateCreate: { on: 'ratio', max: 1.1, text: 'ratio ≤ 1.1' },
 } as const satisfies Record<
   string,
   { on: 'ratio' | 'absolute' | 'added'; max?: number; min?: number; text: string }

@@ -1,5 +1,6 @@
 // `npm run bench`: every figure beside a raw baseline measured in the same run, interleaved.
-// Flags: `--quick` for fewer samples; `--only=docker,api,realtime,gvisor,tasks,memory,egress` for some sections.
+// Flags: `--quick` for fewer samples; `--only=docker,api,realtime,gvisor,tasks,memory,egress,templates` for some
+// sections.
 // `--out=DIR` writes elsewhere; `--with=FILE` adds the rows of an earlier run's latest.json for the sections this
 // run left out (each such row says which run it came from: its baselines are from that same run).
 // Writes bench/results/latest.json, latest.md and ratios.svg; progress goes to stderr.
@@ -8,6 +9,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { templateRootfs, templatesDir } from '@studio/api';
 import type { IsolationBackend } from '@studio/isolation';
 import { DockerBackend } from '@studio/isolation-docker';
 import { GVisorBackend } from '@studio/isolation-gvisor';
@@ -28,10 +30,11 @@ import {
 } from './report.ts';
 import { benchRuntime } from './runtime.bench.ts';
 import { benchTasks } from './tasks.bench.ts';
+import { benchTemplates, templateRows } from './templates.bench.ts';
 
 const quick = process.argv.includes('--quick');
 const onlyArg = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
-const only = new Set((onlyArg ?? 'docker,api,realtime,gvisor,tasks,memory,egress').split(','));
+const only = new Set((onlyArg ?? 'docker,api,realtime,gvisor,tasks,memory,egress,templates').split(','));
 const root = fileURLToPath(new URL('..', import.meta.url));
 const WORKSPACE_POOL = {
   size: 2,
@@ -241,6 +244,36 @@ try {
         quick,
       }),
     );
+  if (only.has('templates')) {
+    const dataDir = `${root}.cache/bench-data/templates`;
+    await section('templates', templateRows, () =>
+      benchTemplates({
+        backends: {
+          docker:
+            typeof docker === 'string'
+              ? undefined
+              : new DockerBackend({
+                  dataDir: dockerData,
+                  instanceId: 'bench-templates',
+                  seccompProfile: SECCOMP_PROFILE,
+                }),
+          gvisor:
+            typeof gvisor === 'string'
+              ? undefined
+              : new GVisorBackend({
+                  dataDir: gvisorData,
+                  instanceId: 'bench-templates',
+                  images: { [image]: gvisorRootfs },
+                  resolveImage: (i) => templateRootfs(templatesDir({ dataDir }), i),
+                  seccompProfile: SECCOMP_PROFILE,
+                }),
+        },
+        dataDir,
+        image,
+        quick,
+      }),
+    );
+  }
 } finally {
   await runCleanups();
 }
