@@ -138,6 +138,8 @@ export interface TemplateLimits {
   readonly buildCpus: number;
   /** Processes and threads of a build sandbox. 64..8192, default 1024. */
   readonly buildPids: number;
+  /** Builds that run at once on this server; more wait their turn. 1..16, default 2. */
+  readonly concurrentBuilds: number;
   /**
    * The hosts a build may reach through the egress proxy: the package sources (names or wildcards, optional
    * `:port`). Default Debian's archive, the npm registry and PyPI. `egress.reachableNets` applies to builds too.
@@ -268,6 +270,7 @@ const templatesShape = z.strictObject({
   buildMemoryBytes: int(256 * MiB, 16 * GiB),
   buildCpus: z.number().min(0.25).max(64),
   buildPids: int(64, 8192),
+  concurrentBuilds: int(1, 16),
   sources: z.array(z.string().min(1).max(300)).max(64),
 });
 
@@ -418,6 +421,7 @@ export const defaultPolicy: Policy = deepFreeze({
     buildMemoryBytes: 2 * GiB,
     buildCpus: 1,
     buildPids: 1024,
+    concurrentBuilds: 2,
     sources: [
       'deb.debian.org',
       'security.debian.org',

@@ -132,6 +132,9 @@ export class TemplateManager {
   readonly #o: TemplateManagerOptions;
   readonly #builds = new Map<string, RunningBuild>();
   readonly #runtimes = new Map<string, TemplateRuntime>();
+  /** Builds running their sandbox now, and those waiting for a turn (policy `templates.concurrentBuilds`). */
+  #running = 0;
+  readonly #waiting: Array<() => void> = [];
   #closed = false;
 
   constructor(options: TemplateManagerOptions) {
@@ -520,6 +523,47 @@ export class TemplateManager {
         `this server cannot build templates: ${this.#o.builderMissing ?? 'builds run in gVisor (runsc), which is not available'}`,
       );
     }
+    const limits = this.#o.policy.templates;
+    await this.#turn(log, signal);
+    try {
+      return await this.#buildInTurn(builder, record, base, steps, log, signal);
+    } finally {
+      this.#running--;
+      this.#waiting.shift()?.();
+    }
+  }
+
+  /** Waits until fewer than `templates.concurrentBuilds` builds run (each takes memory and a core). */
+  async #turn(log: BuildLog, signal: AbortSignal): Promise<void> {
+    if (this.#running < this.#o.policy.templates.concurrentBuilds) {
+      this.#running++;
+      return;
+    }
+    log.append('# waiting for another build to finish\n');
+    await new Promise<void>((resolve, reject) => {
+      const go = () => {
+        signal.removeEventListener('abort', cancel);
+        this.#running++;
+        resolve();
+      };
+      const cancel = () => {
+        const i = this.#waiting.indexOf(go);
+        if (i >= 0) this.#waiting.splice(i, 1);
+        reject(new Error('the build was cancelled'));
+      };
+      this.#waiting.push(go);
+      signal.addEventListener('abort', cancel, { once: true });
+    });
+  }
+
+  async #buildInTurn(
+    builder: TemplateBuilder,
+    record: TemplateRecord,
+    base: string,
+    steps: readonly BuildStep[],
+    log: BuildLog,
+    signal: AbortSignal,
+  ): Promise<string> {
     const limits = this.#o.policy.templates;
     const building = join(this.#o.dir, 'building', record.id);
     await rm(building, { recursive: true, force: true });
