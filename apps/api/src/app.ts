@@ -334,8 +334,9 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     trustPem: extraCa,
     logger,
   });
+  // Then every 10 minutes: what failed builds left, and images no template names any more.
   await templates
-    .reconcile()
+    .reconcile(10 * 60_000)
     .catch((error: unknown) => logger.warn('template reconciliation failed', { error }));
   const sessions = new SessionManager({
     templates,

@@ -134,6 +134,7 @@ export class TemplateManager {
   readonly #runtimes = new Map<string, TemplateRuntime>();
   /** Builds running their sandbox now, and those waiting for a turn (policy `templates.concurrentBuilds`). */
   #running = 0;
+  #timer: NodeJS.Timeout | undefined;
   readonly #waiting: Array<() => void> = [];
   #closed = false;
 
@@ -662,12 +663,24 @@ export class TemplateManager {
   }
 
   /**
-   * At start: builds a crash interrupted are marked failed (their state said `building`), the builder's leftovers
-   * (mounts, loop images, runsc containers) and unreferenced images are removed.
+   * At start and then every `everyMs`: builds a crash interrupted are marked failed (their state said `building`
+   * and this process runs no such build), the builder's leftovers (mounts, loop images, runsc containers) and
+   * unreferenced images are removed.
    */
-  async reconcile(): Promise<void> {
+  async reconcile(everyMs?: number): Promise<void> {
+    if (everyMs !== undefined && this.#timer === undefined) {
+      this.#timer = setInterval(() => {
+        this.reconcile().catch((error: unknown) =>
+          this.#o.logger.warn('template reconciliation failed', { error }),
+        );
+      }, everyMs);
+      this.#timer.unref();
+    }
+    // Later runs give a minute's grace: a template just created may not have its build registered yet (at start,
+    // before the API serves, none can be).
+    const grace = everyMs === undefined ? 60_000 : 0;
     for (const t of await this.#o.store.allTemplates()) {
-      if (t.state === 'building' && !this.#builds.has(t.id)) {
+      if (t.state === 'building' && !this.#builds.has(t.id) && Date.now() - t.updatedAt.getTime() >= grace) {
         await this.#o.store.updateTemplate(t.id, {
           state: 'failed',
           failure: 'the server stopped during the build; run templates.build again',
@@ -686,6 +699,7 @@ export class TemplateManager {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#timer);
     for (const b of this.#builds.values()) b.abort.abort();
     await Promise.all([...this.#builds.values()].map((b) => b.done));
   }
