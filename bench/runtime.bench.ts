@@ -217,6 +217,14 @@ async function burstRows(
     const wall = (performance.now() - t0) / 1000;
     const ok = results.filter((r) => r.status === 'fulfilled');
     failures += n - ok.length;
+    // A failure is a missed target: say why, once per distinct reason.
+    const reasons = new Set(
+      results.flatMap((r) =>
+        r.status === 'rejected' ? [String((r.reason as Error)?.message ?? r.reason)] : [],
+      ),
+    );
+    for (const reason of reasons)
+      process.stderr.write(`[bench] burst create failed: ${reason.slice(0, 300)}\n`);
     throughput.ours.push(ok.length / wall);
     for (const r of ok)
       await r.value.client.sessions.destroy.mutate({ sessionId: r.value.id }).catch(() => undefined);

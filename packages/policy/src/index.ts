@@ -181,6 +181,7 @@ export { isSameSite, previewSiteProblem, siteOf } from './sites.ts';
 export type {
   DockerfileStep,
   ParsedDockerfile,
+  TemplateBuildInput,
   TemplateCreateInput,
   TemplateDockerfileSpec,
   TemplateRecipe,
@@ -199,6 +200,7 @@ export {
   pipPackageSchema,
   TEMPLATE_ID_PREFIX,
   TEMPLATE_RESERVED_DIRS,
+  templateBuildInput,
   templateByRefInput,
   templateCreateInput,
   templateDockerfileSchema,
@@ -207,6 +209,7 @@ export {
   templateNameSchema,
   templateRecipeSchema,
   templateRefSchema,
+  templateSpecSchema,
 } from './templates.ts';
 export type {
   SessionToken,

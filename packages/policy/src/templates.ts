@@ -278,6 +278,19 @@ export type TemplateDockerfileSpec = z.output<typeof templateDockerfileSchema>;
 export type TemplateSpec = TemplateRecipe | TemplateDockerfileSpec;
 
 /**
+ * A template's spec: a recipe ({@link templateRecipeSchema}) or `{ dockerfile }` ({@link templateDockerfileSchema}),
+ * told apart by the `dockerfile` key so that each kind's errors are its own (a union would report the other kind's
+ * "unknown key" instead of what is wrong).
+ */
+export const templateSpecSchema = z.unknown().transform((value, ctx): TemplateSpec => {
+  const isDockerfile = typeof value === 'object' && value !== null && Object.hasOwn(value, 'dockerfile');
+  const parsed = (isDockerfile ? templateDockerfileSchema : templateRecipeSchema).safeParse(value);
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, path: issue.path } as never);
+  return z.NEVER;
+});
+
+/**
  * `templates.create`: `{ name, description?, shared?, spec }`. `shared` (admins only, checked by the API) makes the
  * template usable by everyone. Security meaning: every field bounded; packages, paths and commands parsed by the
  * rules above, a Dockerfile by {@link parseDockerfile}.
@@ -292,19 +305,23 @@ export const templateCreateInput = z.strictObject({
     })
     .optional(),
   shared: z.boolean().optional(),
-  spec: z.unknown().transform((value, ctx): TemplateSpec => {
-    // A Dockerfile template is told apart by its key, so that each kind's errors are its own (a union would
-    // report the other kind's "unknown key" instead of what is wrong with the Dockerfile).
-    const isDockerfile = typeof value === 'object' && value !== null && Object.hasOwn(value, 'dockerfile');
-    const parsed = (isDockerfile ? templateDockerfileSchema : templateRecipeSchema).safeParse(value);
-    if (parsed.success) return parsed.data;
-    for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, path: issue.path } as never);
-    return z.NEVER;
-  }),
+  spec: templateSpecSchema,
 });
 
-/** `templates.get` / `templates.delete` / `templates.build`: `{ template }` by id or name. */
+/** `templates.get` / `templates.delete` / `templates.logs`: `{ template }` by id or name. */
 export const templateByRefInput = z.strictObject({ template: templateRefSchema });
+
+/**
+ * `templates.build`: `{ template, spec? }`: builds the template again, with a new spec when one is given (the
+ * template keeps its name, id and last good build until the new one succeeds).
+ */
+export const templateBuildInput = z.strictObject({
+  template: templateRefSchema,
+  spec: templateSpecSchema.optional(),
+});
+
+/** `templates.build`'s input, parsed. */
+export type TemplateBuildInput = z.output<typeof templateBuildInput>;
 
 /** `templates.create`'s input before parsing. */
 export type TemplateCreateInput = z.output<typeof templateCreateInput>;

@@ -123,6 +123,16 @@ describe('TemplateManager', () => {
     await create('c', { run: ['echo c'] });
     expect((await settled('c')).digest).not.toBe(first.digest);
     expect(builder.builds).toBe(2);
+    // A new spec for an existing template: the same id, a new build, the new settings.
+    await manager.build(
+      actor,
+      'a',
+      templateCreateInput.shape.spec.parse({ run: ['echo a2'], env: { X: '2' } }),
+    );
+    const changed = await settled('a');
+    expect(changed).toMatchObject({ id: first.id, state: 'ready' });
+    expect(changed.digest).not.toBe(first.digest);
+    expect((await manager.forSession(actor.userId, { template: 'a' })).runtime?.env).toEqual({ X: '2' });
   });
 
   it('keeps a failed build out (state failed, the reason), and a template its last good build', async () => {

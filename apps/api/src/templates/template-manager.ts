@@ -12,6 +12,7 @@ import {
   type Policy,
   TEMPLATE_ID_PREFIX,
   type TemplateCreateInput,
+  type TemplateSpec,
 } from '@studio/policy';
 import { AppError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
@@ -251,13 +252,20 @@ export class TemplateManager {
     return record;
   }
 
-  /** Builds a template again (after a failure, or to pick up a changed base); refused while a build runs. */
-  async build(actor: TemplateActor, ref: string): Promise<TemplateRecord> {
+  /**
+   * Builds a template again: with a new spec when one is given, else the same one (after a failure, or to pick up
+   * a changed base). Refused while a build runs. Sessions keep the last good build until the new one is ready.
+   */
+  async build(actor: TemplateActor, ref: string, spec?: TemplateSpec): Promise<TemplateRecord> {
     this.#notOperator(ref);
     this.#mayBuild(actor);
     const found = await this.find(actor.userId, ref);
     this.#mayManage(actor, found);
-    const record = await this.#o.store.startTemplateBuild(found.id, ['ready', 'failed']);
+    let record = await this.#o.store.startTemplateBuild(found.id, ['ready', 'failed']);
+    if (record && spec !== undefined) {
+      record = await this.#o.store.updateTemplate(found.id, { spec: storableSpec(spec) });
+      this.#runtimes.delete(found.id);
+    }
     if (!record) {
       throw new AppError(
         'INVALID_STATE',

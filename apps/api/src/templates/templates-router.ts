@@ -1,4 +1,9 @@
-import { DEFAULT_TEMPLATE_NAME, templateByRefInput, templateCreateInput } from '@studio/policy';
+import {
+  DEFAULT_TEMPLATE_NAME,
+  templateBuildInput,
+  templateByRefInput,
+  templateCreateInput,
+} from '@studio/policy';
 import { auditOf } from '../core/context.ts';
 import { toTRPCError } from '../core/errors.ts';
 import { authedProcedure, router } from '../core/trpc.ts';
@@ -41,10 +46,13 @@ export const templatesRouter = router({
     return ctx.deps.templates.view(t, userId);
   }),
 
-  /** Builds a template again: an unchanged one finishes in about a second (its build is reused). */
-  build: authedProcedure.input(templateByRefInput).mutation(async ({ ctx, input }) => {
+  /**
+   * Builds a template again, with a new `spec` when given (its name and id stay; sessions keep using the last good
+   * build until the new one is ready). An unchanged one finishes in well under a second (its build is reused).
+   */
+  build: authedProcedure.input(templateBuildInput).mutation(async ({ ctx, input }) => {
     const { userId, role } = ctx.principal;
-    const t = await ctx.deps.templates.build({ userId, role }, input.template);
+    const t = await ctx.deps.templates.build({ userId, role }, input.template, input.spec);
     await ctx.deps.store.audit({
       ...auditOf(ctx),
       action: 'template.build',
