@@ -265,9 +265,10 @@ export class SessionManager {
   }
 
   /**
-   * Creates a session: checks the image against the allow list and the per-user creation rate, reserves a
-   * `creating` record atomically within the live-session limit, then creates the sandbox. A backend failure
-   * leaves the session `failed` with the reason; the error reaches the caller.
+   * Creates a session: resolves its template (or operator image) and checks the per-user creation rate, reserves
+   * a `creating` record atomically within the live-session limit, creates the sandbox, then runs the template's
+   * start command and waits for its ready check. A backend failure leaves the session `failed` with the reason; a
+   * failed start destroys it; the error reaches the caller.
    */
   async create(ownerId: string, input: SessionCreateInput, audit: AuditContext): Promise<SessionRecord> {
     const chosen = await this.#template(ownerId, input);
