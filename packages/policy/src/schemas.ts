@@ -1,8 +1,7 @@
 import { z } from 'zod';
 import { canonicalEgressList, MAX_EGRESS_RULES, NETWORK_MODES, type NetworkMode } from './egress.ts';
-import { isAllowedEnvName } from './env-names.ts';
-import { isPolicyError } from './errors.ts';
 import { findControlChar, hasLoneSurrogate, utf8ByteLength } from './lib/text.ts';
+import { envNameSchema, viaPolicy } from './lib/via-policy.ts';
 import { defaultPolicy, MAX_TOKEN_LENGTH, type Policy, SANDBOX_LIMIT_BOUNDS } from './limits.ts';
 import { DEFAULT_MAX_PATH_BYTES, resolveWorkspacePath } from './paths.ts';
 import { validatePreviewPort } from './preview.ts';
@@ -31,18 +30,6 @@ const MiB = 1024 * 1024;
 /** Issue params carried by a refusal that came from a policy function. */
 export interface PolicyIssueParams {
   readonly policyCode: string;
-}
-
-function viaPolicy<I, O>(fn: (input: I) => O) {
-  return (input: I, ctx: z.RefinementCtx): O => {
-    try {
-      return fn(input);
-    } catch (e) {
-      if (!isPolicyError(e)) throw e;
-      ctx.addIssue({ code: 'custom', message: e.message, params: { policyCode: e.code } });
-      return z.NEVER;
-    }
-  };
 }
 
 function noControlChars(text: string): boolean {
@@ -160,11 +147,6 @@ const MAX_ARG_CHARS = 32 * 1024;
 const MAX_ARGV_CHARS = 256 * 1024;
 const MAX_ENV_VARS = 64;
 const MAX_ENV_VALUE_CHARS = 8 * 1024;
-
-const envNameSchema = z.string().max(128).refine(isAllowedEnvName, {
-  error:
-    'environment variable name must match ^[A-Za-z_][A-Za-z0-9_]*$ and not be LD_*, BASH_FUNC_* or a shell-startup variable',
-});
 
 // Characters of an origin-form request target (RFC 3986 path + query). Non-ASCII must arrive percent-encoded.
 const PREVIEW_PATH = /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*$/;

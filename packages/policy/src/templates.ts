@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { isAllowedEnvName } from './env-names.ts';
-import { isPolicyError, PolicyError } from './errors.ts';
+import { PolicyError } from './errors.ts';
 import { findControlChar, hasLoneSurrogate, utf8ByteLength } from './lib/text.ts';
+import { envNameSchema, viaPolicy } from './lib/via-policy.ts';
 import { resolveWorkspacePath } from './paths.ts';
 
 // Templates (issue 19): what a user may ask a build to put into an image. A build runs isolated (as root inside a
@@ -143,18 +144,6 @@ function checkImagePath(path: string): string {
   return path;
 }
 
-function viaPolicy<I, O>(fn: (input: I) => O) {
-  return (input: I, ctx: z.RefinementCtx): O => {
-    try {
-      return fn(input);
-    } catch (e) {
-      if (!isPolicyError(e)) throw e;
-      ctx.addIssue({ code: 'custom', message: e.message, params: { policyCode: e.code } });
-      return z.NEVER;
-    }
-  };
-}
-
 /**
  * An absolute path inside a template's image: canonical, not under {@link TEMPLATE_RESERVED_DIRS}. Security
  * meaning: a template's file cannot hide under a mount or aim at the kernel's filesystems; the build itself is
@@ -172,10 +161,7 @@ const commandSchema = z
 
 const envSchema = z
   .record(
-    z.string().max(128).refine(isAllowedEnvName, {
-      error:
-        'environment variable name must match ^[A-Za-z_][A-Za-z0-9_]*$ and not be LD_*, BASH_FUNC_* or a shell-startup variable',
-    }),
+    envNameSchema,
     z
       .string()
       .max(MAX_ENV_VALUE_CHARS)
