@@ -132,16 +132,22 @@ typecheck() {
 # The pure `unit` project beside the runtime projects (docker, gvisor, e2e, one file at a time): the runtime
 # tests mostly wait on containers and browsers, so the unit tests use the core they leave idle. Runtime
 # projects never run beside each other: their timing cases (timeouts, resource limits) stay as they were.
+# CI keeps only the end of what is printed, so the runtime projects' failures are printed again last.
 run_tests() {
-  local unit_log unit_pid code=0 unit_code=0
+  local unit_log runtime_log unit_pid code=0 unit_code=0
   unit_log=$(mktemp)
+  runtime_log=$(mktemp)
   node_modules/.bin/vitest run --project unit >"$unit_log" 2>&1 &
   unit_pid=$!
-  node_modules/.bin/vitest run --project docker --project gvisor --project e2e || code=$?
+  node_modules/.bin/vitest run --project docker --project gvisor --project e2e 2>&1 | tee "$runtime_log" || code=$?
   wait "$unit_pid" || unit_code=$?
   log "unit project (ran alongside):"
   cat "$unit_log"
-  rm -f "$unit_log"
+  if [ "$code" != 0 ]; then
+    log "runtime projects' failures (again, from the output above):"
+    grep -E '(FAIL|×|✗|Error|expected|Test Files|Tests  )' "$runtime_log" | tail -n 120 || true
+  fi
+  rm -f "$unit_log" "$runtime_log"
   [ "$unit_code" = 0 ] || die "unit tests failed (see above)"
   [ "$code" = 0 ] || die "runtime tests failed (see above)"
 }
