@@ -1,4 +1,6 @@
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
@@ -15,11 +17,15 @@ import {
   type SandboxSpec,
   type SandboxState,
   type SandboxStats,
+  SNAPSHOT_ID_PATTERN,
+  type SnapshotInfo,
   validateSandboxSpec,
 } from '@studio/isolation';
 import { AGENT_COMMAND, AGENT_DIR, AgentClient, AgentConnections, AgentSandbox } from '@studio/sandbox-agent';
 import {
   LoopWorkspaces,
+  SnapshotStore,
+  type StoredSnapshot,
   WORKSPACE_READ_ONLY_FAILURE,
   type WorkspaceMode,
   type WorkspacePoolOptions,
@@ -74,7 +80,12 @@ export class DockerBackend implements IsolationBackend {
   readonly #docker: Docker;
   readonly #options: DockerBackendOptions;
   readonly #workspaces: LoopWorkspaces;
+  readonly #snapshots: SnapshotStore;
   readonly #mode: WorkspaceMode;
+  // Suspended sandboxes: an empty file `<dataDir>/suspended/<id>` each, so the state survives a restart of the API.
+  readonly #suspendedDir: string;
+  // Suspends and snapshots of one sandbox run one at a time (a snapshot pauses and unpauses its container).
+  readonly #serial = new Map<string, Promise<unknown>>();
   /** @internal One agent connection per sandbox, shared by every handle. */
   readonly agents = new AgentConnections();
   #seccomp: string | undefined;
@@ -83,6 +94,8 @@ export class DockerBackend implements IsolationBackend {
     this.#options = options;
     this.#docker = options.docker ?? new Docker();
     this.#mode = options.workspaceMode ?? (process.getuid?.() === 0 ? 'loop' : 'volume');
+    this.#snapshots = new SnapshotStore(options.dataDir);
+    this.#suspendedDir = join(options.dataDir, 'suspended');
     this.#workspaces = new LoopWorkspaces(options.dataDir, {
       ...(options.workspaceHeadroomBytes === undefined
         ? {}
@@ -94,7 +107,12 @@ export class DockerBackend implements IsolationBackend {
   capabilities(): BackendCapabilities {
     return {
       pause: true,
+      // Docker's checkpoint (`docker checkpoint create`) needs CRIU on the host and the daemon's experimental mode;
+      // Docker 20.10 here has neither, so memory is never saved: suspend, snapshots and forks keep the workspace and
+      // programs start afresh.
       checkpoint: false,
+      // Snapshots copy the workspace's loop image; a Docker volume has no image to copy.
+      snapshots: this.#mode === 'loop',
       networkModes: ['none'],
       terminal: true,
       diskQuota: this.#mode === 'loop',
@@ -125,6 +143,8 @@ export class DockerBackend implements IsolationBackend {
 
   async create(spec: SandboxSpec): Promise<DockerSandbox> {
     validateSandboxSpec(spec, this.#options.limits);
+    // Looked up before anything is made: a create from a missing snapshot or for another image makes nothing.
+    const snapshot = spec.fromSnapshot === undefined ? undefined : await this.#fromSnapshot(spec);
     const id = spec.id ?? newSandboxId();
     // Checked before anything is made: the clean-up below removes everything named after `id`, and must never
     // reach a sandbox that a caller's reused id happens to name.
@@ -165,7 +185,11 @@ export class DockerBackend implements IsolationBackend {
         apparmorProfile: hostHasAppArmor() ? (this.#options.apparmorProfile ?? 'studio-sandbox') : undefined,
       });
       if (this.#mode === 'loop') {
-        making = this.#workspaces.create(id, spec.resources.diskBytes, spec.resources.inodes);
+        making = snapshot
+          ? this.#workspaces
+              .createFrom(id, snapshot.workspaceImage)
+              .catch((error: unknown) => this.#snapshotGone(snapshot.info.id, error))
+          : this.#workspaces.create(id, spec.resources.diskBytes, spec.resources.inodes);
       }
       // Both settle before a failure is handled, so the clean-up below never races a mount still going on.
       const [created, made] = await Promise.allSettled([this.#docker.createContainer(config), making]);
@@ -180,6 +204,93 @@ export class DockerBackend implements IsolationBackend {
       await this.destroy(id).catch(() => undefined);
       throw mapDockerError(error, `sandbox from image ${spec.image}`);
     }
+  }
+
+  /** The snapshot a create starts from: `NOT_FOUND`, or `INVALID_INPUT` for another image. */
+  async #fromSnapshot(spec: SandboxSpec): Promise<StoredSnapshot> {
+    this.assertSnapshots();
+    const snapshot = await this.#snapshots.get(spec.fromSnapshot as string);
+    if (snapshot.info.image !== spec.image) {
+      throw new IsolationError(
+        'INVALID_INPUT',
+        `snapshot ${snapshot.info.id} was taken from image ${snapshot.info.image}, not ${spec.image}: create it with image ${snapshot.info.image}`,
+      );
+    }
+    return snapshot;
+  }
+
+  /** A copy from a snapshot failed: `NOT_FOUND` when it was deleted meanwhile, else the copy's own error. */
+  async #snapshotGone(snapshotId: string, error: unknown): Promise<never> {
+    const still = await this.#snapshots.get(snapshotId).then(
+      () => true,
+      () => false,
+    );
+    if (still) throw error;
+    throw new IsolationError('NOT_FOUND', `snapshot ${snapshotId} was deleted during the create`, {
+      cause: error,
+    });
+  }
+
+  /** @internal `UNSUPPORTED` unless snapshots are available (loop workspaces). */
+  assertSnapshots(): void {
+    if (this.#mode !== 'loop') {
+      throw new IsolationError(
+        'UNSUPPORTED',
+        "suspend and snapshots need loop workspaces (a snapshot copies the workspace's image): run the backend as root with workspaceMode 'loop'",
+      );
+    }
+  }
+
+  async listSnapshots(): Promise<SnapshotInfo[]> {
+    // Without the capability the backend keeps none (and could not delete one).
+    if (this.#mode !== 'loop') return [];
+    return this.#snapshots.list();
+  }
+
+  async deleteSnapshot(snapshotId: string): Promise<void> {
+    this.assertSnapshots();
+    await this.#snapshots.delete(snapshotId);
+  }
+
+  /** @internal */
+  get snapshots(): SnapshotStore {
+    return this.#snapshots;
+  }
+
+  /** @internal Whether sandbox `id` was suspended (and not started since). */
+  async isSuspended(id: string): Promise<boolean> {
+    return stat(join(this.#suspendedDir, id)).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  /** @internal Marks sandbox `id` suspended, or clears the mark. */
+  async markSuspended(id: string, suspended: boolean): Promise<void> {
+    assertId(id);
+    const marker = join(this.#suspendedDir, id);
+    if (!suspended) {
+      await rm(marker, { force: true });
+      return;
+    }
+    await mkdir(this.#suspendedDir, { recursive: true, mode: 0o700 });
+    await writeFile(marker, '', { mode: 0o600 });
+  }
+
+  async #suspendedIds(): Promise<Set<string>> {
+    return new Set(await readdir(this.#suspendedDir).catch(() => [] as string[]));
+  }
+
+  /** @internal Runs `fn` after every earlier suspend or snapshot of sandbox `id` settled. */
+  serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.#serial.get(id) ?? Promise.resolve();
+    const result = before.then(fn, fn);
+    const tail = result.catch(() => undefined);
+    this.#serial.set(id, tail);
+    void tail.then(() => {
+      if (this.#serial.get(id) === tail) this.#serial.delete(id);
+    });
+    return result;
   }
 
   async #inUse(id: string): Promise<boolean> {
@@ -208,9 +319,10 @@ export class DockerBackend implements IsolationBackend {
         await this.#workspaces.fillHoles();
         void this.#workspaces.fillPool();
       }
-      const [containers, readOnly] = await Promise.all([
+      const [containers, readOnly, suspended] = await Promise.all([
         this.#docker.listContainers({ all: true, filters: { label } }),
         this.#workspaces.readOnlyIds(),
+        this.#suspendedIds(),
       ]);
       return containers.map((c) => {
         const id = c.Labels[LABEL_SANDBOX] ?? c.Id;
@@ -220,7 +332,7 @@ export class DockerBackend implements IsolationBackend {
           image: c.Image,
           labels: c.Labels,
           createdAt: new Date(c.Created * 1000),
-          ...(readOnly.has(id) ? WORKSPACE_READ_ONLY : { state: stateOf(c.State) }),
+          ...(readOnly.has(id) ? WORKSPACE_READ_ONLY : { state: stateOf(c.State, suspended.has(id)) }),
         };
       });
     } catch (error) {
@@ -243,6 +355,7 @@ export class DockerBackend implements IsolationBackend {
       .remove()
       .catch(() => undefined);
     await this.#workspaces.destroy(id);
+    await this.markSuspended(id, false);
   }
 
   async close(): Promise<void> {
@@ -420,7 +533,7 @@ export class DockerSandbox extends AgentSandbox {
   protected async connectAgent(): Promise<AgentClient> {
     const info = await this.#backend.inspect(this.id);
     if (!info.State.Running || info.State.Paused) {
-      throw new IsolationError('INVALID_STATE', `sandbox ${this.id} is ${info.State.Status}: start it first`);
+      throw new IsolationError('INVALID_STATE', `sandbox ${this.id} is ${await this.#notRunning(info)}`);
     }
     let stream: NodeJS.ReadWriteStream;
     try {
@@ -454,6 +567,13 @@ export class DockerSandbox extends AgentSandbox {
     return client;
   }
 
+  /** What a sandbox that is not running is, and the fix: "paused: resume it first", "suspended: start it first". */
+  async #notRunning(info: Docker.ContainerInspectInfo): Promise<string> {
+    if (info.State.Paused) return 'paused: resume it first';
+    const state = (await this.#backend.isSuspended(this.id)) ? 'suspended' : info.State.Status;
+    return `${state}: start it first`;
+  }
+
   protected override async explainFailure(error: unknown): Promise<unknown> {
     if (!isIsolationError(error, 'UNAVAILABLE')) return error;
     const info = await this.#backend.inspect(this.id).catch(() => undefined);
@@ -475,6 +595,7 @@ export class DockerSandbox extends AgentSandbox {
     const readOnly =
       info.Config.Labels?.[LABEL_WORKSPACE] === 'loop' &&
       (await this.#backend.workspaces.readOnlyIds()).has(this.id);
+    const suspended = await this.#backend.isSuspended(this.id);
     const failure = info.State.OOMKilled
       ? ({ code: 'RESOURCE_LIMIT', reason: 'the sandbox ran out of memory' } as const)
       : undefined;
@@ -486,7 +607,7 @@ export class DockerSandbox extends AgentSandbox {
       createdAt: new Date(info.Created),
       ...(readOnly
         ? WORKSPACE_READ_ONLY
-        : { state: stateOf(info.State.Status), ...(failure ? { failure } : {}) }),
+        : { state: stateOf(info.State.Status, suspended), ...(failure ? { failure } : {}) }),
     };
   }
 
@@ -523,16 +644,102 @@ export class DockerSandbox extends AgentSandbox {
     }
   }
 
+  /** Starts a stopped or suspended sandbox; a suspended one starts afresh (no memory was saved). */
   async start(): Promise<void> {
     const info = await this.#backend.inspect(this.id);
-    if (info.State.Running) return;
+    if (info.State.Running) {
+      await this.#backend.markSuspended(this.id, false);
+      return;
+    }
     if (info.Config.Labels?.[LABEL_WORKSPACE] === 'loop') await this.#backend.workspaces.mount(this.id);
     try {
       await this.#backend.container(this.id).start();
     } catch (error) {
       throw mapDockerError(error, `sandbox ${this.id}`);
     }
+    await this.#backend.markSuspended(this.id, false);
     await this.agent();
+  }
+
+  /**
+   * Stops the container and marks it suspended: the workspace is kept, memory is not (no `checkpoint`), so
+   * `start()` starts its programs afresh. Idempotent.
+   */
+  async suspend(): Promise<{ memory: boolean }> {
+    this.#backend.assertSnapshots();
+    return this.#backend.serial(this.id, async () => {
+      await this.#backend.inspect(this.id);
+      await this.disconnectAgent();
+      try {
+        // A paused container is stopped too (Docker thaws it to deliver the kill).
+        await this.#backend.container(this.id).stop({ t: 0 });
+      } catch (error) {
+        const mapped = mapDockerError(error, `sandbox ${this.id}`);
+        if (mapped.code !== 'INVALID_STATE') throw mapped;
+      }
+      // Marked once stopped: a crash in between leaves it `stopped`, which on Docker starts the same way.
+      await this.#backend.markSuspended(this.id, true);
+      return { memory: false };
+    });
+  }
+
+  /**
+   * Copies the workspace's image into snapshot `snapshotId` while the container is paused (so no process writes
+   * during the copy), then lets it run on. Workspace only: no memory (no `checkpoint`).
+   */
+  async snapshot(snapshotId: string): Promise<SnapshotInfo> {
+    this.#backend.assertSnapshots();
+    if (typeof snapshotId !== 'string' || !SNAPSHOT_ID_PATTERN.test(snapshotId)) {
+      throw new IsolationError(
+        'INVALID_INPUT',
+        'a snapshot id must be "snp-" and 16 lowercase hex digits (newSnapshotId() makes one)',
+      );
+    }
+    return this.#backend.serial(this.id, async () => {
+      const info = await this.#backend.inspect(this.id);
+      if (info.Config.Labels?.[LABEL_WORKSPACE] !== 'loop') {
+        throw new IsolationError(
+          'UNSUPPORTED',
+          `sandbox ${this.id} has a Docker volume workspace, which cannot be snapshotted: snapshot sandboxes created with workspaceMode 'loop'`,
+        );
+      }
+      if (!info.State.Running || info.State.Paused) {
+        throw new IsolationError(
+          'INVALID_STATE',
+          `only a running sandbox can be snapshotted, and sandbox ${this.id} is ${await this.#notRunning(info)}`,
+        );
+      }
+      const draft = await this.#backend.snapshots.begin(snapshotId);
+      try {
+        const container = this.#backend.container(this.id);
+        try {
+          await container.pause();
+        } catch (error) {
+          throw mapDockerError(error, `sandbox ${this.id}`);
+        }
+        const copy = await this.#backend.workspaces.copyOut(this.id, draft.workspaceImage).then(
+          () => ({ ok: true as const }),
+          (error: unknown) => ({ ok: false as const, error }),
+        );
+        try {
+          await container.unpause();
+        } catch (error) {
+          // A sandbox left frozen is reported, whatever the copy did.
+          throw mapDockerError(error, `sandbox ${this.id} (unpausing after the snapshot)`);
+        }
+        if (!copy.ok) throw copy.error;
+        const shape = await this.#backend.workspaces.shape(this.id);
+        return await draft.commit({
+          sandboxId: this.id,
+          image: info.Config.Image,
+          memory: false,
+          diskBytes: shape.diskBytes,
+          inodes: shape.inodes,
+        });
+      } finally {
+        await draft.abort();
+      }
+    });
   }
 
   async pause(): Promise<void> {
@@ -557,7 +764,9 @@ export class DockerSandbox extends AgentSandbox {
   }
 }
 
-function stateOf(status: string): SandboxState {
+function stateOf(status: string, suspended = false): SandboxState {
+  // The mark only counts while the container is down: a container started behind the backend's back runs.
+  if (suspended && status !== 'running' && status !== 'paused') return 'suspended';
   switch (status) {
     case 'running':
       return 'running';

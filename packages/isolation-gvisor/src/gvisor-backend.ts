@@ -21,10 +21,17 @@ import {
   type SandboxSpec,
   type SandboxState,
   type SandboxStats,
+  type SnapshotInfo,
   validateSandboxSpec,
 } from '@studio/isolation';
 import { AGENT_COMMAND, AGENT_DIR, AgentClient, AgentConnections, AgentSandbox } from '@studio/sandbox-agent';
-import { LoopWorkspaces, WORKSPACE_READ_ONLY_FAILURE, type WorkspacePoolOptions } from '@studio/workspaces';
+import {
+  LoopWorkspaces,
+  SnapshotStore,
+  type StoredSnapshot,
+  WORKSPACE_READ_ONLY_FAILURE,
+  type WorkspacePoolOptions,
+} from '@studio/workspaces';
 import { FIFO_IN, FIFO_OUT, makeFifos } from './agent-fifos.ts';
 import { cpuUsageNanos, limitEvents, memoryUsage, removeCgroups, setCpuQuota } from './cgroups.ts';
 import { mapRunscError } from './map-error.ts';
@@ -108,6 +115,12 @@ const LABEL_INSTANCE = 'studio.instance';
 const ANNOTATION_IMAGE = 'studio.image';
 const ANNOTATION_CREATED = 'studio.created';
 const ID_PATTERN = SANDBOX_ID_PATTERN;
+/**
+ * A suspended sandbox's saved state in its bundle: `runsc checkpoint` writes `checkpoint.making/`, renamed to
+ * `checkpoint/` once complete, so a checkpoint that exists is whole.
+ */
+const CHECKPOINT = 'checkpoint';
+const CHECKPOINT_MAKING = 'checkpoint.making';
 
 /** A sandbox's failure, kept in its bundle so it survives an API restart. */
 type Failure = NonNullable<SandboxInfo['failure']> & { limit?: 'memory' | 'pids' };
@@ -122,6 +135,7 @@ export class GVisorBackend implements IsolationBackend {
   readonly #o: GVisorBackendOptions;
   readonly #runsc: Runsc;
   readonly #workspaces: LoopWorkspaces;
+  readonly #snapshots: SnapshotStore;
   #seccomp: Promise<OciSeccomp> | undefined;
   /** Sandboxes this backend has just started: their first agent connection needs no `runsc state`. */
   readonly #fresh = new Set<string>();
@@ -148,6 +162,7 @@ export class GVisorBackend implements IsolationBackend {
       ...(options.workspacePool ? { pool: options.workspacePool } : {}),
     });
     this.#sandboxesDir = join(options.dataDir, 'sandboxes');
+    this.#snapshots = new SnapshotStore(options.dataDir);
     this.#reconciled =
       options.reconcileOnStart === false || process.getuid?.() !== 0
         ? Promise.resolve()
@@ -157,8 +172,9 @@ export class GVisorBackend implements IsolationBackend {
   capabilities(): BackendCapabilities {
     return {
       pause: true,
-      // runsc checkpoint/restore exists but is not wired up or verified here.
-      checkpoint: false,
+      // runsc checkpoint/restore: memory, processes and open files; the workspace is copied beside it.
+      checkpoint: true,
+      snapshots: true,
       networkModes: ['none'],
       terminal: true,
       diskQuota: true,
@@ -197,6 +213,14 @@ export class GVisorBackend implements IsolationBackend {
     await this.#reconciled;
     validateSandboxSpec(spec, this.#o.limits);
     const t0 = performance.now();
+    const snapshot =
+      spec.fromSnapshot === undefined ? undefined : await this.#snapshots.get(spec.fromSnapshot);
+    if (snapshot && snapshot.info.image !== spec.image) {
+      throw new IsolationError(
+        'INVALID_INPUT',
+        `snapshot ${snapshot.info.id} was taken of image ${snapshot.info.image}, not ${spec.image}: create from it with image ${snapshot.info.image}`,
+      );
+    }
     const [rootfs, seccomp] = await Promise.all([this.#rootfsFor(spec.image), this.#seccompFilter()]);
     const id = spec.id ?? newSandboxId();
     // Checked before anything is made: the clean-up below removes everything named after `id`, and must never
@@ -228,7 +252,12 @@ export class GVisorBackend implements IsolationBackend {
             return v;
           });
         const [workspace, root] = await allSettled([
-          step('workspace', this.#workspaces.create(id, spec.resources.diskBytes, spec.resources.inodes)),
+          step(
+            'workspace',
+            snapshot
+              ? this.#workspaces.createFrom(id, snapshot.workspaceImage)
+              : this.#workspaces.create(id, spec.resources.diskBytes, spec.resources.inodes),
+          ),
           step('root', this.#root(bundle, rootfs)),
           step('fifos', makeFifos(bundle)),
         ] as const);
@@ -247,7 +276,7 @@ export class GVisorBackend implements IsolationBackend {
         config.annotations[ANNOTATION_CREATED] = new Date().toISOString();
         // config.json last: a bundle without it is a create that never finished (reconcile removes it).
         await writeJson(join(bundle, 'config.json'), config);
-        await this.#run(id, config);
+        await this.#run(id, config, snapshot);
         timings.push(['runsc run', performance.now() - t1]);
       });
       const t2 = performance.now();
@@ -326,6 +355,14 @@ export class GVisorBackend implements IsolationBackend {
     });
   }
 
+  listSnapshots(): Promise<SnapshotInfo[]> {
+    return this.#snapshots.list();
+  }
+
+  deleteSnapshot(snapshotId: string): Promise<void> {
+    return this.#snapshots.delete(snapshotId);
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     await this.agents.dropAll();
@@ -341,6 +378,8 @@ export class GVisorBackend implements IsolationBackend {
    */
   async reconcile(): Promise<ReconcileReport> {
     const report: ReconcileReport = { deleted: [], killed: [], removed: [], unmounted: [] };
+    await this.#snapshots.clean();
+    await this.#workspaces.thawAll();
     const containers = await this.#runsc.list();
     const known = new Set(containers.map((c) => c.id));
     for (const c of containers) {
@@ -373,6 +412,7 @@ export class GVisorBackend implements IsolationBackend {
     )) {
       if (this.#locks.has(id)) continue;
       const config = await this.readBundle(id).catch(() => undefined);
+      await rm(join(this.bundleDir(id), CHECKPOINT_MAKING), { recursive: true, force: true });
       if (config === undefined) {
         await this.destroy(id);
         report.removed.push(id);
@@ -463,6 +503,8 @@ export class GVisorBackend implements IsolationBackend {
         }
       }
       await new SandboxRoot(this.bundleDir(id)).unmount();
+      // A suspended sandbox stopped: its saved memory goes, the next start is cold.
+      await rm(join(this.bundleDir(id), CHECKPOINT), { recursive: true, force: true });
     });
   }
 
@@ -492,8 +534,113 @@ export class GVisorBackend implements IsolationBackend {
       }
       await makeFifos(this.bundleDir(id));
       await removeCgroups(config.linux.cgroupsPath);
-      await this.#run(id, config);
+      const checkpoint = join(this.bundleDir(id), CHECKPOINT);
+      if (await isDir(checkpoint)) {
+        await this.#restore(id, config, checkpoint);
+      } else {
+        await this.#run(id, config);
+      }
       await rm(join(this.bundleDir(id), 'failure.json'), { force: true });
+    });
+  }
+
+  /**
+   * Brings a suspended sandbox back from its checkpoint. The checkpoint is removed either way: after a restore
+   * the sandbox runs from memory again, and one that cannot be restored never will be, so the next start is cold.
+   */
+  async #restore(id: string, config: OciSpec, checkpoint: string): Promise<void> {
+    try {
+      await this.#run(id, config, { memoryDir: checkpoint });
+    } catch (error) {
+      await this.#runsc.run(['delete', '--force', id], `sandbox ${id}`).catch(() => undefined);
+      await this.#killStray(id);
+      throw new IsolationError(
+        'RESTORE_FAILED',
+        // runsc's own words stay in `cause` (for the log): they name host paths.
+        `sandbox ${id}: its saved memory could not be restored; its workspace is intact: start it again to start it afresh`,
+        { cause: error },
+      );
+    } finally {
+      await rm(checkpoint, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * @internal Checkpoints the sandbox (memory, processes, open files) into its bundle and releases it: the runsc
+   * sandbox exits, its root overlay and cgroup go; the workspace stays. A stopped or already suspended sandbox is
+   * left as it is.
+   */
+  async suspend(id: string): Promise<{ memory: boolean }> {
+    return this.#withLock(id, async () => {
+      const config = await this.readBundle(id);
+      const bundle = this.bundleDir(id);
+      const state = await this.#runsc.state(id);
+      if (state === undefined || state.status === 'stopped') {
+        return { memory: await isDir(join(bundle, CHECKPOINT)) };
+      }
+      if (state.status !== 'running' && state.status !== 'paused') {
+        throw new IsolationError('INVALID_STATE', `sandbox ${id} is ${state.status}: wait until it runs`);
+      }
+      await this.agents.drop(id);
+      this.#fresh.delete(id);
+      const making = join(bundle, CHECKPOINT_MAKING);
+      await rm(making, { recursive: true, force: true });
+      await mkdir(making, { mode: 0o700 });
+      try {
+        await this.#runsc.run(['checkpoint', '--image-path', making, id], `sandbox ${id}`);
+      } catch (error) {
+        await rm(making, { recursive: true, force: true });
+        throw error;
+      }
+      await rename(making, join(bundle, CHECKPOINT));
+      // The checkpoint ends the sandbox; what runsc keeps of it (its record, a gofer) goes now.
+      await this.#runsc.run(['delete', '--force', id], `sandbox ${id}`).catch(() => undefined);
+      await this.#killStray(id);
+      await removeCgroups(config.linux.cgroupsPath);
+      await new SandboxRoot(bundle).unmount();
+      return { memory: true };
+    });
+  }
+
+  /**
+   * @internal Saves a copy of the running sandbox: paused for the capture (a checkpoint that leaves it in place,
+   * then its workspace image copied while nothing writes), then resumed.
+   */
+  async snapshot(id: string, snapshotId: string): Promise<SnapshotInfo> {
+    return this.#withLock(id, async () => {
+      const config = await this.readBundle(id);
+      const state = await this.#runsc.state(id);
+      if (state?.status !== 'running' && state?.status !== 'paused') {
+        throw new IsolationError(
+          'INVALID_STATE',
+          `sandbox ${id} is ${state?.status ?? 'stopped'}: snapshots are taken of running sandboxes; start it first`,
+        );
+      }
+      const draft = await this.#snapshots.begin(snapshotId);
+      const frozen = state.status === 'paused';
+      try {
+        if (!frozen) await this.#runsc.run(['pause', id], `sandbox ${id}`);
+        try {
+          await this.#runsc.run(
+            ['checkpoint', '--leave-running', '--image-path', draft.memoryDir, id],
+            `sandbox ${id}`,
+          );
+          await this.#workspaces.copyOut(id, draft.workspaceImage);
+        } finally {
+          if (!frozen) await this.#runsc.run(['resume', id], `sandbox ${id}`);
+        }
+        const shape = await this.#workspaces.shape(id);
+        return await draft.commit({
+          sandboxId: id,
+          image: config.annotations[ANNOTATION_IMAGE] ?? DEFAULT_IMAGE,
+          memory: true,
+          diskBytes: shape.diskBytes,
+          inodes: shape.inodes,
+        });
+      } catch (error) {
+        await draft.abort();
+        throw error;
+      }
     });
   }
 
@@ -646,7 +793,7 @@ export class GVisorBackend implements IsolationBackend {
 
   /** Starts the bundle's container with the agent's FIFOs as its first process's stdin and stdout. */
   /** Starts the bundle's sandbox, then gives its cgroup the CPU quota (see `CPU_QUOTA_ANNOTATION`). */
-  async #run(id: string, config: OciSpec): Promise<void> {
+  async #run(id: string, config: OciSpec, from?: Pick<StoredSnapshot, 'memoryDir'>): Promise<void> {
     const bundle = this.bundleDir(id);
     // O_RDWR: opening a FIFO that way never blocks, and the sandbox keeps both ends, so the agent never sees
     // an end of input when a host connection closes.
@@ -659,7 +806,13 @@ export class GVisorBackend implements IsolationBackend {
       throw error;
     }
     try {
-      await this.#runsc.runDetached(bundle, id, inp, out);
+      await this.#runsc.runDetached(
+        bundle,
+        id,
+        inp,
+        out,
+        from?.memoryDir === undefined ? {} : { restoreFrom: from.memoryDir },
+      );
       const cpu = cpuQuotaOf(config);
       if (cpu) {
         await setCpuQuota(config.linux.cgroupsPath, cpu.quota, cpu.period).catch(async (error: unknown) => {
@@ -696,6 +849,7 @@ export class GVisorBackend implements IsolationBackend {
       failure = await readFailure(this.bundleDir(id));
     }
     const annotations = config.annotations ?? {};
+    const suspended = state === undefined && (await isDir(join(this.bundleDir(id), CHECKPOINT)));
     const readOnly = (await this.#workspaces.readOnlyIds()).has(id);
     return {
       id,
@@ -706,7 +860,7 @@ export class GVisorBackend implements IsolationBackend {
       ...(readOnly
         ? { state: 'failed' as const, failure: WORKSPACE_READ_ONLY_FAILURE }
         : {
-            state: stateOf(state),
+            state: suspended ? ('suspended' as const) : stateOf(state),
             ...(failure ? { failure: { code: failure.code, reason: failure.reason } } : {}),
           }),
     };
@@ -895,6 +1049,15 @@ export class GVisorSandbox extends AgentSandbox {
     return this.#backend.resume(this.id);
   }
 
+  async suspend(): Promise<{ memory: boolean }> {
+    await this.disconnectAgent();
+    return this.#backend.suspend(this.id);
+  }
+
+  snapshot(snapshotId: string): Promise<SnapshotInfo> {
+    return this.#backend.snapshot(this.id, snapshotId);
+  }
+
   async destroy(): Promise<void> {
     await this.disconnectAgent();
     await this.#backend.destroy(this.id);
@@ -927,6 +1090,13 @@ function stateOf(state: RunscState | undefined): SandboxState {
     default:
       return 'stopped';
   }
+}
+
+async function isDir(path: string): Promise<boolean> {
+  return stat(path).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
 }
 
 async function readFailure(bundle: string): Promise<Failure | undefined> {

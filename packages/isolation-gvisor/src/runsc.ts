@@ -151,8 +151,22 @@ export class Runsc {
    * stderr is a pipe read only until runsc itself exits (for its error message), then closed, so nothing
    * a sandbox prints can land in a host file.
    */
-  async runDetached(bundle: string, id: string, stdin: number, stdout: number): Promise<void> {
-    const args = [...this.globalArgs(), 'run', '--detach', '--bundle', bundle, id];
+  async runDetached(
+    bundle: string,
+    id: string,
+    stdin: number,
+    stdout: number,
+    options: { restoreFrom?: string } = {},
+  ): Promise<void> {
+    // `restore` is `run` from a checkpoint image: the same bundle, stdio and exit status, the memory restored.
+    const args = [
+      ...this.globalArgs(),
+      ...(options.restoreFrom === undefined ? ['run'] : ['restore', '--image-path', options.restoreFrom]),
+      '--detach',
+      '--bundle',
+      bundle,
+      id,
+    ];
     const exit = await new Promise<{ code: number | null; stderr: string; error?: unknown }>((resolve) => {
       let stderr = '';
       let child: ChildProcess;

@@ -26,6 +26,11 @@ export const ISOLATION_ERROR_CODES = [
    * minus its headroom): the operator frees space or lowers the quota; the caller can do nothing but retry later.
    */
   'HOST_DISK_FULL',
+  /**
+   * A sandbox's saved state (memory and processes) could not be restored: the saved state is discarded, the
+   * workspace is intact, and starting the sandbox again starts it afresh.
+   */
+  'RESTORE_FAILED',
   /** The operation was cancelled by its caller. */
   'CANCELLED',
   /** Anything else: a bug or an unexpected runtime answer; `cause` holds the original. */

@@ -2,7 +2,7 @@
 // validator. The conformance suite is the `./testing` subpath. No implementation of a sandbox lives here.
 export type { IsolationErrorCode, IsolationErrorOptions } from './errors.ts';
 export { ISOLATION_ERROR_CODES, IsolationError, isIsolationError } from './errors.ts';
-export { newSandboxId, SANDBOX_ID_PATTERN } from './sandbox-id.ts';
+export { newSandboxId, newSnapshotId, SANDBOX_ID_PATTERN, SNAPSHOT_ID_PATTERN } from './sandbox-id.ts';
 export type {
   BackendCapabilities,
   ExecOptions,
@@ -21,6 +21,7 @@ export type {
   SandboxSpec,
   SandboxState,
   SandboxStats,
+  SnapshotInfo,
   Terminal,
   TerminalOptions,
 } from './types.ts';

@@ -15,3 +15,14 @@ export const SANDBOX_ID_PATTERN = /^sbx-[0-9a-f]{16}$/;
 export function newSandboxId(): string {
   return `sbx-${randomBytes(8).toString('hex')}`;
 }
+
+/**
+ * The shape of every snapshot id: `snp-` and 16 lowercase hex digits. Backends name host directories after it, so
+ * it must never carry a path separator; an id outside this shape names no snapshot.
+ */
+export const SNAPSHOT_ID_PATTERN = /^snp-[0-9a-f]{16}$/;
+
+/** A fresh snapshot id (64 random bits). */
+export function newSnapshotId(): string {
+  return `snp-${randomBytes(8).toString('hex')}`;
+}

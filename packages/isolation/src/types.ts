@@ -37,10 +37,21 @@ export interface SandboxSpec {
   network?: NetworkMode;
   /** Labels carried on everything the backend creates, for listing and reconciliation. Keys `studio.*` are reserved. */
   labels?: Record<string, string>;
+  /**
+   * Start from a snapshot ({@link Sandbox.snapshot}, `SNAPSHOT_ID_PATTERN`) instead of an empty workspace: the new
+   * sandbox gets its own copy of the snapshot's workspace (its size and inode count are the snapshot's, whatever
+   * `resources` says) and, when the snapshot holds memory, its processes carry on from that point (a fork).
+   * `image` must be the snapshot's. `NOT_FOUND` when there is no such snapshot.
+   */
+  fromSnapshot?: string;
 }
 
-/** The lifecycle state of a sandbox as the runtime reports it. */
-export type SandboxState = 'creating' | 'running' | 'stopped' | 'paused' | 'failed';
+/**
+ * The lifecycle state of a sandbox as the runtime reports it. `paused`: frozen in place, memory held
+ * ({@link Sandbox.pause}). `suspended`: saved and released, nothing of it runs or is held in the host's memory
+ * ({@link Sandbox.suspend}); `start()` brings it back.
+ */
+export type SandboxState = 'creating' | 'running' | 'stopped' | 'paused' | 'suspended' | 'failed';
 
 /** What `list()` and `Sandbox.info()` report. */
 export interface SandboxInfo {
@@ -63,8 +74,14 @@ export interface SandboxInfo {
 export interface BackendCapabilities {
   /** Freeze and thaw all processes. */
   pause: boolean;
-  /** Save and restore the whole sandbox state. */
+  /**
+   * Save and restore the whole sandbox state: `suspend()`, `snapshot()` and creates from a snapshot carry memory,
+   * processes and open files, so running programs carry on where they were. Without it they carry the workspace
+   * only, and programs start again.
+   */
   checkpoint: boolean;
+  /** `suspend()`, `snapshot()`, `deleteSnapshot()` and `create({ fromSnapshot })` (the workspace at least). */
+  snapshots: boolean;
   networkModes: readonly NetworkMode[];
   /** PTYs with resize. */
   terminal: boolean;
@@ -172,6 +189,24 @@ export interface FileWatch {
   close(): void;
 }
 
+/** A saved copy of a sandbox ({@link Sandbox.snapshot}), kept by the backend until `deleteSnapshot`. */
+export interface SnapshotInfo {
+  /** `SNAPSHOT_ID_PATTERN`, chosen by the caller. */
+  id: string;
+  /** The sandbox it was taken from (which may since be gone). */
+  sandboxId: string;
+  /** The image a sandbox made from it must use. */
+  image: string;
+  /** True when it holds memory and processes (the backend's `checkpoint` capability), false: workspace only. */
+  memory: boolean;
+  /** Bytes it takes on the host's disk. */
+  bytes: number;
+  /** The workspace's size and inode quota, which a sandbox made from it gets. */
+  diskBytes: number;
+  inodes: number;
+  createdAt: Date;
+}
+
 /** Point-in-time resource use. */
 export interface SandboxStats {
   memoryBytes: number;
@@ -219,12 +254,31 @@ export interface Sandbox extends AsyncDisposable {
    */
   watchFiles(listener: (batch: FileChanges) => void, options?: { maxDirs?: number }): Promise<FileWatch>;
   stats(): Promise<SandboxStats>;
-  /** Stops every process; the workspace is kept. */
+  /** Stops every process; the workspace is kept. A suspended sandbox's saved memory is discarded (it is `stopped`). */
   stop(): Promise<void>;
-  /** Starts a stopped sandbox again with the same workspace. */
+  /**
+   * Starts a stopped sandbox again with the same workspace, or brings a suspended one back: with its memory when it
+   * was saved with it (programs carry on), else started afresh. A saved state that cannot be restored (corrupt,
+   * missing, refused by the runtime) rejects with `RESTORE_FAILED`, is discarded, and leaves the sandbox `stopped`
+   * with its workspace intact, so the next `start()` starts it afresh.
+   */
   start(): Promise<void>;
+  /** Freezes every process in place; memory stays held. `UNSUPPORTED` without the `pause` capability. */
   pause(): Promise<void>;
   resume(): Promise<void>;
+  /**
+   * Saves the sandbox and releases it: with `checkpoint`, its memory, processes and open files; without, only the
+   * workspace is kept and processes end. Afterwards nothing of it runs or is held in the host's memory; its state
+   * is `suspended` until `start()`. Agent channels (execs, terminals, watches, connections) end. Idempotent.
+   * `UNSUPPORTED` without the `snapshots` capability. Returns whether memory was saved.
+   */
+  suspend(): Promise<{ memory: boolean }>;
+  /**
+   * Saves a copy of the running sandbox as snapshot `snapshotId` (`SNAPSHOT_ID_PATTERN`): its workspace, and with
+   * `checkpoint` its memory. The sandbox is paused only for the capture and then runs on; what it writes afterwards
+   * is not in the copy. `ALREADY_EXISTS` for an id in use; `UNSUPPORTED` without the `snapshots` capability.
+   */
+  snapshot(snapshotId: string): Promise<SnapshotInfo>;
   /** Removes the sandbox and its workspace; nothing is left behind. Idempotent. */
   destroy(): Promise<void>;
 }
@@ -250,6 +304,13 @@ export interface IsolationBackend {
   list(filter?: ListFilter): Promise<SandboxInfo[]>;
   /** Removes the sandbox and its workspace. Idempotent: an unknown id is not an error. */
   destroy(id: string): Promise<void>;
+  /** Snapshots this backend keeps, oldest first; `[]` without the `snapshots` capability. */
+  listSnapshots(): Promise<SnapshotInfo[]>;
+  /**
+   * Removes a snapshot and everything it holds. Idempotent: an unknown id is not an error. `UNSUPPORTED` without
+   * the `snapshots` capability.
+   */
+  deleteSnapshot(snapshotId: string): Promise<void>;
   /** Releases connections the backend holds (not the sandboxes). */
   close(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 import { sandboxResourcesSchema } from '@studio/policy/limits';
 import { IsolationError } from './errors.ts';
-import { SANDBOX_ID_PATTERN } from './sandbox-id.ts';
+import { SANDBOX_ID_PATTERN, SNAPSHOT_ID_PATTERN } from './sandbox-id.ts';
 import { RESERVED_LABEL_PREFIX, type ResourceLimits, type SandboxSpec } from './types.ts';
 
 /**
@@ -37,6 +37,15 @@ export function validateSandboxSpec(spec: SandboxSpec, limits?: Partial<Resource
     throw new IsolationError(
       'INVALID_INPUT',
       'id must be "sbx-" and 16 lowercase hex digits (newSandboxId() makes one), or left out',
+    );
+  }
+  if (
+    spec.fromSnapshot !== undefined &&
+    (typeof spec.fromSnapshot !== 'string' || !SNAPSHOT_ID_PATTERN.test(spec.fromSnapshot))
+  ) {
+    throw new IsolationError(
+      'INVALID_INPUT',
+      'fromSnapshot must be "snp-" and 16 lowercase hex digits (a snapshot id), or left out',
     );
   }
   if (typeof spec.image !== 'string' || !IMAGE.test(spec.image)) {

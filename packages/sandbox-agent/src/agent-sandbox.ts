@@ -10,6 +10,7 @@ import type {
   SandboxInfo,
   SandboxListener,
   SandboxStats,
+  SnapshotInfo,
   Terminal,
   TerminalOptions,
 } from '@studio/isolation';
@@ -36,6 +37,8 @@ export abstract class AgentSandbox implements Sandbox {
   abstract start(): Promise<void>;
   abstract pause(): Promise<void>;
   abstract resume(): Promise<void>;
+  abstract suspend(): Promise<{ memory: boolean }>;
+  abstract snapshot(snapshotId: string): Promise<SnapshotInfo>;
   abstract destroy(): Promise<void>;
 
   /**

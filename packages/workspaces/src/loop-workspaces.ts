@@ -253,6 +253,76 @@ export class LoopWorkspaces {
   }
 
   /**
+   * Copies workspace `id`'s image to `target` (a file that must not exist), for a snapshot. The caller keeps the
+   * sandbox's own writers still meanwhile (paused); the mounted filesystem is frozen for the copy (`fsfreeze`: its
+   * journal checkpointed, so the image on disk is a clean filesystem) and thawed after, whatever happened. `e2image
+   * -ra` copies only the blocks the filesystem uses, sparsely: a preallocated 2 GiB image holding little is copied
+   * in tens of milliseconds instead of read whole (`cp` took 4.4 s here). Returns the copy's size on disk in bytes.
+   */
+  async copyOut(id: string, target: string): Promise<number> {
+    const mounted = this.mountPath(id);
+    const frozen = await this.#isMounted(mounted);
+    if (frozen) await run('fsfreeze', ['--freeze', mounted]);
+    try {
+      // -f: the filesystem is mounted, but frozen (clean and still) for the copy, which is what -f asks for.
+      await run('e2image', ['-raf', this.imagePath(id), target]);
+    } catch (error) {
+      await rm(target, { force: true });
+      throw copyFailed(error);
+    } finally {
+      if (frozen) await run('fsfreeze', ['--unfreeze', mounted]).catch(() => undefined);
+    }
+    const s = await stat(target);
+    return s.blocks * 512;
+  }
+
+  /**
+   * Thaws every mounted workspace a copy was freezing when its process died (a frozen filesystem blocks its
+   * sandbox's writes until thawed). Safe to call at any time no copy runs: thawing a filesystem that is not frozen
+   * is refused, and ignored.
+   */
+  async thawAll(): Promise<void> {
+    for (const name of await readdir(this.#root).catch(() => [] as string[])) {
+      if (name.endsWith('.img') || name.startsWith('.')) continue;
+      const target = join(this.#root, name);
+      if (await this.#isMounted(target)) await run('fsfreeze', ['--unfreeze', target]).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Makes workspace `id` from an image {@link copyOut} wrote, and mounts it: the image is copied, then its holes
+   * filled (`fallocate`, metadata only) so it is preallocated like every other workspace, with its quota
+   * reserved against the host's free space first (`HOST_DISK_FULL` when it does not fit).
+   */
+  async createFrom(id: string, source: string): Promise<string> {
+    await mkdir(this.#root, { recursive: true, mode: 0o700 });
+    const size = (await stat(source)).size;
+    const image = this.imagePath(id);
+    const release = await this.#reserve(size);
+    try {
+      await run('cp', ['--sparse=always', '--no-preserve=all', source, image]);
+      await this.#preallocate(image, size);
+    } catch (error) {
+      await rm(image, { force: true });
+      if (isIsolationError(error)) throw error;
+      throw copyFailed(error);
+    } finally {
+      release();
+    }
+    return this.#mount(id, false);
+  }
+
+  /** The workspace's image size (its byte quota) and inode count, for a snapshot's record. */
+  async shape(id: string): Promise<{ diskBytes: number; inodes: number }> {
+    const mounted = this.mountPath(id);
+    if (await this.#isMounted(mounted)) {
+      const s = await statfs(mounted);
+      return { diskBytes: (await stat(this.imagePath(id))).size, inodes: s.files };
+    }
+    return { diskBytes: (await stat(this.imagePath(id))).size, inodes: 0 };
+  }
+
+  /**
    * Creates the workspace's (empty) mount point and returns it, so a runtime can be given the bind source while
    * {@link create} makes and mounts the image.
    */
@@ -382,6 +452,12 @@ function hostDiskFull(
       "the data directory's disk or lower the workspace quota (STUDIO_POLICY sandbox.diskBytes); or ask for a smaller disk",
     { cause, details: { sizeBytes, ...details } },
   );
+}
+
+function copyFailed(error: unknown): IsolationError {
+  const text = errorText(error);
+  if (/no space left/i.test(text)) return hostDiskFull('the disk filled during the copy', 0, {}, error);
+  return new IsolationError('INTERNAL', `could not copy the workspace image: ${text}`, { cause: error });
 }
 
 function errorText(error: unknown): string {

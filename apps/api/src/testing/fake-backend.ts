@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
+import { cp, lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -11,6 +12,8 @@ import {
   type SandboxSpec,
   type SandboxState,
   type SandboxStats,
+  SNAPSHOT_ID_PATTERN,
+  type SnapshotInfo,
   validateSandboxSpec,
 } from '@studio/isolation';
 import { type AgentClient, AgentConnections, AgentSandbox } from '@studio/sandbox-agent';
@@ -47,6 +50,10 @@ function sweepStaleRoots(): void {
  * harmless commands. It passes the conformance suite except the cases that need a real sandbox
  * (`fake-backend.test.ts` names them with reasons).
  *
+ * Suspend and snapshots keep the workspace only (`checkpoint: false`): a suspend is a stop with state `suspended`,
+ * a snapshot a copy of the workspace directory under `<root>-snapshots/` (recorded in memory), and a create from
+ * one copies it back.
+ *
  * Test hooks: `failCreate`, `createDelayMs`, `available_`, `sandboxes`, {@link FakeSandbox.state} and
  * {@link plant}.
  */
@@ -64,6 +71,8 @@ export class FakeBackend implements IsolationBackend {
   readonly root: string;
   /** @internal One agent connection per sandbox, shared by every handle. */
   readonly agents = new AgentConnections();
+  /** Snapshots by id, oldest first; each a copy of a workspace directory in {@link snapshotDir}. */
+  readonly #snapshots = new Map<string, SnapshotInfo>();
   #next = 0;
 
   constructor(name = 'docker', instanceId?: string) {
@@ -76,7 +85,9 @@ export class FakeBackend implements IsolationBackend {
   capabilities(): BackendCapabilities {
     return {
       pause: true,
+      // Its processes are host processes: nothing could save their memory.
       checkpoint: false,
+      snapshots: true,
       networkModes: ['none'],
       terminal: true,
       diskQuota: false,
@@ -99,7 +110,71 @@ export class FakeBackend implements IsolationBackend {
         `sandbox id ${spec.id} is in use: create without an id, or with a new one`,
       );
     }
-    return this.#make(spec, this.instanceId);
+    if (spec.fromSnapshot === undefined) return this.#make(spec, this.instanceId);
+    const snapshot = this.#snapshots.get(spec.fromSnapshot);
+    if (!snapshot) {
+      throw new IsolationError(
+        'NOT_FOUND',
+        `snapshot ${JSON.stringify(spec.fromSnapshot).slice(0, 64)} not found`,
+      );
+    }
+    if (snapshot.image !== spec.image) {
+      throw new IsolationError(
+        'INVALID_INPUT',
+        `snapshot ${snapshot.id} was taken from image ${snapshot.image}, not ${spec.image}: create it with image ${snapshot.image}`,
+      );
+    }
+    const resources = { ...spec.resources, diskBytes: snapshot.diskBytes, inodes: snapshot.inodes };
+    const sandbox = this.#make({ ...spec, resources }, this.instanceId);
+    this.ensureRoot();
+    await copyTree(this.snapshotDir(snapshot.id), sandbox.workspace);
+    return sandbox;
+  }
+
+  /** Where snapshot `id`'s copy of a workspace is. */
+  snapshotDir(id: string): string {
+    return join(`${this.root}-snapshots`, id);
+  }
+
+  /** @internal Copies `sandbox`'s workspace as snapshot `id` (the sandbox checked its state). */
+  async takeSnapshot(sandbox: FakeSandbox, id: string): Promise<SnapshotInfo> {
+    if (typeof id !== 'string' || !SNAPSHOT_ID_PATTERN.test(id)) {
+      throw new IsolationError(
+        'INVALID_INPUT',
+        'a snapshot id must be "snp-" and 16 lowercase hex digits (newSnapshotId() makes one)',
+      );
+    }
+    if (this.#snapshots.has(id)) {
+      throw new IsolationError('ALREADY_EXISTS', `snapshot ${id} exists: use a new snapshot id`);
+    }
+    const dir = this.snapshotDir(id);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await copyTree(sandbox.workspace, dir).catch(async (error: unknown) => {
+      await rm(dir, { recursive: true, force: true });
+      throw error;
+    });
+    const info: SnapshotInfo = {
+      id,
+      sandboxId: sandbox.id,
+      image: sandbox.spec.image,
+      memory: false,
+      bytes: await treeBytes(dir),
+      diskBytes: sandbox.spec.resources.diskBytes,
+      inodes: sandbox.spec.resources.inodes,
+      createdAt: new Date(),
+    };
+    this.#snapshots.set(id, info);
+    return { ...info };
+  }
+
+  async listSnapshots(): Promise<SnapshotInfo[]> {
+    return [...this.#snapshots.values()].map((info) => ({ ...info }));
+  }
+
+  async deleteSnapshot(snapshotId: string): Promise<void> {
+    if (!this.#snapshots.delete(snapshotId)) return;
+    await rm(this.snapshotDir(snapshotId), { recursive: true, force: true });
+    if (this.#snapshots.size === 0) await rm(`${this.root}-snapshots`, { recursive: true, force: true });
   }
 
   /**
@@ -185,7 +260,7 @@ export class FakeSandbox extends AgentSandbox {
   }
   set state(state: SandboxState) {
     this.#state = state;
-    if (state === 'stopped' || state === 'failed') void this.#stopAgent();
+    if (state === 'stopped' || state === 'failed' || state === 'suspended') void this.#stopAgent();
   }
 
   protected get connections(): AgentConnections {
@@ -251,7 +326,7 @@ export class FakeSandbox extends AgentSandbox {
   }
 
   async start(): Promise<void> {
-    this.#assertState(['running', 'stopped', 'failed']);
+    this.#assertState(['running', 'stopped', 'failed', 'suspended']);
     if (this.#state === 'running') return;
     await this.#stopAgent();
     this.#state = 'running';
@@ -265,6 +340,20 @@ export class FakeSandbox extends AgentSandbox {
   async resume(): Promise<void> {
     this.#assertState(['paused']);
     this.#state = 'running';
+  }
+
+  /** A stop with state `suspended`: the workspace is kept, processes end (no memory is saved). Idempotent. */
+  async suspend(): Promise<{ memory: boolean }> {
+    this.#assertState();
+    this.#state = 'suspended';
+    await this.#stopAgent();
+    return { memory: false };
+  }
+
+  /** Copies the workspace as snapshot `snapshotId`; the sandbox runs on. */
+  async snapshot(snapshotId: string): Promise<SnapshotInfo> {
+    this.#assertState(['running']);
+    return this.#owner.takeSnapshot(this, snapshotId);
   }
 
   async destroy(): Promise<void> {
@@ -284,6 +373,8 @@ export class FakeSandbox extends AgentSandbox {
     const local = this.#local;
     this.#local = undefined;
     await local?.[Symbol.asyncDispose]();
+    // A runtime's stop ends every process; a program started detached (setsid) outlives the agent here.
+    killProcessesIn(this.workspace);
   }
 
   /** NOT_FOUND once destroyed; INVALID_STATE when the state is not one of `allowed`. */
@@ -294,6 +385,53 @@ export class FakeSandbox extends AgentSandbox {
       throw new IsolationError('INVALID_STATE', `sandbox ${this.id} is ${this.#state}: ${fix}`);
     }
   }
+}
+
+/** SIGKILLs every process whose working directory is `dir` or under it (what sandbox programs left running). */
+function killProcessesIn(dir: string): void {
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    let cwd: string;
+    try {
+      cwd = readlinkSync(`/proc/${name}/cwd`);
+    } catch {
+      continue; // gone, or not ours to look at
+    }
+    if (cwd !== dir && !cwd.startsWith(`${dir}/`)) continue;
+    try {
+      process.kill(Number(name), 'SIGKILL');
+    } catch {
+      // it ended meanwhile
+    }
+  }
+}
+
+/** Copies directory `from` into `to` (made if missing): files, directories and links as they are; no sockets or fifos. */
+async function copyTree(from: string, to: string): Promise<void> {
+  await mkdir(to, { recursive: true, mode: 0o700 });
+  const exists = await lstat(from).then(
+    () => true,
+    () => false,
+  );
+  if (!exists) return; // a workspace no agent has used yet is empty
+  await cp(from, to, {
+    recursive: true,
+    verbatimSymlinks: true,
+    preserveTimestamps: true,
+    filter: async (source) => {
+      const s = await lstat(source);
+      return s.isFile() || s.isDirectory() || s.isSymbolicLink();
+    },
+  });
+}
+
+/** Bytes the files under `dir` hold. */
+async function treeBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) total += (await lstat(join(entry.parentPath, entry.name))).size;
+  }
+  return total;
 }
 
 interface ProcessUse {

@@ -107,6 +107,13 @@ export const CONFORMANCE_CASE_IDS = [
   'resources.infinite-loop',
   'resources.long-sleep',
 
+  'snapshots.declared',
+  'snapshots.suspend-start',
+  'snapshots.suspend-idempotent',
+  'snapshots.fork-duplicates',
+  'snapshots.list-delete',
+  'snapshots.restore-failed',
+
   'lifecycle.destroy-leaves-nothing',
 ] as const;
 

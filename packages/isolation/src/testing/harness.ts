@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { it, type TestContext } from 'vitest';
-import type { IsolationBackend, ResourceLimits, Sandbox } from '../types.ts';
+import type { IsolationBackend, ResourceLimits, Sandbox, SandboxSpec } from '../types.ts';
 import { CONFORMANCE_CASE_IDS, type ConformanceCaseId } from './case-ids.ts';
 
 /** Options of {@link runIsolationConformance}. */
@@ -24,6 +24,13 @@ export interface ConformanceOptions {
    * and it must then skip every case that needs a real sandbox.
    */
   workspacePath?: (sandbox: Sandbox) => string;
+  /**
+   * Damages the saved memory of suspended sandbox `sandboxId` (truncates or corrupts the runtime's checkpoint
+   * image) so that `snapshots.restore-failed` can check that `start()` then rejects `RESTORE_FAILED` and keeps the
+   * workspace. Only a backend with `checkpoint` has saved memory to damage; without the hook that case is skipped
+   * with a reason. The test process runs on the sandbox host, so the hook may write the backend's files directly.
+   */
+  damageSavedState?: (sandboxId: string) => Promise<void>;
 }
 
 /** Generous per-case limit: the cases never assert durations, this only stops a hung backend. */
@@ -75,6 +82,8 @@ export class ConformanceHarness {
   readonly #registered = new Set<ConformanceCaseId>();
   /** Ids of every sandbox this run created (destroyed or not), for leftover checks. */
   readonly everCreated = new Set<string>();
+  /** Ids of every snapshot this run asked for (deleted or not), for leftover checks. */
+  readonly everSnapshotted = new Set<string>();
   #backend: IsolationBackend | undefined;
   #unavailable: string | undefined;
   #shared: Promise<Sandbox> | undefined;
@@ -174,13 +183,17 @@ export class ConformanceHarness {
     return path;
   }
 
-  /** Creates a labelled sandbox and tracks it until it is destroyed. */
-  async create(limits: ResourceLimits = SMALL_LIMITS): Promise<Sandbox> {
+  /** Creates a labelled sandbox (from a snapshot when `from` names one) and tracks it until it is destroyed. */
+  async create(
+    limits: ResourceLimits = SMALL_LIMITS,
+    from: Pick<SandboxSpec, 'fromSnapshot'> = {},
+  ): Promise<Sandbox> {
     const sandbox = await this.backend.create({
       image: this.#options.image,
       resources: limits,
       network: 'none',
       labels: { ...this.labels },
+      ...(from.fromSnapshot === undefined ? {} : { fromSnapshot: from.fromSnapshot }),
     });
     this.#created.set(sandbox.id, sandbox);
     this.everCreated.add(sandbox.id);
@@ -188,8 +201,11 @@ export class ConformanceHarness {
   }
 
   /** A dedicated sandbox for `await using`: destroyed at the end of the block even when the case fails. */
-  async dedicated(limits: ResourceLimits = SMALL_LIMITS): Promise<SandboxFixture> {
-    const sandbox = await this.create(limits);
+  async dedicated(
+    limits: ResourceLimits = SMALL_LIMITS,
+    from: Pick<SandboxSpec, 'fromSnapshot'> = {},
+  ): Promise<SandboxFixture> {
+    const sandbox = await this.create(limits, from);
     return {
       sandbox,
       limits,

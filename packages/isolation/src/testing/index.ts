@@ -6,6 +6,7 @@ import { filesEscapeCases } from './cases/files-escape.ts';
 import { cleanupCases, lifecycleCases } from './cases/lifecycle.ts';
 import { resourceCases } from './cases/resources.ts';
 import { securityCases } from './cases/security.ts';
+import { snapshotCases } from './cases/snapshots.ts';
 import { terminalCases } from './cases/terminal.ts';
 import { ConformanceHarness, type ConformanceOptions } from './harness.ts';
 
@@ -52,6 +53,7 @@ export function runIsolationConformance(options: ConformanceOptions): void {
     securityCases(h);
     filesEscapeCases(h);
     resourceCases(h);
+    snapshotCases(h);
     cleanupCases(h);
   });
 }

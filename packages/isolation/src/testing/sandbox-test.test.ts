@@ -12,6 +12,7 @@ const stub = {
   capabilities: () => ({
     pause: false,
     checkpoint: false,
+    snapshots: false,
     networkModes: ['none'] as const,
     terminal: false,
     diskQuota: false,
@@ -28,6 +29,8 @@ const stub = {
   },
   list: async () => [],
   destroy: async () => {},
+  listSnapshots: async () => [],
+  deleteSnapshot: async () => {},
   close: async () => {
     closed++;
   },

@@ -13,7 +13,7 @@ export function lifecycleCases(h: ConformanceHarness): void {
     h.case('backend.available', 'available() is ok and capabilities() is well-formed', async () => {
       expect(await h.backend.available()).toEqual({ ok: true });
       const caps = h.backend.capabilities();
-      for (const key of ['pause', 'checkpoint', 'terminal', 'diskQuota', 'connect'] as const) {
+      for (const key of ['pause', 'checkpoint', 'snapshots', 'terminal', 'diskQuota', 'connect'] as const) {
         expect(typeof caps[key], `capabilities().${key}`).toBe('boolean');
       }
       expect(caps.networkModes).toContain('none');
@@ -278,6 +278,14 @@ export function cleanupCases(h: ConformanceHarness): void {
         const names = listNames(hostPath, 2);
         const leftovers = names.filter((name) => [...h.everCreated].some((id) => name.includes(id)));
         expect(leftovers, `host entries under ${hostPath} named after destroyed sandboxes`).toEqual([]);
+      }
+      if (h.everSnapshotted.size > 0) {
+        // Every case deletes the snapshots it made.
+        const kept = (await h.backend.listSnapshots()).filter((s) => h.everSnapshotted.has(s.id));
+        expect(
+          kept.map((s) => s.id),
+          'snapshots of this run still listed',
+        ).toEqual([]);
       }
     });
   });
