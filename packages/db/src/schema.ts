@@ -28,6 +28,7 @@ export const SESSION_STATES = [
   'creating',
   'running',
   'stopped',
+  'paused',
   'destroying',
   'destroyed',
   'failed',
@@ -41,11 +42,15 @@ export type SessionState = (typeof SESSION_STATES)[number];
 export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];
 export type TemplateState = (typeof TEMPLATE_STATES)[number];
 
-/** States that count against the per-user limit: the session holds (or is getting) a sandbox and workspace. */
+/**
+ * States that count against the per-user limit: the session holds (or is getting) a sandbox and workspace. A
+ * `paused` session (issue 20) holds its workspace and saved memory on disk, none of the host's memory.
+ */
 export const LIVE_STATES = [
   'creating',
   'running',
   'stopped',
+  'paused',
   'destroying',
 ] as const satisfies readonly SessionState[];
 
@@ -147,17 +152,27 @@ export const sessions = pgTable(
     controlHolderLoginId: text('control_holder_login_id'),
     controlHolderName: text('control_holder_name'),
     controlTakenAt: at('control_taken_at'),
+    /** The session this one was forked from (issue 20); null for a session made afresh or from a snapshot. */
+    parentId: text('parent_id'),
+    /** The snapshot this session was made from (issue 20). */
+    fromSnapshotId: text('from_snapshot_id'),
+    /** When the running session was last paused; null when it is not paused. */
+    pausedAt: at('paused_at'),
+    /** Time spent paused before `pausedAt`, which the session's time limit does not count. */
+    pausedMs: bigint('paused_ms', { mode: 'number' }).notNull().default(0),
+    /** Auto-pause leaves the session running while idle (a long job that needs no one). */
+    keepAwake: boolean('keep_awake').notNull().default(false),
   },
   (t) => [
     foreignKey({ name: 'sessions_owner_id_fkey', columns: [t.ownerId], foreignColumns: [users.id] }),
     check(
       'sessions_state_check',
-      sql`${t.state} IN ('creating', 'running', 'stopped', 'destroying', 'destroyed', 'failed')`,
+      sql`${t.state} IN ('creating', 'running', 'stopped', 'paused', 'destroying', 'destroyed', 'failed')`,
     ),
     check('sessions_check', sql`(${t.state} = 'failed') = (${t.failureReason} IS NOT NULL)`),
     index('sessions_owner_live')
       .on(t.ownerId)
-      .where(sql`${t.state} IN ('creating', 'running', 'stopped', 'destroying')`),
+      .where(sql`${t.state} IN ('creating', 'running', 'stopped', 'paused', 'destroying')`),
   ],
 );
 
@@ -217,6 +232,38 @@ export const templates = pgTable(
     foreignKey({ name: 'templates_owner_id_fkey', columns: [t.ownerId], foreignColumns: [users.id] }),
     unique('templates_owner_id_name_key').on(t.ownerId, t.name),
     check('templates_state_check', sql`${t.state} IN ('building', 'ready', 'failed')`),
+  ],
+);
+
+/**
+ * Snapshots of sessions (issue 20): a named copy of a session's workspace, and its memory where the backend can,
+ * kept by the backend (`backend`, `snapshot id`) under the data directory and restorable into new sessions.
+ * `bytes` counts against the owner's snapshot quota. Names are unique per owner. A fork's capture is a snapshot
+ * too, removed once the forks exist (`name` null: never listed).
+ */
+export const snapshots = pgTable(
+  'snapshots',
+  {
+    id: text('id').primaryKey(),
+    ownerId: text('owner_id').notNull(),
+    name: text('name'),
+    /** The session it was taken of (which may since be destroyed). */
+    sessionId: text('session_id').notNull(),
+    backend: text('backend').notNull(),
+    instanceId: text('instance_id').notNull(),
+    image: text('image').notNull(),
+    templateId: text('template_id'),
+    resources: jsonb('resources').$type<SessionResources>().notNull(),
+    network: jsonb('network').$type<SessionNetwork>().notNull().default({ mode: 'none', allow: [] }),
+    secrets: jsonb('secrets').$type<string[]>().notNull().default([]),
+    memory: boolean('memory').notNull(),
+    bytes: bigint('bytes', { mode: 'number' }).notNull(),
+    createdAt: at('created_at').notNull().defaultNow(),
+  },
+  (t) => [
+    foreignKey({ name: 'snapshots_owner_id_fkey', columns: [t.ownerId], foreignColumns: [users.id] }),
+    unique('snapshots_owner_id_name_key').on(t.ownerId, t.name),
+    index('snapshots_owner').on(t.ownerId),
   ],
 );
 

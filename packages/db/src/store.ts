@@ -14,6 +14,7 @@ import {
   sandboxes,
   secrets,
   sessions,
+  snapshots,
   type TemplateState,
   templates,
   users,
@@ -38,6 +39,11 @@ export type ApiTokenRecord = typeof apiTokens.$inferSelect;
 export type SecretRecord = typeof secrets.$inferSelect;
 /** A stored template (issue 19). */
 export type TemplateRecord = typeof templates.$inferSelect;
+/** A stored snapshot of a session (issue 20). */
+export type SnapshotRecord = typeof snapshots.$inferSelect;
+/** Input of {@link Store.createSnapshot}. */
+export type NewSnapshot = Omit<SnapshotRecord, 'createdAt' | 'network' | 'secrets'> &
+  Partial<Pick<SnapshotRecord, 'network' | 'secrets'>>;
 
 /** Input of {@link Store.createTemplate}. */
 export interface NewTemplate {
@@ -103,6 +109,12 @@ export interface NewSession {
   /** The template it runs; default none (an operator image). */
   templateId?: string | null;
   instanceId: string;
+  /** The session it was forked from (issue 20). */
+  parentId?: string | null;
+  /** The snapshot it is made from (issue 20). */
+  fromSnapshotId?: string | null;
+  /** Auto-pause leaves it running while idle; default false. */
+  keepAwake?: boolean;
 }
 
 /** An owner record of a sandbox ({@link Store.recordSandbox}). */
@@ -144,6 +156,10 @@ export interface InstanceHolder {
 export type ClaimResult = { ok: true } | { ok: false; holder: InstanceHolder };
 
 // The record type differs from the row only here: the three control columns become one optional object.
+function mib(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}
+
 function toSession(row: SessionRow): SessionRecord {
   const { controlHolderLoginId: loginId, controlHolderName: name, controlTakenAt: since, ...rest } = row;
   return {
@@ -684,6 +700,12 @@ export class Store {
           failureReason: to === 'failed' ? (extra.failureReason?.slice(0, 1000) ?? 'unknown failure') : null,
           destroyedAt: to === 'destroyed' ? sql`now()` : undefined,
           lastActiveAt: sql`now()`,
+          // Time spent paused is kept apart: the session's time limit counts only the rest (issue 20).
+          pausedAt: to === 'paused' ? sql`now()` : null,
+          pausedMs:
+            to === 'paused'
+              ? undefined
+              : sql`${sessions.pausedMs} + coalesce((extract(epoch from (now() - ${sessions.pausedAt})) * 1000)::bigint, 0)`,
         })
         .where(and(eq(sessions.id, id), inArray(sessions.state, [...from])))
         .returning();
@@ -711,6 +733,97 @@ export class Store {
         .where(and(eq(sessions.id, id), eq(sessions.ownerId, ownerId)))
         .returning();
       return row && toSession(row);
+    });
+  }
+
+  /** Sets whether auto-pause leaves `ownerId`'s session `id` running while idle; undefined when there is none. */
+  setSessionKeepAwake(ownerId: string, id: string, keepAwake: boolean): Promise<SessionRecord | undefined> {
+    return guard(async () => {
+      const [row] = await this.db.orm
+        .update(sessions)
+        .set({ keepAwake })
+        .where(and(eq(sessions.id, id), eq(sessions.ownerId, ownerId)))
+        .returning();
+      return row && toSession(row);
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------ snapshots
+
+  /**
+   * Records a snapshot the backend made, if the owner's snapshots then take at most `maxBytes` in all. CONFLICT
+   * when the owner has a snapshot of that name, INVALID_INPUT past the quota (the caller then deletes what the
+   * backend made).
+   */
+  createSnapshot(snapshot: NewSnapshot, maxBytes: number): Promise<SnapshotRecord> {
+    return guard(() =>
+      this.db.orm.transaction(async (tx) => {
+        await tx.select({ id: users.id }).from(users).where(eq(users.id, snapshot.ownerId)).for('update');
+        const [used] = await tx
+          .select({ bytes: sql<string>`coalesce(sum(${snapshots.bytes}), 0)` })
+          .from(snapshots)
+          .where(eq(snapshots.ownerId, snapshot.ownerId));
+        const usedBytes = Number(used?.bytes ?? 0);
+        if (usedBytes + snapshot.bytes > maxBytes) {
+          throw new StoreError(
+            'INVALID_INPUT',
+            `this snapshot takes ${mib(snapshot.bytes)} and your snapshots already take ${mib(usedBytes)} of your ${mib(maxBytes)}: delete snapshots you no longer need with snapshots.delete`,
+          );
+        }
+        try {
+          const [row] = await tx.insert(snapshots).values(snapshot).returning();
+          return row as SnapshotRecord;
+        } catch (error) {
+          if (sqlStateOf(error) === '23505') {
+            throw new StoreError(
+              'CONFLICT',
+              `you already have a snapshot named ${snapshot.name}: choose another name, or delete that one first`,
+              { cause: driverError(error) },
+            );
+          }
+          throw error;
+        }
+      }),
+    );
+  }
+
+  /** `ownerId`'s named snapshots, newest first. */
+  listSnapshots(ownerId: string): Promise<SnapshotRecord[]> {
+    return guard(() =>
+      this.db.orm
+        .select()
+        .from(snapshots)
+        .where(and(eq(snapshots.ownerId, ownerId), isNotNull(snapshots.name)))
+        .orderBy(desc(snapshots.createdAt))
+        .limit(500),
+    );
+  }
+
+  /** Every snapshot of `instanceId` (named or a fork's capture), for reconciliation with the backends. */
+  allSnapshots(instanceId: string): Promise<SnapshotRecord[]> {
+    return guard(() => this.db.orm.select().from(snapshots).where(eq(snapshots.instanceId, instanceId)));
+  }
+
+  /** `ownerId`'s snapshot by id or name; undefined when there is none. */
+  getSnapshot(ownerId: string, ref: string): Promise<SnapshotRecord | undefined> {
+    return guard(async () => {
+      const [row] = await this.db.orm
+        .select()
+        .from(snapshots)
+        .where(and(eq(snapshots.ownerId, ownerId), or(eq(snapshots.id, ref), eq(snapshots.name, ref))))
+        .limit(1);
+      return row;
+    });
+  }
+
+  /** Forgets snapshot `id` (the caller removed it from its backend first). True when there was one. */
+  deleteSnapshot(id: string): Promise<boolean> {
+    return guard(async () => {
+      const rows = await this.db.orm
+        .delete(snapshots)
+        .where(eq(snapshots.id, id))
+        .returning({ id: snapshots.id });
+      return rows.length > 0;
     });
   }
 

@@ -39,6 +39,7 @@ export type {
   SandboxLimits,
   SandboxResources,
   SessionLimits,
+  SnapshotLimits,
   TemplateLimits,
   TerminalLimits,
   WebSocketLimits,
@@ -178,6 +179,14 @@ export {
   secretGoesTo,
 } from './secrets.ts';
 export { isSameSite, previewSiteProblem, siteOf } from './sites.ts';
+export { snapshotIdSchema, snapshotNameSchema, snapshotRefSchema } from './snapshot-ref.ts';
+export type { SessionForkInput, SnapshotCreateInput } from './snapshots.ts';
+export {
+  sessionForkInput,
+  sessionSetKeepAwakeInput,
+  snapshotByRefInput,
+  snapshotCreateInput,
+} from './snapshots.ts';
 export type {
   DockerfileStep,
   ParsedDockerfile,

@@ -38,7 +38,12 @@ describe('defaultPolicy', () => {
       maxStdinBytes: MiB,
     });
     expect(defaultPolicy.files).toEqual({ maxFileBytes: 10 * MiB, maxListEntries: 5000 });
-    expect(defaultPolicy.session).toEqual({ idleTimeoutMs: 30 * 60_000, ttlMs: 8 * 3_600_000 });
+    expect(defaultPolicy.session).toEqual({
+      idleTimeoutMs: 30 * 60_000,
+      ttlMs: 8 * 3_600_000,
+      pauseAfterMs: 10 * 60_000,
+    });
+    expect(defaultPolicy.snapshots).toEqual({ maxBytesPerUser: 10 * 1024 * MiB, maxForks: 10 });
     expect(defaultPolicy.websocket).toEqual({
       maxMessageBytes: 64 * 1024,
       authTimeoutMs: 5000,

@@ -64,10 +64,31 @@ export interface FilesLimits {
 
 /** Session lifetime limits. */
 export interface SessionLimits {
-  /** A session with no activity for this long is stopped. 1 min..ttlMs, default 30 min. */
+  /**
+   * A running session with no activity for this long is stopped (when it was not paused first). 1 min..ttlMs,
+   * default 30 min.
+   */
   readonly idleTimeoutMs: number;
-  /** A session is stopped this long after creation, active or not. 1 min..7 days, default 8 h. */
+  /**
+   * A session is stopped this long after creation, active or not; time spent paused does not count (issue 20).
+   * 1 min..7 days, default 8 h.
+   */
   readonly ttlMs: number;
+  /**
+   * A running session with no activity (exec, terminal input, file operation or change, preview request) for this
+   * long is paused: saved with its memory where the backend can, holding none of the host's memory, and resumed by
+   * its next use (issue 20). A running program alone does not count as activity unless the session is created
+   * with `keepAwake`. 0 turns automatic pausing off; else 10 s..7 days, default 10 min.
+   */
+  readonly pauseAfterMs: number;
+}
+
+/** Snapshots and forks (issue 20). */
+export interface SnapshotLimits {
+  /** Bytes of the host's disk one user's snapshots may take in all. 0..1 TiB, default 10 GiB (0: no snapshots). */
+  readonly maxBytesPerUser: number;
+  /** Most sessions one fork makes. 1..20, default 10 (each also counts against the live-session limit). */
+  readonly maxForks: number;
 }
 
 /** WebSocket limits (SECURITY.md §4, §5). */
@@ -160,6 +181,7 @@ export interface Policy {
   readonly preview: PreviewLimits;
   readonly egress: EgressLimits;
   readonly templates: TemplateLimits;
+  readonly snapshots: SnapshotLimits;
 }
 
 const int = (min: number, max: number) => z.int().min(min).max(max);
@@ -236,6 +258,11 @@ const filesShape = z.strictObject({
 const sessionShape = z.strictObject({
   idleTimeoutMs: int(MINUTE, 7 * DAY),
   ttlMs: int(MINUTE, 7 * DAY),
+  pauseAfterMs: z.union([z.literal(0), int(10 * SECOND, 7 * DAY)]),
+});
+const snapshotsShape = z.strictObject({
+  maxBytesPerUser: int(0, 1024 * GiB),
+  maxForks: int(1, 20),
 });
 const websocketShape = z.strictObject({
   maxMessageBytes: int(KiB, MiB),
@@ -286,6 +313,7 @@ const policySchema = z
     preview: previewShape,
     egress: egressShape,
     templates: templatesShape,
+    snapshots: snapshotsShape,
   })
   .superRefine((p, ctx) => {
     if (p.sandbox.swapBytes !== p.sandbox.memoryBytes) {
@@ -360,6 +388,7 @@ const overridesSchema = z.strictObject({
   preview: previewShape.partial().optional(),
   egress: egressShape.partial().optional(),
   templates: templatesShape.partial().optional(),
+  snapshots: snapshotsShape.partial().optional(),
 });
 
 /** Partial overrides accepted by {@link parsePolicy}: any subset of fields, two levels deep. */
@@ -395,7 +424,7 @@ export const defaultPolicy: Policy = deepFreeze({
     maxStdinBytes: 1 * MiB,
   },
   files: { maxFileBytes: 10 * MiB, maxListEntries: 5000 },
-  session: { idleTimeoutMs: 30 * MINUTE, ttlMs: 8 * HOUR },
+  session: { idleTimeoutMs: 30 * MINUTE, ttlMs: 8 * HOUR, pauseAfterMs: 10 * MINUTE },
   websocket: {
     maxMessageBytes: 64 * KiB,
     authTimeoutMs: 5 * SECOND,
@@ -430,6 +459,7 @@ export const defaultPolicy: Policy = deepFreeze({
       'files.pythonhosted.org',
     ],
   },
+  snapshots: { maxBytesPerUser: 10 * GiB, maxForks: 10 },
 });
 
 // A field explicitly set to undefined (an unset env variable) keeps its default rather than erasing it.
@@ -483,6 +513,7 @@ export function parsePolicy(config: unknown): Policy {
     preview: defined(defaultPolicy.preview, o.preview),
     egress: defined(defaultPolicy.egress, o.egress),
     templates: defined(defaultPolicy.templates, o.templates),
+    snapshots: defined(defaultPolicy.snapshots, o.snapshots),
   };
   const full = policySchema.safeParse(merged);
   if (!full.success) refuse(full.error);

@@ -15,6 +15,7 @@ import {
   MAX_SESSION_SECRETS,
   parseSecretHeader,
 } from './secrets.ts';
+import { snapshotRefSchema } from './snapshot-ref.ts';
 import { templateRefSchema } from './templates.ts';
 
 // Conventions for every schema here:
@@ -285,6 +286,13 @@ export function createPolicySchemas(policy: Policy) {
       .optional(),
     network: networkSettingsSchema.optional(),
     secrets: sessionSecretsSchema.optional(),
+    /**
+     * A snapshot of the caller's to start from, by id or name (issue 20): its workspace, and its memory where the
+     * backend saved it. Its template, backend and settings come with it, so `template`/`image` must not be given.
+     */
+    fromSnapshot: snapshotRefSchema.optional(),
+    /** Automatic pausing leaves the session running while idle (a long job needing no one); default false. */
+    keepAwake: z.boolean().optional(),
   });
 
   const filesWriteInput = z
