@@ -411,9 +411,19 @@ describe('API (fake backend)', () => {
       expect(failed?.failureReason).toBe('RESOURCE_LIMIT: no room for another sandbox');
     });
 
-    it('stops sessions past their idle timeout', async () => {
+    it('pauses sessions idle past session.pauseAfterMs (issue 20), and a use resumes them', async () => {
       const s = await alice.sessions.create.mutate({ image: IMAGE });
-      const later = new Date(Date.now() + t.app.env.policy.session.idleTimeoutMs + 1000);
+      const later = new Date(Date.now() + t.app.env.policy.session.pauseAfterMs + 1000);
+      await t.app.deps.sessions.sweep(later);
+      expect((await alice.sessions.get.query({ sessionId: s.id })).state).toBe('paused');
+      await alice.files.list.query({ sessionId: s.id });
+      expect((await alice.sessions.get.query({ sessionId: s.id })).state).toBe('running');
+      await alice.sessions.destroy.mutate({ sessionId: s.id });
+    });
+
+    it('stops sessions past their time limit, paused time not counted', async () => {
+      const s = await alice.sessions.create.mutate({ image: IMAGE });
+      const later = new Date(Date.now() + t.app.env.policy.session.ttlMs + 1000);
       expect(await t.app.deps.sessions.sweep(later)).toContain(s.id);
       expect((await alice.sessions.get.query({ sessionId: s.id })).state).toBe('stopped');
       await alice.sessions.destroy.mutate({ sessionId: s.id });

@@ -362,6 +362,9 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     // A session failed by the server (its workspace went read-only): watchers learn why.
     onFailed: (sessionId, reason) =>
       events.publish(sessionId, null, { type: 'session.status', state: 'failed', reason }),
+    // Paused when idle, resumed on use, or stopped by a restore that failed (issue 20).
+    onStatus: (sessionId, state, reason) =>
+      events.publish(sessionId, null, { type: 'session.status', state, reason }),
   });
   const deps: AppDeps = {
     store,

@@ -10,6 +10,7 @@ import { eventsRouter } from './realtime/events-router.ts';
 import { secretsRouter } from './secrets/secrets-router.ts';
 import { backendsRouter } from './sessions/backends-router.ts';
 import { sessionsRouter } from './sessions/sessions-router.ts';
+import { snapshotsRouter } from './sessions/snapshots-router.ts';
 import { systemRouter } from './system/system-router.ts';
 import { templatesRouter } from './templates/templates-router.ts';
 
@@ -29,6 +30,7 @@ export const createAppRouter = (schemas: PolicySchemas) =>
     events: eventsRouter,
     secrets: secretsRouter,
     templates: templatesRouter,
+    snapshots: snapshotsRouter,
     previews: previewsRouter,
     system: systemRouter,
   });

@@ -10,7 +10,13 @@ export type TerminalServerMessage =
       /** Bytes between the asked `offset` and `offset` that the server no longer had. */
       missed?: number;
     }
-  | { type: 'exit'; exitCode: number | null; signal: string | null }
+  | {
+      type: 'exit';
+      exitCode: number | null;
+      signal: string | null;
+      /** Why the shell ended when the server knows (the session was paused: open the terminal again to resume it). */
+      reason?: string;
+    }
   | { type: 'dropped'; bytes: number }
   | { type: 'error'; code: string; message: string };
 

@@ -29,6 +29,8 @@ export const APP_ERROR_CODES = [
   'INPUT_TOO_LARGE',
   'LIMIT_EXCEEDED',
   'INPUT_INVALID',
+  // The session's backend cannot do it (pause, fork or snapshot on a backend without the capability).
+  'UNSUPPORTED',
   // Retryable: the store is down, or the server is shutting down. HTTP 503 with Retry-After.
   'UNAVAILABLE',
   'INTERNAL',
@@ -102,6 +104,7 @@ const APP_TO_TRPC: Record<AppErrorCode, TRPC_ERROR_CODE_KEY> = {
   INPUT_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
   LIMIT_EXCEEDED: 'BAD_REQUEST',
   INPUT_INVALID: 'BAD_REQUEST',
+  UNSUPPORTED: 'NOT_IMPLEMENTED',
   UNAVAILABLE: 'SERVICE_UNAVAILABLE',
   INTERNAL: 'INTERNAL_SERVER_ERROR',
 };
@@ -145,6 +148,9 @@ const ISOLATION_TO_TRPC: Record<string, TRPC_ERROR_CODE_KEY> = {
   INVALID_STATE: 'CONFLICT',
   // The host is out of disk for another workspace: an operator's fix, not the caller's.
   HOST_DISK_FULL: 'SERVICE_UNAVAILABLE',
+  // A paused session's saved memory could not be restored: it is stopped with its workspace intact, and
+  // sessions.start starts it afresh (the message says so).
+  RESTORE_FAILED: 'PRECONDITION_FAILED',
   CANCELLED: 'CLIENT_CLOSED_REQUEST',
   INTERNAL: 'INTERNAL_SERVER_ERROR',
 };

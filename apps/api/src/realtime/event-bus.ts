@@ -69,7 +69,9 @@ export type SessionEventBody =
       secrets: string[];
     }
   /** The session's network settings changed (`sessions.setNetwork`). */
-  | { type: 'network.changed'; mode: string; allow: string[] };
+  | { type: 'network.changed'; mode: string; allow: string[] }
+  /** A fork of this session was made (`sessions.fork`); the fork's own stream starts with its status. */
+  | { type: 'session.forked'; forkId: string };
 
 /** One event of a session's stream; `id` is the cursor to resume after it. */
 export type SessionEvent = SessionEventBody & {

@@ -127,6 +127,8 @@ export class FileWatches {
         sessionId,
         { actorId: entry.userId, ip: null, requestId: null },
         (sandbox) => sandbox.watchFiles((batch) => this.#publish(sessionId, entry, batch)),
+        // Watching for an open page is not a use: it must neither wake a paused session nor keep it awake.
+        { resume: false },
       );
       if (!this.#live(sessionId, entry)) {
         watch.close();

@@ -4,6 +4,7 @@ import {
   type SandboxOwner,
   type SessionRecord,
   type SessionResources,
+  type SnapshotRecord,
   type Store,
 } from '@studio/db';
 import {
@@ -11,6 +12,7 @@ import {
   type IsolationBackend,
   isIsolationError,
   newSandboxId,
+  newSnapshotId,
   type Sandbox,
   type SandboxInfo,
   type SandboxStats,
@@ -120,6 +122,11 @@ export interface SessionManagerOptions {
   logger: Logger;
   /** Told when reconciliation marks a session failed (the app publishes it as a `session.status` event). */
   onFailed?: (sessionId: string, reason: string) => void;
+  /**
+   * Told when a session is paused or resumed by Studio itself (automatic pause when idle, transparent resume on
+   * use, a restore that failed), with why; the app publishes it as a `session.status` event.
+   */
+  onStatus?: (sessionId: string, state: 'paused' | 'running' | 'stopped', reason: string) => void;
   /** Puts every sandbox handle behind the egress proxy (issue 18); none: programs get no proxy endpoint. */
   egress?: EgressGateway;
   /** Templates (issue 19): what a session's `template` names; none: only the operator's `images`. */
@@ -168,6 +175,8 @@ export class SessionManager {
   readonly #stopReasons = new Map<string, string>();
   /** Sandboxes whose workspace filesystem went read-only, as of the last reconciliation (by backend). */
   readonly #readOnly = new Map<string, Set<string>>();
+  /** Pauses and resumes in hand, by session id: one at a time per session, and a use waits for them. */
+  readonly #transitions = new Map<string, Promise<unknown>>();
 
   constructor(options: SessionManagerOptions) {
     this.#o = options;
@@ -270,13 +279,35 @@ export class SessionManager {
    * start command and waits for its ready check. A backend failure leaves the session `failed` with the reason; a
    * failed start destroys it; the error reaches the caller.
    */
-  async create(ownerId: string, input: SessionCreateInput, audit: AuditContext): Promise<SessionRecord> {
-    const chosen = await this.#template(ownerId, input);
+  async create(
+    ownerId: string,
+    input: SessionCreateInput,
+    audit: AuditContext,
+    from: { parentId?: string; snapshot?: SnapshotRecord } = {},
+  ): Promise<SessionRecord> {
+    const snapshot =
+      from.snapshot ??
+      (input.fromSnapshot === undefined ? undefined : await this.#ownSnapshot(ownerId, input.fromSnapshot));
+    if (snapshot && (input.template !== undefined || input.image !== undefined)) {
+      throw new AppError(
+        'INPUT_INVALID',
+        "a session made from a snapshot runs the snapshot's template: leave out template and image",
+      );
+    }
+    const chosen: SessionTemplate = snapshot
+      ? {
+          image: snapshot.image,
+          templateId: snapshot.templateId,
+          runtime: await this.#o.templates?.runtimeOf(snapshot.templateId),
+        }
+      : await this.#template(ownerId, input);
     const verdict = this.#createLimiter.take(ownerId);
     if (!verdict.allowed) throw rateLimitedError(verdict, 'session creations');
-    const network = input.network ?? NO_NETWORK;
-    this.#checkNetwork(network);
-    const secrets = input.secrets ?? [];
+    const network =
+      input.network ??
+      (snapshot ? { mode: snapshot.network.mode, allow: snapshot.network.allow } : NO_NETWORK);
+    this.#checkNetwork(network as NetworkSettings);
+    const secrets = input.secrets ?? snapshot?.secrets ?? [];
     if (secrets.length > 0) {
       const found = new Set((await this.#o.store.listSecrets(ownerId, secrets)).map((s) => s.name));
       const missing = secrets.filter((name) => !found.has(name));
@@ -287,8 +318,8 @@ export class SessionManager {
         );
       }
     }
-    const backend = await this.#pickBackend(input.backend);
-    const resources = this.#resources(input.resources);
+    const backend = snapshot ? this.#snapshotBackend(snapshot) : await this.#pickBackend(input.backend);
+    const resources = snapshot ? snapshot.resources : this.#resources(input.resources);
     const record = await this.#o.store
       .reserveSession(
         {
@@ -301,6 +332,10 @@ export class SessionManager {
           network: { mode: network.mode, allow: [...network.allow] },
           secrets: [...secrets],
           instanceId: this.#o.instanceId,
+          parentId: from.parentId ?? null,
+          // A fork's capture is deleted once the forks exist: only a named snapshot is worth pointing at.
+          fromSnapshotId: snapshot && !from.parentId ? snapshot.id : null,
+          keepAwake: input.keepAwake ?? false,
         },
         this.#o.policy.maxLiveSessionsPerUser,
       )
@@ -315,7 +350,7 @@ export class SessionManager {
         }
         throw error;
       });
-    const settled = this.#createSandbox(record, backend, chosen, resources, ownerId, audit);
+    const settled = this.#createSandbox(record, backend, chosen, resources, ownerId, audit, snapshot);
     this.#creates.set(
       record.id,
       settled.catch(() => undefined),
@@ -327,7 +362,8 @@ export class SessionManager {
       this.#creates.delete(record.id);
     }
     const handle = this.#handles.get(record.id);
-    if (handle && chosen.runtime) {
+    // From a snapshot with memory, the start command's programs carry on from the snapshot: not started again.
+    if (handle && chosen.runtime && !snapshot?.memory) {
       try {
         await startTemplate(handle, chosen.runtime);
       } catch (error) {
@@ -358,10 +394,13 @@ export class SessionManager {
     resources: SessionResources,
     ownerId: string,
     audit: AuditContext,
+    snapshot?: SnapshotRecord,
   ): Promise<SessionRecord> {
     const image = chosen.image;
     // A warm sandbox (reset, default resources) when the pool has one; otherwise a cold create.
-    const pooled = await this.#o.pool?.claim(backend.name, image, resources).catch(() => undefined);
+    const pooled = snapshot
+      ? undefined
+      : await this.#o.pool?.claim(backend.name, image, resources).catch(() => undefined);
     const sandboxId = pooled?.id ?? newSandboxId();
     if (pooled) this.#assigning.add(sandboxId);
     let owned: SessionRecord | undefined;
@@ -389,6 +428,7 @@ export class SessionManager {
             'studio.session': record.id,
             'studio.owner': ownerId,
           },
+          ...(snapshot ? { fromSnapshot: snapshot.id } : {}),
         });
       } catch (error) {
         const reason = isIsolationError(error) ? `${error.code}: ${error.message}` : 'the backend failed';
@@ -414,6 +454,8 @@ export class SessionManager {
       details: {
         pooled: pooled !== undefined,
         network: record.network.mode,
+        ...(record.parentId ? { parent: record.parentId } : {}),
+        ...(snapshot ? { snapshot: snapshot.id, memory: snapshot.memory } : {}),
         ...(record.secrets.length > 0 ? { secrets: record.secrets } : {}),
       },
     });
@@ -578,24 +620,42 @@ export class SessionManager {
     const hint =
       record.state === 'stopped'
         ? 'start it with sessions.start'
-        : record.state === 'creating'
-          ? 'wait until it is running'
-          : record.state === 'destroying'
-            ? 'it is being destroyed; create a new session'
-            : record.state === 'failed'
-              ? `it failed (${record.failureReason ?? 'unknown'}); destroy it and create another`
-              : 'create a new session';
+        : record.state === 'paused'
+          ? 'resume it with sessions.resume (any exec, file or terminal use resumes it too)'
+          : record.state === 'creating'
+            ? 'wait until it is running'
+            : record.state === 'destroying'
+              ? 'it is being destroyed; create a new session'
+              : record.state === 'failed'
+                ? `it failed (${record.failureReason ?? 'unknown'}); destroy it and create another`
+                : 'create a new session';
     throw new AppError('INVALID_STATE', `session ${record.id} is ${record.state}: ${hint}`);
   }
 
-  /** Runs `fn` with the sandbox of the caller's running session, and records activity for the idle timeout. */
+  /**
+   * Runs `fn` with the sandbox of the caller's running session, and records activity for the idle timeout and
+   * automatic pausing. A paused session is resumed first (issue 20), unless `resume` is false (what Studio does
+   * on its own, such as watching files for an open IDE, must not wake it): then INVALID_STATE.
+   */
   async withSandbox<T>(
     ownerId: string,
     id: string,
     audit: AuditContext,
     fn: (sandbox: Sandbox, record: SessionRecord) => Promise<T>,
+    options: { resume?: boolean } = {},
   ): Promise<T> {
-    const record = await this.get(ownerId, id, audit);
+    let record = await this.get(ownerId, id, audit);
+    await this.#transitions.get(id);
+    if (options.resume === false && this.#transitions.has(id)) {
+      throw new AppError('INVALID_STATE', `session ${id} is pausing`);
+    }
+    if (options.resume === false && record.state === 'paused') {
+      throw new AppError('INVALID_STATE', `session ${id} is paused: any use resumes it`);
+    }
+    if (record.state === 'paused' || this.#transitions.has(id)) {
+      // Any use of a paused session resumes it (issue 20): the caller never sees the pause.
+      record = await this.resume(ownerId, id, audit, 'used');
+    }
     this.#requireRunning(record);
     const sandbox = await this.#sandbox(record);
     this.#touch(record.id);
@@ -607,6 +667,21 @@ export class SessionManager {
     }
   }
 
+  /** Records activity on a session for automatic pausing (a preview request, terminal input), resuming it if paused. */
+  async use(ownerId: string, id: string, audit: AuditContext): Promise<SessionRecord> {
+    return this.withSandbox(ownerId, id, audit, async (_sandbox, record) => record);
+  }
+
+  /** Records activity on a session (terminal input) for the idle timeout and automatic pausing. */
+  noteActivity(id: string): void {
+    this.#touch(id);
+  }
+
+  /** Whether a pause or resume of the session is in hand (a terminal that ends now ends because of it). */
+  isPausing(id: string): boolean {
+    return this.#transitions.has(id);
+  }
+
   #touch(id: string): void {
     const now = Date.now();
     if (now - (this.#lastTouch.get(id) ?? 0) < 5_000) return;
@@ -615,11 +690,17 @@ export class SessionManager {
   }
 
   async stop(ownerId: string, id: string, audit: AuditContext): Promise<SessionRecord> {
+    // One at a time with pauses and resumes: a stop must not race a resume of the same session.
+    return this.#transition(id, () => this.#stop(ownerId, id, audit));
+  }
+
+  async #stop(ownerId: string, id: string, audit: AuditContext): Promise<SessionRecord> {
     const record = await this.get(ownerId, id, audit);
     if (record.state === 'stopped') return record;
-    this.#requireRunning(record);
+    // A paused session can be stopped too: its saved memory is discarded, its workspace kept.
+    if (record.state !== 'paused') this.#requireRunning(record);
     await (await this.#sandbox(record)).stop();
-    const updated = await this.#o.store.transitionSession(id, ['running'], 'stopped');
+    const updated = await this.#o.store.transitionSession(id, ['running', 'paused'], 'stopped');
     await this.#audit({ ...audit, action: 'session.stop', outcome: 'success', target: id });
     return updated ?? this.get(ownerId, id, audit);
   }
@@ -628,7 +709,7 @@ export class SessionManager {
     const record = await this.get(ownerId, id, audit);
     if (record.state === 'running') return record;
     if (record.state !== 'stopped') this.#requireRunning(record);
-    if (Date.now() - record.createdAt.getTime() > this.#o.policy.session.ttlMs) {
+    if (this.#age(record, Date.now()) > this.#o.policy.session.ttlMs) {
       throw new AppError('INVALID_STATE', `session ${id} reached its time limit; create a new session`);
     }
     this.#starts.add(id);
@@ -647,6 +728,320 @@ export class SessionManager {
     return updated ?? this.get(ownerId, id, audit);
   }
 
+  /** How long the session has existed, less the time it spent paused (its time limit counts this). */
+  #age(record: SessionRecord, now: number): number {
+    const pausedNow = record.pausedAt ? now - record.pausedAt.getTime() : 0;
+    return now - record.createdAt.getTime() - record.pausedMs - pausedNow;
+  }
+
+  /** Runs one pause or resume of session `id` at a time; a use of the session waits for it. */
+  async #transition<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#transitions.get(id) ?? Promise.resolve();
+    const run = previous.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.#transitions.set(id, tail);
+    void tail.then(() => {
+      if (this.#transitions.get(id) === tail) this.#transitions.delete(id);
+    });
+    return run;
+  }
+
+  /**
+   * Pauses the caller's running session (issue 20): its sandbox is saved, with memory, processes and open files
+   * where the backend can (gVisor), else only its workspace (its programs start again on resume), and released:
+   * it holds none of the host's memory until resumed. Terminals, streams and preview connections end. Idempotent.
+   * `reason`: `user` (sessions.pause) or `idle` (automatic).
+   */
+  async pause(
+    ownerId: string,
+    id: string,
+    audit: AuditContext,
+    reason: 'user' | 'idle' = 'user',
+  ): Promise<SessionRecord> {
+    return this.#transition(id, async () => {
+      const record = await this.get(ownerId, id, audit);
+      if (record.state === 'paused') return record;
+      this.#requireRunning(record);
+      const backend = this.#backendOf(record);
+      if (!backend.capabilities().snapshots) {
+        throw new AppError(
+          'UNSUPPORTED',
+          `session ${id} runs on backend ${backend.name}, which cannot pause sessions: stop it instead (sessions.stop)`,
+        );
+      }
+      const sandbox = await this.#sandbox(record);
+      const { memory } = await sandbox.suspend();
+      const updated = await this.#o.store.transitionSession(id, ['running'], 'paused');
+      await this.#audit({
+        ...audit,
+        action: 'session.pause',
+        outcome: 'success',
+        target: id,
+        details: { reason, memory },
+      });
+      if (reason === 'idle') this.#o.onStatus?.(id, 'paused', 'paused after being idle; any use resumes it');
+      return updated ?? this.get(ownerId, id, audit);
+    });
+  }
+
+  /**
+   * Resumes the caller's paused session: with its memory where it was saved (programs carry on where they were),
+   * else started again (its template's start command runs again). A saved state that cannot be restored leaves the
+   * session `stopped` with its workspace intact and fails with RESTORE_FAILED; sessions.start then starts it afresh.
+   * Idempotent for a running session. `reason`: `user` (sessions.resume) or `used` (any use of a paused session).
+   */
+  async resume(
+    ownerId: string,
+    id: string,
+    audit: AuditContext,
+    reason: 'user' | 'used' = 'user',
+  ): Promise<SessionRecord> {
+    return this.#transition(id, async () => {
+      const record = await this.get(ownerId, id, audit);
+      if (record.state !== 'paused') {
+        if (record.state !== 'running') this.#requireRunning(record);
+        return record;
+      }
+      if (this.#age(record, Date.now()) > this.#o.policy.session.ttlMs) {
+        throw new AppError('INVALID_STATE', `session ${id} reached its time limit; create a new session`);
+      }
+      const backend = this.#backendOf(record);
+      const sandbox = await this.#sandbox(record);
+      this.#starts.add(id);
+      try {
+        await sandbox.start();
+      } catch (error) {
+        if (isIsolationError(error, 'RESTORE_FAILED')) {
+          await this.#o.store.transitionSession(id, ['paused'], 'stopped');
+          this.#handles.delete(id);
+          const why = 'its saved memory could not be restored; the workspace is intact';
+          this.#stopReasons.set(id, why);
+          await this.#audit({
+            ...audit,
+            action: 'session.resume',
+            outcome: 'failure',
+            target: id,
+            details: { reason: why },
+          });
+          this.#o.onStatus?.(id, 'stopped', why);
+        }
+        throw error;
+      } finally {
+        this.#starts.delete(id);
+      }
+      if (!backend.capabilities().checkpoint) {
+        // Its programs ended with the pause: the template's start command runs again, as after sessions.start.
+        await startTemplate(sandbox, await this.#o.templates?.runtimeOf(record.templateId ?? null));
+      }
+      const updated = await this.#o.store.transitionSession(id, ['paused'], 'running');
+      this.#lastTouch.set(id, Date.now());
+      await this.#audit({
+        ...audit,
+        action: 'session.resume',
+        outcome: 'success',
+        target: id,
+        details: { reason },
+      });
+      if (reason === 'used') this.#o.onStatus?.(id, 'running', 'resumed on use');
+      return updated ?? this.get(ownerId, id, audit);
+    });
+  }
+
+  /** Sets whether automatic pausing leaves the caller's session running while idle (audited). */
+  async setKeepAwake(
+    ownerId: string,
+    id: string,
+    keepAwake: boolean,
+    audit: AuditContext,
+  ): Promise<SessionRecord> {
+    await this.get(ownerId, id, audit);
+    const updated = await this.#o.store.setSessionKeepAwake(ownerId, id, keepAwake);
+    if (!updated) throw new AppError('NOT_FOUND', `session ${id} not found; sessions.list shows yours`);
+    await this.#audit({
+      ...audit,
+      action: 'session.keep_awake',
+      outcome: 'success',
+      target: id,
+      details: { keepAwake },
+    });
+    return updated;
+  }
+
+  /**
+   * Forks the caller's session into `count` new sessions from this moment (issue 20): each gets its own copy of
+   * the workspace and, where the backend saves memory, of its running programs. The source is paused only for the
+   * capture and runs on. Forks belong to the caller, count against the live-session limit (the fork stops at it,
+   * keeping the forks made), and record their parent.
+   */
+  async fork(ownerId: string, id: string, count: number, audit: AuditContext): Promise<SessionRecord[]> {
+    const max = this.#o.policy.snapshots.maxForks;
+    if (count > max) {
+      throw new AppError('LIMIT_EXCEEDED', `a fork makes at most ${max} sessions here: ask for fewer`);
+    }
+    const live = (await this.#o.store.listSessions(ownerId)).length;
+    const limit = this.#o.policy.maxLiveSessionsPerUser;
+    if (live + count > limit) {
+      throw new AppError(
+        'SESSION_LIMIT',
+        `a fork of ${count} would make ${live + count} live sessions, and the limit is ${limit}: destroy sessions you no longer need, or fork fewer`,
+      );
+    }
+    return this.withSandbox(ownerId, id, audit, async (sandbox, record) => {
+      const backend = this.#backendOf(record);
+      if (!backend.capabilities().snapshots) {
+        throw new AppError('UNSUPPORTED', `backend ${backend.name} cannot fork sessions`);
+      }
+      const snapshotId = newSnapshotId();
+      const taken = await sandbox.snapshot(snapshotId);
+      // Recorded (unnamed, so never listed or counted) until the forks exist: a crash leaves a row reconciliation
+      // removes with the backend's copy.
+      const capture = await this.#o.store.createSnapshot(
+        {
+          id: snapshotId,
+          ownerId,
+          name: null,
+          sessionId: record.id,
+          backend: backend.name,
+          instanceId: this.#o.instanceId,
+          image: record.image,
+          templateId: record.templateId,
+          resources: record.resources,
+          network: record.network,
+          secrets: record.secrets,
+          memory: taken.memory,
+          bytes: 0,
+        },
+        Number.MAX_SAFE_INTEGER,
+      );
+      const forks: SessionRecord[] = [];
+      try {
+        for (let i = 0; i < count; i++) {
+          forks.push(
+            await this.create(ownerId, { backend: 'auto' } as SessionCreateInput, audit, {
+              parentId: record.id,
+              snapshot: capture,
+            }),
+          );
+        }
+      } catch (error) {
+        // All or nothing: a fork cut short (a limit reached meanwhile, a full disk) leaves no forks behind.
+        for (const f of forks) await this.destroy(ownerId, f.id, audit).catch(() => undefined);
+        throw error;
+      } finally {
+        await backend
+          .deleteSnapshot(snapshotId)
+          .catch((error: unknown) =>
+            this.#o.logger.warn('could not remove a fork capture', { snapshotId, error }),
+          );
+        await this.#o.store.deleteSnapshot(snapshotId).catch(() => undefined);
+      }
+      await this.#audit({
+        ...audit,
+        action: 'session.fork',
+        outcome: 'success',
+        target: record.id,
+        details: { forks: forks.map((f) => f.id), memory: taken.memory },
+      });
+      return forks;
+    });
+  }
+
+  /**
+   * Takes a named snapshot of the caller's session (issue 20): its workspace, and its memory where the backend can,
+   * kept until snapshots.delete and counted against the owner's snapshot quota. The session runs on.
+   */
+  async snapshot(ownerId: string, id: string, name: string, audit: AuditContext): Promise<SnapshotRecord> {
+    const quota = this.#o.policy.snapshots.maxBytesPerUser;
+    if (quota === 0)
+      throw new AppError(
+        'FORBIDDEN',
+        'this server keeps no snapshots (policy snapshots.maxBytesPerUser is 0)',
+      );
+    if (await this.#o.store.getSnapshot(ownerId, name)) {
+      throw new AppError(
+        'ALREADY_EXISTS',
+        `you already have a snapshot named ${name}: choose another name, or delete that one first`,
+      );
+    }
+    return this.withSandbox(ownerId, id, audit, async (sandbox, record) => {
+      const backend = this.#backendOf(record);
+      if (!backend.capabilities().snapshots) {
+        throw new AppError('UNSUPPORTED', `backend ${backend.name} cannot take snapshots`);
+      }
+      const taken = await sandbox.snapshot(newSnapshotId());
+      try {
+        const stored = await this.#o.store.createSnapshot(
+          {
+            id: taken.id,
+            ownerId,
+            name,
+            sessionId: record.id,
+            backend: backend.name,
+            instanceId: this.#o.instanceId,
+            image: record.image,
+            templateId: record.templateId,
+            resources: record.resources,
+            network: record.network,
+            secrets: record.secrets,
+            memory: taken.memory,
+            bytes: taken.bytes,
+          },
+          quota,
+        );
+        await this.#audit({
+          ...audit,
+          action: 'snapshot.create',
+          outcome: 'success',
+          target: stored.id,
+          details: { session: record.id, name, bytes: taken.bytes, memory: taken.memory },
+        });
+        return stored;
+      } catch (error) {
+        await backend.deleteSnapshot(taken.id).catch(() => undefined);
+        if (isStoreError(error, 'INVALID_INPUT')) throw new AppError('LIMIT_EXCEEDED', error.message);
+        throw error;
+      }
+    });
+  }
+
+  /** The caller's named snapshots, newest first. */
+  listSnapshots(ownerId: string): Promise<SnapshotRecord[]> {
+    return this.#o.store.listSnapshots(ownerId);
+  }
+
+  /** The caller's snapshot by id or name, or NOT_FOUND. */
+  async #ownSnapshot(ownerId: string, ref: string): Promise<SnapshotRecord> {
+    const found = await this.#o.store.getSnapshot(ownerId, ref);
+    if (!found || found.name === null) {
+      throw new AppError('NOT_FOUND', `you have no snapshot ${ref}; snapshots.list shows yours`);
+    }
+    return found;
+  }
+
+  getSnapshot(ownerId: string, ref: string): Promise<SnapshotRecord> {
+    return this.#ownSnapshot(ownerId, ref);
+  }
+
+  /** Removes the caller's snapshot from its backend and the store (audited). */
+  async deleteSnapshot(ownerId: string, ref: string, audit: AuditContext): Promise<SnapshotRecord> {
+    const found = await this.#ownSnapshot(ownerId, ref);
+    await this.#snapshotBackend(found).deleteSnapshot(found.id);
+    await this.#o.store.deleteSnapshot(found.id);
+    await this.#audit({ ...audit, action: 'snapshot.delete', outcome: 'success', target: found.id });
+    return found;
+  }
+
+  #snapshotBackend(snapshot: SnapshotRecord): IsolationBackend {
+    const backend = this.#backends.get(snapshot.backend);
+    if (!backend || snapshot.instanceId !== this.#o.instanceId) {
+      throw new AppError(
+        'BACKEND_UNAVAILABLE',
+        `snapshot ${snapshot.name ?? snapshot.id} is kept by backend ${snapshot.backend} of another server or one not enabled here`,
+      );
+    }
+    return backend;
+  }
+
   /**
    * Destroys the sandbox and its workspace, then marks the session destroyed. Idempotent. `destroying` is
    * recorded first, so a destroy a crash interrupts is finished by reconciliation on restart.
@@ -658,7 +1053,7 @@ export class SessionManager {
     if (record.state !== 'destroying') {
       const marked = await this.#o.store.transitionSession(
         id,
-        ['creating', 'running', 'stopped', 'failed'],
+        ['creating', 'running', 'stopped', 'paused', 'failed'],
         'destroying',
       );
       if (!marked) return this.destroy(ownerId, id, audit);
@@ -700,7 +1095,7 @@ export class SessionManager {
   async stopAllOf(ownerId: string, audit: AuditContext): Promise<string[]> {
     const stopped: string[] = [];
     for (const record of await this.#o.store.listSessions(ownerId)) {
-      if (record.state !== 'running') continue;
+      if (record.state !== 'running' && record.state !== 'paused') continue;
       try {
         await this.stop(ownerId, record.id, audit);
         stopped.push(record.id);
@@ -716,12 +1111,27 @@ export class SessionManager {
    * stopped. Run periodically by {@link startSweeper}.
    */
   async sweep(now: Date = new Date()): Promise<string[]> {
-    const { idleTimeoutMs, ttlMs } = this.#o.policy.session;
+    const { idleTimeoutMs, ttlMs, pauseAfterMs } = this.#o.policy.session;
     const stopped: string[] = [];
     for (const record of await this.#o.store.listLiveSessions()) {
       if (record.state !== 'running' || record.instanceId !== this.#o.instanceId) continue;
-      const idle = now.getTime() - record.lastActiveAt.getTime() > idleTimeoutMs;
-      const expired = now.getTime() - record.createdAt.getTime() > ttlMs;
+      if (this.#transitions.has(record.id)) continue;
+      const quiet =
+        now.getTime() - Math.max(record.lastActiveAt.getTime(), this.#lastTouch.get(record.id) ?? 0);
+      const idle = !record.keepAwake && quiet > idleTimeoutMs;
+      const expired = this.#age(record, now.getTime()) > ttlMs;
+      if (
+        !expired &&
+        !record.keepAwake &&
+        pauseAfterMs > 0 &&
+        quiet > pauseAfterMs &&
+        this.#backends.get(record.backend)?.capabilities().snapshots
+      ) {
+        await this.pause(record.ownerId, record.id, SYSTEM, 'idle').catch((error: unknown) =>
+          this.#o.logger.warn('sweep could not pause an idle session', { sessionId: record.id, error }),
+        );
+        continue;
+      }
       if (!idle && !expired) continue;
       try {
         await (await this.#sandbox(record)).stop();
@@ -875,7 +1285,7 @@ export class SessionManager {
         if (!info) {
           const reason = `sandbox ${record.sandboxId} vanished from backend ${backend.name} (removed outside Studio); the workspace may be lost`;
           if (
-            await this.#o.store.transitionSession(record.id, ['running', 'stopped'], 'failed', {
+            await this.#o.store.transitionSession(record.id, ['running', 'stopped', 'paused'], 'failed', {
               failureReason: reason,
             })
           ) {
@@ -900,7 +1310,7 @@ export class SessionManager {
         if (info.state === 'failed') {
           const reason = `sandbox failed: ${info.failure?.reason ?? 'unknown'}`;
           if (
-            await this.#o.store.transitionSession(record.id, ['running', 'stopped'], 'failed', {
+            await this.#o.store.transitionSession(record.id, ['running', 'stopped', 'paused'], 'failed', {
               failureReason: reason,
             })
           ) {
@@ -923,6 +1333,25 @@ export class SessionManager {
             this.#o.onFailed?.(record.id, reason);
           }
           continue;
+        }
+        if (!this.#transitions.has(record.id)) {
+          // A pause or resume the API was stopped in, after the backend had done its part.
+          if (record.state === 'running' && info.state === 'suspended') {
+            if (await this.#o.store.transitionSession(record.id, ['running'], 'paused')) {
+              this.#handles.delete(record.id);
+              this.#o.logger.warn('completed a pause the API was stopped in', { sessionId: record.id });
+            }
+          } else if (record.state === 'paused' && info.state === 'running') {
+            if (await this.#o.store.transitionSession(record.id, ['paused'], 'running')) {
+              this.#handles.delete(record.id);
+              this.#o.logger.warn('completed a resume the API was stopped in', { sessionId: record.id });
+            }
+          } else if (record.state === 'paused' && info.state === 'stopped') {
+            if (await this.#o.store.transitionSession(record.id, ['paused'], 'stopped')) {
+              this.#handles.delete(record.id);
+              report.stopped.push(record.id);
+            }
+          }
         }
         if (record.state === 'running' && info.state === 'stopped') {
           // Stopped behind our back (a daemon restart, an OOM of the init): startable again.

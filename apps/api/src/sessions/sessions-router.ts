@@ -4,6 +4,8 @@ import {
   type PolicySchemas,
   sessionByIdInput,
   sessionEgressCheckInput,
+  sessionForkInput,
+  sessionSetKeepAwakeInput,
   sessionSetNetworkInput,
 } from '@studio/policy';
 import { z } from 'zod';
@@ -40,6 +42,14 @@ export const sessionView = (s: SessionRecord) => ({
   destroyedAt: s.destroyedAt?.toISOString() ?? null,
   /** A person holding control (API tokens' changes fail with HUMAN_HAS_CONTROL), or null. */
   control: s.control ? { heldBy: s.control.name, since: s.control.since.toISOString() } : null,
+  /** The session this one was forked from (issue 20), or null. */
+  parentId: s.parentId ?? null,
+  /** The snapshot this session was made from, or null. */
+  fromSnapshotId: s.fromSnapshotId ?? null,
+  /** When a `paused` session was paused; null otherwise. */
+  pausedAt: s.pausedAt?.toISOString() ?? null,
+  /** Whether automatic pausing leaves the session running while idle. */
+  keepAwake: s.keepAwake,
 });
 
 export type SessionView = ReturnType<typeof sessionView>;
@@ -95,6 +105,63 @@ export const sessionsRouter = (schemas: PolicySchemas) =>
       .input(sessionByIdInput)
       .mutation(async ({ ctx, input }) =>
         announced(ctx, await ctx.deps.sessions.start(ctx.principal.userId, input.sessionId, auditOf(ctx))),
+      ),
+
+    /**
+     * Pauses the session (issue 20): saved with its memory and running programs where the backend can (gVisor),
+     * else its workspace only, and released, holding none of the host's memory. Terminals, streams and preview
+     * connections end; any later use (exec, files, terminal, preview) resumes it. Idempotent.
+     */
+    pause: sessionMutationProcedure
+      .input(sessionByIdInput)
+      .mutation(async ({ ctx, input }) =>
+        announced(ctx, await ctx.deps.sessions.pause(ctx.principal.userId, input.sessionId, auditOf(ctx))),
+      ),
+
+    /**
+     * Resumes a paused session: programs carry on where they were when memory was saved, else start again.
+     * RESTORE_FAILED leaves it stopped with its workspace intact (sessions.start then starts it afresh).
+     */
+    resume: authedProcedure
+      .input(sessionByIdInput)
+      .mutation(async ({ ctx, input }) =>
+        announced(ctx, await ctx.deps.sessions.resume(ctx.principal.userId, input.sessionId, auditOf(ctx))),
+      ),
+
+    /**
+     * Forks the session into `count` new sessions from this moment: each its own copy of the workspace and, where
+     * the backend saves memory, of its running programs. The source pauses only for the capture. Forks are the
+     * caller's, count against the live-session limit, and carry `parentId`; each is announced with its parent.
+     */
+    fork: authedProcedure.input(sessionForkInput).mutation(async ({ ctx, input }) => {
+      const principal = principalOf(ctx);
+      const forks = await ctx.deps.sessions.fork(
+        principal.userId,
+        input.sessionId,
+        input.count,
+        auditOf(ctx),
+      );
+      for (const f of forks) {
+        ctx.deps.events.publish(input.sessionId, actorOf(principal), {
+          type: 'session.forked',
+          forkId: f.id,
+        });
+      }
+      return forks.map((f) => announced(ctx, f));
+    }),
+
+    /** Whether automatic pausing leaves the session running while idle (a long job that needs no one). */
+    setKeepAwake: sessionMutationProcedure
+      .input(sessionSetKeepAwakeInput)
+      .mutation(async ({ ctx, input }) =>
+        sessionView(
+          await ctx.deps.sessions.setKeepAwake(
+            ctx.principal.userId,
+            input.sessionId,
+            input.keepAwake,
+            auditOf(ctx),
+          ),
+        ),
       ),
 
     /** Removes the sandbox and its workspace for good. Idempotent. */

@@ -264,8 +264,10 @@ export function attachTerminal(
             : 'send { type: "input", data } or { type: "resize", cols, rows }',
         });
       }
-      if (parsed.data.type === 'input') current?.terminal.write(parsed.data.data);
-      else current?.terminal.resize(parsed.data.cols, parsed.data.rows);
+      if (parsed.data.type === 'input') {
+        current?.terminal.write(parsed.data.data);
+        if (current) deps.sessions.noteActivity(current.sessionId);
+      } else current?.terminal.resize(parsed.data.cols, parsed.data.rows);
     };
 
     // Sends PTY output to this socket. Backpressure: the PTY is push-only, so past the high-water mark output
@@ -419,7 +421,14 @@ export function attachTerminal(
       };
       const onExit = () => {
         const exit = t.exit ?? { exitCode: null, signal: null };
-        sendJson({ type: 'exit', exitCode: exit.exitCode, signal: exit.signal });
+        // A terminal a pause ended says so: the client reconnects, which resumes the session.
+        const paused = deps.sessions.isPausing(t.sessionId);
+        sendJson({
+          type: 'exit',
+          exitCode: exit.exitCode,
+          signal: exit.signal,
+          ...(paused ? { reason: 'the session was paused; open the terminal again to resume it' } : {}),
+        });
         closeLive(t);
         if (state === 'open') {
           state = 'closed';

@@ -32,6 +32,11 @@ const READS: Record<string, { why: string; input: (c: Ctx) => unknown }> = {
     input: () => ({ template: 'default' }),
   },
   'sessions.get': { why: 'one session', input: (c) => ({ sessionId: c.sessionId }) },
+  'snapshots.list': {
+    why: "the caller's snapshots and the quota they count against",
+    input: () => undefined,
+  },
+  'snapshots.get': { why: 'one snapshot of the caller', input: () => ({ snapshot: 'kept' }) },
   'sessions.checkEgress': {
     why: "whether the session's settings let it reach a host: a pure check, nothing is dialled",
     input: (c) => ({ sessionId: c.sessionId, host: 'example.com', port: 443 }),
@@ -90,6 +95,9 @@ describe('regression: no GET starts or changes anything', () => {
     sessionId = (created.body.result?.data as { id: string } | undefined)?.id ?? '';
     expect(sessionId).toMatch(/^ses_/);
     await t.call('mutation', 'files.write', { sessionId, path: 'kept.txt', content: 'kept' }, auth);
+    expect((await t.call('mutation', 'snapshots.create', { sessionId, name: 'kept' }, auth)).status).toBe(
+      200,
+    );
     // Count every exec run in any sandbox of this backend from here on.
     const sandbox = [...backend.sandboxes.values()][0] as FakeSandbox;
     const proto = Object.getPrototypeOf(sandbox) as FakeSandbox;
