@@ -67,6 +67,14 @@ describe('toToolError', () => {
     expect(body.fix).toMatch(/added by people in the Studio web app/);
   });
 
+  it('tells an agent whose paused session could not be restored to start it again', () => {
+    const body = toToolError(clientError('RESTORE_FAILED', 'session ses_x could not be restored'));
+    expect(body.code).toBe('RESTORE_FAILED');
+    expect(body.fix).toMatch(/stopped with its workspace intact/);
+    expect(body.fix).toMatch(/start_session/);
+    expect(fixFor('UNSUPPORTED')).toMatch(/stop_session/);
+  });
+
   it('keeps the code and fix of a deliberate tool error', () => {
     expect(toToolError(new McpToolError('TIMEOUT', 'slow', 'be quicker'))).toEqual({
       code: 'TIMEOUT',

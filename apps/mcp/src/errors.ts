@@ -28,6 +28,18 @@ export class McpToolError extends Error {
 export const MISSING_SECRET_FIX =
   "call list_secrets for the secrets you can give a session (names are case-sensitive) and create_session again with those; a secret you need but do not have is added by a person on the Studio web app's Secrets page (this server cannot create one, or read a value)";
 
+/** The fix for a snapshot named that the caller has none of (create_session's fromSnapshot, delete_snapshot). */
+export const SNAPSHOT_NOT_FOUND_FIX =
+  'call list_snapshots for your snapshots and name one by its name or id (another user’s snapshots are NOT_FOUND)';
+
+/** The fix for a snapshot that would pass the owner's snapshot quota. */
+export const SNAPSHOT_QUOTA_FIX =
+  'your snapshots would pass your snapshot quota: list_snapshots shows what each takes (bytes) and the quota (usedBytes, maxBytes); delete_snapshot those you no longer need, then snapshot again';
+
+/** The fix for a fork that reached the live-session limit: the forks made before it are kept. */
+export const SESSION_LIMIT_FORK_FIX =
+  'every fork is a live session of yours: destroy_session sessions you no longer need (or fork fewer with count), then fork again. Forks made before the limit was reached are kept: list_sessions shows them, their parentId is this session';
+
 /** Said with every EGRESS_DENIED fix: set_network is a change, refused while a person holds control. */
 export const EGRESS_CONTROL_NOTE =
   'If set_network answers HUMAN_HAS_CONTROL, a person controls the session: ask them, or wait for control.released';
@@ -67,6 +79,10 @@ const FIXES: Record<string, string> = {
     "the template's start command or ready check failed: read the message, fix the template's start settings, or create the session from another template",
   TEMPLATE_INVALID:
     'fix the template spec as the message says (packages by name, files outside /workspace and /tmp, a Dockerfile without COPY)',
+  RESTORE_FAILED:
+    "the session's saved memory could not be restored: it is now stopped with its workspace intact; call start_session to start it afresh, then start again the programs it was running (servers, watchers)",
+  UNSUPPORTED:
+    "this session's backend cannot do that (capabilities shows what each backend supports): instead of pause_session use stop_session; for fork_session or snapshot_session, work in a session on a backend that supports snapshots",
   BACKEND_UNAVAILABLE: 'the sandbox runtime is down: retry later or ask the Studio operator',
   FILE_TOO_LARGE: 'write or read a smaller file, or split the content; large outputs can be read with exec',
   INPUT_TOO_LARGE: 'send less data in one call',

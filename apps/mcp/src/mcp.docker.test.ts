@@ -90,6 +90,7 @@ describe.skipIf(skip !== undefined)(`MCP server over stdio${skip ? ` (skipped: $
   let transport: StdioClientTransport;
   let sessionId = '';
   let bobSession = '';
+  let forkId = '';
   const stderr: string[] = [];
   const updated: string[] = [];
   const protocolErrors: unknown[] = [];
@@ -174,6 +175,7 @@ describe.skipIf(skip !== undefined)(`MCP server over stdio${skip ? ` (skipped: $
     for (const [client, id] of [
       [alice, sessionId],
       [bob, bobSession],
+      [alice, forkId],
     ] as const) {
       if (client && id) await client.sessions.destroy.mutate({ sessionId: id }).catch(() => undefined);
     }
@@ -202,19 +204,25 @@ describe.skipIf(skip !== undefined)(`MCP server over stdio${skip ? ` (skipped: $
         'check_egress',
         'create_session',
         'create_template',
+        'delete_snapshot',
         'delete_template',
         'destroy_session',
         'exec',
+        'fork_session',
         'get_events',
         'get_template',
         'get_watchers',
         'list_files',
         'list_secrets',
         'list_sessions',
+        'list_snapshots',
         'list_templates',
+        'pause_session',
         'preview_fetch',
         'read_file',
+        'resume_session',
         'set_network',
+        'snapshot_session',
         'start_session',
         'stop_session',
         'write_file',
@@ -541,6 +549,60 @@ describe.skipIf(skip !== undefined)(`MCP server over stdio${skip ? ` (skipped: $
     expect(code).toBe(1);
     expect(out).toBe('');
     expect(err).toContain('STUDIO_API_TOKEN is required');
+  });
+
+  it('pauses the session, resumes it on the next call, forks it and snapshots it', async () => {
+    // The call's own subscription announces itself (watcher.joined): its id is the cursor to read on from.
+    const { cursor } = ok(await tool('get_events', { sessionId, waitMs: 5000, limit: 1 }, { quiet: true }));
+    expect(cursor).toEqual(expect.any(String));
+    const paused = ok(await tool('pause_session', { sessionId }));
+    expect(paused).toMatchObject({ id: sessionId, state: 'paused', pausedAt: expect.any(String) });
+    expect(ok(await tool('pause_session', { sessionId })).state).toBe('paused');
+    // Any call resumes it: the agent never has to call resume_session.
+    const run = ok(await tool('exec', { sessionId, command: ['cat', 'notes/a.txt'] }));
+    expect(run).toMatchObject({ exitCode: 0, stdout: 'a' });
+    expect(ok(await tool('list_sessions', {}, { quiet: true })).sessions).toEqual([
+      expect.objectContaining({ id: sessionId, state: 'running', pausedAt: null }),
+    ]);
+    const events = ok(await tool('get_events', { sessionId, cursor, waitMs: 300 })).events as {
+      type: string;
+      state?: string;
+      reason?: string;
+    }[];
+    expect(events).toContainEqual(expect.objectContaining({ type: 'session.status', state: 'paused' }));
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: 'session.status', state: 'running', reason: 'resumed on use' }),
+    );
+    expect(ok(await tool('resume_session', { sessionId })).state).toBe('running');
+
+    const forked = ok(await tool('fork_session', { sessionId }));
+    expect(forked.parentId).toBe(sessionId);
+    expect(forked.forkIds).toEqual([expect.stringMatching(/^ses_/)]);
+    forkId = (forked.forkIds as string[])[0] as string;
+    expect(forked.forks).toEqual([
+      expect.objectContaining({ id: forkId, parentId: sessionId, state: 'running' }),
+    ]);
+    // The fork holds the workspace as it was, and goes its own way.
+    expect(ok(await tool('read_file', { sessionId: forkId, path: 'notes/a.txt' })).content).toBe('a');
+    ok(await tool('write_file', { sessionId: forkId, path: 'notes/a.txt', content: 'fork' }));
+    expect(ok(await tool('read_file', { sessionId, path: 'notes/a.txt' }, { quiet: true })).content).toBe(
+      'a',
+    );
+    expect(ok(await tool('destroy_session', { sessionId: forkId })).state).toBe('destroyed');
+    forkId = '';
+
+    const snap = ok(await tool('snapshot_session', { sessionId, name: 'notes-ready' }));
+    expect(snap).toMatchObject({ name: 'notes-ready', sessionId, memory: false });
+    expect(failed(await tool('snapshot_session', { sessionId, name: 'notes-ready' })).code).toBe(
+      'ALREADY_EXISTS',
+    );
+    const listed = ok(await tool('list_snapshots', {}));
+    expect(listed.snapshots).toEqual([expect.objectContaining({ id: snap.id, name: 'notes-ready' })]);
+    expect(listed.usedBytes).toBe(snap.bytes);
+    expect(ok(await tool('delete_snapshot', { snapshot: 'notes-ready' })).id).toBe(snap.id);
+    const gone = failed(await tool('delete_snapshot', { snapshot: 'notes-ready' }));
+    expect(gone.code).toBe('NOT_FOUND');
+    expect(gone.fix).toMatch(/list_snapshots/);
   });
 
   it('stops, restarts and destroys the session', async () => {

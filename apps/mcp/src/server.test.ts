@@ -64,6 +64,12 @@ const templateView = (state: string) => ({
 });
 const templateCalls: unknown[] = [];
 
+// Pause, fork and snapshots (issue 20): SID pauses and forks; forks past two reach the live-session limit; the
+// snapshot 'full' passes the quota; 'nope' is no snapshot of the caller's.
+const studioError = (code: string, message: string, path: string) =>
+  new StudioClientError(message, { code, trpcCode: null, httpStatus: 409, path, requestId: 'req_4' });
+const forkCalls: unknown[] = [];
+
 // A stand-in for the API client: only what these tests call.
 const fakeClient = {
   templates: {
@@ -102,10 +108,50 @@ const fakeClient = {
       },
     },
   },
-  sessions: {
+  snapshots: {
     create: {
-      mutate: async (input: { secrets?: string[] }) => {
+      mutate: async (input: { sessionId: string; name: string }) => {
+        if (input.name === 'full')
+          throw studioError(
+            'LIMIT_EXCEEDED',
+            'snapshots would take 11 GiB of your 10 GiB',
+            'snapshots.create',
+          );
+        return { id: 'snp-0123456789abcdef', name: input.name, sessionId: input.sessionId, memory: false };
+      },
+    },
+    delete: {
+      mutate: async ({ snapshot }: { snapshot: string }) => {
+        throw studioError('NOT_FOUND', `you have no snapshot ${snapshot}; snapshots.list shows yours`, 'x');
+      },
+    },
+  },
+  sessions: {
+    pause: {
+      mutate: async ({ sessionId }: { sessionId: string }) => ({ id: sessionId, state: 'paused' }),
+    },
+    resume: {
+      mutate: async ({ sessionId }: { sessionId: string }) => {
+        throw studioError('RESTORE_FAILED', `session ${sessionId} could not be restored`, 'sessions.resume');
+      },
+    },
+    fork: {
+      mutate: async (input: { sessionId: string; count: number }) => {
+        forkCalls.push(input);
+        if (input.count > 2)
+          throw studioError('SESSION_LIMIT', 'you already have 5 live sessions', 'sessions.fork');
+        return Array.from({ length: input.count }, (_, i) => ({
+          id: `ses_fork${i}fork${i}fork${i}fork`,
+          state: 'running',
+          parentId: input.sessionId,
+        }));
+      },
+    },
+    create: {
+      mutate: async (input: { secrets?: string[]; fromSnapshot?: string }) => {
         if (input.secrets?.includes('NOPE_KEY')) throw missingSecret;
+        if (input.fromSnapshot === 'nope')
+          throw studioError('NOT_FOUND', 'you have no snapshot nope; snapshots.list shows yours', 'x');
         return { id: SID, state: 'running', input };
       },
     },
@@ -410,6 +456,60 @@ describe('the Studio MCP server (fake API)', () => {
     );
     expect(local.code).toBe('EGRESS_DENIED');
     expect(local.fix).not.toContain('metadata.internal');
+  });
+
+  it('pauses, forks (returning the fork ids) and resumes, with fixes an agent can act on', async () => {
+    const client = await connect();
+    const call = async (name: string, args: Record<string, unknown>) =>
+      (await client.callTool({ name, arguments: args })) as CallToolResult;
+    expect((await call('pause_session', { sessionId: SID })).structuredContent).toEqual({
+      id: SID,
+      state: 'paused',
+    });
+    forkCalls.length = 0;
+    const forked = (await call('fork_session', { sessionId: SID, count: 2 })).structuredContent;
+    expect(forkCalls).toEqual([{ sessionId: SID, count: 2 }]);
+    expect(forked).toMatchObject({
+      parentId: SID,
+      forkIds: ['ses_fork0fork0fork0fork', 'ses_fork1fork1fork1fork'],
+      forks: [{ parentId: SID }, { parentId: SID }],
+    });
+    expect((await call('fork_session', { sessionId: SID })).structuredContent).toMatchObject({
+      forkIds: ['ses_fork0fork0fork0fork'],
+    });
+    const limit = errorOf(await call('fork_session', { sessionId: SID, count: 3 }));
+    expect(limit).toMatchObject({
+      code: 'SESSION_LIMIT',
+      message: 'you already have 5 live sessions (request req_4)',
+    });
+    expect(limit.fix).toMatch(/Forks made before the limit was reached are kept/);
+    const restore = errorOf(await call('resume_session', { sessionId: SID }));
+    expect(restore.code).toBe('RESTORE_FAILED');
+    expect(restore.fix).toMatch(/start_session/);
+  });
+
+  it('snapshots a session, starts one from a snapshot without the default image, and says how to free quota', async () => {
+    const client = await connect();
+    const call = async (name: string, args: Record<string, unknown>) =>
+      (await client.callTool({ name, arguments: args })) as CallToolResult;
+    expect(
+      (await call('snapshot_session', { sessionId: SID, name: 'ready' })).structuredContent,
+    ).toMatchObject({
+      id: 'snp-0123456789abcdef',
+      name: 'ready',
+    });
+    const full = errorOf(await call('snapshot_session', { sessionId: SID, name: 'full' }));
+    expect(full.code).toBe('LIMIT_EXCEEDED');
+    expect(full.fix).toMatch(/list_snapshots.*delete_snapshot/);
+    const created = await call('create_session', { fromSnapshot: 'ready', keepAwake: true });
+    expect(created.structuredContent).toMatchObject({
+      input: { fromSnapshot: 'ready', keepAwake: true, backend: 'auto' },
+    });
+    expect((created.structuredContent as { input: Record<string, unknown> }).input.image).toBeUndefined();
+    const missing = errorOf(await call('create_session', { fromSnapshot: 'nope' }));
+    expect(missing).toMatchObject({ code: 'NOT_FOUND', fix: expect.stringMatching(/list_snapshots/) });
+    const gone = errorOf(await call('delete_snapshot', { snapshot: 'nope' }));
+    expect(gone).toMatchObject({ code: 'NOT_FOUND', fix: expect.stringMatching(/list_snapshots/) });
   });
 
   it('refuses subscriptions to unknown URIs and to sessions the API does not show', async () => {

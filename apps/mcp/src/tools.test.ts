@@ -246,3 +246,71 @@ describe('templates', () => {
     expect(byName('delete_template').description).toMatch(/INVALID_STATE/);
   });
 });
+
+describe('pause, fork and snapshots', () => {
+  it('pause_session and resume_session take a session id and are idempotent', () => {
+    for (const name of ['pause_session', 'resume_session']) {
+      expect(parse(name, { sessionId: SID }).data).toEqual({ sessionId: SID });
+      expect(parse(name, { sessionId: 'ses_../x' }).success).toBe(false);
+      expect(byName(name).annotations.idempotentHint).toBe(true);
+    }
+  });
+
+  it('tells an agent when to pause and that any call resumes a paused session', () => {
+    const pause = byName('pause_session').description;
+    expect(pause).toMatch(/between turns/);
+    expect(pause).toMatch(/Any later tool call on it .* resumes it by itself/);
+    expect(pause).toMatch(/none of the host's memory/);
+    expect(byName('resume_session').description).toMatch(/RESTORE_FAILED.*start_session/);
+    expect(byName('stop_session').description).toMatch(/pause_session/);
+    expect(byName('get_events').description).toMatch(/session\.forked/);
+  });
+
+  it('fork_session makes 1 fork by default and at most 20 per call', () => {
+    expect(parse('fork_session', { sessionId: SID }).data).toEqual({ sessionId: SID, count: 1 });
+    expect(parse('fork_session', { sessionId: SID, count: 3 }).data).toEqual({ sessionId: SID, count: 3 });
+    for (const count of [0, 21, 1.5, '2'])
+      expect(parse('fork_session', { sessionId: SID, count }).success).toBe(false);
+    expect(byName('fork_session').description).toMatch(/alternatives in parallel/);
+    expect(byName('fork_session').description).toMatch(/forkIds/);
+  });
+
+  it('snapshot_session takes a name as templates have; delete and list name snapshots by name or id', () => {
+    expect(parse('snapshot_session', { sessionId: SID, name: 'before-upgrade' }).data).toEqual({
+      sessionId: SID,
+      name: 'before-upgrade',
+    });
+    for (const name of ['', 'Before', '1st', 'a-', 'a/b', 'x'.repeat(64)])
+      expect(parse('snapshot_session', { sessionId: SID, name }).success).toBe(false);
+    expect(parse('delete_snapshot', { snapshot: 'snp-0123456789abcdef' }).success).toBe(true);
+    expect(parse('delete_snapshot', { snapshot: 'before-upgrade' }).success).toBe(true);
+    expect(parse('delete_snapshot', { snapshot: '../x' }).success).toBe(false);
+    expect(parse('list_snapshots', {}).success).toBe(true);
+    expect(parse('list_snapshots', { all: true }).success).toBe(false);
+    expect(byName('list_snapshots').annotations.readOnlyHint).toBe(true);
+    expect(byName('delete_snapshot').annotations.destructiveHint).toBe(true);
+    expect(byName('snapshot_session').description).toMatch(/create_session \{ "fromSnapshot": name \}/);
+  });
+
+  it('create_session takes fromSnapshot (without template or image) and keepAwake', () => {
+    expect(parse('create_session', { fromSnapshot: 'before-upgrade', keepAwake: true }).data).toEqual({
+      backend: 'auto',
+      fromSnapshot: 'before-upgrade',
+      keepAwake: true,
+    });
+    expect(parse('create_session', { fromSnapshot: 'snp-0123456789abcdef' }).success).toBe(true);
+    expect(parse('create_session', { fromSnapshot: 'Bad Name' }).success).toBe(false);
+    expect(parse('create_session', { fromSnapshot: 'x', template: 'node-api' }).success).toBe(false);
+    expect(parse('create_session', { fromSnapshot: 'x', image: 'studio-sandbox:latest' }).success).toBe(
+      false,
+    );
+    expect(parse('create_session', { keepAwake: 'yes' }).success).toBe(false);
+    const schema = inputJsonSchema(byName('create_session')) as unknown as {
+      properties: Record<string, unknown>;
+    };
+    expect(schema.properties.fromSnapshot).toMatchObject({
+      description: expect.stringMatching(/list_snapshots/),
+    });
+    expect(schema.properties.keepAwake).toMatchObject({ type: 'boolean' });
+  });
+});

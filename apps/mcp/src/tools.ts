@@ -17,7 +17,10 @@ import {
   sessionByIdInput,
   sessionCreateInput,
   sessionEgressCheckInput,
+  sessionForkInput,
   sessionSetNetworkInput,
+  snapshotByRefInput,
+  snapshotCreateInput,
   templateByRefInput,
   templateCreateInput,
   templateNameSchema,
@@ -25,7 +28,14 @@ import {
   templateRefSchema,
 } from '@studio/policy';
 import { z } from 'zod';
-import { EGRESS_CONTROL_NOTE, McpToolError, MISSING_SECRET_FIX } from './errors.ts';
+import {
+  EGRESS_CONTROL_NOTE,
+  McpToolError,
+  MISSING_SECRET_FIX,
+  SESSION_LIMIT_FORK_FIX,
+  SNAPSHOT_NOT_FOUND_FIX,
+  SNAPSHOT_QUOTA_FIX,
+} from './errors.ts';
 import type { PreviewFetcher } from './preview-fetch.ts';
 import {
   buildOutcome,
@@ -278,25 +288,46 @@ async function checkEgress(input: z.output<typeof sessionEgressCheckInput>, ctx:
   }
 }
 
+/** Re-raises an API error whose code has a fix of this tool's own (the API's message kept); any other as it was. */
+async function withFixes<T>(call: Promise<T>, fixes: Readonly<Record<string, string>>): Promise<T> {
+  try {
+    return await call;
+  } catch (error) {
+    const fix = isStudioClientError(error) ? fixes[error.code] : undefined;
+    if (!isStudioClientError(error) || fix === undefined) throw error;
+    throw new McpToolError(
+      error.code,
+      `${error.message}${error.requestId ? ` (request ${error.requestId})` : ''}`,
+      fix,
+    );
+  }
+}
+
 /**
- * `sessions.create`: from `template` when given, else from `image` (the older way), else from the default image.
- * A secret name the owner has no secret of is NOT_FOUND from the API, whose message says to store it with
- * secrets.create: an agent cannot, so the fix says who can.
+ * `sessions.create`: from `fromSnapshot` when given (its template comes with it), else from `template`, else from
+ * `image` (the older way), else from the default image. A secret name the owner has no secret of is NOT_FOUND
+ * from the API, whose message says to store it with secrets.create: an agent cannot, so the fix says who can.
  */
 async function createSession(input: z.output<typeof createSessionInput>, ctx: ToolContext) {
   const { template, image, ...rest } = input;
   try {
     return await ctx.client.sessions.create.mutate({
       ...rest,
-      ...(template !== undefined ? { template } : { image: image ?? ctx.defaultImage }),
+      ...(rest.fromSnapshot !== undefined
+        ? {}
+        : template !== undefined
+          ? { template }
+          : { image: image ?? ctx.defaultImage }),
     });
   } catch (error) {
-    if (!isStudioClientError(error, 'NOT_FOUND') || !input.secrets?.length) throw error;
-    throw new McpToolError(
-      'NOT_FOUND',
-      `${error.message}${error.requestId ? ` (request ${error.requestId})` : ''}`,
-      MISSING_SECRET_FIX,
-    );
+    if (!isStudioClientError(error, 'NOT_FOUND')) throw error;
+    const message = `${error.message}${error.requestId ? ` (request ${error.requestId})` : ''}`;
+    // NOT_FOUND names what is missing: the snapshot, or a secret.
+    if (input.fromSnapshot !== undefined && (!input.secrets?.length || /snapshot/i.test(error.message))) {
+      throw new McpToolError('NOT_FOUND', message, SNAPSHOT_NOT_FOUND_FIX);
+    }
+    if (!input.secrets?.length) throw error;
+    throw new McpToolError('NOT_FOUND', message, MISSING_SECRET_FIX);
   }
 }
 
@@ -310,10 +341,24 @@ const createSessionInput = sessionCreateInput
     image: imageNameSchema
       .optional()
       .describe("the older way to pick an operator's image by name; prefer template"),
+    fromSnapshot: sessionCreateInput.shape.fromSnapshot.describe(
+      'a snapshot of yours to start from, by name or id (snapshot_session, list_snapshots): its workspace, and its running programs where it saved memory; its template, backend and resources come with it (give no template or image)',
+    ),
+    keepAwake: sessionCreateInput.shape.keepAwake.describe(
+      'true: never paused automatically while idle (a long build or test run nobody watches); default false',
+    ),
   })
   .refine((input) => input.template === undefined || input.image === undefined, {
     error: 'give template or image, not both (image is the older name for an operator template)',
-  });
+  })
+  .refine(
+    (input) =>
+      input.fromSnapshot === undefined || (input.template === undefined && input.image === undefined),
+    {
+      error: "a session made from a snapshot runs the snapshot's template: leave out template and image",
+      path: ['fromSnapshot'],
+    },
+  );
 
 // What create_template and build_template wait for.
 const waitShape = {
@@ -422,7 +467,7 @@ export const studioTools: readonly StudioTool[] = [
     name: 'create_session',
     title: 'Create a sandbox session',
     description:
-      "Creates a session: a hardened sandbox (Linux container) with its own /workspace. Returns the session (its `id` is used by every other tool). `template` picks what is installed in it, by name or id: a template you built with create_template or a shared one (list_templates), default \"default\" (the server's image: Debian with Node, Python, git and build tools); a template's env, working directory and start command apply, and create returns once its ready check passes. `image` is the older way to name one of the server's images (see capabilities); give template or image, not both. `resources` can only lower the policy limits. `network` decides what its programs may reach (default mode 'none': nothing): { mode: 'allowlist', allow: ['registry.npmjs.org', '*.pypi.org', 'example.com:8443', '203.0.113.0/24'] } lets out only those hosts (ports 80 and 443 unless one is given); mode 'open' only where the server permits it. Change it later with set_network. `secrets` gives the session some of your secrets by name (see list_secrets), e.g. ['OPENAI_API_KEY']: its programs see a placeholder in the environment variable of that name, and Studio's egress proxy swaps in the real value in HTTPS requests to that secret's hosts (allow them in `network`); neither you nor the programs ever see the value. A session's secrets are chosen when it is created.",
+      "Creates a session: a hardened sandbox (Linux container) with its own /workspace. Returns the session (its `id` is used by every other tool). `template` picks what is installed in it, by name or id: a template you built with create_template or a shared one (list_templates), default \"default\" (the server's image: Debian with Node, Python, git and build tools); a template's env, working directory and start command apply, and create returns once its ready check passes. `image` is the older way to name one of the server's images (see capabilities); give template or image, not both. `resources` can only lower the policy limits. `network` decides what its programs may reach (default mode 'none': nothing): { mode: 'allowlist', allow: ['registry.npmjs.org', '*.pypi.org', 'example.com:8443', '203.0.113.0/24'] } lets out only those hosts (ports 80 and 443 unless one is given); mode 'open' only where the server permits it. Change it later with set_network. `secrets` gives the session some of your secrets by name (see list_secrets), e.g. ['OPENAI_API_KEY']: its programs see a placeholder in the environment variable of that name, and Studio's egress proxy swaps in the real value in HTTPS requests to that secret's hosts (allow them in `network`); neither you nor the programs ever see the value. A session's secrets are chosen when it is created. `fromSnapshot` starts it from a snapshot of yours (snapshot_session): its files, and its running programs where memory was saved. Idle sessions are paused automatically after some minutes (any tool call resumes them); `keepAwake: true` keeps one running for a long job nobody watches.",
     input: createSessionInput,
     async run(input, ctx) {
       return createSession(input, ctx);
@@ -445,7 +490,7 @@ export const studioTools: readonly StudioTool[] = [
     name: 'list_sessions',
     title: 'List sessions',
     description:
-      'Lists your live sessions (id, state, image, backend, resources); with includeEnded also stopped/destroyed ones.',
+      'Lists your live sessions (id, state: running, paused, stopped…; image, backend, resources; parentId for a fork, fromSnapshotId, pausedAt, keepAwake); with includeEnded also destroyed ones. A paused session resumes on its next use.',
     input: z.strictObject({ includeEnded: z.boolean().optional() }),
     annotations: { readOnlyHint: true },
     async run(input, ctx) {
@@ -575,7 +620,7 @@ export const studioTools: readonly StudioTool[] = [
     name: 'get_events',
     title: "Read a session's events",
     description:
-      "Returns a session's live events after `cursor` (file changes, exec start/output/exit, status, who joined or left, network changes, and `egress`: each connection a program made through the proxy, allowed or denied with the reason; each names its actor, `sandbox` for connections), collected for `waitMs`. Without a cursor, events from now. Pass the returned `cursor` next time to continue without missing any (a `gap` event says some were lost).",
+      "Returns a session's live events after `cursor` (file changes, exec start/output/exit, `session.status` (with a `reason` when Studio paused the session while idle or resumed it on use), `session.forked` (forkId), who joined or left, network changes, and `egress`: each connection a program made through the proxy, allowed or denied with the reason; each names its actor, `sandbox` for connections), collected for `waitMs`. Without a cursor, events from now. Pass the returned `cursor` next time to continue without missing any (a `gap` event says some were lost).",
     input: getEventsInput,
     annotations: { readOnlyHint: true },
     async run(input, ctx) {
@@ -629,7 +674,8 @@ export const studioTools: readonly StudioTool[] = [
   defineTool({
     name: 'stop_session',
     title: 'Stop a session',
-    description: 'Stops every process of the session; its workspace is kept.',
+    description:
+      'Stops every process of the session; its workspace is kept. To set a session aside between turns, pause_session keeps more (its running programs, where memory is saved) and resumes by itself on the next call.',
     input: sessionByIdInput,
     annotations: { destructiveHint: true, idempotentHint: true },
     async run(input, ctx) {
@@ -644,6 +690,81 @@ export const studioTools: readonly StudioTool[] = [
     annotations: { idempotentHint: true },
     async run(input, ctx) {
       return ctx.client.sessions.start.mutate(input);
+    },
+  }),
+  defineTool({
+    name: 'pause_session',
+    title: 'Pause a session',
+    description:
+      "Pauses a session you will not use for a while (between turns, while you wait for a person or another session): Studio saves it and releases it, so it holds none of the host's memory. Where the backend saves memory (gVisor: `checkpoint` in capabilities) its running programs carry on exactly where they were when it resumes; elsewhere only its workspace is kept and programs start again. Any later tool call on it (exec, read_file, write_file, list_files, preview_fetch, …) resumes it by itself, so there is no need to call resume_session first. Running exec calls and terminals end with the pause. Idle sessions are also paused automatically after some minutes (get_events shows a session.status event with the reason). Returns the session, state paused.",
+    input: sessionByIdInput,
+    annotations: { idempotentHint: true },
+    async run(input, ctx) {
+      return ctx.client.sessions.pause.mutate(input);
+    },
+  }),
+  defineTool({
+    name: 'resume_session',
+    title: 'Resume a paused session',
+    description:
+      "Resumes a paused session now (any other tool call on it would too; this just does it ahead of need). With saved memory its programs carry on where they were; without, the workspace is as it was and its template's start command runs again. RESTORE_FAILED: the saved memory could not be restored, the session is now stopped with its workspace intact: call start_session. Returns the session, state running.",
+    input: sessionByIdInput,
+    annotations: { idempotentHint: true },
+    async run(input, ctx) {
+      return ctx.client.sessions.resume.mutate(input);
+    },
+  }),
+  defineTool({
+    name: 'fork_session',
+    title: 'Fork a session into copies',
+    description:
+      'Forks a session into `count` new sessions (default 1), each an independent copy of it from this moment: its workspace and, where the backend saves memory, its running programs (a dev server keeps running in each copy). Use it to try alternatives in parallel without them interfering: fork once per approach, work in each fork, keep the one that works and destroy_session the others. The source pauses only for the copy and runs on. Forks are your sessions like any other (same template, network and secrets), carry `parentId`, and count against your live-session limit (SESSION_LIMIT: destroy sessions first, or ask for fewer). Returns `forkIds` and the new sessions.',
+    input: sessionForkInput,
+    async run(input, ctx) {
+      const forks = await withFixes(ctx.client.sessions.fork.mutate(input), {
+        SESSION_LIMIT: SESSION_LIMIT_FORK_FIX,
+        LIMIT_EXCEEDED:
+          'ask for fewer forks: the message names the most one fork_session call makes on this server',
+      });
+      return { parentId: input.sessionId, forkIds: forks.map((f) => f.id), forks };
+    },
+  }),
+  defineTool({
+    name: 'snapshot_session',
+    title: 'Save a named snapshot of a session',
+    description:
+      'Saves a named snapshot of a session: its workspace and, where the backend saves memory, its running programs. The session runs on. Start any number of new sessions from it later with create_session { "fromSnapshot": name }: a checkpoint before a risky change, or a prepared environment (dependencies installed, a database seeded) to start from again. Snapshots are kept until delete_snapshot and count against your snapshot quota (list_snapshots shows sizes and the quota). Names: a-z 0-9 and -, starting with a letter, unique among your snapshots.',
+    input: snapshotCreateInput,
+    async run(input, ctx) {
+      return withFixes(ctx.client.snapshots.create.mutate(input), {
+        LIMIT_EXCEEDED: SNAPSHOT_QUOTA_FIX,
+        ALREADY_EXISTS:
+          'choose another name, or delete_snapshot the snapshot of that name first (list_snapshots lists yours)',
+        FORBIDDEN:
+          'this server keeps no snapshots (the message says why): use fork_session to copy a session instead',
+      });
+    },
+  }),
+  defineTool({
+    name: 'list_snapshots',
+    title: 'List your snapshots',
+    description:
+      'Your snapshots, newest first: id, name, sessionId (the session it was taken of), backend, templateId, `memory` (true: running programs were saved too; false: the workspace only), `bytes` and createdAt; plus `usedBytes` and `maxBytes`, your snapshot quota. Start a session from one with create_session { "fromSnapshot": name }.',
+    input: z.strictObject({}),
+    annotations: { readOnlyHint: true },
+    async run(_input, ctx) {
+      return ctx.client.snapshots.list.query();
+    },
+  }),
+  defineTool({
+    name: 'delete_snapshot',
+    title: 'Delete a snapshot',
+    description:
+      'Deletes one of your snapshots (by name or id) for good, freeing its bytes of your snapshot quota. Sessions already made from it keep their own copy. Returns the deleted snapshot.',
+    input: snapshotByRefInput,
+    annotations: { destructiveHint: true },
+    async run(input, ctx) {
+      return withFixes(ctx.client.snapshots.delete.mutate(input), { NOT_FOUND: SNAPSHOT_NOT_FOUND_FIX });
     },
   }),
   defineTool({

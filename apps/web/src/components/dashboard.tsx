@@ -22,7 +22,10 @@ type Outputs = inferRouterOutputs<AppRouter>;
 type Session = Outputs['sessions']['list'][number];
 type Stats = Outputs['sessions']['stats']['stats'];
 
-/** The sessions dashboard: list, live resource use, create (from a template, with network and secrets)/stop/start/destroy. */
+/**
+ * The sessions dashboard: list (paused ones with their state, forks with their parent), live resource use, create
+ * (from a template, with network and secrets)/stop/start/resume/destroy.
+ */
 export function Dashboard() {
   const trpc = useTRPC();
   const queryClient = useQueryClient();
@@ -70,6 +73,7 @@ export function Dashboard() {
   const create = useMutation(trpc.sessions.create.mutationOptions());
   const stop = useMutation(trpc.sessions.stop.mutationOptions());
   const start = useMutation(trpc.sessions.start.mutationOptions());
+  const resume = useMutation(trpc.sessions.resume.mutationOptions());
   const destroy = useMutation(trpc.sessions.destroy.mutationOptions());
 
   async function act(label: string, fn: () => Promise<unknown>) {
@@ -268,6 +272,7 @@ export function Dashboard() {
                     confirming={confirming === s.id}
                     onStop={() => act(`stop:${s.id}`, () => stop.mutateAsync({ sessionId: s.id }))}
                     onStart={() => act(`start:${s.id}`, () => start.mutateAsync({ sessionId: s.id }))}
+                    onResume={() => act(`resume:${s.id}`, () => resume.mutateAsync({ sessionId: s.id }))}
                     onAskDestroy={() => setConfirming(s.id)}
                     onCancelDestroy={() => setConfirming(null)}
                     onDestroy={() => {
@@ -304,6 +309,7 @@ function SessionRow(props: {
   confirming: boolean;
   onStop: () => void;
   onStart: () => void;
+  onResume: () => void;
   onAskDestroy: () => void;
   onCancelDestroy: () => void;
   onDestroy: () => void;
@@ -314,21 +320,32 @@ function SessionRow(props: {
     if (stats) setCpu(cpuPercent(s.id, stats));
   }, [s.id, stats]);
   const busy = props.busy !== null;
+  // A paused session opens like a running one: the IDE's first use resumes it.
+  const open = s.state === 'running' || s.state === 'paused';
   return (
     <tr>
       <td>
-        {s.state === 'running' ? (
+        {open ? (
           <Link href={`/s/${s.id}`} className="session-link">
             {s.id}
           </Link>
         ) : (
           <span className="mono">{s.id}</span>
         )}
+        {s.parentId && <div className="muted small">fork of {s.parentId}</div>}
         {s.control && <div className="muted small">control: {s.control.heldBy}</div>}
         {s.secrets.length > 0 && <div className="small secrets-badge">{secretsLabel(s.secrets)}</div>}
       </td>
       <td>
         <span className={`badge state-${s.state}`}>{s.state}</span>
+        {s.state === 'paused' && (
+          <div
+            className="muted small"
+            title="It holds no memory on the server; opening it or any action resumes it"
+          >
+            {s.pausedAt ? `for ${formatAge(s.pausedAt)}; ` : ''}resumes on use
+          </div>
+        )}
         {s.failureReason && <div className="error small">{s.failureReason}</div>}
       </td>
       <td>{s.backend}</td>
@@ -357,6 +374,25 @@ function SessionRow(props: {
             <Link href={`/s/${s.id}`} className="button primary" aria-label={`Open session ${s.id}`}>
               Open
             </Link>
+            <button type="button" onClick={props.onStop} disabled={busy} aria-label={`Stop session ${s.id}`}>
+              Stop
+            </button>
+          </>
+        )}
+        {s.state === 'paused' && (
+          <>
+            <Link href={`/s/${s.id}`} className="button" aria-label={`Open session ${s.id}`}>
+              Open
+            </Link>
+            <button
+              type="button"
+              className="primary"
+              onClick={props.onResume}
+              disabled={busy}
+              aria-label={`Resume session ${s.id}`}
+            >
+              Resume
+            </button>
             <button type="button" onClick={props.onStop} disabled={busy} aria-label={`Stop session ${s.id}`}>
               Stop
             </button>

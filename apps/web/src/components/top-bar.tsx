@@ -8,10 +8,11 @@ import { useTRPC } from '../lib/trpc';
 const PAGES = [
   { href: '/', label: 'Sessions' },
   { href: '/templates', label: 'Templates' },
+  { href: '/snapshots', label: 'Snapshots' },
   { href: '/secrets', label: 'Secrets' },
 ] as const;
 
-/** The header: product name, the pages (sessions, templates, secrets), the signed-in user, sign out. */
+/** The header: product name, the pages (sessions, templates, snapshots, secrets), the signed-in user, sign out. */
 export function TopBar({ children }: { children?: ReactNode }) {
   const trpc = useTRPC();
   const path = usePathname();

@@ -61,6 +61,20 @@ describe('error messages by studioCode', () => {
     });
   });
 
+  it('a pause that cannot be restored, and what a backend cannot do: what happened, then the code', () => {
+    const restore = errorParts(
+      apiError('RESTORE_FAILED', 'session ses_x: its saved memory could not be restored'),
+    );
+    expect(restore.message).toMatch(/^The paused session could not be restored: it is stopped now/);
+    expect(restore.detail).toBe('RESTORE_FAILED: session ses_x: its saved memory could not be restored');
+    expect(errorParts(apiError('UNSUPPORTED', 'backend docker cannot fork sessions')).message).toMatch(
+      /cannot do that: pausing, forks and snapshots/,
+    );
+    expect(errorParts(apiError('LIMIT_EXCEEDED', 'a fork makes at most 10 sessions here')).detail).toBe(
+      'LIMIT_EXCEEDED: a fork makes at most 10 sessions here',
+    );
+  });
+
   it('an unknown code: the code and the server message; never a stack', () => {
     const error = apiError('SOMETHING_NEW', 'it broke');
     expect(errorMessage(error)).toBe('SOMETHING_NEW: it broke');

@@ -81,9 +81,14 @@ const MESSAGES: Record<string, string> = {
   TEMPLATE_START_FAILED: "The template's start command or ready check failed.",
   TEMPLATE_INVALID: 'The template is not valid: see the message for what to change.',
   BACKEND_UNAVAILABLE: 'The sandbox backend is unavailable. Retry, or start the session again.',
+  RESTORE_FAILED:
+    'The paused session could not be restored: it is stopped now, with its files intact. Start it again from the dashboard (its programs start afresh).',
+  UNSUPPORTED:
+    "This session's sandbox backend cannot do that: pausing, forks and snapshots need one that saves sandboxes.",
   FILE_TOO_LARGE: 'The file is too large to open in the editor.',
   FILE_NOT_TEXT: 'This file is not UTF-8 text; download it instead.',
   INPUT_TOO_LARGE: 'That is too large for the server to accept.',
+  LIMIT_EXCEEDED: 'That is more than this server allows: the detail names the limit.',
   ALREADY_EXISTS: 'Something with that name already exists.',
   NOT_FOUND: 'Not found (it may have been removed).',
   PORT_BLOCKED: 'That port is not allowed for previews.',

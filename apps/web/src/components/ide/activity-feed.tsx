@@ -1,5 +1,5 @@
 'use client';
-import { type Actor, actorLabel, describeEvent, type SessionEvent } from './events';
+import { type Actor, describeEvent, eventActorLabel, type SessionEvent } from './events';
 
 /** Who did what in this session, live. Everything is rendered as text. */
 export function ActivityFeed({
@@ -30,7 +30,7 @@ export function ActivityFeed({
               <time dateTime={e.at} className="muted small">
                 {new Date(e.at).toLocaleTimeString()}
               </time>{' '}
-              <strong>{actorLabel(e.actor as Actor | null, me)}</strong> {describeEvent(e)}
+              <strong>{eventActorLabel(e, me)}</strong> {describeEvent(e)}
             </li>
           );
         })

@@ -11,6 +11,8 @@ export type BottomTab = 'terminal' | 'console';
 export function BottomPanel({
   sessionId,
   running,
+  paused,
+  onResume,
   shown,
   onShow,
   lines,
@@ -18,6 +20,9 @@ export function BottomPanel({
 }: {
   sessionId: string;
   running: boolean;
+  /** The session is paused: its terminal ended with the pause; opening it again resumes the session. */
+  paused: boolean;
+  onResume: () => void;
   shown: BottomTab;
   onShow: (tab: BottomTab) => void;
   lines: ConsoleLine[];
@@ -49,6 +54,14 @@ export function BottomPanel({
         aria-label="Terminal panel"
       >
         {running && <TerminalPanel sessionId={sessionId} active={shown === 'terminal'} />}
+        {paused && (
+          <p className="empty">
+            The terminal ended when the session was paused.{' '}
+            <button type="button" onClick={onResume}>
+              Resume and open a terminal
+            </button>
+          </p>
+        )}
       </div>
       <div
         className={shown === 'console' ? 'bottom-panel' : 'bottom-panel hidden'}

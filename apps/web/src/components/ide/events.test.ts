@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type Actor, actorLabel, describeEvent, type SessionEvent } from './events.ts';
+import { type Actor, actorLabel, describeEvent, eventActorLabel, type SessionEvent } from './events.ts';
 
 // What the activity feed says for each event: text only, built from the event's fields.
 
@@ -85,6 +85,27 @@ describe('describeEvent', () => {
     expect(
       describeEvent(event({ type: 'network.changed', mode: 'allowlist', allow: ['a', 'b', 'c', 'd', 'e'] })),
     ).toBe('set the network to allowlist: a, b, c, d … (+1 more)');
+  });
+
+  it("a pause, a resume and a fork: the state, why when Studio did it, and the fork's id", () => {
+    const user = { kind: 'user', userId: 'usr_me', name: 'alice' };
+    const paused = event({ type: 'session.status', state: 'paused', actor: user });
+    expect(describeEvent(paused)).toBe('session is paused');
+    expect(eventActorLabel(paused, me)).toBe('you');
+    const idle = event({
+      type: 'session.status',
+      state: 'paused',
+      reason: 'paused after being idle; any use resumes it',
+    });
+    expect(describeEvent(idle)).toBe('session is paused: paused after being idle; any use resumes it');
+    expect(eventActorLabel(idle, me)).toBe('Studio');
+    expect(describeEvent(event({ type: 'session.status', state: 'running', reason: 'resumed on use' }))).toBe(
+      'session is running: resumed on use',
+    );
+    const forked = event({ type: 'session.forked', forkId: 'ses_fork', actor: user });
+    expect(describeEvent(forked)).toBe('forked it into ses_fork');
+    // Files changed inside the sandbox have no actor either: those are the sandbox's.
+    expect(eventActorLabel(event({ type: 'file.changed', op: 'changed', path: '' }), me)).toBe('the sandbox');
   });
 
   it('keeps the existing events as they were, and leaves out what it does not know', () => {

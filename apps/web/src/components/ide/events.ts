@@ -35,6 +35,15 @@ export function actorLabel(
   return actor.name;
 }
 
+/**
+ * Who an event names in the activity feed: as {@link actorLabel}, except that a status change without an actor is
+ * Studio's own (a session paused while idle, resumed on use, or failed), not the sandbox's.
+ */
+export function eventActorLabel(e: SessionEvent, me: { id: string; username: string } | undefined): string {
+  if (!e.actor && e.type === 'session.status') return 'Studio';
+  return actorLabel(e.actor as Actor | null, me);
+}
+
 // Why the egress proxy refused, in a few words (the event's `message` has the whole story and the fix).
 const EGRESS_REASONS: Record<string, string> = {
   mode_none: 'the session has no network (mode none)',
@@ -92,7 +101,10 @@ export function describeEvent(e: SessionEvent): string | null {
     case 'exec.exited':
       return `command finished (exit ${e.exitCode ?? e.signal ?? '?'}${e.timedOut ? ', timed out' : ''})`;
     case 'session.status':
-      return `session is ${e.state}`;
+      // Studio's own changes say why: "paused after being idle; any use resumes it", "resumed on use".
+      return e.reason ? `session is ${e.state}: ${e.reason}` : `session is ${e.state}`;
+    case 'session.forked':
+      return `forked it into ${e.forkId}`;
     case 'control.taken':
       return 'took control';
     case 'control.released':

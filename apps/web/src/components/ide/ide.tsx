@@ -4,6 +4,7 @@ import Link from 'next/link';
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { secretsLabel } from '../../lib/secrets';
 import { errorMessage, useTRPC } from '../../lib/trpc';
+import { ErrorBox, type Failure } from '../templates/template-parts';
 import { TopBar } from '../top-bar';
 import { ActivityFeed } from './activity-feed';
 import { BottomPanel, type BottomTab } from './bottom-panel';
@@ -12,12 +13,23 @@ import { EditorTabs } from './editor-tabs';
 import { FileTree } from './file-tree';
 import { NetworkBadge, NetworkPanel } from './network-panel';
 import { PreviewPane } from './preview-pane';
+import {
+  ForkPanel,
+  SessionActions,
+  type SessionPanelKind,
+  SnapshotPanel,
+  usePauseResume,
+  useSaveSupport,
+} from './session-actions';
 import { useEditorTabs } from './use-editor-tabs';
 import { useIdeShortcuts } from './use-ide-shortcuts';
 import { useSessionEvents } from './use-session-events';
 import { WatchersList } from './watchers-list';
 
-/** The IDE for one session: files, editor tabs, terminal, console, preview, activity, watchers, control. */
+/**
+ * The IDE for one session: files, editor tabs, terminal, console, preview, activity, watchers, control; pause and
+ * resume, fork and snapshot (issue 20).
+ */
 export function Ide({ sessionId }: { sessionId: string }) {
   const trpc = useTRPC();
   const queryClient = useQueryClient();
@@ -26,6 +38,10 @@ export function Ide({ sessionId }: { sessionId: string }) {
   const editor = useEditorTabs(sessionId);
   const [bottom, setBottom] = useState<BottomTab>('terminal');
   const [networkOpen, setNetworkOpen] = useState(false);
+  const [panel, setPanel] = useState<SessionPanelKind>(null);
+  const [actionError, setActionError] = useState<Failure | null>(null);
+  const pauseResume = usePauseResume(sessionId, setActionError);
+  const support = useSaveSupport(session.data?.backend ?? '');
 
   const reloadTree = useCallback(
     () => void queryClient.invalidateQueries(trpc.files.list.queryFilter({ sessionId })),
@@ -86,6 +102,36 @@ export function Ide({ sessionId }: { sessionId: string }) {
         <span className="muted small">
           {s.backend} · {s.image}
         </span>
+        {s.parentId && (
+          <span className="muted small">
+            fork of{' '}
+            <Link href={`/s/${s.parentId}`} className="session-link">
+              {s.parentId}
+            </Link>
+          </span>
+        )}
+        {s.fromSnapshotId && !s.parentId && (
+          <span className="muted small" title="Made from this snapshot (Snapshots page)">
+            from <span className="mono">{s.fromSnapshotId}</span>
+          </span>
+        )}
+        <SessionActions
+          state={s.state}
+          support={support}
+          control={{
+            ...pauseResume,
+            pause: () => {
+              setActionError(null);
+              pauseResume.pause();
+            },
+            resume: () => {
+              setActionError(null);
+              pauseResume.resume();
+            },
+          }}
+          panel={panel}
+          onPanel={setPanel}
+        />
         <NetworkBadge
           network={s.network}
           expanded={networkOpen}
@@ -105,7 +151,42 @@ export function Ide({ sessionId }: { sessionId: string }) {
       {networkOpen && (
         <NetworkPanel sessionId={sessionId} network={s.network} onClose={() => setNetworkOpen(false)} />
       )}
-      {s.state !== 'running' && (
+      {panel === 'fork' && (
+        <ForkPanel
+          sessionId={sessionId}
+          paused={s.state === 'paused'}
+          support={support}
+          onClose={() => setPanel(null)}
+        />
+      )}
+      {panel === 'snapshot' && (
+        <SnapshotPanel
+          sessionId={sessionId}
+          paused={s.state === 'paused'}
+          support={support}
+          onClose={() => setPanel(null)}
+        />
+      )}
+      {actionError && (
+        <div className="banner action-error">
+          <ErrorBox error={actionError} />
+        </div>
+      )}
+      {s.state === 'paused' && (
+        <p className="banner paused-line" role="status">
+          <strong>Paused</strong>
+          {s.pausedAt ? (
+            <>
+              {' '}
+              at <time dateTime={s.pausedAt}>{new Date(s.pausedAt).toLocaleTimeString()}</time>
+            </>
+          ) : null}
+          : it holds no memory on the server
+          {support === null ? '' : support.memory ? ', and its programs carry on where they were' : ''}. Any
+          action resumes it: opening a file, the terminal, a command or a preview.
+        </p>
+      )}
+      {s.state !== 'running' && s.state !== 'paused' && (
         <p className="error banner" role="alert">
           This session is {s.state}. Start it from the <Link href="/">dashboard</Link> to use files and the
           terminal.
@@ -140,6 +221,8 @@ export function Ide({ sessionId }: { sessionId: string }) {
           <BottomPanel
             sessionId={sessionId}
             running={s.state === 'running'}
+            paused={s.state === 'paused'}
+            onResume={pauseResume.resume}
             shown={bottom}
             onShow={setBottom}
             lines={live.lines}

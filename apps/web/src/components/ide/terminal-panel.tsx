@@ -83,6 +83,9 @@ export function TerminalPanel({ sessionId, active }: { sessionId: string; active
         ...(previous ? { terminalId: previous.terminalId, offset: previous.offset } : {}),
       });
       const reattaching = previous !== undefined;
+      // Why the shell ended, when the server said (the session was paused): not reconnected by itself, since
+      // opening a terminal resumes the session.
+      let ended: string | null = null;
       current = t;
       t.onData((chunk) => term.write(chunk));
       t.onMessage((msg) => {
@@ -91,7 +94,10 @@ export function TerminalPanel({ sessionId, active }: { sessionId: string; active
           setStatus('ready');
           setDetail('');
         } else if (msg.type === 'exit') {
-          term.write(`\r\n[shell exited with ${msg.exitCode ?? 'signal'}]\r\n`);
+          if (msg.reason) {
+            ended = msg.reason;
+            term.write(`\r\n[${msg.reason}]\r\n`);
+          } else term.write(`\r\n[shell exited with ${msg.exitCode ?? 'signal'}]\r\n`);
         } else if (msg.type === 'dropped') {
           term.write(`\r\n[${msg.bytes} bytes of output dropped]\r\n`);
         } else if (msg.type === 'error') {
@@ -106,6 +112,12 @@ export function TerminalPanel({ sessionId, active }: { sessionId: string; active
             ? { terminalId: t.terminalId, offset: t.offset }
             : undefined;
         if (disposed) return;
+        if (ended !== null) {
+          previous = undefined;
+          setStatus('closed');
+          setDetail(ended);
+          return;
+        }
         if (code === 1008 && reattaching && reason.startsWith('NOT_FOUND')) {
           term.write('\r\n[the previous shell has ended; opening a new one]\r\n');
           schedule();

@@ -71,8 +71,16 @@ export function useSessionEvents(sessionId: string, handlers: SessionEventHandle
       case 'control.taken':
       case 'control.released':
       case 'session.status':
+        // A pause or resume made anywhere (another tab, an agent, Studio pausing it while idle or resuming it on
+        // use) moves the header's badge and the paused line.
         void queryClient.invalidateQueries(trpc.sessions.get.queryFilter({ sessionId }));
-        addLine('info', `[${event.type}${event.type === 'session.status' ? `: ${event.state}` : ''}]`);
+        addLine(
+          'info',
+          `[${event.type}${event.type === 'session.status' ? `: ${event.state}${event.reason ? ` (${event.reason})` : ''}` : ''}]`,
+        );
+        break;
+      case 'session.forked':
+        addLine('info', `[session.forked: ${event.forkId}]`);
         break;
       case 'network.changed':
         // The header's network badge follows changes made anywhere (another tab, an agent, the API).

@@ -1,0 +1,5 @@
+import { SnapshotsPage } from '../../components/snapshots-page';
+
+export default function Snapshots() {
+  return <SnapshotsPage />;
+}
