@@ -126,37 +126,7 @@ export function rawGvisor(rootfs: string, dataDir: string, ourRunscRoot: string)
       ?.usage?.usage;
     return (usage ?? Number.NaN) / MiB;
   };
-  const bundle = (id: string, cmd: string[]) => {
-    const dir = join(root, id);
-    mkdirSync(dir, { recursive: true });
-    const config = {
-      ociVersion: '1.0.2',
-      process: {
-        user: { uid: 1000, gid: 1000 },
-        args: cmd,
-        env: ['PATH=/usr/bin:/bin'],
-        cwd: '/',
-        terminal: false,
-      },
-      root: { path: rootfs, readonly: true },
-      hostname: 'raw',
-      mounts: [
-        { destination: '/proc', type: 'proc', source: 'proc' },
-        { destination: '/tmp', type: 'tmpfs', source: 'tmpfs' },
-      ],
-      linux: {
-        namespaces: [
-          { type: 'pid' },
-          { type: 'ipc' },
-          { type: 'uts' },
-          { type: 'mount' },
-          { type: 'network' },
-        ],
-      },
-    };
-    writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-    return dir;
-  };
+  const bundle = (id: string, cmd: string[]) => writeRawBundle(join(root, id), rootfs, cmd);
   return {
     describe: {
       create: '`runsc run` of a bare bundle (create, start, output, delete)',
@@ -176,14 +146,7 @@ export function rawGvisor(rootfs: string, dataDir: string, ourRunscRoot: string)
     async startIdle() {
       const id = `raw-idle-${n++}`;
       const dir = bundle(id, ['/bin/sleep', 'infinity']);
-      // The detached sandbox inherits runsc's stdio: with pipes, waiting for them to close would never end.
-      await new Promise<void>((resolve, reject) => {
-        const child = spawn('runsc', [...args, 'run', '--detach', '--bundle', dir, id], { stdio: 'ignore' });
-        child.on('error', reject);
-        child.on('exit', (code) =>
-          code === 0 ? resolve() : reject(new Error(`runsc run --detach exited ${code}`)),
-        );
-      });
+      await runscDetached([...args, 'run', '--detach', '--bundle', dir, id]);
       return {
         async exec(cmd) {
           return (await run('runsc', [...args, 'exec', id, ...cmd])).stdout;
@@ -195,5 +158,120 @@ export function rawGvisor(rootfs: string, dataDir: string, ourRunscRoot: string)
         },
       };
     },
+  };
+}
+
+/** Writes a minimal OCI bundle (`config.json`) at `dir` on the read-only `rootfs`, its first process `cmd`. */
+function writeRawBundle(dir: string, rootfs: string, cmd: string[]): string {
+  mkdirSync(dir, { recursive: true });
+  const config = {
+    ociVersion: '1.0.2',
+    process: {
+      user: { uid: 1000, gid: 1000 },
+      args: cmd,
+      env: ['PATH=/usr/bin:/bin'],
+      cwd: '/',
+      terminal: false,
+    },
+    root: { path: rootfs, readonly: true },
+    hostname: 'raw',
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs' },
+    ],
+    linux: {
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }],
+    },
+  };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  return dir;
+}
+
+/**
+ * A runsc call that leaves a sandbox running (`run --detach`, `restore --detach`). The detached sandbox inherits
+ * runsc's stdio: with pipes, waiting for them to close would never end, so it gets none.
+ */
+function runscDetached(argv: string[]): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const child = spawn('runsc', argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => {
+      if (stderr.length < 4096) stderr += s;
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      // The sandbox holds the stderr pipe open, so it never ends: take what runsc wrote (a moment more on failure,
+      // for its message), then let go of it.
+      setTimeout(
+        () => {
+          child.stderr.destroy();
+          const what = argv.find((a) => a === 'run' || a === 'restore') ?? 'runsc';
+          if (code === 0) resolve();
+          else reject(new Error(`runsc ${what} --detach exited ${code}: ${stderr.trim().slice(0, 300)}`));
+        },
+        code === 0 ? 0 : 50,
+      );
+    });
+  });
+}
+
+/** Raw runsc sandboxes for the pause bench: start, checkpoint, restore (into any id and bundle), exec, delete. */
+export interface RawCheckpoints {
+  /** Where this baseline keeps its bundles, checkpoint images and files. */
+  readonly dir: string;
+  /** Writes a bundle for sandbox `id` with `cmd` as its first process; returns its directory. */
+  bundle(id: string, cmd: string[]): string;
+  /** `runsc run --detach` of the bundle of `id` (written with {@link bundle} first). */
+  start(id: string): Promise<void>;
+  /** `runsc checkpoint --image-path DIR [--leave-running] <id>`. */
+  checkpoint(id: string, imageDir: string, options?: { leaveRunning?: boolean }): Promise<void>;
+  /** `runsc restore --image-path DIR --detach --bundle <bundle of id> <id>`. */
+  restore(id: string, imageDir: string): Promise<void>;
+  /** `runsc exec <id> ...`: its stdout. */
+  exec(id: string, cmd: string[]): Promise<string>;
+  /** `runsc delete --force <id>`. */
+  delete(id: string): Promise<void>;
+  /** Deletes every sandbox of this root and removes the directory (also run at cleanup). */
+  close(): Promise<void>;
+}
+
+/**
+ * Raw `runsc` with checkpoints: bare bundles on the same rootfs, with the backend's own flags (`RUNSC_FLAGS`), in a
+ * runsc root of their own under `dataDir`. What issue 20's pause, resume and fork are measured against.
+ */
+export function rawGvisorCheckpoints(rootfs: string, dataDir: string): RawCheckpoints {
+  mkdirSync(dataDir, { recursive: true });
+  const root = mkdtempSync(join(dataDir, 'raw-'));
+  const args = ['--root', join(root, 'state'), ...RUNSC_FLAGS];
+  const bundleOf = (id: string) => join(root, 'bundles', id);
+  const close = onCleanup(async () => {
+    const { stdout } = await run('runsc', [...args, 'list', '-quiet']).catch(() => ({ stdout: '' }));
+    for (const id of stdout.split('\n').filter(Boolean))
+      await run('runsc', [...args, 'delete', '--force', id]).catch(() => undefined);
+    rmSync(root, { recursive: true, force: true });
+  });
+  return {
+    dir: root,
+    bundle: (id, cmd) => writeRawBundle(bundleOf(id), rootfs, cmd),
+    start: (id) => runscDetached([...args, 'run', '--detach', '--bundle', bundleOf(id), id]),
+    async checkpoint(id, imageDir, options = {}) {
+      await run('runsc', [
+        ...args,
+        'checkpoint',
+        '--image-path',
+        imageDir,
+        ...(options.leaveRunning ? ['--leave-running'] : []),
+        id,
+      ]);
+    },
+    restore: (id, imageDir) =>
+      runscDetached([...args, 'restore', '--image-path', imageDir, '--detach', '--bundle', bundleOf(id), id]),
+    async exec(id, cmd) {
+      return (await run('runsc', [...args, 'exec', id, ...cmd])).stdout;
+    },
+    async delete(id) {
+      await run('runsc', [...args, 'delete', '--force', id]);
+    },
+    close,
   };
 }

@@ -1,6 +1,6 @@
 // `npm run bench`: every figure beside a raw baseline measured in the same run, interleaved.
-// Flags: `--quick` for fewer samples; `--only=docker,api,realtime,gvisor,tasks,memory,egress,templates` for some
-// sections.
+// Flags: `--quick` for fewer samples; `--only=docker,api,realtime,gvisor,tasks,memory,egress,templates,pause` for
+// some sections.
 // `--out=DIR` writes elsewhere; `--with=FILE` adds the rows of an earlier run's latest.json for the sections this
 // run left out (each such row says which run it came from: its baselines are from that same run).
 // Writes bench/results/latest.json, latest.md and ratios.svg; progress goes to stderr.
@@ -18,7 +18,8 @@ import { benchApi, benchApiRealtime } from './api.bench.ts';
 import { benchEgress, egressRows } from './egress.bench.ts';
 import { benchMemory } from './memory.bench.ts';
 import { SECCOMP_PROFILE, sandboxRootfs } from './paths.ts';
-import { rawDocker, rawGvisor } from './raw.ts';
+import { benchPause, pauseRows } from './pause.bench.ts';
+import { rawDocker, rawGvisor, rawGvisorCheckpoints } from './raw.ts';
 import {
   onCleanup,
   type Row,
@@ -34,7 +35,9 @@ import { benchTemplates, templateRows } from './templates.bench.ts';
 
 const quick = process.argv.includes('--quick');
 const onlyArg = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
-const only = new Set((onlyArg ?? 'docker,api,realtime,gvisor,tasks,memory,egress,templates').split(','));
+const only = new Set(
+  (onlyArg ?? 'docker,api,realtime,gvisor,tasks,memory,egress,templates,pause').split(','),
+);
 const root = fileURLToPath(new URL('..', import.meta.url));
 const WORKSPACE_POOL = {
   size: 2,
@@ -273,6 +276,35 @@ try {
         quick,
       }),
     );
+  }
+  if (only.has('pause')) {
+    const targets = pauseRows(quick);
+    if (typeof gvisor === 'string')
+      for (const [n, t] of targets) rows.push(skippedRow(n, t, `gVisor: ${gvisor}`));
+    else
+      await section('pause', targets, async () => {
+        // Its own instance and data directory: it removes every sandbox and snapshot it finds there.
+        const dataDir = join(gvisorData, 'pause');
+        mkdirSync(dataDir, { recursive: true });
+        const backend = new GVisorBackend({
+          dataDir,
+          instanceId: 'bench-pause',
+          images: { [image]: gvisorRootfs },
+          seccompProfile: SECCOMP_PROFILE,
+        });
+        const close = onCleanup(() => backend.close());
+        try {
+          return await benchPause({
+            backend,
+            dataDir,
+            raw: rawGvisorCheckpoints(gvisorRootfs, dataDir),
+            image,
+            quick,
+          });
+        } finally {
+          await close();
+        }
+      });
   }
 } finally {
   await runCleanups();
