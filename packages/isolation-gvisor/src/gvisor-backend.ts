@@ -674,6 +674,13 @@ export class GVisorBackend implements IsolationBackend {
     const config = await this.readBundle(id).catch(() => undefined);
     if (config === undefined)
       return new IsolationError('NOT_FOUND', `sandbox ${id} not found`, { cause: error });
+    // Suspended (or being suspended) under the caller: the agent went away because of it, not a failure.
+    const bundle = this.bundleDir(id);
+    if ((await isDir(join(bundle, CHECKPOINT))) || (await isDir(join(bundle, CHECKPOINT_MAKING)))) {
+      return new IsolationError('INVALID_STATE', `sandbox ${id} was suspended: start it to carry on`, {
+        cause: error,
+      });
+    }
     // The agent's pipe closes a moment before runsc sees the sandbox process gone.
     let state: RunscState | undefined;
     for (let i = 0; i < 20; i++) {

@@ -662,6 +662,18 @@ export class SessionManager {
     try {
       return await fn(sandbox, record);
     } catch (error) {
+      if (
+        isIsolationError(error) &&
+        (error.code === 'INVALID_STATE' || error.code === 'UNAVAILABLE') &&
+        (this.#transitions.has(id) || (await this.#o.store.getSessionById(id))?.state === 'paused')
+      ) {
+        // Cut short by a pause (sessions.pause, or the idle sweep): say so, in the session's terms.
+        throw new AppError(
+          'INVALID_STATE',
+          `session ${id} was paused while this ran, which ended it; run it again (that resumes the session)`,
+          { cause: error },
+        );
+      }
       await this.noteSandboxFailure(record.id, error).catch(() => undefined);
       throw error;
     }

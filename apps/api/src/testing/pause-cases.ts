@@ -67,7 +67,14 @@ export function pauseCases(get: () => PauseCaseContext): void {
       await expect.poll(() => count(id), { timeout: 10_000 }).toBeGreaterThan(3);
       const sandboxId = await sandboxOf(id);
       expect(await hostMemoryBytes(sandboxId)).toBeGreaterThan(1024 * 1024);
+      // A command still running when the session pauses ends, saying why.
+      const cut = client.exec.run.mutate({ sessionId: id, command: ['sleep', '30'], timeoutMs: 60_000 }).then(
+        () => undefined,
+        (error: Error) => error,
+      );
+      await new Promise((r) => setTimeout(r, 500));
       const paused = await client.sessions.pause.mutate({ sessionId: id });
+      expect((await cut)?.message).toMatch(/paused while this ran/);
       expect(paused.state).toBe('paused');
       expect(paused.pausedAt).not.toBeNull();
       // Paused: the sandbox holds none of the host's memory.
