@@ -89,6 +89,7 @@ export class DockerBackend implements IsolationBackend {
   /** @internal One agent connection per sandbox, shared by every handle. */
   readonly agents = new AgentConnections();
   #seccomp: string | undefined;
+  #thawed: Promise<void> | undefined;
 
   constructor(options: DockerBackendOptions) {
     this.#options = options;
@@ -318,6 +319,8 @@ export class DockerBackend implements IsolationBackend {
       if (this.#mode === 'loop') {
         await this.#workspaces.fillHoles();
         void this.#workspaces.fillPool();
+        // Once per process: a snapshot copy a crash cut short left its workspace frozen (gVisor's reconcile does it).
+        this.#thawed ??= this.#workspaces.thawAll().catch(() => undefined);
       }
       const [containers, readOnly, suspended] = await Promise.all([
         this.#docker.listContainers({ all: true, filters: { label } }),

@@ -69,3 +69,49 @@ describe('LoopWorkspaces pool', () => {
     },
   );
 });
+
+describe('LoopWorkspaces copies (snapshots, issue 20)', () => {
+  it.skipIf(process.getuid?.() !== 0)(
+    'copyOut copies what the workspace holds (sparsely), createFrom mounts it preallocated; thawAll thaws a frozen one (needs root)',
+    async () => {
+      const { execFileSync } = await import('node:child_process');
+      const { readFileSync, statSync } = await import('node:fs');
+      const workspaces = new LoopWorkspaces(join(dataDir, 'copy-test'));
+      const size = 64 * 1024 * 1024;
+      const source = await workspaces.create('sbx-c0c0c0c0c0c0c0c0', size, 4096);
+      try {
+        writeFileSync(join(source, 'kept.txt'), 'kept');
+        const copy = join(dataDir, 'copy-test', 'copy.img');
+        const bytes = await workspaces.copyOut('sbx-c0c0c0c0c0c0c0c0', copy);
+        // Sparse: what the filesystem uses (its metadata and the file), far below the 64 MiB quota.
+        expect(bytes).toBeLessThan(size / 4);
+        // The source was thawed after the copy: it takes writes again.
+        writeFileSync(join(source, 'after.txt'), 'after');
+        const restored = await workspaces.createFrom('sbx-c1c1c1c1c1c1c1c1', copy);
+        expect(readFileSync(join(restored, 'kept.txt'), 'utf8')).toBe('kept');
+        expect(readdirSync(restored)).not.toContain('after.txt');
+        // Preallocated again, like every workspace: no holes to ask the host for on write.
+        const image = statSync(workspaces.imagePath('sbx-c1c1c1c1c1c1c1c1'));
+        expect(image.blocks * 512).toBeGreaterThanOrEqual(size);
+        // A copy a crash cut short leaves its workspace frozen: thawAll makes it writable again.
+        execFileSync('fsfreeze', ['--freeze', source]);
+        await workspaces.thawAll();
+        // Asynchronous, with a deadline: a write to a frozen filesystem blocks until it is thawed.
+        const { writeFile } = await import('node:fs/promises');
+        const wrote = await Promise.race([
+          writeFile(join(source, 'thawed.txt'), 'thawed').then(() => true),
+          new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5_000)),
+        ]);
+        expect(wrote, 'the write went through: the workspace was thawed').toBe(true);
+      } finally {
+        try {
+          execFileSync('fsfreeze', ['--unfreeze', source], { stdio: 'ignore' });
+        } catch {
+          // not frozen (the case passed)
+        }
+        await workspaces.destroy('sbx-c0c0c0c0c0c0c0c0');
+        await workspaces.destroy('sbx-c1c1c1c1c1c1c1c1');
+      }
+    },
+  );
+});

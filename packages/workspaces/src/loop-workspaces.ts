@@ -75,6 +75,8 @@ export class LoopWorkspaces {
   #refilling: Promise<void> | undefined;
   #refillFailedAt = 0;
   #closed = false;
+  /** Copies ({@link copyOut}) in progress: {@link thawAll} waits for none and skips while any runs. */
+  #copying = 0;
 
   constructor(dataDir: string, options: LoopWorkspacesOptions = {}) {
     this.#root = join(dataDir, 'workspaces');
@@ -262,15 +264,20 @@ export class LoopWorkspaces {
   async copyOut(id: string, target: string): Promise<number> {
     const mounted = this.mountPath(id);
     const frozen = await this.#isMounted(mounted);
-    if (frozen) await run('fsfreeze', ['--freeze', mounted]);
+    this.#copying++;
     try {
-      // -f: the filesystem is mounted, but frozen (clean and still) for the copy, which is what -f asks for.
-      await run('e2image', ['-raf', this.imagePath(id), target]);
-    } catch (error) {
-      await rm(target, { force: true });
-      throw copyFailed(error);
+      if (frozen) await run('fsfreeze', ['--freeze', mounted]);
+      try {
+        // -f: the filesystem is mounted, but frozen (clean and still) for the copy, which is what -f asks for.
+        await run('e2image', ['-raf', this.imagePath(id), target]);
+      } catch (error) {
+        await rm(target, { force: true });
+        throw copyFailed(error);
+      } finally {
+        if (frozen) await run('fsfreeze', ['--unfreeze', mounted]).catch(() => undefined);
+      }
     } finally {
-      if (frozen) await run('fsfreeze', ['--unfreeze', mounted]).catch(() => undefined);
+      this.#copying--;
     }
     const s = await stat(target);
     return s.blocks * 512;
@@ -282,6 +289,8 @@ export class LoopWorkspaces {
    * is refused, and ignored.
    */
   async thawAll(): Promise<void> {
+    // A copy of this process is freezing one on purpose: never thaw under it.
+    if (this.#copying > 0) return;
     for (const name of await readdir(this.#root).catch(() => [] as string[])) {
       if (name.endsWith('.img') || name.startsWith('.')) continue;
       const target = join(this.#root, name);
