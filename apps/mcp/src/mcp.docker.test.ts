@@ -163,7 +163,14 @@ describe.skipIf(skip !== undefined)(`MCP server over stdio${skip ? ` (skipped: $
     });
     transport.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk.toString('utf8')));
     agent = new Client({ name: 'studio-harness', version: '0.0.0' });
-    agent.onerror = (error) => protocolErrors.push(error);
+    agent.onerror = (error) => {
+      // The SDK's client handles a response at once and a notification read in the same chunk a microtask later,
+      // so on a loaded machine a progress notification the server wrote before its answer can still find its
+      // handler gone. Ordering on the wire is right (the server awaits each notification before answering): that
+      // is the client's quirk, not a protocol error on stdout.
+      if (/progress notification for an unknown token/.test(String((error as Error)?.message))) return;
+      protocolErrors.push(error);
+    };
     agent.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
       updated.push(n.params.uri);
     });

@@ -178,7 +178,7 @@ export function createStudioMcpServer(options: StudioMcpServerOptions): StudioMc
       await Promise.all(pending);
       // The SDK's client handles a response at once but a notification a microtask later, so a progress
       // notification read in the same chunk as the response finds its handler gone ("unknown token").
-      if (step > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+      if (step > 0) await new Promise((resolve) => setTimeout(resolve, 50));
     };
     try {
       const result = await tool.call(request.params.arguments, ctx);
