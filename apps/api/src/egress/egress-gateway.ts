@@ -184,6 +184,15 @@ export class EgressGateway {
   }
 
   /**
+   * Opens the session's proxy endpoint again now (after a resume, issue 20: the restored agent's listeners ended
+   * with the pause), so programs that carried on reach the proxy before anyone runs a command. Best effort.
+   */
+  async reopen(sessionId: string): Promise<void> {
+    const entry = this.#entries.get(sessionId);
+    if (entry) await this.#endpoint(entry);
+  }
+
+  /**
    * The session's proxy endpoint port, listening again when the last one ended (an agent reset, a restart); null
    * when the sandbox cannot listen (the program then runs without a proxy, so with no way out at all: egress
    * failing must not fail the exec).

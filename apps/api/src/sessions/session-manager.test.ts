@@ -83,6 +83,23 @@ describe('SessionManager', () => {
     await expect(manager.start(owner, s.id, audit)).rejects.toMatchObject({ code: 'INVALID_STATE' });
   });
 
+  it('reconciliation removes a fork capture a crash left behind (after the transition bound), not a named snapshot', async () => {
+    const s = await manager.create(owner, input, audit);
+    const named = await manager.snapshot(owner, s.id, 'kept', audit);
+    // What a process that died mid-fork leaves: an unnamed snapshot, recorded, with its copy on the backend.
+    const sandbox = await backend.get((await store.getSessionById(s.id))?.sandboxId as string);
+    const capture = await sandbox.snapshot('snp-00000000000000aa');
+    await store.createSnapshot(
+      { ...named, id: capture.id, name: null, bytes: 0, memory: false },
+      Number.MAX_SAFE_INTEGER,
+    );
+    const t0 = Date.now();
+    expect((await manager.reconcile(t0)).capturesRemoved).toEqual([]);
+    expect((await manager.reconcile(t0 + 11 * 60_000)).capturesRemoved).toEqual([capture.id]);
+    expect((await backend.listSnapshots()).map((x) => x.id)).toEqual([named.id]);
+    expect((await store.allSnapshots('test')).map((x) => x.id)).toEqual([named.id]);
+  });
+
   it('does not sweep active sessions', async () => {
     await manager.create(owner, input, audit);
     expect(await manager.sweep(new Date())).toEqual([]);

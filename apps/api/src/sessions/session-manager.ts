@@ -78,6 +78,8 @@ export interface ReconcileReport {
   /** Sandboxes with an owner record but no live owner (a crash mid-create or mid-destroy), removed. */
   leftoversRemoved: string[];
   orphansRemoved: string[];
+  /** Fork captures (unnamed snapshots) a crash mid-fork left behind, removed from their backend and the store. */
+  capturesRemoved: string[];
   backendsDown: string[];
 }
 
@@ -845,6 +847,8 @@ export class SessionManager {
         // Its programs ended with the pause: the template's start command runs again, as after sessions.start.
         await startTemplate(sandbox, await this.#o.templates?.runtimeOf(record.templateId ?? null));
       }
+      // Programs that carried on find their proxy endpoint at once, not only after the next command.
+      await this.#o.egress?.reopen(id).catch(() => undefined);
       const updated = await this.#o.store.transitionSession(id, ['paused'], 'running');
       this.#lastTouch.set(id, Date.now());
       await this.#audit({
@@ -1202,6 +1206,7 @@ export class SessionManager {
       leftoversRemoved: [],
       orphansRemoved: [],
       backendsDown: [],
+      capturesRemoved: [],
     };
     const grace = this.#o.orphanGraceMs ?? 60_000;
     // Owner records first, then sessions: a record's session was reserved before the record was written, so it is
@@ -1444,7 +1449,29 @@ export class SessionManager {
       }
     }
     for (const id of this.#orphansSeen.keys()) if (!seenOrphans.has(id)) this.#orphansSeen.delete(id);
+    await this.#removeStaleCaptures(now, report);
     return report;
+  }
+
+  /**
+   * A fork's capture is an unnamed snapshot deleted once its forks exist: one older than the transition bound was
+   * left by a process that died mid-fork, and goes (from its backend first, then the store).
+   */
+  async #removeStaleCaptures(now: number, report: ReconcileReport): Promise<void> {
+    const bound = this.#o.transitionBoundMs ?? 10 * 60_000;
+    for (const snapshot of await this.#o.store.allSnapshots(this.#o.instanceId)) {
+      if (snapshot.name !== null || now - snapshot.createdAt.getTime() < bound) continue;
+      const backend = this.#backends.get(snapshot.backend);
+      if (!backend || report.backendsDown.includes(backend.name)) continue;
+      try {
+        await backend.deleteSnapshot(snapshot.id);
+        await this.#o.store.deleteSnapshot(snapshot.id);
+        report.capturesRemoved.push(snapshot.id);
+        this.#o.logger.warn('removed a fork capture a crash left behind', { snapshotId: snapshot.id });
+      } catch (error) {
+        this.#o.logger.warn('could not remove a leftover fork capture', { snapshotId: snapshot.id, error });
+      }
+    }
   }
 
   /** Whether an owner record's sandbox is held: by a live session, a failed one (kept until destroyed), the pool. */
