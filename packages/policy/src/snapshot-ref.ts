@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LABEL_NAME } from './lib/names.ts';
 
 // Apart from snapshots.ts so that schemas.ts (sessions.create's fromSnapshot) can use it without an import cycle.
 
@@ -12,12 +13,9 @@ export const snapshotIdSchema = z.string().regex(/^snp-[0-9a-f]{16}$/, {
 });
 
 /** A snapshot's name, unique per owner: 1-63 of a-z 0-9 and -, starting with a letter (like a template's). */
-export const snapshotNameSchema = z
-  .string()
-  .max(63)
-  .regex(/^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$/, {
-    error: 'snapshot name must be 1-63 of a-z 0-9 and -, start with a letter and not end with -',
-  });
+export const snapshotNameSchema = z.string().max(63).regex(LABEL_NAME, {
+  error: 'snapshot name must be 1-63 of a-z 0-9 and -, start with a letter and not end with -',
+});
 
 /** A snapshot named by id (`snp-…`) or by name. Ownership is the API's check. */
 export const snapshotRefSchema = z.union([snapshotIdSchema, snapshotNameSchema], {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { isAllowedEnvName } from './env-names.ts';
 import { PolicyError } from './errors.ts';
+import { LABEL_NAME } from './lib/names.ts';
 import { findControlChar, hasLoneSurrogate, utf8ByteLength } from './lib/text.ts';
 import { envNameSchema, viaPolicy } from './lib/via-policy.ts';
 import { resolveWorkspacePath } from './paths.ts';
@@ -47,12 +48,9 @@ export const templateIdSchema = z
  * A template name: 1-63 of a-z 0-9 and inner '-', starting with a letter (a DNS label, so it fits an image tag,
  * a file name and a host name alike). Security meaning: one spelling per template; never an id's shape.
  */
-export const templateNameSchema = z
-  .string()
-  .max(63)
-  .regex(/^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$/, {
-    error: 'template name must be 1-63 of a-z 0-9 and -, start with a letter and not end with -',
-  });
+export const templateNameSchema = z.string().max(63).regex(LABEL_NAME, {
+  error: 'template name must be 1-63 of a-z 0-9 and -, start with a letter and not end with -',
+});
 
 /** A template named by id (`tpl_…`) or by name; see {@link templateIdSchema} and {@link templateNameSchema}. */
 export const templateRefSchema = z.union([templateIdSchema, templateNameSchema], {

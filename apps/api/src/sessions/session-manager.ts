@@ -776,13 +776,7 @@ export class SessionManager {
       const record = await this.get(ownerId, id, audit);
       if (record.state === 'paused') return record;
       this.#requireRunning(record);
-      const backend = this.#backendOf(record);
-      if (!backend.capabilities().snapshots) {
-        throw new AppError(
-          'UNSUPPORTED',
-          `session ${id} runs on backend ${backend.name}, which cannot pause sessions: stop it instead (sessions.stop)`,
-        );
-      }
+      this.#requireSnapshots(record, 'pause sessions: stop it instead (sessions.stop)');
       const sandbox = await this.#sandbox(record);
       const { memory } = await sandbox.suspend();
       const updated = await this.#o.store.transitionSession(id, ['running'], 'paused');
@@ -886,8 +880,8 @@ export class SessionManager {
   /**
    * Forks the caller's session into `count` new sessions from this moment (issue 20): each gets its own copy of
    * the workspace and, where the backend saves memory, of its running programs. The source is paused only for the
-   * capture and runs on. Forks belong to the caller, count against the live-session limit (the fork stops at it,
-   * keeping the forks made), and record their parent.
+   * capture and runs on. Forks belong to the caller, count against the live-session limit (checked first; a fork
+   * cut short removes the forks it made), and record their parent.
    */
   async fork(ownerId: string, id: string, count: number, audit: AuditContext): Promise<SessionRecord[]> {
     const max = this.#o.policy.snapshots.maxForks;
@@ -903,32 +897,11 @@ export class SessionManager {
       );
     }
     return this.withSandbox(ownerId, id, audit, async (sandbox, record) => {
-      const backend = this.#backendOf(record);
-      if (!backend.capabilities().snapshots) {
-        throw new AppError('UNSUPPORTED', `backend ${backend.name} cannot fork sessions`);
-      }
-      const snapshotId = newSnapshotId();
-      const taken = await sandbox.snapshot(snapshotId);
+      const backend = this.#requireSnapshots(record, 'fork sessions');
       // Recorded (unnamed, so never listed or counted) until the forks exist: a crash leaves a row reconciliation
       // removes with the backend's copy.
-      const capture = await this.#o.store.createSnapshot(
-        {
-          id: snapshotId,
-          ownerId,
-          name: null,
-          sessionId: record.id,
-          backend: backend.name,
-          instanceId: this.#o.instanceId,
-          image: record.image,
-          templateId: record.templateId,
-          resources: record.resources,
-          network: record.network,
-          secrets: record.secrets,
-          memory: taken.memory,
-          bytes: 0,
-        },
-        Number.MAX_SAFE_INTEGER,
-      );
+      const capture = await this.#capture(sandbox, record, ownerId, null);
+      const snapshotId = capture.id;
       const forks: SessionRecord[] = [];
       try {
         for (let i = 0; i < count; i++) {
@@ -956,7 +929,7 @@ export class SessionManager {
         action: 'session.fork',
         outcome: 'success',
         target: record.id,
-        details: { forks: forks.map((f) => f.id), memory: taken.memory },
+        details: { forks: forks.map((f) => f.id), memory: capture.memory },
       });
       return forks;
     });
@@ -980,44 +953,69 @@ export class SessionManager {
       );
     }
     return this.withSandbox(ownerId, id, audit, async (sandbox, record) => {
-      const backend = this.#backendOf(record);
-      if (!backend.capabilities().snapshots) {
-        throw new AppError('UNSUPPORTED', `backend ${backend.name} cannot take snapshots`);
-      }
-      const taken = await sandbox.snapshot(newSnapshotId());
-      try {
-        const stored = await this.#o.store.createSnapshot(
-          {
-            id: taken.id,
-            ownerId,
-            name,
-            sessionId: record.id,
-            backend: backend.name,
-            instanceId: this.#o.instanceId,
-            image: record.image,
-            templateId: record.templateId,
-            resources: record.resources,
-            network: record.network,
-            secrets: record.secrets,
-            memory: taken.memory,
-            bytes: taken.bytes,
-          },
-          quota,
-        );
-        await this.#audit({
-          ...audit,
-          action: 'snapshot.create',
-          outcome: 'success',
-          target: stored.id,
-          details: { session: record.id, name, bytes: taken.bytes, memory: taken.memory },
-        });
-        return stored;
-      } catch (error) {
-        await backend.deleteSnapshot(taken.id).catch(() => undefined);
-        if (isStoreError(error, 'INVALID_INPUT')) throw new AppError('LIMIT_EXCEEDED', error.message);
-        throw error;
-      }
+      this.#requireSnapshots(record, 'take snapshots');
+      const stored = await this.#capture(sandbox, record, ownerId, name, quota);
+      await this.#audit({
+        ...audit,
+        action: 'snapshot.create',
+        outcome: 'success',
+        target: stored.id,
+        details: { session: record.id, name, bytes: stored.bytes, memory: stored.memory },
+      });
+      return stored;
     });
+  }
+
+  /** The session's backend when it can pause, fork and snapshot; UNSUPPORTED naming what it cannot do otherwise. */
+  #requireSnapshots(record: SessionRecord, what: string): IsolationBackend {
+    const backend = this.#backendOf(record);
+    if (!backend.capabilities().snapshots) {
+      throw new AppError(
+        'UNSUPPORTED',
+        `session ${record.id} runs on backend ${backend.name}, which cannot ${what}`,
+      );
+    }
+    return backend;
+  }
+
+  /**
+   * Snapshots the session's sandbox and records it, with the session's settings (a session made from it gets
+   * them): `name` null for a fork's capture, which is never listed and counts 0 bytes against the quota. What the
+   * store refuses (a name taken, the quota) is removed from the backend again; the quota is LIMIT_EXCEEDED.
+   */
+  async #capture(
+    sandbox: Sandbox,
+    record: SessionRecord,
+    ownerId: string,
+    name: string | null,
+    quota = Number.MAX_SAFE_INTEGER,
+  ): Promise<SnapshotRecord> {
+    const backend = this.#backendOf(record);
+    const taken = await sandbox.snapshot(newSnapshotId());
+    try {
+      return await this.#o.store.createSnapshot(
+        {
+          id: taken.id,
+          ownerId,
+          name,
+          sessionId: record.id,
+          backend: backend.name,
+          instanceId: this.#o.instanceId,
+          image: record.image,
+          templateId: record.templateId,
+          resources: record.resources,
+          network: record.network,
+          secrets: record.secrets,
+          memory: taken.memory,
+          bytes: name === null ? 0 : taken.bytes,
+        },
+        quota,
+      );
+    } catch (error) {
+      await backend.deleteSnapshot(taken.id).catch(() => undefined);
+      if (isStoreError(error, 'INVALID_INPUT')) throw new AppError('LIMIT_EXCEEDED', error.message);
+      throw error;
+    }
   }
 
   /** The caller's named snapshots, newest first. */
