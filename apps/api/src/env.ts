@@ -29,6 +29,15 @@ const schema = z.object({
     })
     .optional(),
   STUDIO_PREVIEW_SCHEME: z.enum(['http', 'https']).optional(),
+  // What E2B SDKs are told sandboxes live under (`49983-<id>.<domain>`, `<port>-<id>.<domain>`): the preview
+  // domain as the public sees it, with a port when it is not the scheme's default.
+  STUDIO_E2B_DOMAIN: z
+    .string()
+    .max(200)
+    .regex(/^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]{1,5})?$/, {
+      error: 'STUDIO_E2B_DOMAIN is a lower-case DNS name with an optional port, like preview.example.com',
+    })
+    .optional(),
   STUDIO_DATA_DIR: z.string().min(1).optional(),
   DATABASE_URL: z
     .string()
@@ -159,6 +168,11 @@ export interface Env {
    * https) behind Traefik; unset, `localhost` over http with the preview port in the link (local mode).
    */
   previewHosts: { domain: string; scheme: 'http' | 'https'; withPort: boolean };
+  /**
+   * The domain E2B SDKs reach sandboxes under (issue 21): `STUDIO_E2B_DOMAIN`, else the preview domain (with the
+   * preview port in local mode). Host names under it are served by the preview listener.
+   */
+  e2bDomain: string;
   dataDir: string;
   databaseUrl: string | undefined;
   jwtSecret: string | undefined;
@@ -260,6 +274,11 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
       e.STUDIO_PREVIEW_DOMAIN === undefined
         ? { domain: 'localhost', scheme: e.STUDIO_PREVIEW_SCHEME ?? 'http', withPort: true }
         : { domain: e.STUDIO_PREVIEW_DOMAIN, scheme: e.STUDIO_PREVIEW_SCHEME ?? 'https', withPort: false },
+    e2bDomain:
+      e.STUDIO_E2B_DOMAIN ??
+      (e.STUDIO_PREVIEW_DOMAIN === undefined
+        ? `localhost:${e.STUDIO_PREVIEW_PORT}`
+        : e.STUDIO_PREVIEW_DOMAIN),
     dataDir: e.STUDIO_DATA_DIR ?? `${REPO_ROOT}.data`,
     databaseUrl: e.DATABASE_URL,
     jwtSecret: e.STUDIO_JWT_SECRET,

@@ -12,6 +12,7 @@ import { DRAIN_RETRY_AFTER_SECONDS } from './core/drain.ts';
 import { MappedCause, mapError } from './core/errors.ts';
 import { newId } from './core/ids.ts';
 import { createFastPath } from './core/trpc-fast-path.ts';
+import { createE2bApi, E2B_PATH, ENVD_PORT } from './e2b/control-plane.ts';
 import { startPreviewServer } from './preview/preview.ts';
 import { createAppRouter } from './router.ts';
 import { attachTerminal } from './terminal/terminal.ts';
@@ -167,6 +168,8 @@ export async function startServer(app: App, options: StartServerOptions): Promis
     responseMeta: retryAfterMeta,
   };
   const trpc = createHTTPHandler(trpcOptions);
+  // E2B's API (issue 21): the control plane and envd under /e2b, envd and ports by host name on the preview site.
+  const e2b = createE2bApi(deps, { domain: app.env.e2bDomain });
   // Single queries and mutations skip the fetch-adapter round trip; everything else goes to tRPC's handler.
   const fast = createFastPath(trpcOptions);
 
@@ -222,6 +225,24 @@ export async function startServer(app: App, options: StartServerOptions): Promis
       res.setHeader('Content-Type', registry.contentType);
       res.end(await registry.metrics());
       return;
+    }
+    if (path === E2B_PATH || path.startsWith(`${E2B_PATH}/`)) {
+      const meta = { requestId, ip: requestMeta.get(req)?.ip ?? 'unknown' };
+      if (drain.draining) {
+        res.setHeader('Retry-After', String(DRAIN_RETRY_AFTER_SECONDS));
+        return sendJson(res, 503, { code: 503, message: 'the server is restarting; retry shortly' });
+      }
+      // A control-plane call finishes before the drain ends; envd streams (a process's output) are told to go.
+      const done = path.startsWith(`${E2B_PATH}/envd`) ? () => undefined : drain.track();
+      try {
+        await e2b.handle(req, res, path, meta);
+      } finally {
+        done();
+      }
+      return;
+    }
+    if (path === '/files') {
+      return e2b.handleRootFiles(req, res, { requestId, ip: requestMeta.get(req)?.ip ?? 'unknown' });
     }
     if (path.startsWith(`${TRPC_PATH}/`)) {
       const declared = Number(req.headers['content-length'] ?? 0);
@@ -305,7 +326,9 @@ export async function startServer(app: App, options: StartServerOptions): Promis
         procedure === undefined
           ? ['/healthz', '/readyz', '/metrics'].includes(path)
             ? path
-            : 'other'
+            : path.startsWith(`${E2B_PATH}/`) || path === '/files'
+              ? 'e2b'
+              : 'other'
           : procedures.has(procedure)
             ? procedure
             : 'trpc_other';
@@ -352,12 +375,27 @@ export async function startServer(app: App, options: StartServerOptions): Promis
   const previews =
     app.env.previewPort === undefined
       ? undefined
-      : await startPreviewServer(deps, { host: options.host, port: app.env.previewPort }).catch(
-          async (error: unknown) => {
-            await new Promise<void>((resolve) => server.close(() => resolve()));
-            throw error;
+      : await startPreviewServer(
+          {
+            ...deps,
+            e2b: {
+              envdPort: ENVD_PORT,
+              envd: (req, res, sandboxId, path) =>
+                e2b.handleEnvdHost(req, res, sandboxId, path, {
+                  requestId: newId('req_'),
+                  ip: req.socket.remoteAddress ?? 'unknown',
+                }),
+              portAccess: (sandboxId, req) => {
+                const header = req.headers['e2b-traffic-access-token'];
+                return e2b.service.portAccess(sandboxId, Array.isArray(header) ? header[0] : header);
+              },
+            },
           },
-        );
+          { host: options.host, port: app.env.previewPort },
+        ).catch(async (error: unknown) => {
+          await new Promise<void>((resolve) => server.close(() => resolve()));
+          throw error;
+        });
   const metrics =
     app.env.metrics.listen === null
       ? undefined
@@ -367,6 +405,7 @@ export async function startServer(app: App, options: StartServerOptions): Promis
           throw error;
         });
   deps.sessions.startSweeper();
+  e2b.service.start();
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   let closing: Promise<void> | undefined;
@@ -392,6 +431,7 @@ export async function startServer(app: App, options: StartServerOptions): Promis
         // Every stream still open gets the going-away signal; terminals close with 1001.
         drain.end();
         terminals.close();
+        e2b.close();
         await previews?.close();
         await metrics?.close();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));

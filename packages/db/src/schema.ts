@@ -268,6 +268,39 @@ export const snapshots = pgTable(
 );
 
 /**
+ * What the E2B API (issue 21) keeps of a session it created or connected to: the metadata and env vars given at
+ * create, the deadline (`endsAt`, E2B's timeout; null: Studio's own idle and TTL rules only) and what happens
+ * then, and the access token envd calls must carry. `envsSealed` and `tokenSealed` are sealed with the secrets key
+ * (env vars often hold credentials). `tokenId` is the API token the sandbox's envd calls act as.
+ */
+export const e2bSandboxes = pgTable(
+  'e2b_sandboxes',
+  {
+    sessionId: text('session_id').primaryKey(),
+    ownerId: text('owner_id').notNull(),
+    tokenId: text('token_id'),
+    metadata: jsonb('metadata').$type<Record<string, string>>().notNull().default({}),
+    envsSealed: text('envs_sealed'),
+    tokenSealed: text('token_sealed').notNull(),
+    endsAt: at('ends_at'),
+    onTimeout: text('on_timeout', { enum: ['kill', 'pause'] })
+      .notNull()
+      .default('kill'),
+    publicTraffic: boolean('public_traffic').notNull().default(true),
+    createdAt: at('created_at').notNull().defaultNow(),
+  },
+  (t) => [
+    foreignKey({
+      name: 'e2b_sandboxes_session_id_fkey',
+      columns: [t.sessionId],
+      foreignColumns: [sessions.id],
+    }),
+    index('e2b_sandboxes_owner').on(t.ownerId),
+    index('e2b_sandboxes_ends_at').on(t.endsAt),
+  ],
+);
+
+/**
  * The owner of every sandbox an API instance makes, written before the backend creates anything of it (issue 17):
  * a session's sandbox (`sessionId`) or a warm-pool member (null). A crash at any point of a create or destroy then
  * leaves a record naming what may exist (container, runsc sandbox, workspace image, mount, loop device), and

@@ -35,6 +35,51 @@ const test = storeTest.extend(
 );
 
 describeEachDriver('Store', env, test, () => {
+  test('keeps E2B records: put replaces, deadlines come due soonest first, delete forgets', async ({
+    store,
+    alice,
+  }) => {
+    const a = await store.reserveSession(newSession(alice), 5);
+    const b = await store.reserveSession(newSession(alice), 5);
+    const base = {
+      ownerId: alice,
+      tokenId: null,
+      envsSealed: null,
+      onTimeout: 'kill' as const,
+      publicTraffic: true,
+    };
+    await store.putE2bSandbox({
+      ...base,
+      sessionId: a.id,
+      metadata: { k: 'v' },
+      tokenSealed: 't1',
+      endsAt: null,
+    });
+    await store.putE2bSandbox({
+      ...base,
+      sessionId: a.id,
+      metadata: { k: 'w' },
+      tokenSealed: 't2',
+      endsAt: new Date(2000),
+    });
+    await store.putE2bSandbox({
+      ...base,
+      sessionId: b.id,
+      metadata: {},
+      tokenSealed: 't3',
+      endsAt: new Date(1000),
+    });
+    expect(await store.getE2bSandbox(a.id)).toMatchObject({ metadata: { k: 'w' }, tokenSealed: 't2' });
+    expect((await store.listE2bSandboxes(alice)).map((r) => r.sessionId).sort()).toEqual([a.id, b.id].sort());
+    expect((await store.dueE2bSandboxes(new Date(1500))).map((r) => r.sessionId)).toEqual([b.id]);
+    expect((await store.dueE2bSandboxes(new Date(3000))).map((r) => r.sessionId)).toEqual([b.id, a.id]);
+    expect(await store.setE2bDeadline(b.id, null)).toBe(true);
+    expect((await store.dueE2bSandboxes(new Date(3000))).map((r) => r.sessionId)).toEqual([a.id]);
+    await store.deleteE2bSandbox(a.id);
+    expect(await store.getE2bSandbox(a.id)).toBeUndefined();
+    expect(await store.setE2bDeadline(a.id, new Date())).toBe(false);
+  });
+
   test('keeps usernames unique with a clear code', async ({ store }) => {
     await store.createUser({ id: newId('usr_'), username: 'bob', passwordHash: 'x', role: 'user' });
     const again = store.createUser({ id: newId('usr_'), username: 'bob', passwordHash: 'y', role: 'user' });

@@ -4,6 +4,7 @@ import { driverError, StoreError, sqlStateOf, toStoreError } from './errors.ts';
 import {
   apiTokens,
   auditEvents,
+  e2bSandboxes,
   instances,
   LIVE_STATES as LIVE,
   logins,
@@ -41,6 +42,10 @@ export type SecretRecord = typeof secrets.$inferSelect;
 export type TemplateRecord = typeof templates.$inferSelect;
 /** A stored snapshot of a session (issue 20). */
 export type SnapshotRecord = typeof snapshots.$inferSelect;
+/** What the E2B API keeps of a session (issue 21). */
+export type E2bSandboxRecord = typeof e2bSandboxes.$inferSelect;
+/** Input of {@link Store.putE2bSandbox}. */
+export type NewE2bSandbox = Omit<E2bSandboxRecord, 'createdAt'>;
 /** Input of {@link Store.createSnapshot}. */
 export type NewSnapshot = Omit<SnapshotRecord, 'createdAt' | 'network' | 'secrets'> &
   Partial<Pick<SnapshotRecord, 'network' | 'secrets'>>;
@@ -824,6 +829,74 @@ export class Store {
         .where(eq(snapshots.id, id))
         .returning({ id: snapshots.id });
       return rows.length > 0;
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------- e2b
+
+  /** Records (or replaces) what the E2B API keeps of a session. */
+  putE2bSandbox(row: NewE2bSandbox): Promise<E2bSandboxRecord> {
+    return guard(async () => {
+      const { sessionId: _, ...rest } = row;
+      const [saved] = await this.db.orm
+        .insert(e2bSandboxes)
+        .values(row)
+        .onConflictDoUpdate({ target: e2bSandboxes.sessionId, set: rest })
+        .returning();
+      return saved as E2bSandboxRecord;
+    });
+  }
+
+  /** The E2B record of `sessionId`; undefined when the E2B API never created or connected to it. */
+  getE2bSandbox(sessionId: string): Promise<E2bSandboxRecord | undefined> {
+    return guard(async () => {
+      const [row] = await this.db.orm
+        .select()
+        .from(e2bSandboxes)
+        .where(eq(e2bSandboxes.sessionId, sessionId))
+        .limit(1);
+      return row;
+    });
+  }
+
+  /** The E2B records of `ownerId`'s sessions. */
+  listE2bSandboxes(ownerId: string): Promise<E2bSandboxRecord[]> {
+    return guard(() => this.db.orm.select().from(e2bSandboxes).where(eq(e2bSandboxes.ownerId, ownerId)));
+  }
+
+  /** Every E2B record (at most `limit`), for finding the sandbox a signed file URL was made for. */
+  allE2bSandboxes(limit = 10_000): Promise<E2bSandboxRecord[]> {
+    return guard(() => this.db.orm.select().from(e2bSandboxes).limit(limit));
+  }
+
+  /** Sets (or clears) a session's E2B deadline. False when it has no E2B record. */
+  setE2bDeadline(sessionId: string, endsAt: Date | null): Promise<boolean> {
+    return guard(async () => {
+      const rows = await this.db.orm
+        .update(e2bSandboxes)
+        .set({ endsAt })
+        .where(eq(e2bSandboxes.sessionId, sessionId))
+        .returning({ id: e2bSandboxes.sessionId });
+      return rows.length > 0;
+    });
+  }
+
+  /** E2B records whose deadline is before `before`, soonest first (at most `limit`). */
+  dueE2bSandboxes(before: Date, limit = 100): Promise<E2bSandboxRecord[]> {
+    return guard(() =>
+      this.db.orm
+        .select()
+        .from(e2bSandboxes)
+        .where(lt(e2bSandboxes.endsAt, before))
+        .orderBy(e2bSandboxes.endsAt)
+        .limit(limit),
+    );
+  }
+
+  /** Forgets a session's E2B record (the session was destroyed). */
+  deleteE2bSandbox(sessionId: string): Promise<void> {
+    return guard(async () => {
+      await this.db.orm.delete(e2bSandboxes).where(eq(e2bSandboxes.sessionId, sessionId));
     });
   }
 

@@ -3,6 +3,15 @@
 
 export type { CookieRequestFacts } from './cookie-requests.ts';
 export { cookieRequestRefusal, IDE_PROOF_HEADER, IDE_PROOF_VALUE } from './cookie-requests.ts';
+export type { E2bListQuery, E2bNewSandbox, E2bSchemas, E2bState } from './e2b.ts';
+export {
+  E2B_METADATA_LIMITS,
+  E2B_SANDBOX_ID_PATTERN,
+  E2B_STATES,
+  e2bMetadataSchema,
+  e2bSandboxIdSchema,
+  e2bSchemas,
+} from './e2b.ts';
 export type {
   EgressAddressOptions,
   EgressDenial,
@@ -119,6 +128,7 @@ export {
   backendSchema,
   createPolicySchemas,
   cursorSchema,
+  envVarsSchema,
   eventsSubscribeInput,
   execRunInput,
   filesListInput,

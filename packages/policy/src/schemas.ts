@@ -149,6 +149,19 @@ const MAX_ARGV_CHARS = 256 * 1024;
 const MAX_ENV_VARS = 64;
 const MAX_ENV_VALUE_CHARS = 8 * 1024;
 
+/**
+ * Environment variables a caller gives a program (exec, an E2B sandbox or process): names that cannot hijack the
+ * loader or the shell (`envNameSchema`), values without NUL, at most 64 of them.
+ */
+export const envVarsSchema = z
+  .record(
+    envNameSchema,
+    z.string().max(MAX_ENV_VALUE_CHARS).refine(noNul, { error: 'values cannot contain NUL' }),
+  )
+  .refine((env) => Object.keys(env).length <= MAX_ENV_VARS, {
+    error: `at most ${MAX_ENV_VARS} environment variables`,
+  });
+
 // Characters of an origin-form request target (RFC 3986 path + query). Non-ASCII must arrive percent-encoded.
 const PREVIEW_PATH = /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*$/;
 
@@ -338,15 +351,7 @@ export function createPolicySchemas(policy: Policy) {
         error: `command is longer than ${MAX_ARGV_CHARS} characters in total`,
       }),
     cwd: workspaceDirSchema.optional(),
-    env: z
-      .record(
-        envNameSchema,
-        z.string().max(MAX_ENV_VALUE_CHARS).refine(noNul, { error: 'values cannot contain NUL' }),
-      )
-      .refine((env) => Object.keys(env).length <= MAX_ENV_VARS, {
-        error: `at most ${MAX_ENV_VARS} environment variables`,
-      })
-      .optional(),
+    env: envVarsSchema.optional(),
     stdin: z
       .string()
       .max(policy.exec.maxStdinBytes)

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { hash, verify } from '@node-rs/argon2';
-import { isStoreError, type Role, type Store, type UserRecord } from '@studio/db';
+import { type ApiTokenRecord, isStoreError, type Role, type Store, type UserRecord } from '@studio/db';
 import {
   createRateLimiter,
   DEFAULT_LOGIN_LIMIT,
@@ -283,15 +283,41 @@ export class Auth {
     return claims;
   }
 
+  /**
+   * The principal of API token `tokenId` of `userId`, checked as a bearer of it would be (revoked, expired, the
+   * account disabled: refused), without its secret: what a credential issued on the token's behalf acts as (an
+   * E2B sandbox's envd access token, issue 21). Cached like {@link authenticate}.
+   */
+  async apiTokenPrincipal(userId: string, tokenId: string): Promise<Principal> {
+    // NUL never appears in a credential: these keys cannot collide with one.
+    const key = `\0token-id:${userId}:${tokenId}`;
+    const now = Date.now();
+    const hit = this.#principals.get(key);
+    if (hit && hit.untilMs > now) return hit.principal;
+    const token = (await this.#store.listApiTokens(userId)).find((t) => t.id === tokenId);
+    const user = await this.#store.getUser(userId);
+    if (!token || !user)
+      throw new AppError('UNAUTHENTICATED', 'the API token behind this credential is gone');
+    const { principal, expiresAtMs } = this.#tokenPrincipal(token, user);
+    if (this.#cacheMs > 0) this.#remember(key, principal, Math.min(now + this.#cacheMs, expiresAtMs));
+    return principal;
+  }
+
   async #fromApiToken(raw: string): Promise<{ principal: Principal; expiresAtMs: number }> {
     const found = await this.#store.findApiTokenWithUser(hashApiToken(raw));
     if (!found) throw new AppError('UNAUTHENTICATED', 'unknown API token; create one with tokens.create');
-    const { token } = found;
+    return this.#tokenPrincipal(found.token, found.user);
+  }
+
+  #tokenPrincipal(
+    token: ApiTokenRecord,
+    foundUser: UserRecord,
+  ): { principal: Principal; expiresAtMs: number } {
     if (token.revokedAt !== null) throw new AppError('TOKEN_REVOKED', 'this API token was revoked');
     if (token.expiresAt !== null && token.expiresAt.getTime() <= Date.now()) {
       throw new AppError('TOKEN_REVOKED', 'this API token has expired; create a new one');
     }
-    const user = activeUser(found.user);
+    const user = activeUser(foundUser);
     this.#touchToken(token.id);
     const principal: Principal = {
       userId: user.id,

@@ -159,6 +159,7 @@ export class PreviewGrants {
 // Hop-by-hop headers (RFC 9110 §7.6.1) and credentials: never forwarded to the sandbox.
 const DROP_REQUEST = new Set([
   'authorization',
+  'e2b-traffic-access-token',
   'proxy-authorization',
   'cookie',
   'host',
@@ -284,6 +285,36 @@ export interface PreviewServerDeps {
   policy: Pick<Policy, 'preview'>;
   previews: PreviewGrants;
   sessions: Pick<SessionManager, 'withSandbox'>;
+  /** E2B sandboxes by host name (issue 21); absent: only previews are served. */
+  e2b?: PreviewE2bHooks;
+}
+
+/**
+ * E2B's host names on the preview site: `49983-<sandbox id>.<domain>` is the sandbox's envd, `<port>-<sandbox
+ * id>.<domain>` one of its ports (`sandbox.getHost(port)`). Sandbox ids are 32 hex digits, preview labels 16.
+ */
+export interface PreviewE2bHooks {
+  /** The port envd is reached on. */
+  envdPort: number;
+  /** Serves an envd request for `sandboxId` (`path` with its query). */
+  envd(req: IncomingMessage, res: ServerResponse, sandboxId: string, path: string): Promise<void>;
+  /** Whose session a request for a port of `sandboxId` reaches, or why it may not. */
+  portAccess(
+    sandboxId: string,
+    req: IncomingMessage,
+  ): Promise<{ userId: string; sessionId: string } | string>;
+}
+
+/** The E2B sandbox and port a preview-site host name names (`<port>-<32 hex>.<domain>`), if it is one. */
+export function e2bHostOf(
+  hostHeader: string | undefined,
+  domain: string,
+): { port: number; sandboxId: string } | undefined {
+  const name = requestHostName(hostHeader);
+  const m = name === undefined ? null : /^([0-9]{1,5})-([0-9a-f]{32})\.(.+)$/.exec(name);
+  if (!m || m[3] !== domain) return undefined;
+  const port = Number(m[1]);
+  return port >= 1 && port <= 65_535 ? { port, sandboxId: m[2] as string } : undefined;
 }
 
 /**
@@ -328,6 +359,23 @@ export async function startPreviewServer(
   });
 
   const resolve = async (req: IncomingMessage): Promise<{ sandbox: Sandbox; grant: Grant } | string> => {
+    const e2b = deps.e2b && e2bHostOf(req.headers.host, grants.hostMode.domain);
+    if (deps.e2b && e2b) {
+      // An E2B sandbox's port: E2B's access rule (public, or its traffic token), not a preview grant.
+      const access = await deps.e2b.portAccess(e2b.sandboxId, req);
+      if (typeof access === 'string') return access;
+      try {
+        const sandbox = await deps.sessions.withSandbox(
+          access.userId,
+          access.sessionId,
+          { actorId: access.userId, ip: null, requestId: null },
+          async (s) => s,
+        );
+        return { sandbox, grant: { ...access, port: e2b.port, expiresAt: Number.POSITIVE_INFINITY } };
+      } catch {
+        return 'the sandbox is not running';
+      }
+    }
     const grant = grants.get(readCookies(req.headers.cookie).grant);
     if (!grant) return 'no valid preview grant: open the link from previews.create again';
     if (!grants.hostAllows(grant, req.headers.host)) {
@@ -388,6 +436,10 @@ export async function startPreviewServer(
       });
       res.end();
       return;
+    }
+    const e2b = deps.e2b && e2bHostOf(req.headers.host, grants.hostMode.domain);
+    if (deps.e2b && e2b?.port === deps.e2b.envdPort) {
+      return deps.e2b.envd(req, res, e2b.sandboxId, path ?? '/');
     }
     if (!previewPathSchema.safeParse(target).success) return plain(res, 400, 'bad request target');
     const resolved = await resolve(req);

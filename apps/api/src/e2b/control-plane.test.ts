@@ -1,0 +1,185 @@
+import { createStudioClient } from '@studio/client';
+import { createRateLimiter } from '@studio/policy';
+import { AuthenticationError, RateLimitError, Sandbox, SandboxError, SandboxNotFoundError } from 'e2b';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newId } from '../core/ids.ts';
+import { ADMIN_PASSWORD, startTestApi, type TestApi } from '../testing/api-fixture.ts';
+import { FakeBackend } from '../testing/fake-backend.ts';
+import { e2bSandboxId, sessionIdOfSandbox } from './e2b-ids.ts';
+
+// The E2B control plane, driven by the unmodified SDK (in this process) against the real API with the fake
+// backend; the compatibility suite (compat/) drives it from outside the repo against real backends.
+
+describe('E2B control plane (fake backend)', () => {
+  const backend = new FakeBackend();
+  let t: TestApi;
+  let key: string;
+  let alice: ReturnType<typeof createStudioClient>;
+  const opts = () => ({ apiKey: key, apiUrl: `${t.url}/e2b`, sandboxUrl: `${t.url}/e2b/envd` });
+
+  beforeAll(async () => {
+    // Many creates in a minute here: the per-user create rate is not what these tests are about.
+    t = await startTestApi({
+      backends: [backend],
+      createLimiter: createRateLimiter({ limit: 1000, windowMs: 60_000 }),
+    });
+    const admin = createStudioClient({ url: t.url, token: await t.login('admin', ADMIN_PASSWORD) });
+    await admin.users.create.mutate({ username: 'alice', password: 'alice-password-1' });
+    alice = createStudioClient({ url: t.url, token: await t.login('alice', 'alice-password-1') });
+    key = (await alice.tokens.create.mutate({ name: 'e2b' })).token;
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('maps session ids to DNS-label sandbox ids and back', () => {
+    const id = newId('ses_');
+    const sandboxId = e2bSandboxId(id);
+    expect(sandboxId).toMatch(/^[0-9a-f]{32}$/);
+    expect(sessionIdOfSandbox(sandboxId)).toBe(id);
+    expect(sessionIdOfSandbox('Not-an-id')).toBeUndefined();
+  });
+
+  it('creates, describes, lists by metadata, times out and kills a sandbox', async () => {
+    const sbx = await Sandbox.create({ ...opts(), metadata: { job: 'a' }, timeoutMs: 120_000 });
+    expect(sbx.sandboxId).toMatch(/^[0-9a-f]{32}$/);
+    const info = await sbx.getInfo();
+    expect(info).toMatchObject({ sandboxId: sbx.sandboxId, metadata: { job: 'a' }, state: 'running' });
+    expect(info.endAt.getTime() - Date.now()).toBeGreaterThan(100_000);
+    // The session is Studio's, owned by the token's user.
+    const sessions = await alice.sessions.list.query();
+    expect(sessions.map((s) => e2bSandboxId(s.id))).toContain(sbx.sandboxId);
+
+    const matching = await Sandbox.list({ ...opts(), query: { metadata: { job: 'a' } } }).nextItems();
+    expect(matching.map((s) => s.sandboxId)).toEqual([sbx.sandboxId]);
+    const none = await Sandbox.list({ ...opts(), query: { metadata: { job: 'b' } } }).nextItems();
+    expect(none).toEqual([]);
+
+    await sbx.setTimeout(30_000);
+    const later = await sbx.getInfo();
+    expect(later.endAt.getTime() - Date.now()).toBeLessThan(31_000);
+
+    expect(await Sandbox.kill(sbx.sandboxId, opts())).toBe(true);
+    expect(await Sandbox.kill(sbx.sandboxId, opts())).toBe(false);
+    await expect(Sandbox.getInfo(sbx.sandboxId, opts())).rejects.toBeInstanceOf(SandboxNotFoundError);
+  });
+
+  it('kills a sandbox whose timeout ran out', async () => {
+    const sbx = await Sandbox.create({ ...opts(), timeoutMs: 1_000 });
+    const end = Date.now() + 10_000;
+    while (
+      Date.now() < end &&
+      (await Sandbox.list(opts()).nextItems()).some((s) => s.sandboxId === sbx.sandboxId)
+    ) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await expect(Sandbox.getInfo(sbx.sandboxId, opts())).rejects.toBeInstanceOf(SandboxNotFoundError);
+  });
+
+  it('pauses and connects to resume, keeping metadata; connect extends the deadline only', async () => {
+    const sbx = await Sandbox.create({ ...opts(), metadata: { keep: 'me' }, timeoutMs: 60_000 });
+    expect(await Sandbox.pause(sbx.sandboxId, opts())).toBe(true);
+    expect(await Sandbox.pause(sbx.sandboxId, opts())).toBe(false);
+    expect((await Sandbox.getInfo(sbx.sandboxId, opts())).state).toBe('paused');
+    const paused = await Sandbox.list({ ...opts(), query: { state: ['paused'] } }).nextItems();
+    expect(paused.map((s) => s.sandboxId)).toContain(sbx.sandboxId);
+    const again = await Sandbox.connect(sbx.sandboxId, { ...opts(), timeoutMs: 90_000 });
+    const info = await again.getInfo();
+    expect(info).toMatchObject({ state: 'running', metadata: { keep: 'me' } });
+    await Sandbox.connect(sbx.sandboxId, { ...opts(), timeoutMs: 10_000 });
+    expect((await again.getInfo()).endAt.getTime() - Date.now()).toBeGreaterThan(60_000);
+    await again.kill();
+  });
+
+  it('pages lists with x-next-token', async () => {
+    const made = await Promise.all(
+      [1, 2, 3].map(() => Sandbox.create({ ...opts(), metadata: { page: 'p' } })),
+    );
+    const paginator = Sandbox.list({ ...opts(), limit: 2, query: { metadata: { page: 'p' } } });
+    const first = await paginator.nextItems();
+    expect(first).toHaveLength(2);
+    expect(paginator.hasNext).toBe(true);
+    const second = await paginator.nextItems();
+    expect(second).toHaveLength(1);
+    expect(paginator.hasNext).toBe(false);
+    expect(new Set([...first, ...second].map((s) => s.sandboxId))).toEqual(
+      new Set(made.map((s) => s.sandboxId)),
+    );
+    await Promise.all(made.map((s) => s.kill()));
+  });
+
+  it("answers with the SDK's error classes: bad key, unknown sandbox and template, the session limit", async () => {
+    await expect(Sandbox.create({ ...opts(), apiKey: 'sst_wrong' })).rejects.toBeInstanceOf(
+      AuthenticationError,
+    );
+    await expect(Sandbox.connect('0'.repeat(32), opts())).rejects.toBeInstanceOf(SandboxNotFoundError);
+    const unknown = await Sandbox.create('no-such-template', opts()).catch((e: unknown) => e);
+    expect(unknown).toBeInstanceOf(SandboxError);
+    expect(String((unknown as Error).message)).toMatch(/^404: .*no-such-template/);
+    const five = await Promise.all([1, 2, 3, 4, 5].map(() => Sandbox.create(opts())));
+    const sixth = await Sandbox.create(opts()).catch((e: unknown) => e);
+    expect(sixth).toBeInstanceOf(RateLimitError);
+    expect(String((sixth as Error).message)).toMatch(/5/);
+    await Promise.all(five.map((s) => s.kill()));
+  });
+
+  it('routes envd by the E2b-Sandbox-Id header: commands with create-time envs, files, a signed download URL', async () => {
+    const sbx = await Sandbox.create({ ...opts(), envs: { FROM_CREATE: 'yes' } });
+    const run = await sbx.commands.run('echo "$FROM_CREATE"');
+    expect(run.stdout.trim()).toBe('yes');
+    await sbx.files.write('note.txt', 'hello');
+    expect(await sbx.files.read('note.txt')).toBe('hello');
+    // A fixed E2B_SANDBOX_URL: the SDK resolves /files against it, so the URL names no sandbox; its signature does.
+    const url = await sbx.downloadUrl('note.txt');
+    expect(new URL(url).pathname).toBe('/files');
+    const got = await fetch(url);
+    expect(got.status).toBe(200);
+    expect(await got.text()).toBe('hello');
+    const forged = new URL(url);
+    forged.searchParams.set('signature', 'v1_forged');
+    expect((await fetch(forged)).status).toBe(401);
+    // Another token of the same sandbox is not enough: envd wants the sandbox's own access token.
+    const other = await fetch(`${t.url}/e2b/envd/filesystem.Filesystem/Stat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'e2b-sandbox-id': sbx.sandboxId, 'x-access-token': key },
+      body: JSON.stringify({ path: 'note.txt' }),
+    });
+    expect(other.status).toBe(401);
+    await sbx.kill();
+    const gone = await fetch(`${t.url}/e2b/envd/filesystem.Filesystem/Stat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'e2b-sandbox-id': sbx.sandboxId },
+      body: JSON.stringify({ path: 'note.txt' }),
+    });
+    expect(gone.status).toBe(404);
+    expect(await gone.json()).toMatchObject({ code: 'not_found' });
+  });
+
+  it("refuses an E2B write while a person holds control, with Studio's message", async () => {
+    const sbx = await Sandbox.create(opts());
+    const sessionId = sessionIdOfSandbox(sbx.sandboxId) as string;
+    await alice.sessions.takeControl.mutate({ sessionId });
+    const refused = await sbx.files.write('x.txt', 'x').catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(Error);
+    expect(String((refused as Error).message)).toMatch(/has taken control/);
+    await alice.sessions.releaseControl.mutate({ sessionId });
+    await sbx.files.write('x.txt', 'x');
+    await sbx.kill();
+  });
+
+  it('refuses what Studio does not offer with a message naming it', async () => {
+    const r = await fetch(`${t.url}/e2b/sandboxes`, {
+      method: 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json' },
+      body: JSON.stringify({ templateID: 'base', volumeMounts: [{ name: 'v', path: '/data' }] }),
+    });
+    expect(r.status).toBe(400);
+    expect(await r.json()).toMatchObject({
+      code: 400,
+      message: expect.stringMatching(/volumes are not supported/),
+    });
+    const none = await fetch(`${t.url}/e2b/sandboxes`, { method: 'POST' });
+    expect(none.status).toBe(401);
+    expect(await none.json()).toMatchObject({ code: 401, message: expect.stringMatching(/X-API-KEY/) });
+  });
+});
