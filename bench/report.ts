@@ -28,6 +28,7 @@ export const TARGETS = {
   pause: { on: 'ratio', max: 1.5, text: 'ratio ≤ 1.5' },
   resume: { on: 'ratio', max: 1.5, text: 'ratio ≤ 1.5' },
   pausedMemory: { on: 'absolute', max: 1, text: '≤ 1 MiB each' },
+  e2bCreate: { on: 'ratio', max: 1.2, text: 'ratio ≤ 1.2' },
 } as const satisfies Record<
   string,
   { on: 'ratio' | 'absolute' | 'added'; max?: number; min?: number; text: string }

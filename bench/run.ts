@@ -1,6 +1,6 @@
 // `npm run bench`: every figure beside a raw baseline measured in the same run, interleaved.
-// Flags: `--quick` for fewer samples; `--only=docker,api,realtime,gvisor,tasks,memory,egress,templates,pause` for
-// some sections.
+// Flags: `--quick` for fewer samples; `--only=docker,api,realtime,gvisor,tasks,memory,egress,templates,pause,e2b`
+// for some sections.
 // `--out=DIR` writes elsewhere; `--with=FILE` adds the rows of an earlier run's latest.json for the sections this
 // run left out (each such row says which run it came from: its baselines are from that same run).
 // Writes bench/results/latest.json, latest.md and ratios.svg; progress goes to stderr.
@@ -15,6 +15,7 @@ import { DockerBackend } from '@studio/isolation-docker';
 import { GVisorBackend } from '@studio/isolation-gvisor';
 import { defaultPolicy } from '@studio/policy';
 import { benchApi, benchApiRealtime } from './api.bench.ts';
+import { benchE2b, e2bRows } from './e2b.bench.ts';
 import { benchEgress, egressRows } from './egress.bench.ts';
 import { benchMemory } from './memory.bench.ts';
 import { SECCOMP_PROFILE, sandboxRootfs } from './paths.ts';
@@ -36,7 +37,7 @@ import { benchTemplates, templateRows } from './templates.bench.ts';
 const quick = process.argv.includes('--quick');
 const onlyArg = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
 const only = new Set(
-  (onlyArg ?? 'docker,api,realtime,gvisor,tasks,memory,egress,templates,pause').split(','),
+  (onlyArg ?? 'docker,api,realtime,gvisor,tasks,memory,egress,templates,pause,e2b').split(','),
 );
 const root = fileURLToPath(new URL('..', import.meta.url));
 const WORKSPACE_POOL = {
@@ -306,6 +307,17 @@ try {
         }
       });
   }
+  if (only.has('e2b'))
+    await ifDocker('e2b', e2bRows, () =>
+      benchE2b({
+        backend: new DockerBackend({
+          dataDir: dockerData,
+          instanceId: 'bench-e2b',
+          seccompProfile: SECCOMP_PROFILE,
+        }),
+        quick,
+      }),
+    );
 } finally {
   await runCleanups();
 }

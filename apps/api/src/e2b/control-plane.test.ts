@@ -1,3 +1,5 @@
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createStudioClient } from '@studio/client';
 import { createRateLimiter } from '@studio/policy';
 import { AuthenticationError, RateLimitError, Sandbox, SandboxError, SandboxNotFoundError } from 'e2b';
@@ -74,6 +76,18 @@ describe('E2B control plane (fake backend)', () => {
       await new Promise((r) => setTimeout(r, 200));
     }
     await expect(Sandbox.getInfo(sbx.sandboxId, opts())).rejects.toBeInstanceOf(SandboxNotFoundError);
+  });
+
+  it('pauses instead of killing when the timeout runs out with onTimeout: pause', async () => {
+    const sbx = await Sandbox.create({ ...opts(), timeoutMs: 1_000, lifecycle: { onTimeout: 'pause' } });
+    const end = Date.now() + 15_000;
+    while (Date.now() < end && (await Sandbox.getInfo(sbx.sandboxId, opts())).state !== 'paused') {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect((await Sandbox.getInfo(sbx.sandboxId, opts())).state).toBe('paused');
+    const back = await Sandbox.connect(sbx.sandboxId, { ...opts(), timeoutMs: 60_000 });
+    expect((await back.getInfo()).state).toBe('running');
+    await back.kill();
   });
 
   it('pauses and connects to resume, keeping metadata; connect extends the deadline only', async () => {
@@ -164,6 +178,95 @@ describe('E2B control plane (fake backend)', () => {
     expect(String((refused as Error).message)).toMatch(/has taken control/);
     await alice.sessions.releaseControl.mutate({ sessionId });
     await sbx.files.write('x.txt', 'x');
+    await sbx.kill();
+  });
+
+  it('records E2B calls as the API token: audit log and live events', async () => {
+    const sbx = await Sandbox.create(opts());
+    const sessionId = sessionIdOfSandbox(sbx.sandboxId) as string;
+    const abort = new AbortController();
+    const events = t.app.deps.events.subscribe(sessionId, undefined, abort.signal);
+    await sbx.commands.run('echo audited');
+    const seen: { type: string; actor: { kind: string } | null }[] = [];
+    for await (const e of events) {
+      const event = e as unknown as { type: string; actor: { kind: string } | null };
+      seen.push(event);
+      if (event.type === 'exec.exited') break;
+    }
+    abort.abort();
+    expect(seen.find((e) => e.type === 'exec.started')?.actor?.kind).toBe('token');
+    const { tokenId } = await t.app.deps.auth.authenticate(key);
+    const audit = await t.app.deps.store.listAudit({ action: 'e2b.create' });
+    expect(audit.find((a) => a.target === sessionId)).toMatchObject({
+      outcome: 'success',
+      details: { tokenId, sandboxId: sbx.sandboxId },
+    });
+    await sbx.kill();
+    expect(
+      (await t.app.deps.store.listAudit({ action: 'e2b.kill' })).some((a) => a.target === sessionId),
+    ).toBe(true);
+  });
+
+  it('serves envd and ports by host name on the preview listener; a private sandbox wants its traffic token', async () => {
+    const preview = new URL(t.api.previewUrl as string);
+    const viaHost = (host: string, path: string, headers: Record<string, string> = {}) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(
+          { host: '127.0.0.1', port: preview.port, path, method: 'GET', headers: { host, ...headers } },
+          (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => {
+              body += c.toString();
+            });
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+    const server = createServer((_req, res) => res.end('from the sandbox'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const sbx = await Sandbox.create(opts());
+      const domain = `localhost:${preview.port}`;
+      expect(sbx.getHost(port)).toBe(`${port}-${sbx.sandboxId}.${domain}`);
+      expect((await viaHost(`49983-${sbx.sandboxId}.${domain}`, '/health')).status).toBe(204);
+      const unauth = await viaHost(`49983-${sbx.sandboxId}.${domain}`, '/files?path=x');
+      expect(unauth.status).toBe(401);
+      const page = await viaHost(sbx.getHost(port), '/');
+      expect(page).toEqual({ status: 200, body: 'from the sandbox' });
+      await sbx.kill();
+
+      const res = await fetch(`${t.url}/e2b/sandboxes`, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'content-type': 'application/json' },
+        body: JSON.stringify({ templateID: 'base', network: { allowPublicTraffic: false } }),
+      });
+      const made = (await res.json()) as { sandboxID: string; trafficAccessToken: string };
+      expect(made.trafficAccessToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      const host = `${port}-${made.sandboxID}.${domain}`;
+      expect((await viaHost(host, '/')).status).toBe(401);
+      expect(await viaHost(host, '/', { 'e2b-traffic-access-token': made.trafficAccessToken })).toEqual({
+        status: 200,
+        body: 'from the sandbox',
+      });
+      await Sandbox.kill(made.sandboxID, opts());
+      expect((await viaHost(host, '/')).status).toBe(401);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('refuses to pause or change the timeout while a person holds control', async () => {
+    const sbx = await Sandbox.create(opts());
+    const sessionId = sessionIdOfSandbox(sbx.sandboxId) as string;
+    await alice.sessions.takeControl.mutate({ sessionId });
+    const pause = await Sandbox.pause(sbx.sandboxId, opts()).catch((e: unknown) => e);
+    expect(pause).toBeInstanceOf(SandboxError);
+    expect(String((pause as Error).message)).toMatch(/^423: .*has taken control/);
+    await expect(sbx.setTimeout(10_000)).rejects.toThrow(/has taken control/);
+    await alice.sessions.releaseControl.mutate({ sessionId });
     await sbx.kill();
   });
 

@@ -86,7 +86,7 @@ const TRPC_STATUS: Record<string, number> = {
 /**
  * THE mapping of Studio's errors to E2B's statuses, which the SDK turns into its error classes: 401
  * AuthenticationError, 429 RateLimitError (Studio's live-session limit is E2B's concurrency limit), 404
- * NotFoundError / SandboxNotFoundError, 409 for a person holding control (the SDK's SandboxError with Studio's
+ * NotFoundError / SandboxNotFoundError, 423 for a person holding control (the SDK's SandboxError with Studio's
  * message), 503 ServiceBusyError.
  */
 export function e2bStatusOf(studioCode: string, trpcCode: string): number {
@@ -95,6 +95,8 @@ export function e2bStatusOf(studioCode: string, trpcCode: string): number {
     case 'RATE_LIMITED':
       return 429;
     case 'HUMAN_HAS_CONTROL':
+      // Locked, not 409: the SDK reads a 409 from pause as "already paused" and would hide the refusal.
+      return 423;
     case 'INVALID_STATE':
       return 409;
     case 'TEMPLATE_NOT_FOUND':
@@ -131,7 +133,7 @@ function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.
 }
 
 /** Builds the E2B API over the app's deps. `domain`: what SDKs are told sandboxes live under. */
-export function createE2bApi(deps: AppDeps, options: { domain: string }): E2bApi {
+export function createE2bApi(deps: AppDeps, options: { domain: () => string }): E2bApi {
   const envd = createEnvdHandler(deps);
   const service = new E2bService(deps, { domain: options.domain, onGone: (id) => envd.forget(id) });
   const schemas = e2bSchemas(deps.policy);
@@ -173,12 +175,16 @@ export function createE2bApi(deps: AppDeps, options: { domain: string }): E2bApi
     const principal = await authenticate(req);
     const audit: AuditContext = { actorId: principal.userId, ip: meta.ip, requestId: meta.requestId };
     const method = req.method ?? 'GET';
+    // Every change is in the audit log as the API token's too (E2B calls are always an API-token actor).
+    const audited = (action: string, sandboxId: string) => service.audit(principal, audit, action, sandboxId);
     const query = new URL(req.url ?? '/', 'http://x').searchParams;
 
     if (path === '/sandboxes' || path === '/v2/sandboxes') {
       if (method === 'POST') {
         const body = parse(schemas.newSandbox, await readJson(req), 'sandbox');
-        return sendJson(res, 201, await service.create(principal, body, audit));
+        const view = await service.create(principal, body, audit);
+        await audited('create', view.sandboxID);
+        return sendJson(res, 201, view);
       }
       if (method === 'GET') {
         const raw = Object.fromEntries(query);
@@ -199,6 +205,7 @@ export function createE2bApi(deps: AppDeps, options: { domain: string }): E2bApi
       }
       if (action === undefined && !v2 && method === 'DELETE') {
         await service.kill(principal, sandboxId, audit);
+        await audited('kill', sandboxId);
         res.statusCode = 204;
         res.end();
         return;
@@ -206,6 +213,7 @@ export function createE2bApi(deps: AppDeps, options: { domain: string }): E2bApi
       if (action === 'timeout' && !v2 && method === 'POST') {
         const body = parse(schemas.setTimeout, await readJson(req), 'timeout');
         await service.setTimeout(principal, sandboxId, body.timeout, audit);
+        await audited('timeout', sandboxId);
         res.statusCode = 204;
         res.end();
         return;
@@ -214,6 +222,7 @@ export function createE2bApi(deps: AppDeps, options: { domain: string }): E2bApi
         parse(schemas.pause, await readJson(req), 'pause');
         const paused = await service.pause(principal, sandboxId, audit);
         if (!paused) return sendError(res, 409, `sandbox ${sandboxId} is already paused`, 'INVALID_STATE');
+        await audited('pause', sandboxId);
         res.statusCode = 204;
         res.end();
         return;
@@ -222,6 +231,7 @@ export function createE2bApi(deps: AppDeps, options: { domain: string }): E2bApi
         const body = parse(schemas.resume, await readJson(req), 'resume');
         const { view, resumed } = await service.connect(principal, sandboxId, body.timeout, audit);
         if (!resumed) return sendError(res, 409, `sandbox ${sandboxId} is already running`, 'INVALID_STATE');
+        await audited('resume', sandboxId);
         return sendJson(res, 201, view);
       }
       if (action === 'connect' && method === 'POST') {
@@ -233,6 +243,7 @@ export function createE2bApi(deps: AppDeps, options: { domain: string }): E2bApi
           );
         }
         const { view, resumed } = await service.connect(principal, sandboxId, body.timeout, audit);
+        await audited('connect', sandboxId);
         return sendJson(res, resumed ? 201 : 200, view);
       }
     }
@@ -252,8 +263,14 @@ export function createE2bApi(deps: AppDeps, options: { domain: string }): E2bApi
     meta: E2bRequestMeta,
   ) => {
     if (path === '/health') {
-      res.statusCode = 204;
-      res.end();
+      // As E2B's proxy: a sandbox that is not running answers 502, which the SDK's isRunning() reads as false.
+      const running = await service.isRunning(sandboxId);
+      res.statusCode = running ? 204 : 502;
+      if (running) res.end();
+      else {
+        res.setHeader('Content-Type', 'application/json');
+        res.end(JSON.stringify({ code: 502, message: `sandbox ${sandboxId} is not running` }));
+      }
       return;
     }
     let target: Awaited<ReturnType<E2bService['envdTarget']>>;

@@ -5,6 +5,7 @@ import type { Principal } from '../auth/auth.ts';
 import type { AppDeps } from '../core/context.ts';
 import { AppError } from '../core/errors.ts';
 import { actorOf } from '../realtime/event-bus.ts';
+import { assertMayMutate } from '../sessions/control.ts';
 import type { AuditContext } from '../sessions/session-manager.ts';
 import { e2bSandboxId, sessionIdOfSandbox } from './e2b-ids.ts';
 import { ENVD_VERSION } from './envd/index.ts';
@@ -57,8 +58,8 @@ export interface E2bEnvdTarget {
 
 /** Options of {@link E2bService}. */
 export interface E2bServiceOptions {
-  /** The domain SDKs reach sandboxes under (env `e2bDomain`). */
-  domain: string;
+  /** The domain SDKs reach sandboxes under (env `e2bDomain`, else the local preview listener's). */
+  domain: () => string;
   /** Called when a sandbox is killed or paused: its envd processes and watches end. */
   onGone?: (sessionId: string) => void;
 }
@@ -108,7 +109,7 @@ export class E2bService {
 
   /** The domain sandboxes are reached under, as create and connect tell SDKs. */
   get domain(): string {
-    return this.#o.domain;
+    return this.#o.domain();
   }
 
   // ------------------------------------------------------------------------------------------ lifecycle
@@ -121,7 +122,13 @@ export class E2bService {
     if (template !== undefined && template !== 'base') input.template = template;
     const allowOut = body.network?.allowOut ?? [];
     if (allowOut.length > 0) input.network = { mode: 'allowlist', allow: allowOut };
-    else if (body.allow_internet_access === true) input.network = { mode: 'open', allow: [] };
+    else if (body.allow_internet_access === true && this.#deps.policy.egress.allowOpen) {
+      input.network = { mode: 'open', allow: [] };
+    }
+    // Else Studio's default (no network). `allow_internet_access: true` is what older SDKs send for "the default"
+    // (2.10 always does): refusing it would refuse every create from them where open egress is not allowed.
+    // Egress to listed hosts stays available through network.allowOut.
+
     const parsed = this.#deps.schemas.sessionCreateInput.safeParse(input);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
@@ -203,7 +210,7 @@ export class E2bService {
     const names = await this.#templateNames([record]);
     const view = this.#listed(record, row, names.get(record.templateId ?? '') ?? undefined);
     const token = row ? this.#openToken(row) : undefined;
-    return { ...view, ...(token ? { envdAccessToken: token } : {}), domain: this.#o.domain };
+    return { ...view, ...(token ? { envdAccessToken: token } : {}), domain: this.#o.domain() };
   }
 
   async kill(principal: Principal, sandboxId: string, audit: AuditContext): Promise<void> {
@@ -219,17 +226,20 @@ export class E2bService {
     audit: AuditContext,
   ): Promise<void> {
     const record = await this.#live(principal, sandboxId, audit);
+    // As sessions.setKeepAwake: how long the session lives is the person's while they hold control.
+    await assertMayMutate(this.#deps.store, principal, record.id);
     await this.#ensureRow(principal, record);
     const endsAt = Date.now() + timeout * 1000;
     await this.#deps.store.setE2bDeadline(record.id, new Date(endsAt));
     this.#scheduleBy(endsAt);
-    await this.#audit(principal, audit, 'e2b.timeout', record.id, { timeoutSeconds: timeout });
   }
 
   /** Pauses a running sandbox; false when it was already paused (E2B answers 409 then). */
   async pause(principal: Principal, sandboxId: string, audit: AuditContext): Promise<boolean> {
     const record = await this.#live(principal, sandboxId, audit);
     if (e2bStateOf(record) === 'paused') return false;
+    // As sessions.pause: a pause ends the person's terminals.
+    await assertMayMutate(this.#deps.store, principal, record.id);
     const paused = await this.#deps.sessions.pause(principal.userId, record.id, audit);
     this.#announce(principal, paused);
     this.#o.onGone?.(record.id);
@@ -318,6 +328,13 @@ export class E2bService {
       if (matches(token.value)) return e2bSandboxId(row.sessionId);
     }
     return undefined;
+  }
+
+  /** Whether `sandboxId` names a running session (envd's /health). */
+  async isRunning(sandboxId: string): Promise<boolean> {
+    const sessionId = sessionIdOfSandbox(sandboxId);
+    const record = sessionId === undefined ? undefined : await this.#deps.store.getSessionById(sessionId);
+    return record?.state === 'running';
   }
 
   /**
@@ -498,7 +515,7 @@ export class E2bService {
       envdVersion: ENVD_VERSION,
       envdAccessToken: accessToken,
       trafficAccessToken: publicTraffic ? null : trafficTokenOf(accessToken),
-      domain: this.#o.domain,
+      domain: this.#o.domain(),
     };
   }
 
@@ -528,6 +545,13 @@ export class E2bService {
 
   #announce(principal: Principal, record: SessionRecord): void {
     this.#deps.events.publish(record.id, actorOf(principal), { type: 'session.status', state: record.state });
+  }
+
+  /** Records an E2B control-plane change with the API token that made it (the session's own audit has the user). */
+  audit(principal: Principal, audit: AuditContext, action: string, sandboxId: string): Promise<void> {
+    return this.#audit(principal, audit, `e2b.${action}`, sessionIdOfSandbox(sandboxId) ?? sandboxId, {
+      sandboxId,
+    });
   }
 
   async #audit(
