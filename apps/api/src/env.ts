@@ -169,10 +169,10 @@ export interface Env {
    */
   previewHosts: { domain: string; scheme: 'http' | 'https'; withPort: boolean };
   /**
-   * The domain E2B SDKs reach sandboxes under (issue 21): `STUDIO_E2B_DOMAIN`, else the preview domain (with the
-   * preview port in local mode). Host names under it are served by the preview listener.
+   * The domain E2B SDKs reach sandboxes under (issue 21): `STUDIO_E2B_DOMAIN`, else the preview domain; undefined
+   * in local mode (`localhost:<preview port>`). Host names under it are served by the preview listener.
    */
-  e2bDomain: string;
+  e2bDomain: string | undefined;
   dataDir: string;
   databaseUrl: string | undefined;
   jwtSecret: string | undefined;
@@ -274,11 +274,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
       e.STUDIO_PREVIEW_DOMAIN === undefined
         ? { domain: 'localhost', scheme: e.STUDIO_PREVIEW_SCHEME ?? 'http', withPort: true }
         : { domain: e.STUDIO_PREVIEW_DOMAIN, scheme: e.STUDIO_PREVIEW_SCHEME ?? 'https', withPort: false },
-    e2bDomain:
-      e.STUDIO_E2B_DOMAIN ??
-      (e.STUDIO_PREVIEW_DOMAIN === undefined
-        ? `localhost:${e.STUDIO_PREVIEW_PORT}`
-        : e.STUDIO_PREVIEW_DOMAIN),
+    e2bDomain: e.STUDIO_E2B_DOMAIN ?? e.STUDIO_PREVIEW_DOMAIN,
     dataDir: e.STUDIO_DATA_DIR ?? `${REPO_ROOT}.data`,
     databaseUrl: e.DATABASE_URL,
     jwtSecret: e.STUDIO_JWT_SECRET,

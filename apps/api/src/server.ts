@@ -169,7 +169,10 @@ export async function startServer(app: App, options: StartServerOptions): Promis
   };
   const trpc = createHTTPHandler(trpcOptions);
   // E2B's API (issue 21): the control plane and envd under /e2b, envd and ports by host name on the preview site.
-  const e2b = createE2bApi(deps, { domain: app.env.e2bDomain });
+  const e2b = createE2bApi(deps, {
+    domain: () =>
+      app.env.e2bDomain ?? `localhost:${previews ? new URL(previews.url).port : app.env.previewPort}`,
+  });
   // Single queries and mutations skip the fetch-adapter round trip; everything else goes to tRPC's handler.
   const fast = createFastPath(trpcOptions);
 
