@@ -197,6 +197,13 @@ export function checkTraefikDynamic(
   };
   expectService(ide, '/trpc/sessions.list', 'studio-api', '4000');
   expectService(ide, '/terminal', 'studio-api', '4000');
+  expectService(ide, '/e2b/v2/sandboxes', 'studio-api', '4000');
+  expectService(
+    `49983-${'a'.repeat(32)}.${opts.previewDomain}`,
+    '/process.Process/Start',
+    'studio-preview',
+    '4001',
+  );
   expectService(ide, '/', 'studio-web', '3000');
   expectService(ide, '/sessions/ses_1', 'studio-web', '3000');
   expectService(preview, '/', 'studio-preview', '4001');

@@ -73,6 +73,8 @@ describe('Traefik configuration', () => {
     const { dynamic } = render('acme');
     expect(matchRouters(dynamic, DOMAIN, '/trpc/sessions.create')[0]).toBe('studio-api');
     expect(matchRouters(dynamic, DOMAIN, '/terminal')[0]).toBe('studio-api');
+    expect(matchRouters(dynamic, DOMAIN, '/e2b/sandboxes')[0]).toBe('studio-api');
+    expect(matchRouters(dynamic, `49983-${'0'.repeat(32)}.${PREVIEW}`, '/files')[0]).toBe('studio-preview');
     expect(matchRouters(dynamic, DOMAIN, '/metrics')[0]).toBe('studio-web');
     expect(matchRouters(dynamic, `4000-ses_x.${PREVIEW}`, PREVIEW_AUTH_PATH)[0]).toBe('studio-preview-grant');
     expect(matchRouters(dynamic, `4000-ses_x.${PREVIEW}`, '/app.js')[0]).toBe('studio-preview');
