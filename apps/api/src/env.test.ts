@@ -54,6 +54,19 @@ describe('parseEnv', () => {
     ).toEqual({ domain: 'studio-preview.net', scheme: 'https', withPort: false });
   });
 
+  it('tells E2B SDKs the preview domain unless STUDIO_E2B_DOMAIN says otherwise', () => {
+    expect(parseEnv({}).e2bDomain).toBeUndefined();
+    const behind = {
+      STUDIO_PREVIEW_DOMAIN: 'studio-preview.net',
+      STUDIO_ORIGINS: 'https://studio.example.com',
+    };
+    expect(parseEnv(behind).e2bDomain).toBe('studio-preview.net');
+    expect(parseEnv({ ...behind, STUDIO_E2B_DOMAIN: 'studio-preview.net:8443' }).e2bDomain).toBe(
+      'studio-preview.net:8443',
+    );
+    expect(() => parseEnv({ STUDIO_E2B_DOMAIN: 'https://x.example.com' })).toThrow(/STUDIO_E2B_DOMAIN/);
+  });
+
   it('refuses previews on the same site as the IDE, naming the fix', () => {
     const sameSite = [
       { STUDIO_PREVIEW_DOMAIN: 'preview.studio.example.com', STUDIO_ORIGINS: 'https://studio.example.com' },

@@ -77,6 +77,11 @@ describeEachDriver('Store', env, test, () => {
     expect((await store.dueE2bSandboxes(new Date(3000))).map((r) => r.sessionId)).toEqual([a.id]);
     await store.deleteE2bSandbox(a.id);
     expect(await store.getE2bSandbox(a.id)).toBeUndefined();
+    // A session ended some other way (the IDE destroyed it): its record goes at the next clean-up.
+    expect(await store.deleteEndedE2bSandboxes()).toBe(0);
+    await store.transitionSession(b.id, ['creating'], 'destroyed');
+    expect(await store.deleteEndedE2bSandboxes()).toBe(1);
+    expect(await store.getE2bSandbox(b.id)).toBeUndefined();
     expect(await store.setE2bDeadline(a.id, new Date())).toBe(false);
   });
 

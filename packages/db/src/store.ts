@@ -893,6 +893,21 @@ export class Store {
     );
   }
 
+  /** Forgets the E2B records of sessions that ended (destroyed or failed) by any means; returns how many. */
+  deleteEndedE2bSandboxes(): Promise<number> {
+    return guard(async () => {
+      const ended = this.db.orm
+        .select({ id: sessions.id })
+        .from(sessions)
+        .where(inArray(sessions.state, ['destroyed', 'failed']));
+      const rows = await this.db.orm
+        .delete(e2bSandboxes)
+        .where(inArray(e2bSandboxes.sessionId, ended))
+        .returning({ id: e2bSandboxes.sessionId });
+      return rows.length;
+    });
+  }
+
   /** Forgets a session's E2B record (the session was destroyed). */
   deleteE2bSandbox(sessionId: string): Promise<void> {
     return guard(async () => {

@@ -14,6 +14,8 @@ import { ENVD_VERSION } from './envd/index.ts';
 const DEFAULT_TIMEOUT_SECONDS = 15;
 /** How often deadlines are looked for when none is known to be sooner (another replica may have set one). */
 const DEADLINE_POLL_MS = 5_000;
+/** How often records of sessions that ended elsewhere are removed. */
+const CLEANUP_EVERY_MS = 10 * 60_000;
 /** How long an envd target (sealed token opened, principal checked) is reused before it is read again. */
 const TARGET_CACHE_MS = 5_000;
 
@@ -100,6 +102,7 @@ export class E2bService {
   #timer: NodeJS.Timeout | undefined;
   #nextDeadlineMs = Number.POSITIVE_INFINITY;
   #closed = false;
+  #lastCleanupMs = 0;
   #sweeping: Promise<void> | undefined;
 
   constructor(deps: AppDeps, options: E2bServiceOptions) {
@@ -381,6 +384,11 @@ export class E2bService {
   }
 
   async #sweep(now: number): Promise<void> {
+    if (now - this.#lastCleanupMs > CLEANUP_EVERY_MS) {
+      // Records of sessions that ended outside E2B (destroyed in the IDE, failed): nothing reaches them any more.
+      this.#lastCleanupMs = now;
+      await this.#deps.store.deleteEndedE2bSandboxes();
+    }
     const due = await this.#deps.store.dueE2bSandboxes(new Date(now + 50));
     for (const row of due) {
       const audit: AuditContext = { actorId: null, ip: null, requestId: null };
