@@ -1,5 +1,4 @@
 import { createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createStudioClient } from '@studio/client';
 import { createRateLimiter } from '@studio/policy';
 import { AuthenticationError, RateLimitError, Sandbox, SandboxError, SandboxNotFoundError } from 'e2b';
@@ -225,8 +224,14 @@ describe('E2B control plane (fake backend)', () => {
         req.end();
       });
     const server = createServer((_req, res) => res.end('from the sandbox'));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as AddressInfo).port;
+    // A port previews may reach (3000-9999): the fake backend's sandbox is this host.
+    let port = 0;
+    for (let candidate = 7000 + Math.floor(Math.random() * 2000); port === 0; candidate++) {
+      port = await new Promise<number>((r) => {
+        server.once('error', () => r(0));
+        server.listen(candidate, '127.0.0.1', () => r(candidate));
+      });
+    }
     try {
       const sbx = await Sandbox.create(opts());
       const domain = `localhost:${preview.port}`;
@@ -236,6 +241,10 @@ describe('E2B control plane (fake backend)', () => {
       expect(unauth.status).toBe(401);
       const page = await viaHost(sbx.getHost(port), '/');
       expect(page).toEqual({ status: 200, body: 'from the sandbox' });
+      // The preview port rules still hold for E2B hosts.
+      const blocked = await viaHost(`5432-${sbx.sandboxId}.${domain}`, '/');
+      expect(blocked.status).toBe(401);
+      expect(blocked.body).toMatch(/5432/);
       await sbx.kill();
 
       const res = await fetch(`${t.url}/e2b/sandboxes`, {

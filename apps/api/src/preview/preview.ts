@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Sandbox } from '@studio/isolation';
 import type { Policy } from '@studio/policy';
-import { previewPathSchema } from '@studio/policy';
+import { previewPathSchema, validatePreviewPort } from '@studio/policy';
 import { ProxyServer } from 'http-proxy-3';
 import { AUTH_COOKIE, AUTH_COOKIE_SECURE } from '../auth/cookies.ts';
 import type { SessionManager } from '../sessions/session-manager.ts';
@@ -311,7 +311,7 @@ export function e2bHostOf(
   domain: string,
 ): { port: number; sandboxId: string } | undefined {
   const name = requestHostName(hostHeader);
-  const m = name === undefined ? null : /^([0-9]{1,5})-([0-9a-f]{32})\.(.+)$/.exec(name);
+  const m = name === undefined ? null : /^([1-9][0-9]{0,4})-([0-9a-f]{32})\.(.+)$/.exec(name);
   if (!m || m[3] !== domain) return undefined;
   const port = Number(m[1]);
   return port >= 1 && port <= 65_535 ? { port, sandboxId: m[2] as string } : undefined;
@@ -358,29 +358,11 @@ export async function startPreviewServer(
     proxyReq.on('upgrade', (up) => scrubResponse(up.headers, true));
   });
 
-  const resolve = async (req: IncomingMessage): Promise<{ sandbox: Sandbox; grant: Grant } | string> => {
-    const e2b = deps.e2b && e2bHostOf(req.headers.host, grants.hostMode.domain);
-    if (deps.e2b && e2b) {
-      // An E2B sandbox's port: E2B's access rule (public, or its traffic token), not a preview grant.
-      const access = await deps.e2b.portAccess(e2b.sandboxId, req);
-      if (typeof access === 'string') return access;
-      try {
-        const sandbox = await deps.sessions.withSandbox(
-          access.userId,
-          access.sessionId,
-          { actorId: access.userId, ip: null, requestId: null },
-          async (s) => s,
-        );
-        return { sandbox, grant: { ...access, port: e2b.port, expiresAt: Number.POSITIVE_INFINITY } };
-      } catch {
-        return 'the sandbox is not running';
-      }
-    }
-    const grant = grants.get(readCookies(req.headers.cookie).grant);
-    if (!grant) return 'no valid preview grant: open the link from previews.create again';
-    if (!grants.hostAllows(grant, req.headers.host)) {
-      return 'this preview grant is for another preview host: open the link from previews.create again';
-    }
+  /** The running sandbox of `grant`'s session (resumed if paused), or why there is none. */
+  const sandboxOf = async (
+    grant: Grant,
+    notRunning: string,
+  ): Promise<{ sandbox: Sandbox; grant: Grant } | string> => {
     try {
       const sandbox = await deps.sessions.withSandbox(
         grant.userId,
@@ -390,8 +372,33 @@ export async function startPreviewServer(
       );
       return { sandbox, grant };
     } catch {
-      return 'the session of this preview is not running';
+      return notRunning;
     }
+  };
+
+  const resolve = async (req: IncomingMessage): Promise<{ sandbox: Sandbox; grant: Grant } | string> => {
+    const e2b = deps.e2b && e2bHostOf(req.headers.host, grants.hostMode.domain);
+    if (deps.e2b && e2b) {
+      // An E2B sandbox's port: E2B's access rule (public, or its traffic token), not a preview grant; the
+      // preview port rules still hold (SECURITY.md: a second wall).
+      try {
+        validatePreviewPort(e2b.port);
+      } catch (error) {
+        return (error as Error).message;
+      }
+      const access = await deps.e2b.portAccess(e2b.sandboxId, req);
+      if (typeof access === 'string') return access;
+      return sandboxOf(
+        { ...access, port: e2b.port, expiresAt: Number.POSITIVE_INFINITY },
+        'the sandbox is not running',
+      );
+    }
+    const grant = grants.get(readCookies(req.headers.cookie).grant);
+    if (!grant) return 'no valid preview grant: open the link from previews.create again';
+    if (!grants.hostAllows(grant, req.headers.host)) {
+      return 'this preview grant is for another preview host: open the link from previews.create again';
+    }
+    return sandboxOf(grant, 'the session of this preview is not running');
   };
 
   /** A stream to the grant's port in the grant's own sandbox, tracked until it closes. */
