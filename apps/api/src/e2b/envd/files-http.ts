@@ -169,7 +169,7 @@ async function upload(
       form = await new Request('http://envd/files', {
         method: 'POST',
         headers: { 'content-type': req.headers['content-type'] ?? '' },
-        body,
+        body: Uint8Array.from(body),
       }).formData();
     } catch (error) {
       throw new EnvdError('INVALID_ARGUMENT', 'the multipart body is malformed', error);
