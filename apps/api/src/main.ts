@@ -51,7 +51,7 @@ const lines = [`Claude Studio API listening on ${api.url} (tRPC at ${api.url}/tr
 if (app.bootstrap?.generated) {
   lines.push(
     `First start: created user "${app.bootstrap.username}" with one-time password: ${app.bootstrap.password}`,
-    'Store it now; it is not shown again. (Set STUDIO_ADMIN_PASSWORD to choose it instead.)',
+    'Sign in with it once: the IDE then asks you to choose your own. It is not shown again. (Set STUDIO_ADMIN_PASSWORD to choose it instead.)',
   );
 } else if (app.bootstrap) {
   lines.push(

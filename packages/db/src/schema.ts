@@ -84,6 +84,11 @@ export const users = pgTable(
     role: text('role', { enum: ROLES }).notNull(),
     disabledAt: at('disabled_at'),
     createdAt: at('created_at').notNull().defaultNow(),
+    /**
+     * The password was given to this person by someone else (generated for the first admin, or an admin's
+     * reset): their sign-ins may do nothing but change it until they have (issue 22).
+     */
+    mustChangePassword: boolean('must_change_password').notNull().default(false),
   },
   (t) => [
     unique('users_username_key').on(t.username),

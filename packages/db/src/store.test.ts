@@ -370,6 +370,59 @@ describeEachDriver('Store', env, test, () => {
     expect(await store.disableUser('usr_nobody')).toBeUndefined();
   });
 
+  test('sets a password (revoking the other sign-ins, never tokens), a role, and enables a user', async ({
+    store,
+    alice,
+  }) => {
+    const expiresAt = new Date(Date.now() + 60_000);
+    const [kept, other] = [newId('lgn_'), newId('lgn_')];
+    await store.createLogin({ id: kept, userId: alice, expiresAt });
+    await store.createLogin({ id: other, userId: alice, expiresAt });
+    await store.createApiToken({
+      id: newId('tok_'),
+      userId: alice,
+      name: 'ci',
+      tokenHash: 'h2',
+      expiresAt: null,
+    });
+    expect((await store.getUser(alice))?.mustChangePassword).toBe(false);
+
+    const changed = await store.setPassword(alice, {
+      passwordHash: 'new',
+      mustChangePassword: false,
+      keepLoginId: kept,
+    });
+    expect(changed).toMatchObject({ passwordHash: 'new', mustChangePassword: false });
+    expect((await store.getLogin(kept))?.revokedAt).toBeNull();
+    expect((await store.getLogin(other))?.revokedAt).toBeInstanceOf(Date);
+    expect((await store.findApiTokenByHash('h2'))?.revokedAt).toBeNull();
+
+    // An administrator's reset: every sign-in goes, and the next one must change the password.
+    const reset = await store.setPassword(alice, { passwordHash: 'reset', mustChangePassword: true });
+    expect(reset?.mustChangePassword).toBe(true);
+    expect((await store.getLogin(kept))?.revokedAt).toBeInstanceOf(Date);
+    expect(
+      await store.setPassword('usr_nobody', { passwordHash: 'x', mustChangePassword: true }),
+    ).toBeUndefined();
+
+    expect((await store.setUserRole(alice, 'admin'))?.role).toBe('admin');
+    expect(await store.setUserRole('usr_nobody', 'admin')).toBeUndefined();
+
+    await store.disableUser(alice);
+    expect((await store.enableUser(alice))?.disabledAt).toBeNull();
+    // What disabling revoked stays revoked.
+    expect((await store.findApiTokenByHash('h2'))?.revokedAt).toBeInstanceOf(Date);
+    expect(await store.enableUser('usr_nobody')).toBeUndefined();
+    const created = await store.createUser({
+      id: newId('usr_'),
+      username: 'carol',
+      passwordHash: 'x',
+      role: 'user',
+      mustChangePassword: true,
+    });
+    expect(created.mustChangePassword).toBe(true);
+  });
+
   test('reads a login or a token with its user in one query', async ({ store, alice }) => {
     const loginId = newId('lgn_');
     const expiresAt = new Date(Date.now() + 60_000);

@@ -1,4 +1,4 @@
-import { and, desc, eq, inArray, isNotNull, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNotNull, isNull, lt, ne, or, sql } from 'drizzle-orm';
 import type { Db } from './db.ts';
 import { driverError, StoreError, sqlStateOf, toStoreError } from './errors.ts';
 import {
@@ -214,8 +214,17 @@ export class Store {
 
   // ---------------------------------------------------------------------------------------------- users
 
-  /** Throws CONFLICT when the username is taken. */
-  createUser(user: { id: string; username: string; passwordHash: string; role: Role }): Promise<UserRecord> {
+  /**
+   * Throws CONFLICT when the username is taken. `mustChangePassword` (default false) marks a password someone
+   * else chose: the user's sign-ins may only change it.
+   */
+  createUser(user: {
+    id: string;
+    username: string;
+    passwordHash: string;
+    role: Role;
+    mustChangePassword?: boolean;
+  }): Promise<UserRecord> {
     return guard(async () => {
       try {
         const [row] = await this.db.orm.insert(users).values(user).returning();
@@ -265,6 +274,57 @@ export class Store {
           .update(apiTokens)
           .set({ revokedAt: sql`now()` })
           .where(and(eq(apiTokens.userId, id), isNull(apiTokens.revokedAt)));
+        return row;
+      }),
+    );
+  }
+
+  /** Enables a disabled user. Its sign-ins and API tokens revoked by {@link disableUser} stay revoked. */
+  enableUser(id: string): Promise<UserRecord | undefined> {
+    return guard(async () => {
+      const [row] = await this.db.orm
+        .update(users)
+        .set({ disabledAt: null })
+        .where(eq(users.id, id))
+        .returning();
+      return row;
+    });
+  }
+
+  setUserRole(id: string, role: Role): Promise<UserRecord | undefined> {
+    return guard(async () => {
+      const [row] = await this.db.orm.update(users).set({ role }).where(eq(users.id, id)).returning();
+      return row;
+    });
+  }
+
+  /**
+   * Replaces a user's password hash and sets `mustChangePassword`, and in the same transaction revokes every
+   * sign-in of the user except `keepLoginId` (the one that changed it, if any): a password known to someone
+   * else no longer holds anywhere. API tokens are left alone (they are not passwords; revoke them by name).
+   */
+  setPassword(
+    id: string,
+    change: { passwordHash: string; mustChangePassword: boolean; keepLoginId?: string },
+  ): Promise<UserRecord | undefined> {
+    return guard(() =>
+      this.db.orm.transaction(async (tx) => {
+        const [row] = await tx
+          .update(users)
+          .set({ passwordHash: change.passwordHash, mustChangePassword: change.mustChangePassword })
+          .where(eq(users.id, id))
+          .returning();
+        if (!row) return undefined;
+        await tx
+          .update(logins)
+          .set({ revokedAt: sql`now()` })
+          .where(
+            and(
+              eq(logins.userId, id),
+              isNull(logins.revokedAt),
+              ...(change.keepLoginId === undefined ? [] : [ne(logins.id, change.keepLoginId)]),
+            ),
+          );
         return row;
       }),
     );

@@ -52,6 +52,11 @@ const CONTRACT = [
   'loginInput',
   'tokenCreateInput',
   'userCreateInput',
+  'changePasswordInput',
+  'userRefInput',
+  'userPasswordResetInput',
+  'userSetRoleInput',
+  'roleSchema',
   'eventsSubscribeInput',
   'createPolicySchemas',
 ];

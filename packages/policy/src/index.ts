@@ -100,6 +100,7 @@ export {
 } from './rate-limit.ts';
 export type {
   Backend,
+  ChangePasswordInput,
   EventsSubscribeInput,
   ExecRunInput,
   FilesListInput,
@@ -123,9 +124,12 @@ export type {
   TerminalResizeMessage,
   TokenCreateInput,
   UserCreateInput,
+  UserPasswordResetInput,
+  UserSetRoleInput,
 } from './schemas.ts';
 export {
   backendSchema,
+  changePasswordInput,
   createPolicySchemas,
   cursorSchema,
   envVarsSchema,
@@ -150,6 +154,7 @@ export {
   previewRequestInput,
   REFUSED_ENV_NAMES,
   REFUSED_ENV_PREFIXES,
+  roleSchema,
   SESSION_ID_PREFIX,
   secretCreateInput,
   secretDeleteInput,
@@ -170,6 +175,9 @@ export {
   userCreateInput,
   userIdSchema,
   usernameSchema,
+  userPasswordResetInput,
+  userRefInput,
+  userSetRoleInput,
   workspaceDirSchema,
   workspacePathSchema,
 } from './schemas.ts';

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { defaultPolicy, parsePolicy } from './limits.ts';
 import {
+  changePasswordInput,
   createPolicySchemas,
   eventsSubscribeInput,
   execRunInput,
@@ -24,6 +25,9 @@ import {
   terminalResizeMessage,
   tokenCreateInput,
   userCreateInput,
+  userPasswordResetInput,
+  userRefInput,
+  userSetRoleInput,
   workspacePathSchema,
 } from './schemas.ts';
 
@@ -85,6 +89,10 @@ describe('strict objects: unknown keys are refused everywhere', () => {
     ['tokenCreateInput', tokenCreateInput, { name: 'ci' }],
     ['userCreateInput', userCreateInput, { username: 'alice', password: 'correct horse battery' }],
     ['eventsSubscribeInput', eventsSubscribeInput, { sessionId: SID }],
+    ['changePasswordInput', changePasswordInput, { currentPassword: 'x', newPassword: 'a new passphrase' }],
+    ['userRefInput', userRefInput, { userId: 'usr_1' }],
+    ['userPasswordResetInput', userPasswordResetInput, { userId: 'usr_1', password: 'a new passphrase' }],
+    ['userSetRoleInput', userSetRoleInput, { userId: 'usr_1', role: 'admin' }],
   ];
   it.each(valid)('%s accepts its minimal valid input', (_, schema, input) => {
     expect(schema.safeParse(input).success).toBe(true);
@@ -97,6 +105,18 @@ describe('strict objects: unknown keys are refused everywhere', () => {
     issues(schema, 'x');
     issues(schema, null);
     issues(schema, [1]);
+  });
+});
+
+describe('account inputs', () => {
+  it('hold every new password to the 12-character floor', () => {
+    issues(changePasswordInput, { currentPassword: 'x', newPassword: 'short' });
+    issues(userPasswordResetInput, { userId: 'usr_1', password: 'short' });
+    issues(changePasswordInput, { currentPassword: '', newPassword: 'a new passphrase' });
+  });
+  it('grant only the known roles', () => {
+    issues(userSetRoleInput, { userId: 'usr_1', role: 'root' });
+    issues(userSetRoleInput, { userId: '../x', role: 'user' });
   });
 });
 

@@ -507,6 +507,34 @@ export const tokenCreateInput = z.strictObject({
  */
 export const userCreateInput = z.strictObject({ username: usernameSchema, password: newPasswordSchema });
 
+/** The roles a user can hold: `admin` manages users; `user` works in its own sessions only. */
+export const roleSchema = z.enum(['admin', 'user']);
+
+/**
+ * `auth.changePassword`: `{ currentPassword, newPassword }`. The current password is required even though the
+ * caller is signed in, so a browser left signed in (or a stolen sign-in) cannot take the account over by setting
+ * a password its thief knows; the new one meets the same 12-character floor as every new password.
+ */
+export const changePasswordInput = z.strictObject({
+  currentPassword: passwordSchema,
+  newPassword: newPasswordSchema,
+});
+
+/** `users.enable` and `users.disable`: `{ userId }`, the account an administrator acts on. */
+export const userRefInput = z.strictObject({ userId: userIdSchema });
+
+/**
+ * `users.resetPassword`: `{ userId, password }` (admin). The administrator then knows the password, so the user
+ * must change it at the next sign-in before doing anything else, and the user's sign-ins are revoked.
+ */
+export const userPasswordResetInput = z.strictObject({ userId: userIdSchema, password: newPasswordSchema });
+
+/**
+ * `users.setRole`: `{ userId, role }` (admin). A role is only ever granted by this separate, audited call by
+ * another administrator, never taken from the input that creates an account or from the caller's own request.
+ */
+export const userSetRoleInput = z.strictObject({ userId: userIdSchema, role: roleSchema });
+
 /** `events.subscribe`: `{ sessionId, cursor? }`. */
 export const eventsSubscribeInput = z.strictObject({
   sessionId: sessionIdSchema,
@@ -555,5 +583,11 @@ export type LoginInput = z.output<typeof loginInput>;
 export type TokenCreateInput = z.output<typeof tokenCreateInput>;
 /** Parsed user creation input (no role: privileges are granted elsewhere). */
 export type UserCreateInput = z.output<typeof userCreateInput>;
+/** Parsed `auth.changePassword` input. */
+export type ChangePasswordInput = z.output<typeof changePasswordInput>;
+/** Parsed `users.resetPassword` input. */
+export type UserPasswordResetInput = z.output<typeof userPasswordResetInput>;
+/** Parsed `users.setRole` input. */
+export type UserSetRoleInput = z.output<typeof userSetRoleInput>;
 /** Parsed event subscription input. */
 export type EventsSubscribeInput = z.output<typeof eventsSubscribeInput>;

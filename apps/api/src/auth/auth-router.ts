@@ -1,4 +1,4 @@
-import { loginInput } from '@studio/policy';
+import { changePasswordInput, loginInput } from '@studio/policy';
 import { auditOf } from '../core/context.ts';
 import { AppError, mapError } from '../core/errors.ts';
 import { authedProcedure, ideRefusal, publicProcedure, router } from '../core/trpc.ts';
@@ -25,7 +25,12 @@ export const authRouter = router({
       return {
         token,
         expiresAt: expiresAt.toISOString(),
-        user: { id: user.id, username: user.username, role: user.role },
+        user: {
+          id: user.id,
+          username: user.username,
+          role: user.role,
+          mustChangePassword: user.mustChangePassword,
+        },
       };
     } catch (error) {
       const code = mapError(error).studioCode;
@@ -64,11 +69,45 @@ export const authRouter = router({
     return { token, expiresAt: expiresAt.toISOString() };
   }),
 
-  /** The caller. */
+  /**
+   * Changes the signed-in user's password (not for API tokens): the current one is checked under the login's
+   * rate limits, the new one has the 12-character floor; the user's other sign-ins are revoked (this one stays),
+   * API tokens are kept, and a must-change flag is cleared. Audited as `user.password_change`, failures included.
+   */
+  changePassword: authedProcedure.input(changePasswordInput).mutation(async ({ ctx, input }) => {
+    try {
+      await ctx.deps.auth.changePassword(ctx.principal, input.currentPassword, input.newPassword, ctx.ip);
+    } catch (error) {
+      const code = mapError(error).studioCode;
+      await ctx.deps.store
+        .audit({
+          ...auditOf(ctx),
+          action: 'user.password_change',
+          outcome: 'failure',
+          target: ctx.principal.userId,
+          details: { code },
+        })
+        .catch(() => undefined);
+      throw error;
+    }
+    await ctx.deps.store.audit({
+      ...auditOf(ctx),
+      action: 'user.password_change',
+      outcome: 'success',
+      target: ctx.principal.userId,
+    });
+    return { ok: true as const };
+  }),
+
+  /**
+   * The caller. `mustChangePassword`: the password was set by someone else; until auth.changePassword, a
+   * sign-in gets PASSWORD_CHANGE_REQUIRED from everything but this, auth.changePassword and auth.logout.
+   */
   me: authedProcedure.query(({ ctx }) => ({
     id: ctx.principal.userId,
     username: ctx.principal.username,
     role: ctx.principal.role,
     via: ctx.principal.via,
+    mustChangePassword: ctx.principal.mustChangePassword === true,
   })),
 });

@@ -50,7 +50,13 @@ describe('ensureAdmin', () => {
     const user = await store.getUserByUsername('admin');
     expect(user?.role).toBe('admin');
     expect(first.created && (await verifyPassword(user?.passwordHash, first.password))).toBe(true);
+    // A generated password has been in the log: the admin must change it at the first sign-in.
+    expect(user?.mustChangePassword).toBe(true);
     await store.close();
+    const chosen = await Store.open(await openDb({}));
+    expect(await ensureAdmin(chosen, 'an-operator-chosen-password')).toMatchObject({ generated: false });
+    expect((await chosen.getUserByUsername('admin'))?.mustChangePassword).toBe(false);
+    await chosen.close();
   });
 });
 

@@ -32,6 +32,35 @@ export interface Principal {
   tokenId?: string;
   /** The API token was made for an AI agent (`tokens.create({ agent: true })`). */
   agent?: boolean;
+  /**
+   * The user's password was chosen by someone else (generated for the first admin, or reset by an admin). A
+   * sign-in with this set may only use {@link PASSWORD_CHANGE_ALLOWS}; API tokens are not held back by it.
+   */
+  mustChangePassword?: boolean;
+}
+
+/**
+ * What a sign-in whose password must change may still call. API tokens of such a user keep working: they are not
+ * the password someone else knows, the user made them while signed in with their own, and an administrator who
+ * fears them disables the user (which revokes them).
+ */
+export const PASSWORD_CHANGE_ALLOWS: ReadonlySet<string> = new Set([
+  'auth.me',
+  'auth.changePassword',
+  'auth.logout',
+]);
+
+/**
+ * Throws PASSWORD_CHANGE_REQUIRED for a sign-in that must change its password first (callers skip it for
+ * {@link PASSWORD_CHANGE_ALLOWS}); API tokens pass.
+ */
+export function assertPasswordSettled(principal: Principal): void {
+  if (principal.via === 'login' && principal.mustChangePassword === true) {
+    throw new AppError(
+      'PASSWORD_CHANGE_REQUIRED',
+      'your password was set by someone else; change it first (Account in the IDE, or auth.changePassword)',
+    );
+  }
 }
 
 /** How long a socket token ({@link Auth.socketToken}) stays valid for opening a socket. */
@@ -140,11 +169,7 @@ export class Auth {
     password: string,
     ip: string,
   ): Promise<{ token: string; expiresAt: Date; user: UserRecord }> {
-    const key = rateLimitKey('login', username, ip);
-    const verdict = this.#limiter.take(key);
-    if (!verdict.allowed) throw rateLimitedError(verdict, 'login attempts');
-    const perAddress = this.#addressLimiter.take(rateLimitKey('login-address', ip));
-    if (!perAddress.allowed) throw rateLimitedError(perAddress, 'login attempts from this address');
+    const key = this.#takeAttempt(username, ip);
     const user = await this.#store.getUserByUsername(username);
     const ok = await verifyPassword(user?.passwordHash, password);
     if (!user || !ok || user.disabledAt !== null) {
@@ -161,6 +186,56 @@ export class Auth {
       { lifetimeMs: this.lifetimeMs, now },
     );
     return { token, expiresAt, user };
+  }
+
+  /** Counts a password guess against the login limits (per username and address, and per address); its key. */
+  #takeAttempt(username: string, ip: string): string {
+    const key = rateLimitKey('login', username, ip);
+    const verdict = this.#limiter.take(key);
+    if (!verdict.allowed) throw rateLimitedError(verdict, 'login attempts');
+    const perAddress = this.#addressLimiter.take(rateLimitKey('login-address', ip));
+    if (!perAddress.allowed) throw rateLimitedError(perAddress, 'login attempts from this address');
+    return key;
+  }
+
+  /**
+   * Changes the signed-in user's password. The current one is checked under the same limits as a login (a
+   * stolen sign-in cannot guess it faster than the login form allows); the new one must differ from it. Every
+   * other sign-in of the user is revoked, this one stays, API tokens are untouched, and the must-change flag is
+   * cleared. Refused for API tokens (INVALID_STATE): a password belongs to a person's sign-in.
+   */
+  async changePassword(
+    principal: Principal,
+    currentPassword: string,
+    newPassword: string,
+    ip: string,
+  ): Promise<UserRecord> {
+    if (principal.via !== 'login' || principal.loginId === undefined) {
+      throw new AppError(
+        'INVALID_STATE',
+        'an API token cannot change a password; sign in with the password (the IDE, or auth.login) and change it there',
+      );
+    }
+    const key = this.#takeAttempt(principal.username, ip);
+    const user = await this.#store.getUser(principal.userId);
+    if (!user || !(await verifyPassword(user.passwordHash, currentPassword))) {
+      throw new AppError(
+        'INVALID_CREDENTIALS',
+        'the current password is wrong; type the one you signed in with',
+      );
+    }
+    this.#limiter.reset(key);
+    if (await verifyPassword(user.passwordHash, newPassword)) {
+      throw new AppError('INPUT_INVALID', 'the new password is the current one; choose a different password');
+    }
+    const updated = await this.#store.setPassword(user.id, {
+      passwordHash: await hashPassword(newPassword),
+      mustChangePassword: false,
+      keepLoginId: principal.loginId,
+    });
+    if (!updated) throw new AppError('UNAUTHENTICATED', 'this account no longer exists; sign in again');
+    this.forgetUser(user.id);
+    return updated;
   }
 
   /**
@@ -265,6 +340,7 @@ export class Auth {
       role: user.role,
       via: 'login',
       loginId: found.login.id,
+      ...(user.mustChangePassword ? { mustChangePassword: true } : {}),
     };
     return { principal, expiresAtMs: Math.min(found.login.expiresAt.getTime(), claims.exp * 1000) };
   }
@@ -326,6 +402,7 @@ export class Auth {
       via: 'api-token',
       tokenId: token.id,
       ...(token.agent ? { agent: true } : {}),
+      ...(user.mustChangePassword ? { mustChangePassword: true } : {}),
     };
     return { principal, expiresAtMs: token.expiresAt?.getTime() ?? Number.POSITIVE_INFINITY };
   }
@@ -367,7 +444,8 @@ export function isCredentialError(error: unknown): boolean {
 
 /**
  * Creates the first administrator when the store has no users: username `admin`, with `password` when given,
- * else a generated one returned so the caller can print it once.
+ * else a generated one returned so the caller can print it once. A generated password has been in a log, so the
+ * admin must change it at the first sign-in; one the operator chose (STUDIO_ADMIN_PASSWORD) is theirs already.
  */
 export async function ensureAdmin(
   store: Store,
@@ -382,6 +460,7 @@ export async function ensureAdmin(
       username: 'admin',
       passwordHash: await hashPassword(chosen),
       role: 'admin',
+      mustChangePassword: generated,
     });
   } catch (error) {
     // Another instance created it at the same moment.

@@ -20,6 +20,7 @@ describe('mapError: the one mapping from failures to client-visible codes', () =
     ['NOT_FOUND', 'NOT_FOUND'],
     ['UNAUTHENTICATED', 'UNAUTHORIZED'],
     ['TOKEN_REVOKED', 'UNAUTHORIZED'],
+    ['PASSWORD_CHANGE_REQUIRED', 'FORBIDDEN'],
     ['FORBIDDEN', 'FORBIDDEN'],
     ['FILE_TOO_LARGE', 'PAYLOAD_TOO_LARGE'],
     ['INVALID_STATE', 'CONFLICT'],

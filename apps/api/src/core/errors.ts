@@ -10,6 +10,9 @@ export const APP_ERROR_CODES = [
   'UNAUTHENTICATED',
   'INVALID_CREDENTIALS',
   'TOKEN_REVOKED',
+  // A sign-in whose password someone else chose (the first admin's generated one, an admin's reset): it may
+  // only change it (auth.changePassword), read auth.me or sign out until then.
+  'PASSWORD_CHANGE_REQUIRED',
   'FORBIDDEN',
   'ORIGIN_REFUSED',
   'NOT_FOUND',
@@ -77,6 +80,8 @@ const APP_TO_TRPC: Record<AppErrorCode, TRPC_ERROR_CODE_KEY> = {
   UNAUTHENTICATED: 'UNAUTHORIZED',
   INVALID_CREDENTIALS: 'UNAUTHORIZED',
   TOKEN_REVOKED: 'UNAUTHORIZED',
+  // Signed in, but refused until the password is changed: 403, not 401, so clients do not drop the sign-in.
+  PASSWORD_CHANGE_REQUIRED: 'FORBIDDEN',
   FORBIDDEN: 'FORBIDDEN',
   ORIGIN_REFUSED: 'FORBIDDEN',
   NOT_FOUND: 'NOT_FOUND',

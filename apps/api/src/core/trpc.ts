@@ -1,6 +1,11 @@
 import { cookieRequestRefusal, createRateLimiter, IDE_PROOF_HEADER, rateLimitKey } from '@studio/policy';
 import { initTRPC } from '@trpc/server';
-import { isCredentialError, type Principal } from '../auth/auth.ts';
+import {
+  assertPasswordSettled,
+  isCredentialError,
+  PASSWORD_CHANGE_ALLOWS,
+  type Principal,
+} from '../auth/auth.ts';
 import { assertMayMutate } from '../sessions/control.ts';
 import { auditOf, type Context } from './context.ts';
 import { goingAway, untilGoingAway } from './drain.ts';
@@ -134,8 +139,11 @@ const ideProof = t.middleware(async ({ ctx, next }) => {
 /** No credential needed (login, health of the API itself); a login cookie, if sent, still needs the IDE proof. */
 export const publicProcedure = t.procedure.use(mapErrors).use(drainGate).use(ideProof);
 
-/** A signed-in caller (login JWT by bearer header or cookie, or an API token). */
-export const authedProcedure = publicProcedure.use(async ({ ctx, next }) => {
+/**
+ * A signed-in caller (login JWT by bearer header or cookie, or an API token). A sign-in whose password someone
+ * else chose gets PASSWORD_CHANGE_REQUIRED from everything but auth.me, auth.changePassword and auth.logout.
+ */
+export const authedProcedure = publicProcedure.use(async ({ ctx, next, path }) => {
   let principal: Principal;
   try {
     if (!ctx.credential) {
@@ -154,6 +162,7 @@ export const authedProcedure = publicProcedure.use(async ({ ctx, next }) => {
     }
     throw error;
   }
+  if (!PASSWORD_CHANGE_ALLOWS.has(path)) assertPasswordSettled(principal);
   return next({ ctx: { ...ctx, principal } });
 });
 

@@ -110,6 +110,34 @@ describe('terminal reattach (fake backend)', () => {
     expect(other.terminalId).not.toBe(terminalId);
   });
 
+  it('a sign-in that must change its password is refused a terminal; its API token is not', async () => {
+    const admin = createStudioClient({ url: t.url, token: await t.login('admin', ADMIN_PASSWORD) });
+    const carol = await admin.users.create.mutate({ username: 'carol', password: 'carol-password-1' });
+    const carolClient = createStudioClient({ url: t.url, token: await t.login('carol', 'carol-password-1') });
+    const carolSession = (await carolClient.sessions.create.mutate({ image: 'studio-sandbox:latest' })).id;
+    const { token } = await carolClient.tokens.create.mutate({ name: 'agent' });
+    await admin.users.resetPassword.mutate({ userId: carol.id, password: 'carol-temporary-1' });
+    const open = (credential: string) => {
+      const term = openTerminal({
+        url: t.url,
+        token: credential,
+        sessionId: carolSession,
+        WebSocket: WebSocket as never,
+      });
+      opened.push(term);
+      return term;
+    };
+    const gated = open(await t.login('carol', 'carol-temporary-1'));
+    const messages = record(gated).messages;
+    expect(await gated.closed).toMatchObject({ code: 1008 });
+    expect(messages).toContainEqual(
+      expect.objectContaining({ type: 'error', code: 'PASSWORD_CHANGE_REQUIRED' }),
+    );
+    const viaToken = open(token);
+    await viaToken.ready;
+    viaToken.close();
+  });
+
   it("another user's terminal id is NOT_FOUND, and so is an unknown one", async () => {
     const mine = open();
     await mine.ready;

@@ -5,7 +5,7 @@ import type { Terminal } from '@studio/isolation';
 import { createRateLimiter, type RateLimiter, sessionIdSchema } from '@studio/policy';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import { z } from 'zod';
-import type { Principal } from '../auth/auth.ts';
+import { assertPasswordSettled, type Principal } from '../auth/auth.ts';
 import type { AppDeps } from '../core/context.ts';
 import { AppError, mapError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
@@ -345,11 +345,16 @@ export function attachTerminal(
       let t: LiveTerminal;
       try {
         principal = await deps.auth.authenticate(parsed.data.token);
+        assertPasswordSettled(principal);
         sessionId = parsed.data.sessionId;
         // A terminal is input into the sandbox: refused to API tokens while a person holds control.
         await assertMayMutate(deps.store, principal, sessionId);
         t = await open(principal, parsed.data);
       } catch (error) {
+        if (error instanceof AppError && error.code === 'PASSWORD_CHANGE_REQUIRED') {
+          sendJson({ type: 'error', code: error.code, message: error.message });
+          return refuse('PASSWORD_CHANGE_REQUIRED: change your password first (auth.changePassword)');
+        }
         if (error instanceof AppError && (error.code === 'HUMAN_HAS_CONTROL' || error.code === 'NOT_FOUND')) {
           if (error.code === 'NOT_FOUND' && parsed.data.terminalId !== undefined) {
             sendJson({ type: 'error', code: error.code, message: error.message });

@@ -2,7 +2,7 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useRouter } from 'next/navigation';
 import { type FormEvent, useState } from 'react';
-import { errorMessage, useTRPC } from '../lib/trpc';
+import { CHANGE_PASSWORD_PATH, errorMessage, useTRPC } from '../lib/trpc';
 
 /** The sign-in page; tells a new user where the first admin password is. */
 export function LoginForm() {
@@ -13,10 +13,11 @@ export function LoginForm() {
   const [password, setPassword] = useState('');
   const login = useMutation(
     trpc.auth.login.mutationOptions({
-      onSuccess: () => {
+      onSuccess: (data) => {
         // Whatever was cached belonged to no one (or someone else): start clean as the new user.
         queryClient.clear();
-        router.push('/');
+        // A password someone else chose (the first admin's, an administrator's reset) is changed before anything.
+        router.push(data.user.mustChangePassword ? CHANGE_PASSWORD_PATH : '/');
       },
     }),
   );
@@ -66,8 +67,9 @@ export function LoginForm() {
           <summary>First start?</summary>
           <p>
             The first start creates the user <code>admin</code> and prints a one-time password in the terminal
-            where you ran <code>npm start</code> (line starting with “First start: created user "admin"”). Set{' '}
-            <code>STUDIO_ADMIN_PASSWORD</code> before the first start to choose it instead.
+            where you ran <code>npm start</code> (line starting with “First start: created user "admin"”); you
+            choose your own right after signing in with it. Set <code>STUDIO_ADMIN_PASSWORD</code> before the
+            first start to choose it instead.
           </p>
         </details>
       </form>

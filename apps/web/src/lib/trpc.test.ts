@@ -1,6 +1,13 @@
 import { TRPCClientError } from '@trpc/client';
 import { describe, expect, it } from 'vitest';
-import { errorMessage, errorParts, isSignedOut, isTransient, studioCode } from './trpc.ts';
+import {
+  errorMessage,
+  errorParts,
+  isSignedOut,
+  isTransient,
+  mustChangePassword,
+  studioCode,
+} from './trpc.ts';
 
 // What people see when a call fails: a message chosen by the API's stable code, the code and the server's
 // message as detail, never a stack.
@@ -93,5 +100,19 @@ describe('error messages by studioCode', () => {
     expect(isSignedOut(apiError('NOT_FOUND', 'gone'))).toBe(false);
     expect(isTransient(apiError('API_UNREACHABLE', 'down'))).toBe(true);
     expect(isTransient(apiError('HUMAN_HAS_CONTROL', 'no'))).toBe(false);
+  });
+
+  it('a password someone else set sends the page to the change-password screen, not to /login', () => {
+    const error = apiError(
+      'PASSWORD_CHANGE_REQUIRED',
+      'your password was set by someone else; change it first',
+    );
+    expect(mustChangePassword(error)).toBe(true);
+    expect(isSignedOut(error)).toBe(false);
+    expect(errorParts(error)).toEqual({
+      message: 'Choose a new password first: yours was set by someone else.',
+      detail: 'PASSWORD_CHANGE_REQUIRED: your password was set by someone else; change it first',
+    });
+    expect(mustChangePassword(apiError('FORBIDDEN', 'users.list is for administrators only'))).toBe(false);
   });
 });

@@ -54,6 +54,14 @@ export function isSignedOut(error: unknown): boolean {
   );
 }
 
+/** Where a sign-in whose password someone else chose is sent: it can do nothing else until it changes it. */
+export const CHANGE_PASSWORD_PATH = '/change-password';
+
+/** The sign-in must change its password first (an administrator set it, or it is the first admin's generated one). */
+export function mustChangePassword(error: unknown): boolean {
+  return studioCode(error) === 'PASSWORD_CHANGE_REQUIRED';
+}
+
 const TRANSIENT = new Set(['NETWORK', 'API_UNREACHABLE', 'BACKEND_UNAVAILABLE', 'INTERNAL_SERVER_ERROR']);
 
 /** Worth one more try: the server was not reached or failed, not a refusal that would repeat. */
@@ -66,6 +74,8 @@ const MESSAGES: Record<string, string> = {
   INVALID_CREDENTIALS: 'Wrong username or password.',
   TOKEN_EXPIRED: 'Your sign-in has expired. Sign in again.',
   TOKEN_REVOKED: 'Your sign-in was revoked. Sign in again.',
+  PASSWORD_CHANGE_REQUIRED: 'Choose a new password first: yours was set by someone else.',
+  FORBIDDEN: 'You are not allowed to do that (the detail says why).',
   RATE_LIMITED: 'Too many attempts. Wait a minute and try again.',
   SESSION_LIMIT: 'You have reached your limit of live sessions. Destroy one (or stop it) first.',
   INVALID_STATE: 'The session is not in a state that allows this (is it running?).',

@@ -1,0 +1,5 @@
+import { UsersPage } from '../../../components/users-page';
+
+export default function Users() {
+  return <UsersPage />;
+}

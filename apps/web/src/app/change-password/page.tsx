@@ -1,0 +1,5 @@
+import { ChangePasswordScreen } from '../../components/change-password-screen';
+
+export default function ChangePassword() {
+  return <ChangePasswordScreen />;
+}
