@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 // Named projects: `unit` is pure and fast; `docker` and `gvisor` need a real runtime (see scripts/studio.sh);
@@ -6,11 +7,17 @@ const runtimeSuffixes = ['**/*.docker.test.ts', '**/*.gvisor.test.ts', '**/*.e2e
 const ignored = ['**/node_modules/**', '**/dist/**', '**/.next/**'];
 // The runtime projects get the host paths the backends need (seccomp profile, gVisor rootfs) from one setup.
 const globalSetup = ['scripts/vitest-global-setup.ts'];
+// @studio/client's package exports point at its build (dist/, for the published package); tests use its sources,
+// as tsconfig.base.json's `paths` does for tsc, tsx and Next.
+const resolve = {
+  alias: { '@studio/client': fileURLToPath(new URL('./packages/client/src/index.ts', import.meta.url)) },
+};
 
 export default defineConfig({
   test: {
     projects: [
       {
+        resolve,
         test: {
           name: 'unit',
           include: ['{packages,apps}/*/src/**/*.test.ts', 'infra/test/**/*.test.ts'],
@@ -22,6 +29,7 @@ export default defineConfig({
         },
       },
       {
+        resolve,
         test: {
           name: 'docker',
           globalSetup,
@@ -33,6 +41,7 @@ export default defineConfig({
         },
       },
       {
+        resolve,
         test: {
           name: 'gvisor',
           globalSetup,
@@ -44,6 +53,7 @@ export default defineConfig({
         },
       },
       {
+        resolve,
         test: {
           name: 'e2e',
           globalSetup,

@@ -1,4 +1,3 @@
-#!/usr/bin/env -S npx tsx
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { type McpEnv, parseEnv } from './env.ts';
 import { createStudioMcpServer } from './server.ts';

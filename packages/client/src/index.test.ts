@@ -1,9 +1,10 @@
 import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
-import { describe, expect, expectTypeOf, it } from 'vitest';
+import { describe, expect, expectTypeOf, it, vi } from 'vitest';
 import {
   type AppRouter,
   createStudioClient,
   isStudioClientError,
+  loginStudioClient,
   StudioClientError,
   type StudioErrorCode,
   toStudioClientError,
@@ -177,5 +178,64 @@ describe('secrets', () => {
     expect(bodies).toEqual([
       'http://127.0.0.1:4000/trpc/secrets.create POST {"name":"OPENAI_API_KEY","value":"sk-test-value","hosts":["api.openai.com"]}',
     ]);
+  });
+});
+
+describe('EventSource', () => {
+  // Records what the SSE link asks of it, then reports the stream failed.
+  function recordingEventSource() {
+    const opened: { url: string; init: unknown }[] = [];
+    class Recording {
+      readonly CLOSED = 2;
+      readonly CONNECTING = 0;
+      readonly OPEN = 1;
+      readyState = 0;
+      constructor(url: string, init?: unknown) {
+        opened.push({ url, init });
+      }
+      addEventListener() {}
+      removeEventListener() {}
+      close() {
+        this.readyState = 2;
+      }
+    }
+    return { opened, EventSource: Recording };
+  }
+
+  it('loginStudioClient gives the signed-in client the EventSource it was given', async () => {
+    const api = apiAnswering(200, {
+      result: { data: { token: 'jwt_1', expiresAt: '2030-01-01T00:00:00Z' } },
+    });
+    const recording = recordingEventSource();
+    const { client, token } = await loginStudioClient({
+      url: 'http://127.0.0.1:4000',
+      username: 'alice',
+      password: 'pw',
+      fetch: api.fetch,
+      EventSource: recording.EventSource,
+    });
+    expect(token).toBe('jwt_1');
+    const sub = client.events.subscribe.subscribe({ sessionId: 'ses_1' }, { onData: () => undefined });
+    await vi.waitFor(() => expect(recording.opened).toHaveLength(1));
+    sub.unsubscribe();
+    expect(recording.opened[0]?.url).toMatch(/^http:\/\/127\.0\.0\.1:4000\/trpc\/events\.subscribe\?input=/);
+  });
+
+  it('without one (Node 20), a subscription fails with a message naming the fix', async () => {
+    const global = globalThis as { EventSource?: unknown };
+    const saved = global.EventSource;
+    delete global.EventSource;
+    try {
+      const client = createStudioClient({ url: 'http://127.0.0.1:4000', token: 't' });
+      const error = await new Promise<unknown>((resolve) => {
+        client.events.subscribe.subscribe({ sessionId: 'ses_1' }, { onError: resolve });
+      });
+      expect(error).toBeInstanceOf(StudioClientError);
+      expect((error as StudioClientError).message).toMatch(
+        /no EventSource.*import \{ EventSource \} from 'eventsource'/,
+      );
+    } finally {
+      if (saved !== undefined) global.EventSource = saved;
+    }
   });
 });

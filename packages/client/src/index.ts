@@ -7,6 +7,7 @@ import {
   type TRPCClient,
   TRPCClientError,
 } from '@trpc/client';
+import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 import type { StudioErrorCodeOrUnknown } from './error-codes.ts';
 
 export type { StudioErrorCode, StudioErrorCodeOrUnknown } from './error-codes.ts';
@@ -35,20 +36,49 @@ export interface StudioClientOptions {
   /** Extra headers on every request (never put credentials here; use `token`). */
   headers?: Record<string, string>;
   /**
-   * The EventSource class for subscriptions (`events.subscribe`, `exec.stream`), which run over server-sent
-   * events. Default the global one, which cannot send headers: the API refuses it a login cookie without the
-   * IDE's proof header. Pass the `eventsource` package's class (v3+, Node and browsers): it gets `token` as a
-   * bearer header, and `headers`, through its `fetch` option.
+   * The EventSource class for subscriptions (`events.subscribe`, `exec.stream`, `streamExec`), which run over
+   * server-sent events. Default `globalThis.EventSource` (browsers; Node 20 has none), which cannot send headers:
+   * it carries neither `token` nor `headers`, only a browser's cookie. Pass the `eventsource` package's class
+   * (v3+, Node and browsers: `import { EventSource } from 'eventsource'`): it gets `token` as a bearer header,
+   * and `headers`, through its `fetch` option.
    */
   EventSource?: EventSourceConstructor;
 }
 
+/** Options for {@link loginStudioClient}: those of {@link createStudioClient}, with a password for the token. */
+export interface LoginStudioClientOptions extends Omit<StudioClientOptions, 'token'> {
+  username: string;
+  password: string;
+}
+
+/**
+ * What the client uses of an EventSource (what tRPC's SSE link uses). Declared here rather than as the DOM's
+ * `EventSource`, which Node 20's types and a project without the DOM library do not have.
+ */
+export interface EventSourceLike {
+  readonly CLOSED: number;
+  readonly CONNECTING: number;
+  readonly OPEN: number;
+  readonly readyState: number;
+  // biome-ignore lint/suspicious/noExplicitAny: each implementation types its events its own way
+  addEventListener(type: string, listener: (event: any) => void): void;
+  // biome-ignore lint/suspicious/noExplicitAny: as above
+  removeEventListener(type: string, listener: (event: any) => void): void;
+  close(): void;
+}
+
 /** The constructor shape tRPC's SSE link needs (the global EventSource, or the `eventsource` package's). */
-// biome-ignore lint/suspicious/noExplicitAny: any EventSource-compatible class
-export type EventSourceConstructor = new (url: string, init?: any) => EventSource;
+// biome-ignore lint/suspicious/noExplicitAny: any EventSource-compatible class, whatever its init options
+export type EventSourceConstructor = new (url: string, init?: any) => EventSourceLike;
 
 /** The typed client: `client.sessions.create.mutate({ image })`, `client.files.read.query({ … })`, … */
 export type StudioClient = TRPCClient<AppRouter>;
+
+/** Each procedure's input, by path: `StudioInputs['sessions']['create']`. */
+export type StudioInputs = inferRouterInputs<AppRouter>;
+
+/** Each procedure's output as a call returns it, by path: `StudioOutputs['sessions']['get']`. */
+export type StudioOutputs = inferRouterOutputs<AppRouter>;
 
 /**
  * Every failure of a call: `code` is the API's stable Studio code (a {@link StudioErrorCode}: `PATH_TRAVERSAL`,
@@ -194,13 +224,15 @@ export function createStudioClient(options: StudioClientOptions): StudioClient {
   const headers: Record<string, string> = { ...options.headers };
   if (options.token) headers.authorization = `Bearer ${options.token}`;
   const fetchImpl = options.fetch ?? globalThis.fetch;
+  const EventSourceImpl =
+    options.EventSource ?? globalEventSource() ?? (MissingEventSource as unknown as EventSourceConstructor);
   const client = createTRPCClient<AppRouter>({
     links: [
       splitLink({
         condition: (op) => op.type === 'subscription',
         true: httpSubscriptionLink({
           url: `${base}/trpc`,
-          ...(options.EventSource ? { EventSource: options.EventSource } : {}),
+          EventSource: EventSourceImpl,
           eventSourceOptions: () => ({
             // Read by the `eventsource` package (browsers ignore it and send the cookie).
             fetch: (input: string | URL, init: RequestInit = {}) =>
@@ -222,31 +254,35 @@ export function createStudioClient(options: StudioClientOptions): StudioClient {
 }
 
 /**
- * Signs in with a username and password and returns a client using the resulting JWT (valid up to 4 h).
+ * Signs in with a username and password and returns a client using the resulting JWT (valid up to 4 h), made with
+ * the same options (`EventSource`, `fetch`, `headers`).
+ *
+ * ```ts
+ * import { EventSource } from 'eventsource'; // Node 20 has no global EventSource
+ * const { client } = await loginStudioClient({ url, username: 'admin', password, EventSource });
+ * ```
  */
-export async function loginStudioClient(options: {
-  url: string;
-  username: string;
-  password: string;
-  fetch?: typeof globalThis.fetch;
-}): Promise<{ client: StudioClient; token: string; expiresAt: string }> {
-  const anonymous = createStudioClient({
-    url: options.url,
-    ...(options.fetch ? { fetch: options.fetch } : {}),
-  });
-  const { token, expiresAt } = await anonymous.auth.login.mutate({
-    username: options.username,
-    password: options.password,
-  });
-  return {
-    client: createStudioClient({
-      url: options.url,
-      token,
-      ...(options.fetch ? { fetch: options.fetch } : {}),
-    }),
-    token,
-    expiresAt,
-  };
+export async function loginStudioClient(
+  options: LoginStudioClientOptions,
+): Promise<{ client: StudioClient; token: string; expiresAt: string }> {
+  const { username, password, ...clientOptions } = options;
+  const anonymous = createStudioClient(clientOptions);
+  const { token, expiresAt } = await anonymous.auth.login.mutate({ username, password });
+  return { client: createStudioClient({ ...clientOptions, token }), token, expiresAt };
+}
+
+function globalEventSource(): EventSourceConstructor | undefined {
+  return (globalThis as { EventSource?: EventSourceConstructor }).EventSource;
+}
+
+// Without it tRPC's link fails at the first subscription with "opts.EventSource is not a constructor", which
+// names neither the cause (Node 20 has no EventSource) nor the fix.
+class MissingEventSource {
+  constructor() {
+    throw new Error(
+      "no EventSource: this runtime has none (Node 20); pass one to createStudioClient or loginStudioClient, e.g. `import { EventSource } from 'eventsource'` and { EventSource }",
+    );
+  }
 }
 
 export {
