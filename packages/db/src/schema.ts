@@ -292,6 +292,14 @@ export const e2bSandboxes = pgTable(
       .notNull()
       .default('kill'),
     publicTraffic: boolean('public_traffic').notNull().default(true),
+    /**
+     * `e2b`: made by E2B's create, and E2B's lifecycle holds (connect sets the deadline). `studio`: a session made
+     * in Studio that E2B connected to: Studio's own rules govern it, and only an explicit setTimeout gives it a
+     * deadline, which pauses it (a person's session is never destroyed by an E2B deadline).
+     */
+    origin: text('origin', { enum: ['e2b', 'studio'] })
+      .notNull()
+      .default('e2b'),
     createdAt: at('created_at').notNull().defaultNow(),
   },
   (t) => [

@@ -47,6 +47,7 @@ describeEachDriver('Store', env, test, () => {
       envsSealed: null,
       onTimeout: 'kill' as const,
       publicTraffic: true,
+      origin: 'e2b' as const,
     };
     await store.putE2bSandbox({
       ...base,

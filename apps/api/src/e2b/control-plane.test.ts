@@ -104,6 +104,27 @@ describe('E2B control plane (fake backend)', () => {
     await again.kill();
   });
 
+  it("leaves a session made in Studio to Studio's rules: connect sets no deadline, setTimeout pauses it", async () => {
+    const session = await alice.sessions.create.mutate({});
+    const sandboxId = e2bSandboxId(session.id);
+    const sbx = await Sandbox.connect(sandboxId, { ...opts(), timeoutMs: 1_000 });
+    expect((await sbx.commands.run('echo still here')).stdout).toBe('still here\n');
+    // Past the timeout connect asked for: an E2B deadline would have ended it by now.
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect((await alice.sessions.get.query({ sessionId: session.id })).state).toBe('running');
+    await sbx.setTimeout(1_000);
+    const end = Date.now() + 15_000;
+    while (
+      Date.now() < end &&
+      (await alice.sessions.get.query({ sessionId: session.id })).state !== 'paused'
+    ) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    // Paused, not destroyed: the person's workspace is kept.
+    expect((await alice.sessions.get.query({ sessionId: session.id })).state).toBe('paused');
+    await alice.sessions.destroy.mutate({ sessionId: session.id });
+  });
+
   it('pages lists with x-next-token', async () => {
     const made = await Promise.all(
       [1, 2, 3].map(() => Sandbox.create({ ...opts(), metadata: { page: 'p' } })),

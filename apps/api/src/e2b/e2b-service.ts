@@ -161,6 +161,7 @@ export class E2bService {
         endsAt: new Date(Date.now() + timeout * 1000),
         onTimeout: body.autoPause === true ? 'pause' : 'kill',
         publicTraffic,
+        origin: 'e2b',
       });
     } catch (error) {
       // Without its record nobody could reach it: do not leave a session the caller cannot use.
@@ -269,7 +270,9 @@ export class E2bService {
       record = await this.#deps.sessions.start(principal.userId, record.id, audit);
     if (resumed) this.#announce(principal, record);
     const row = await this.#ensureRow(principal, record);
-    if (timeout !== undefined) {
+    // A session made in Studio keeps Studio's rules: the SDK sends a timeout on every connect (its default too),
+    // and a person's session must not end because an agent connected to it. Only setTimeout gives it a deadline.
+    if (timeout !== undefined && row.origin === 'e2b') {
       const endsAt = Date.now() + timeout * 1000;
       // Only extended: a later deadline already set stays; a session Studio's own rules govern gets one now.
       if (row.endsAt === null || row.endsAt.getTime() < endsAt || resumed) {
@@ -476,7 +479,10 @@ export class E2bService {
     return record;
   }
 
-  /** The E2B record of a session, made (with a new access token, no deadline) when E2B never saw it. */
+  /**
+   * The E2B record of a session, made when E2B never saw it (a session made in Studio: a new access token, no
+   * deadline, origin `studio`).
+   */
   async #ensureRow(principal: Principal, record: SessionRecord): Promise<E2bSandboxRecord> {
     const row = await this.#deps.store.getE2bSandbox(record.id);
     if (row && row.tokenId === (principal.tokenId ?? null)) return row;
@@ -491,8 +497,10 @@ export class E2bService {
         row?.tokenSealed ??
         this.#deps.vault.seal(record.ownerId, tokenName(record.id), randomBytes(32).toString('base64url')),
       endsAt: row?.endsAt ?? null,
-      onTimeout: row?.onTimeout ?? 'kill',
+      // Made in Studio: an E2B deadline pauses it (workspace kept), never destroys it.
+      onTimeout: row?.onTimeout ?? 'pause',
       publicTraffic: row?.publicTraffic ?? true,
+      origin: row?.origin ?? 'studio',
     });
     this.#targets.delete(e2bSandboxId(record.id));
     return saved;

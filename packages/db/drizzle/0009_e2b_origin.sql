@@ -1,0 +1,1 @@
+ALTER TABLE "e2b_sandboxes" ADD COLUMN "origin" text DEFAULT 'e2b' NOT NULL;
