@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -6,7 +5,13 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { ADMIN_PASSWORD, skipUnlessAvailable, startTestApi, type TestApi } from '@studio/api/testing';
+import {
+  ADMIN_PASSWORD,
+  runCommand as run,
+  skipUnlessAvailable,
+  startTestApi,
+  type TestApi,
+} from '@studio/api/testing';
 import { createStudioClient } from '@studio/client';
 import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
@@ -29,17 +34,6 @@ const backend = new DockerBackend({
   seccompProfile: runtimePaths().seccompProfile,
 });
 const skip = await skipUnlessAvailable(backend);
-
-/** Runs a command with a time bound; rejects with its output on failure. */
-function run(command: string, args: string[], options: { cwd: string; timeoutMs: number }): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    execFile(command, args, { cwd: options.cwd, timeout: options.timeoutMs }, (error, stdout, stderr) => {
-      if (error)
-        reject(new Error(`${command} ${args.join(' ')} failed (${error.message}):\n${stdout}\n${stderr}`));
-      else resolvePromise(stdout);
-    });
-  });
-}
 
 describe.skipIf(skip !== undefined)(`studio-mcp as a package${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let t: TestApi;

@@ -1,9 +1,14 @@
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ADMIN_PASSWORD, skipUnlessAvailable, startTestApi, type TestApi } from '@studio/api/testing';
+import {
+  ADMIN_PASSWORD,
+  runCommand as run,
+  skipUnlessAvailable,
+  startTestApi,
+  type TestApi,
+} from '@studio/api/testing';
 import { createStudioClient } from '@studio/client';
 import { runtimePaths } from '@studio/isolation/testing';
 import { DockerBackend } from '@studio/isolation-docker';
@@ -25,26 +30,6 @@ const backend = new DockerBackend({
   seccompProfile: runtimePaths().seccompProfile,
 });
 const skip = await skipUnlessAvailable(backend);
-
-/** Runs a command with a time bound; resolves with its output, rejects with it (and the exit) on failure. */
-function run(
-  command: string,
-  args: string[],
-  options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs: number },
-): Promise<{ stdout: string; stderr: string }> {
-  return new Promise((resolvePromise, reject) => {
-    execFile(
-      command,
-      args,
-      { cwd: options.cwd, env: options.env ?? process.env, timeout: options.timeoutMs, maxBuffer: 16 << 20 },
-      (error, stdout, stderr) => {
-        if (error) {
-          reject(new Error(`${command} ${args.join(' ')} failed (${error.message}):\n${stdout}\n${stderr}`));
-        } else resolvePromise({ stdout, stderr });
-      },
-    );
-  });
-}
 
 // The README's example, verbatim (packages/client/README.md, "Install it in a Node project").
 const CLIENT_MJS = `import { loginStudioClient, streamExec } from '@studio/client';

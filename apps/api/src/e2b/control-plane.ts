@@ -6,8 +6,8 @@ import type { Principal } from '../auth/auth.ts';
 import type { AppDeps } from '../core/context.ts';
 import { AppError, mapError } from '../core/errors.ts';
 import type { AuditContext } from '../sessions/session-manager.ts';
-import { E2bService, sameSecret } from './e2b-service.ts';
-import { createEnvdHandler, type EnvdHandler, fileSignature, toEnvdFailure } from './envd/index.ts';
+import { E2bService } from './e2b-service.ts';
+import { createEnvdHandler, type EnvdHandler, fileSignatureMatches, toEnvdFailure } from './envd/index.ts';
 
 /** Where the E2B control plane is served on the API's listener: `E2B_API_URL=<api origin>/e2b`. */
 export const E2B_PATH = '/e2b';
@@ -324,18 +324,10 @@ export function createE2bApi(deps: AppDeps, options: { domain: () => string }): 
             'no route /files: file URLs carry a signature (sandbox.downloadUrl)',
           );
         }
-        const sandboxId = await service.findSigned((accessToken) => {
-          const rawExpiration = query.get('signature_expiration');
-          const expiration = rawExpiration && /^\d{1,15}$/.test(rawExpiration) ? Number(rawExpiration) : null;
-          const expected = fileSignature({
-            path: query.get('path') ?? '',
-            operation: req.method === 'GET' ? 'read' : 'write',
-            username: query.get('username') ?? '',
-            accessToken,
-            expiration,
-          });
-          return sameSecret(signature, expected);
-        });
+        const operation = req.method === 'GET' ? 'read' : 'write';
+        const sandboxId = await service.findSigned((accessToken) =>
+          fileSignatureMatches(query, operation, accessToken),
+        );
         if (sandboxId === undefined) {
           throw new AppError(
             'UNAUTHENTICATED',

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { E2bSandboxRecord, SessionRecord } from '@studio/db';
 import type { E2bListQuery, E2bNewSandbox, E2bState, SessionCreateInput } from '@studio/policy';
 import type { Principal } from '../auth/auth.ts';
@@ -8,7 +8,7 @@ import { actorOf } from '../realtime/event-bus.ts';
 import { assertMayMutate } from '../sessions/control.ts';
 import type { AuditContext } from '../sessions/session-manager.ts';
 import { e2bSandboxId, sessionIdOfSandbox } from './e2b-ids.ts';
-import { ENVD_VERSION } from './envd/index.ts';
+import { ENVD_VERSION, tokenMatches } from './envd/index.ts';
 
 /** E2B's API default when a create names no timeout (the SDK sends its own, 300 s). */
 const DEFAULT_TIMEOUT_SECONDS = 15;
@@ -76,16 +76,9 @@ function e2bStateOf(record: SessionRecord): E2bState | undefined {
   return undefined;
 }
 
-const sha256 = (text: string) => createHash('sha256').update(text).digest();
-
 /** A sandbox's traffic token, derived from its envd token (so nothing more is stored). */
 function trafficTokenOf(accessToken: string): string {
   return createHash('sha256').update(`e2b traffic\0${accessToken}`).digest('base64url');
-}
-
-/** Compares two secrets in constant time. */
-export function sameSecret(given: string, expected: string): boolean {
-  return timingSafeEqual(sha256(given), sha256(expected));
 }
 
 /**
@@ -358,7 +351,7 @@ export class E2bService {
     } catch {
       return `sandbox ${sandboxId} was not found or is not running`;
     }
-    if (target.trafficToken !== null && !(trafficHeader && sameSecret(trafficHeader, target.trafficToken))) {
+    if (target.trafficToken !== null && !tokenMatches(trafficHeader, target.trafficToken)) {
       return `the ports of sandbox ${sandboxId} need its trafficAccessToken in the e2b-traffic-access-token header`;
     }
     return { userId: target.principal.userId, sessionId: target.sessionId };

@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { StudioClientError } from '@studio/client';
@@ -160,4 +161,27 @@ export async function codeOf(p: Promise<unknown>): Promise<string> {
     throw error;
   }
   throw new Error('expected a refusal');
+}
+
+/**
+ * Runs a program (no shell) with a time bound, as a person following a README would: resolves with its output,
+ * rejects with the command, the failure and both outputs. For the tests that install packages outside the repo.
+ */
+export function runCommand(
+  command: string,
+  args: string[],
+  options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs: number },
+): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolvePromise, reject) => {
+    execFile(
+      command,
+      args,
+      { cwd: options.cwd, env: options.env ?? process.env, timeout: options.timeoutMs, maxBuffer: 16 << 20 },
+      (error, stdout, stderr) => {
+        if (error) {
+          reject(new Error(`${command} ${args.join(' ')} failed (${error.message}):\n${stdout}\n${stderr}`));
+        } else resolvePromise({ stdout, stderr });
+      },
+    );
+  });
 }

@@ -11,6 +11,7 @@ import {
 } from '../lib/accounts';
 import { formatAge } from '../lib/file-types';
 import { errorParts, useTRPC, useTRPCClient } from '../lib/trpc';
+import { ConfirmAction, ListBody, ListHead, useRowActions } from './list-parts';
 import { ChangePasswordForm } from './password-form';
 import { ErrorBox, type Failure } from './templates/template-parts';
 import { TopBar } from './top-bar';
@@ -53,12 +54,13 @@ export function AccountPage() {
         </section>
 
         <section className="card" aria-labelledby="tokens-title">
-          <div className="section-head">
-            <h2 id="tokens-title">API tokens</h2>
-            <button type="button" onClick={() => void tokens.refetch()} aria-label="Refresh API tokens">
-              Refresh
-            </button>
-          </div>
+          <ListHead
+            id="tokens-title"
+            title="API tokens"
+            level={2}
+            onRefresh={() => void tokens.refetch()}
+            refreshLabel="Refresh API tokens"
+          />
           <p className="muted small account-intro">
             An API token lets a program or an AI agent act as you: send it as{' '}
             <code>Authorization: Bearer …</code> (the <code>@studio/client</code> package and the MCP server
@@ -71,17 +73,14 @@ export function AccountPage() {
               {tokenNotice}
             </p>
           )}
-          {tokens.isPending ? (
-            <p className="muted" aria-live="polite">
-              Loading API tokens…
-            </p>
-          ) : tokens.error ? (
-            <ErrorBox error={errorParts(tokens.error)} />
-          ) : tokens.data.length === 0 ? (
-            <p className="empty">No API tokens yet.</p>
-          ) : (
-            <TokensTable tokens={tokens.data} onChanged={refresh} onNotice={setTokenNotice} />
-          )}
+          <ListBody
+            query={tokens}
+            items={tokens.data}
+            loading="Loading API tokens…"
+            empty="No API tokens yet."
+          >
+            {(list) => <TokensTable tokens={list} onChanged={refresh} onNotice={setTokenNotice} />}
+          </ListBody>
         </section>
       </main>
     </div>
@@ -216,24 +215,14 @@ function TokensTable({
   onNotice: (notice: string) => void;
 }) {
   const client = useTRPCClient();
-  const [confirming, setConfirming] = useState<string | null>(null);
-  const [busy, setBusy] = useState<string | null>(null);
-  const [error, setError] = useState<Failure | null>(null);
+  const { busy, error, act } = useRowActions();
 
-  async function revoke(token: ApiToken) {
-    setConfirming(null);
-    setBusy(token.id);
-    setError(null);
-    try {
+  const revoke = (token: ApiToken) =>
+    act(token.id, async () => {
       await client.tokens.revoke.mutate({ id: token.id });
       onNotice(`Revoked ${token.name}. Programs using it are refused from now on.`);
       await onChanged();
-    } catch (e) {
-      setError(errorParts(e));
-    } finally {
-      setBusy(null);
-    }
-  }
+    });
 
   return (
     <>
@@ -267,31 +256,17 @@ function TokensTable({
                 <td>{expiryLabel(t.expiresAt)}</td>
                 <td className={status === 'active' ? 'state-running' : 'muted'}>{status}</td>
                 <td className="actions">
-                  {status === 'revoked' ? null : confirming === t.id ? (
-                    <span>
-                      <span className="small">Revoke {t.name}?</span>{' '}
-                      <button
-                        type="button"
-                        className="danger"
-                        onClick={() => void revoke(t)}
-                        disabled={busy !== null}
-                      >
-                        Yes, revoke
-                      </button>{' '}
-                      <button type="button" onClick={() => setConfirming(null)}>
-                        Cancel
-                      </button>
-                    </span>
-                  ) : (
-                    <button
-                      type="button"
-                      className="danger"
-                      onClick={() => setConfirming(t.id)}
+                  {status !== 'revoked' && (
+                    <ConfirmAction
+                      label="Revoke"
+                      ariaLabel={`Revoke API token ${t.name}`}
+                      question={`Revoke ${t.name}?`}
+                      confirmLabel="Yes, revoke"
+                      runningLabel="Revoking…"
+                      running={busy === t.id}
                       disabled={busy !== null}
-                      aria-label={`Revoke API token ${t.name}`}
-                    >
-                      {busy === t.id ? 'Revoking…' : 'Revoke'}
-                    </button>
+                      onConfirm={() => void revoke(t)}
+                    />
                   )}
                 </td>
               </tr>

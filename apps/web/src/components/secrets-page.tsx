@@ -6,9 +6,9 @@ import { formatAge } from '../lib/file-types';
 import { parseAllowList } from '../lib/network';
 import { DEFAULT_SECRET_HEADER, type Secret } from '../lib/secrets';
 import { errorParts, studioCode, useTRPC, useTRPCClient } from '../lib/trpc';
+import { ConfirmAction, ListBody, ListHead, useRowActions } from './list-parts';
+import { ErrorBox, type Failure } from './templates/template-parts';
 import { TopBar } from './top-bar';
-
-type Failure = { message: string; detail: string | null };
 
 const HOST_MESSAGE =
   'A host is not valid: use a name (api.example.com) or a wildcard below a domain (*.example.com), with :port when it is not 443. Addresses are refused.';
@@ -17,15 +17,6 @@ const HOST_MESSAGE =
 function failure(error: unknown): Failure {
   const parts = errorParts(error);
   return studioCode(error) === 'HOST_INVALID' ? { ...parts, message: HOST_MESSAGE } : parts;
-}
-
-function ErrorBox({ error }: { error: Failure }) {
-  return (
-    <div className="error secrets-error" role="alert">
-      <p>{error.message}</p>
-      {error.detail && <p className="mono small">{error.detail}</p>}
-    </div>
-  );
 }
 
 /**
@@ -39,7 +30,6 @@ export function SecretsPage() {
   const secrets = useQuery(trpc.secrets.list.queryOptions());
   const [notice, setNotice] = useState<string | null>(null);
   const refresh = () => queryClient.invalidateQueries(trpc.secrets.list.queryFilter());
-  const list = secrets.data ?? [];
 
   return (
     <div className="page">
@@ -70,26 +60,26 @@ export function SecretsPage() {
         )}
 
         <section aria-labelledby="secrets-title">
-          <div className="section-head">
-            <h1 id="secrets-title">Your secrets</h1>
-            <button type="button" onClick={() => void secrets.refetch()} aria-label="Refresh secrets">
-              Refresh
-            </button>
-          </div>
-          {secrets.isPending ? (
-            <p className="muted" aria-live="polite">
-              Loading secrets…
-            </p>
-          ) : secrets.error ? (
-            <ErrorBox error={failure(secrets.error)} />
-          ) : list.length === 0 ? (
-            <p className="empty">
-              No secrets yet. Add one above, then give it to a session when you create it on the{' '}
-              <Link href="/">Sessions</Link> page.
-            </p>
-          ) : (
-            <SecretsTable secrets={list} onChanged={refresh} onNotice={setNotice} />
-          )}
+          <ListHead
+            id="secrets-title"
+            title="Your secrets"
+            onRefresh={() => void secrets.refetch()}
+            refreshLabel="Refresh secrets"
+          />
+          <ListBody
+            query={secrets}
+            items={secrets.data}
+            loading="Loading secrets…"
+            failure={failure}
+            empty={
+              <>
+                No secrets yet. Add one above, then give it to a session when you create it on the{' '}
+                <Link href="/">Sessions</Link> page.
+              </>
+            }
+          >
+            {(list) => <SecretsTable secrets={list} onChanged={refresh} onNotice={setNotice} />}
+          </ListBody>
         </section>
       </main>
     </div>
@@ -208,26 +198,17 @@ function SecretsTable({
   const client = useTRPCClient();
   const [rotating, setRotating] = useState<string | null>(null);
   const [newValue, setNewValue] = useState('');
-  const [confirming, setConfirming] = useState<string | null>(null);
-  const [busy, setBusy] = useState<string | null>(null);
-  const [error, setError] = useState<Failure | null>(null);
+  const actions = useRowActions(failure);
+  const { busy, error } = actions;
 
-  async function act(label: string, fn: () => Promise<unknown>, done: string) {
-    setBusy(label);
-    setError(null);
-    try {
+  const act = (label: string, fn: () => Promise<unknown>, done: string) =>
+    actions.act(label, async () => {
       await fn();
       onNotice(done);
       await onChanged();
-    } catch (e) {
-      setError(failure(e));
-    } finally {
-      setBusy(null);
-    }
-  }
+    });
 
   const startRotate = (name: string) => {
-    setConfirming(null);
     setNewValue('');
     setRotating(name);
   };
@@ -244,7 +225,6 @@ function SecretsTable({
     );
   };
   const remove = (name: string) => {
-    setConfirming(null);
     void act(
       `delete:${name}`,
       () => client.secrets.delete.mutate({ name }),
@@ -310,23 +290,6 @@ function SecretsTable({
                       Cancel
                     </button>
                   </form>
-                ) : confirming === s.name ? (
-                  <span>
-                    <span className="small">
-                      Delete {s.name}? Sessions given it then send its placeholder unchanged.
-                    </span>{' '}
-                    <button
-                      type="button"
-                      className="danger"
-                      onClick={() => remove(s.name)}
-                      disabled={busy !== null}
-                    >
-                      Yes, delete
-                    </button>{' '}
-                    <button type="button" onClick={() => setConfirming(null)}>
-                      Cancel
-                    </button>
-                  </span>
                 ) : (
                   <>
                     <button
@@ -337,18 +300,16 @@ function SecretsTable({
                     >
                       Rotate
                     </button>
-                    <button
-                      type="button"
-                      className="danger"
-                      onClick={() => {
-                        setRotating(null);
-                        setConfirming(s.name);
-                      }}
+                    <ConfirmAction
+                      label="Delete"
+                      ariaLabel={`Delete secret ${s.name}`}
+                      question={`Delete ${s.name}? Sessions given it then send its placeholder unchanged.`}
+                      confirmLabel="Yes, delete"
+                      runningLabel="Deleting…"
+                      running={busy === `delete:${s.name}`}
                       disabled={busy !== null}
-                      aria-label={`Delete secret ${s.name}`}
-                    >
-                      Delete
-                    </button>
+                      onConfirm={() => remove(s.name)}
+                    />
                   </>
                 )}
               </td>

@@ -5,8 +5,9 @@ import { useRouter } from 'next/navigation';
 import { useEffect, useState } from 'react';
 import { formatAge, formatBytes } from '../lib/file-types';
 import { quotaLabel, type Snapshot } from '../lib/snapshots';
-import { errorParts, useTRPC } from '../lib/trpc';
-import { ErrorBox, type Failure } from './templates/template-parts';
+import { useTRPC } from '../lib/trpc';
+import { ConfirmAction, ListBody, ListHead, useRowActions } from './list-parts';
+import { ErrorBox } from './templates/template-parts';
 import { TopBar } from './top-bar';
 
 /**
@@ -21,12 +22,9 @@ export function SnapshotsPage() {
   const snapshots = useQuery(trpc.snapshots.list.queryOptions());
   const createSession = useMutation(trpc.sessions.create.mutationOptions());
   const remove = useMutation(trpc.snapshots.delete.mutationOptions());
-  const [busy, setBusy] = useState<string | null>(null);
-  const [confirming, setConfirming] = useState<string | null>(null);
-  const [error, setError] = useState<Failure | null>(null);
+  const { busy, error, act } = useRowActions();
   const [notice, setNotice] = useState<string | null>(null);
   const [, setTick] = useState(0);
-  const list = snapshots.data?.snapshots ?? [];
 
   // Ages tick.
   useEffect(() => {
@@ -34,44 +32,34 @@ export function SnapshotsPage() {
     return () => clearInterval(timer);
   }, []);
 
-  async function act(label: string, fn: () => Promise<void>) {
-    setBusy(label);
-    setError(null);
+  const newSession = (s: Snapshot) => {
     setNotice(null);
-    try {
-      await fn();
-    } catch (e) {
-      setError(errorParts(e));
-    } finally {
-      setBusy(null);
-    }
-  }
-
-  const newSession = (s: Snapshot) =>
-    act(`new:${s.id}`, async () => {
+    return act(`new:${s.id}`, async () => {
       const session = await createSession.mutateAsync({ fromSnapshot: s.id });
       await queryClient.invalidateQueries(trpc.sessions.list.queryFilter());
       router.push(`/s/${session.id}`);
     });
-  const destroy = (s: Snapshot) =>
-    act(`delete:${s.id}`, async () => {
-      setConfirming(null);
+  };
+  const destroy = (s: Snapshot) => {
+    setNotice(null);
+    return act(`delete:${s.id}`, async () => {
       await remove.mutateAsync({ snapshot: s.id });
       setNotice(`Deleted snapshot ${s.name}.`);
       await queryClient.invalidateQueries(trpc.snapshots.list.queryFilter());
     });
+  };
 
   return (
     <div className="page">
       <TopBar />
       <main className="dashboard" aria-labelledby="snapshots-title">
         <section aria-labelledby="snapshots-title">
-          <div className="section-head">
-            <h1 id="snapshots-title">Snapshots</h1>
-            <button type="button" onClick={() => void snapshots.refetch()} aria-label="Refresh snapshots">
-              Refresh
-            </button>
-          </div>
+          <ListHead
+            id="snapshots-title"
+            title="Snapshots"
+            onRefresh={() => void snapshots.refetch()}
+            refreshLabel="Refresh snapshots"
+          />
           <p className="muted small templates-intro">
             A snapshot keeps a session as it was when it was taken: its files and, where the server saves
             memory, its running programs. Start as many sessions from it as you like; each gets its own copy.
@@ -100,97 +88,82 @@ export function SnapshotsPage() {
               {notice}
             </p>
           )}
-          {snapshots.isPending ? (
-            <p className="muted" aria-live="polite">
-              Loading snapshots…
-            </p>
-          ) : snapshots.error ? (
-            <ErrorBox error={errorParts(snapshots.error)} />
-          ) : list.length === 0 ? (
-            <p className="empty">
-              No snapshots yet. Take one with Snapshot in a session&apos;s header (open one from the{' '}
-              <Link href="/">Sessions</Link> page), then start new sessions from it here.
-            </p>
-          ) : (
-            <table className="snapshots">
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Taken of</th>
-                  <th scope="col">Backend</th>
-                  <th scope="col">Memory</th>
-                  <th scope="col">Size</th>
-                  <th scope="col">Taken</th>
-                  <th scope="col">Actions</th>
-                </tr>
-              </thead>
-              <tbody>
-                {list.map((s) => (
-                  <tr key={s.id}>
-                    <td>
-                      <span className="mono">{s.name}</span>
-                      {s.name !== s.id && <div className="muted small mono">{s.id}</div>}
-                    </td>
-                    <td className="mono small">{s.sessionId}</td>
-                    <td>{s.backend}</td>
-                    <td
-                      title={
-                        s.memory
-                          ? 'Memory and running programs were saved: sessions from it carry on where it was'
-                          : 'Files only: programs start afresh in sessions from it'
-                      }
-                    >
-                      {s.memory ? 'yes' : 'no (files only)'}
-                    </td>
-                    <td className="mono small">{formatBytes(s.bytes)}</td>
-                    <td>
-                      <time dateTime={s.createdAt} title={new Date(s.createdAt).toLocaleString()}>
-                        {formatAge(s.createdAt)} ago
-                      </time>
-                    </td>
-                    <td className="actions">
-                      <button
-                        type="button"
-                        className="primary"
-                        onClick={() => void newSession(s)}
-                        disabled={busy !== null}
-                        aria-label={`New session from snapshot ${s.name}`}
-                        title="Create a session from this snapshot and open it"
+          <ListBody
+            query={snapshots}
+            items={snapshots.data?.snapshots}
+            loading="Loading snapshots…"
+            empty={
+              <>
+                No snapshots yet. Take one with Snapshot in a session&apos;s header (open one from the{' '}
+                <Link href="/">Sessions</Link> page), then start new sessions from it here.
+              </>
+            }
+          >
+            {(list) => (
+              <table className="snapshots">
+                <thead>
+                  <tr>
+                    <th scope="col">Name</th>
+                    <th scope="col">Taken of</th>
+                    <th scope="col">Backend</th>
+                    <th scope="col">Memory</th>
+                    <th scope="col">Size</th>
+                    <th scope="col">Taken</th>
+                    <th scope="col">Actions</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {list.map((s) => (
+                    <tr key={s.id}>
+                      <td>
+                        <span className="mono">{s.name}</span>
+                        {s.name !== s.id && <div className="muted small mono">{s.id}</div>}
+                      </td>
+                      <td className="mono small">{s.sessionId}</td>
+                      <td>{s.backend}</td>
+                      <td
+                        title={
+                          s.memory
+                            ? 'Memory and running programs were saved: sessions from it carry on where it was'
+                            : 'Files only: programs start afresh in sessions from it'
+                        }
                       >
-                        {busy === `new:${s.id}` ? 'Creating session…' : 'New session'}
-                      </button>
-                      {confirming === s.id ? (
-                        <span>
-                          <span className="small">Delete {s.name}?</span>{' '}
-                          <button
-                            type="button"
-                            className="danger"
-                            onClick={() => void destroy(s)}
-                            disabled={busy !== null}
-                          >
-                            Yes, delete
-                          </button>{' '}
-                          <button type="button" onClick={() => setConfirming(null)}>
-                            Cancel
-                          </button>
-                        </span>
-                      ) : (
+                        {s.memory ? 'yes' : 'no (files only)'}
+                      </td>
+                      <td className="mono small">{formatBytes(s.bytes)}</td>
+                      <td>
+                        <time dateTime={s.createdAt} title={new Date(s.createdAt).toLocaleString()}>
+                          {formatAge(s.createdAt)} ago
+                        </time>
+                      </td>
+                      <td className="actions">
                         <button
                           type="button"
-                          className="danger"
-                          onClick={() => setConfirming(s.id)}
+                          className="primary"
+                          onClick={() => void newSession(s)}
                           disabled={busy !== null}
-                          aria-label={`Delete snapshot ${s.name}`}
+                          aria-label={`New session from snapshot ${s.name}`}
+                          title="Create a session from this snapshot and open it"
                         >
-                          Delete
+                          {busy === `new:${s.id}` ? 'Creating session…' : 'New session'}
                         </button>
-                      )}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          )}
+                        <ConfirmAction
+                          label="Delete"
+                          ariaLabel={`Delete snapshot ${s.name}`}
+                          question={`Delete ${s.name}?`}
+                          confirmLabel="Yes, delete"
+                          runningLabel="Deleting…"
+                          running={busy === `delete:${s.id}`}
+                          disabled={busy !== null}
+                          onConfirm={() => void destroy(s)}
+                        />
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            )}
+          </ListBody>
         </section>
       </main>
     </div>

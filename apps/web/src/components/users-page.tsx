@@ -4,6 +4,7 @@ import { type FormEvent, useState } from 'react';
 import { MIN_PASSWORD_LENGTH, type User } from '../lib/accounts';
 import { formatAge } from '../lib/file-types';
 import { errorParts, useTRPC, useTRPCClient } from '../lib/trpc';
+import { ListBody, ListHead, useRowActions } from './list-parts';
 import { ErrorBox, type Failure } from './templates/template-parts';
 import { TopBar } from './top-bar';
 
@@ -51,21 +52,17 @@ export function UsersPage() {
               </p>
             )}
             <section aria-labelledby="users-title">
-              <div className="section-head">
-                <h1 id="users-title">Users</h1>
-                <button type="button" onClick={() => void users.refetch()} aria-label="Refresh users">
-                  Refresh
-                </button>
-              </div>
-              {users.isPending ? (
-                <p className="muted" aria-live="polite">
-                  Loading users…
-                </p>
-              ) : users.error ? (
-                <ErrorBox error={errorParts(users.error)} />
-              ) : (
-                <UsersTable users={users.data} myId={me.data?.id} onChanged={refresh} onNotice={setNotice} />
-              )}
+              <ListHead
+                id="users-title"
+                title="Users"
+                onRefresh={() => void users.refetch()}
+                refreshLabel="Refresh users"
+              />
+              <ListBody query={users} items={users.data} loading="Loading users…" empty="No users.">
+                {(list) => (
+                  <UsersTable users={list} myId={me.data?.id} onChanged={refresh} onNotice={setNotice} />
+                )}
+              </ListBody>
             </section>
           </>
         )}
@@ -146,24 +143,17 @@ function UsersTable({
   onNotice: (notice: string) => void;
 }) {
   const client = useTRPCClient();
-  const [busy, setBusy] = useState<string | null>(null);
-  const [error, setError] = useState<Failure | null>(null);
+  const actions = useRowActions();
+  const { busy, error } = actions;
   const [resetting, setResetting] = useState<string | null>(null);
   const [password, setPassword] = useState('');
 
-  async function act(label: string, fn: () => Promise<unknown>, done: string) {
-    setBusy(label);
-    setError(null);
-    try {
+  const act = (label: string, fn: () => Promise<unknown>, done: string) =>
+    actions.act(label, async () => {
       await fn();
       onNotice(done);
       await onChanged();
-    } catch (e) {
-      setError(errorParts(e));
-    } finally {
-      setBusy(null);
-    }
-  }
+    });
 
   const reset = (event: FormEvent, user: User) => {
     event.preventDefault();

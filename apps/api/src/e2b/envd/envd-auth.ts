@@ -28,6 +28,43 @@ export function fileSignature(options: {
   return `v1_${digest(raw).toString('base64').replace(/=+$/, '')}`;
 }
 
+/** What a signed `/files` URL's query says: its signature and its expiration (null: none, or not Unix seconds). */
+function signedQuery(query: URLSearchParams): {
+  signature: string;
+  expiration: number | null;
+  valid: boolean;
+} {
+  const rawExpiration = query.get('signature_expiration');
+  const present = rawExpiration !== null && rawExpiration !== '';
+  const valid = !present || /^\d{1,15}$/.test(rawExpiration);
+  return {
+    signature: query.get('signature') ?? '',
+    expiration: present && valid ? Number(rawExpiration) : null,
+    valid,
+  };
+}
+
+/**
+ * Whether a signed `/files` URL's signature was made with `accessToken` for `operation` (expiry not checked):
+ * how the API root's `/files` finds the sandbox a URL under a fixed E2B_SANDBOX_URL belongs to.
+ */
+export function fileSignatureMatches(
+  query: URLSearchParams,
+  operation: 'read' | 'write',
+  accessToken: string,
+): boolean {
+  const { signature, expiration, valid } = signedQuery(query);
+  if (!valid) return false;
+  const expected = fileSignature({
+    path: query.get('path') ?? '',
+    operation,
+    username: query.get('username') ?? '',
+    accessToken,
+    expiration,
+  });
+  return tokenMatches(signature, expected);
+}
+
 /**
  * Checks a signed `/files` URL (`signature`, optional `signature_expiration` in Unix seconds) for `operation`.
  * Throws UNAUTHENTICATED when it is wrong or expired.
@@ -38,23 +75,9 @@ export function checkFileSignature(
   accessToken: string,
   nowMs: number,
 ): void {
-  const signature = query.get('signature') ?? '';
-  const rawExpiration = query.get('signature_expiration');
-  let expiration: number | null = null;
-  if (rawExpiration !== null && rawExpiration !== '') {
-    if (!/^\d{1,15}$/.test(rawExpiration)) {
-      throw new EnvdError('UNAUTHENTICATED', 'signature_expiration must be Unix seconds');
-    }
-    expiration = Number(rawExpiration);
-  }
-  const expected = fileSignature({
-    path: query.get('path') ?? '',
-    operation,
-    username: query.get('username') ?? '',
-    accessToken,
-    expiration,
-  });
-  if (!timingSafeEqual(digest(signature), digest(expected))) {
+  const { expiration, valid } = signedQuery(query);
+  if (!valid) throw new EnvdError('UNAUTHENTICATED', 'signature_expiration must be Unix seconds');
+  if (!fileSignatureMatches(query, operation, accessToken)) {
     throw new EnvdError(
       'UNAUTHENTICATED',
       `the signature is not valid for ${operation} of this path and user`,

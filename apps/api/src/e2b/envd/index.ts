@@ -1,4 +1,4 @@
-export { fileSignature } from './envd-auth.ts';
+export { fileSignature, fileSignatureMatches, tokenMatches } from './envd-auth.ts';
 export { ENVD_ERROR_CODES, EnvdError, type EnvdErrorCode, toEnvdFailure } from './envd-errors.ts';
 export {
   createEnvdHandler,
