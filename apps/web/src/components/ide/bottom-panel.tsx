@@ -5,8 +5,8 @@ import { TerminalPanel } from './terminal-panel';
 export type BottomTab = 'terminal' | 'console';
 
 /**
- * The terminal and the console under the editor, one shown at a time. Both stay mounted so the terminal keeps
- * its socket and scrollback while the console is shown; the terminal exists only while the session runs.
+ * The terminals and the console under the editor, one shown at a time. Both stay mounted so the terminals keep
+ * their sockets and scrollback while the console is shown; they exist only while the session runs.
  */
 export function BottomPanel({
   sessionId,

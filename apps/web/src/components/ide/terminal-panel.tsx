@@ -1,193 +1,180 @@
 'use client';
-import { FitAddon } from '@xterm/addon-fit';
-import { Terminal } from '@xterm/xterm';
-import '@xterm/xterm/css/xterm.css';
-import { openTerminal, type StudioTerminal } from '@studio/client';
-import { useEffect, useRef, useState } from 'react';
-import { errorMessage, useTRPCClient } from '../../lib/trpc';
+import '../../styles/terminal.css';
+import { useCallback, useEffect, useRef, useState } from 'react';
+import {
+  addTerminalTab,
+  initialTerminalTabs,
+  MAX_TERMINALS,
+  parseTerminalTabs,
+  removeTerminalTab,
+  serializeTerminalTabs,
+  setTerminalId,
+  type TerminalTabs,
+  terminalTabsStorageKey,
+} from '../../lib/terminal-tabs';
+import { type TerminalControls, type TerminalStatus, TerminalView } from './terminal-view';
 
-type Status = 'connecting' | 'ready' | 'closed' | 'refused';
+function readTabs(sessionId: string): TerminalTabs {
+  try {
+    return (
+      parseTerminalTabs(sessionStorage.getItem(terminalTabsStorageKey(sessionId))) ?? initialTerminalTabs()
+    );
+  } catch {
+    // storage disabled
+    return initialTerminalTabs();
+  }
+}
+
+function writeTabs(sessionId: string, tabs: TerminalTabs): void {
+  try {
+    sessionStorage.setItem(terminalTabsStorageKey(sessionId), serializeTerminalTabs(tabs));
+  } catch {
+    // storage disabled or full: the terminals work, a reload just starts new shells
+  }
+}
 
 /**
- * An xterm.js terminal over the API's /terminal WebSocket (same origin through the web server). Auth: a
- * 60-second socket token from auth.socketToken (the login cookie is httpOnly) as the first message. Reconnects
- * with backoff after a drop, reattaching to the same shell (its terminalId, and the output offset the screen
- * already shows) while the server still keeps it; a refusal (1008) is shown and not retried automatically.
+ * The session's terminals: up to {@link MAX_TERMINALS} shells, one shown at a time under a row of tabs (the
+ * others stay mounted with their socket and scrollback). Which shells are open (their terminal ids, names,
+ * order and the shown one) is kept in this browser tab's sessionStorage, so a reload reattaches to the same
+ * shells and the server replays their recent output.
  */
 export function TerminalPanel({ sessionId, active }: { sessionId: string; active: boolean }) {
-  const client = useTRPCClient();
-  const host = useRef<HTMLDivElement>(null);
-  const fitRef = useRef<FitAddon | null>(null);
-  const [status, setStatus] = useState<Status>('connecting');
-  const [detail, setDetail] = useState('');
-  const [attempt, setAttempt] = useState(0);
-
-  // biome-ignore lint/correctness/useExhaustiveDependencies: `attempt` forces a fresh terminal and socket
-  useEffect(() => {
-    if (!host.current) return;
-    const term = new Terminal({
-      cursorBlink: true,
-      fontFamily: 'ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace',
-      fontSize: 13,
-      theme: { background: '#101216', foreground: '#d7dae0' },
-      scrollback: 5000,
-    });
-    const fit = new FitAddon();
-    term.loadAddon(fit);
-    term.open(host.current);
-    fitRef.current = fit;
-    try {
-      fit.fit();
-    } catch {
-      // not laid out yet
-    }
-    let current: StudioTerminal | null = null;
-    let disposed = false;
-    let retry: ReturnType<typeof setTimeout> | undefined;
-    let failures = 0;
-    // The shell to reattach to after a drop, and how much of its output the screen already has.
-    let previous: { terminalId: string; offset: number } | undefined;
-
-    // Keystrokes and resizes go to the live socket; while one is opening, @studio/client holds them (bounded)
-    // until it has authenticated, and past that bound they are dropped.
-    const deliver = (fn: (t: StudioTerminal) => void) => {
-      try {
-        if (current) fn(current);
-      } catch {
-        // not open yet and its queue is full
-      }
-    };
-    const inputSub = term.onData((data) => deliver((t) => t.write(data)));
-    const resizeSub = term.onResize(({ cols, rows }) => deliver((t) => t.resize(cols, rows)));
-
-    const connect = async () => {
-      if (disposed) return;
-      setStatus('connecting');
-      let token: string;
-      try {
-        token = (await client.auth.socketToken.mutate()).token;
-      } catch (e) {
-        setStatus('closed');
-        setDetail(errorMessage(e));
-        schedule();
-        return;
-      }
-      if (disposed) return;
-      // The protocol (auth first, JSON control messages, binary output) is @studio/client's, as for every client.
-      const t = openTerminal({
-        url: window.location.origin,
-        token,
-        sessionId,
-        cols: term.cols,
-        rows: term.rows,
-        ...(previous ? { terminalId: previous.terminalId, offset: previous.offset } : {}),
-      });
-      const reattaching = previous !== undefined;
-      // Why the shell ended, when the server said (the session was paused): not reconnected by itself, since
-      // opening a terminal resumes the session.
-      let ended: string | null = null;
-      current = t;
-      t.onData((chunk) => term.write(chunk));
-      t.onMessage((msg) => {
-        if (msg.type === 'ready') {
-          failures = 0;
-          setStatus('ready');
-          setDetail('');
-        } else if (msg.type === 'exit') {
-          if (msg.reason) {
-            ended = msg.reason;
-            term.write(`\r\n[${msg.reason}]\r\n`);
-          } else term.write(`\r\n[shell exited with ${msg.exitCode ?? 'signal'}]\r\n`);
-        } else if (msg.type === 'dropped') {
-          term.write(`\r\n[${msg.bytes} bytes of output dropped]\r\n`);
-        } else if (msg.type === 'error') {
-          setDetail(`${msg.code}: ${msg.message}`);
-        }
-      });
-      void t.closed.then(({ code, reason }) => {
-        if (current === t) current = null;
-        // Closed normally (1000: the shell exited), refused, or taken over (4001): nothing to reattach to.
-        previous =
-          t.terminalId !== undefined && code !== 1000 && code !== 1008 && code !== 4001
-            ? { terminalId: t.terminalId, offset: t.offset }
-            : undefined;
-        if (disposed) return;
-        if (ended !== null) {
-          previous = undefined;
-          setStatus('closed');
-          setDetail(ended);
-          return;
-        }
-        if (code === 1008 && reattaching && reason.startsWith('NOT_FOUND')) {
-          term.write('\r\n[the previous shell has ended; opening a new one]\r\n');
-          schedule();
-          return;
-        }
-        if (code === 4001) {
-          setStatus('closed');
-          setDetail('this terminal was opened elsewhere');
-          return;
-        }
-        if (code === 1008) {
-          setStatus('refused');
-          setDetail(reason || 'the server refused the terminal');
-          return;
-        }
-        setStatus('closed');
-        setDetail(code === 1000 ? 'the shell exited' : `connection lost (${code})`);
-        schedule();
-      });
-    };
-    const schedule = () => {
-      if (disposed) return;
-      failures++;
-      const delay = Math.min(10_000, 500 * 2 ** Math.min(failures, 5));
-      retry = setTimeout(() => void connect(), delay);
-    };
-    void connect();
-
-    const observer = new ResizeObserver(() => {
-      try {
-        fit.fit();
-      } catch {
-        // hidden
-      }
-    });
-    observer.observe(host.current);
-    return () => {
-      disposed = true;
-      clearTimeout(retry);
-      observer.disconnect();
-      inputSub.dispose();
-      resizeSub.dispose();
-      current?.close();
-      term.dispose();
-    };
-  }, [client, sessionId, attempt]);
+  // Read after mount: sessionStorage is the browser's, and the server render must match the first client one.
+  const [state, setState] = useState<{ sessionId: string; tabs: TerminalTabs } | null>(null);
+  const [statuses, setStatuses] = useState<Record<string, { status: TerminalStatus; detail: string }>>({});
+  const controls = useRef(new Map<string, TerminalControls>());
+  // A tab to focus once its terminal has mounted (a new one).
+  const focusWhenMounted = useRef<string | null>(null);
 
   useEffect(() => {
-    if (active) {
-      try {
-        fitRef.current?.fit();
-      } catch {
-        // hidden
-      }
-    }
-  }, [active]);
+    setState({ sessionId, tabs: readTabs(sessionId) });
+    setStatuses({});
+  }, [sessionId]);
+
+  useEffect(() => {
+    if (state) writeTabs(state.sessionId, state.tabs);
+  }, [state]);
+
+  const update = useCallback((fn: (tabs: TerminalTabs) => TerminalTabs | undefined) => {
+    setState((s) => {
+      if (!s) return s;
+      const tabs = fn(s.tabs);
+      return tabs && tabs !== s.tabs ? { ...s, tabs } : s;
+    });
+  }, []);
+
+  const show = (key: string) => {
+    update((tabs) => (tabs.active === key ? tabs : { ...tabs, active: key }));
+    controls.current.get(key)?.focus();
+  };
+  const add = () => {
+    if (!state) return;
+    const next = addTerminalTab(state.tabs);
+    if (!next) return;
+    update(() => next);
+    focusWhenMounted.current = next.active;
+  };
+  const close = (key: string) => {
+    controls.current.get(key)?.end();
+    update((tabs) => removeTerminalTab(tabs, key));
+    setStatuses(({ [key]: _closed, ...rest }) => rest);
+    const next = state ? removeTerminalTab(state.tabs, key).active : '';
+    if (next) controls.current.get(next)?.focus();
+  };
+
+  const tabs = state?.tabs;
+  const shown = tabs?.tabs.find((t) => t.key === tabs.active);
+  const shownStatus = shown ? statuses[shown.key] : undefined;
+  const status = shownStatus?.status ?? 'connecting';
+  const detail = shownStatus?.detail ?? '';
 
   return (
     <div className="terminal-panel">
-      <div className="panel-status" aria-live="polite">
-        <span className={`dot dot-${status}`} aria-hidden="true" />
-        Terminal: {status}
-        {detail && <span className="muted"> — {detail}</span>}
-        {(status === 'refused' || status === 'closed') && (
-          <button type="button" onClick={() => setAttempt((a) => a + 1)}>
-            Reconnect
+      <div className="terminal-bar">
+        {/* Toggle buttons, not tabs: the bottom panel's "Terminal" tab is the tab of this panel. */}
+        <div className="terminal-tabs" role="toolbar" aria-label="Terminals">
+          {tabs?.tabs.map((t) => (
+            <span key={t.key} className={t.key === tabs.active ? 'terminal-tab active' : 'terminal-tab'}>
+              <button
+                type="button"
+                className="terminal-tab-name"
+                aria-pressed={t.key === tabs.active}
+                onClick={() => show(t.key)}
+              >
+                {t.name}
+              </button>
+              <button
+                type="button"
+                className="terminal-tab-close"
+                aria-label={`Close ${t.name}`}
+                title={`Close ${t.name} (ends its shell)`}
+                onClick={() => close(t.key)}
+              >
+                ×
+              </button>
+            </span>
+          ))}
+          <button
+            type="button"
+            className="terminal-add"
+            aria-label="New terminal"
+            title={
+              (tabs?.tabs.length ?? 0) >= MAX_TERMINALS
+                ? `At most ${MAX_TERMINALS} terminals; close one to open another`
+                : 'New terminal'
+            }
+            disabled={!tabs || tabs.tabs.length >= MAX_TERMINALS}
+            onClick={add}
+          >
+            +
           </button>
-        )}
+        </div>
+        <div className="panel-status" aria-live="polite">
+          {shown ? (
+            <>
+              <span className={`dot dot-${status}`} aria-hidden="true" />
+              Terminal: {status}
+              {detail && <span className="muted"> — {detail}</span>}
+              {(status === 'refused' || status === 'closed') && (
+                <button type="button" onClick={() => controls.current.get(shown.key)?.reconnect()}>
+                  Reconnect
+                </button>
+              )}
+            </>
+          ) : (
+            tabs && <span className="muted">No terminal open: + opens one.</span>
+          )}
+        </div>
       </div>
-      <div className="terminal-host" ref={host} role="application" aria-label="Terminal" />
+      {state?.tabs.tabs.map((t) => (
+        <TerminalView
+          key={`${state.sessionId}:${t.key}`}
+          sessionId={state.sessionId}
+          terminalId={t.terminalId}
+          name={t.name}
+          shown={active && t.key === state.tabs.active}
+          onStatus={(s, d) =>
+            setStatuses((all) =>
+              all[t.key]?.status === s && all[t.key]?.detail === d
+                ? all
+                : { ...all, [t.key]: { status: s, detail: d } },
+            )
+          }
+          onTerminalId={(id) => update((tabs) => setTerminalId(tabs, t.key, id))}
+          onControls={(c) => {
+            if (!c) {
+              controls.current.delete(t.key);
+              return;
+            }
+            controls.current.set(t.key, c);
+            if (focusWhenMounted.current === t.key) {
+              focusWhenMounted.current = null;
+              c.focus();
+            }
+          }}
+        />
+      ))}
     </div>
   );
 }
