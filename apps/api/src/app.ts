@@ -19,7 +19,9 @@ import { ExecRegistry } from './exec/exec-registry.ts';
 import { claimInstance, dataDirInstanceId, leaseInstance, lockDataDir } from './instance/instance.ts';
 import { PreviewGrants } from './preview/preview.ts';
 import { EventBus } from './realtime/event-bus.ts';
+import { EventHistory } from './realtime/event-history.ts';
 import { FileWatches } from './realtime/file-watches.ts';
+import { Recorder } from './recording/recorder.ts';
 import { loadSecretsKey, SecretVault } from './secrets/secret-vault.ts';
 import { defaultResources, SessionManager } from './sessions/session-manager.ts';
 import { WarmPool } from './sessions/warm-pool.ts';
@@ -232,7 +234,14 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
       forget: (id) => store.forgetSandbox(id),
     },
   });
-  const events = new EventBus();
+  // Session recording (docs/recording.md): every event of the bus, and terminals (server.ts), under the data dir.
+  const recorder = new Recorder({
+    dir: join(env.dataDir, 'recordings'),
+    limits: env.policy.recording,
+    logger,
+  });
+  // Events are kept in the store too, so a session opened later shows what was done before (issue 22).
+  const events = new EventBus({ history: new EventHistory({ store, logger }), sinks: [recorder] });
   const egressEvent = (e: EgressEvent) => {
     events.publish(
       e.sessionId,
@@ -382,7 +391,13 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     drain: new Drain(),
     vault,
     templates,
+    recorder,
   };
+  // Recordings of sessions destroyed without the bus hearing of it (see Recorder.sweep) go too; only by the
+  // process that owns the data dir (tests sharing one dir with in-memory stores would delete each other's).
+  if (claim) {
+    recorder.sweep(async (id) => ((await store.getSessionById(id))?.state ?? 'destroyed') === 'destroyed');
+  }
   return {
     deps,
     env,
@@ -395,7 +410,9 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
       egressProxy.close();
       buildEgress.close();
       await sessions.close();
+      await recorder.close();
       await releaseLease();
+      await events.history?.close();
       await store.close();
       release();
     },

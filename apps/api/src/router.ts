@@ -7,6 +7,7 @@ import { execRouter } from './exec/exec-router.ts';
 import { filesRouter } from './files/files-router.ts';
 import { previewsRouter } from './preview/previews-router.ts';
 import { eventsRouter } from './realtime/events-router.ts';
+import { recordingsRouter } from './recording/recordings-router.ts';
 import { secretsRouter } from './secrets/secrets-router.ts';
 import { backendsRouter } from './sessions/backends-router.ts';
 import { sessionsRouter } from './sessions/sessions-router.ts';
@@ -28,6 +29,7 @@ export const createAppRouter = (schemas: PolicySchemas) =>
     files: filesRouter(schemas),
     exec: execRouter(schemas),
     events: eventsRouter,
+    recordings: recordingsRouter,
     secrets: secretsRouter,
     templates: templatesRouter,
     snapshots: snapshotsRouter,

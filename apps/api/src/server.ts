@@ -374,6 +374,7 @@ export async function startServer(app: App, options: StartServerOptions): Promis
     onDropped: (bytes) => dropped.inc(bytes),
     draining: () => drain.draining,
     ...(options.terminalRecheckMs === undefined ? {} : { recheckMs: options.terminalRecheckMs }),
+    recorder: deps.recorder.terminal,
   });
   const previews =
     app.env.previewPort === undefined

@@ -39,28 +39,38 @@ const VERSION = '0.1.0';
 const EVENT_LOG_SIZE = 200;
 const FILE_URI = /^studio:\/\/sessions\/([^/]+)\/files\/(.+)$/;
 const EVENTS_URI = /^studio:\/\/sessions\/([^/]+)\/events$/;
+const RECORDING_URI = /^studio:\/\/sessions\/([^/]+)\/recording$/;
+/** Most text the recording resource returns (the rest: recordings.get, or the IDE's download). */
+export const RECORDING_RESOURCE_MAX_CHARS = 2 * 1024 * 1024;
 
 /** `studio://sessions/<id>/files/<path>`: a file of a session's workspace. */
 export const fileUri = (sessionId: string, path: string) =>
   `studio://sessions/${sessionId}/files/${path.split('/').map(encodeURIComponent).join('/')}`;
 /** `studio://sessions/<id>/events`: the events this server has seen for a session. */
 export const eventsUri = (sessionId: string) => `studio://sessions/${sessionId}/events`;
+/** `studio://sessions/<id>/recording`: the session's recording (event log and terminal casts, as text). */
+export const recordingUri = (sessionId: string) => `studio://sessions/${sessionId}/recording`;
 
 /** A resource URI, parsed and checked with the policy schemas; throws an McpError carrying {code, message, fix}. */
 export function parseResourceUri(
   uri: string,
-): { kind: 'file'; sessionId: string; path: string } | { kind: 'events'; sessionId: string } {
+):
+  | { kind: 'file'; sessionId: string; path: string }
+  | { kind: 'events'; sessionId: string }
+  | { kind: 'recording'; sessionId: string } {
   const file = FILE_URI.exec(uri);
   const events = EVENTS_URI.exec(uri);
-  const sessionId = sessionIdSchema.safeParse(file?.[1] ?? events?.[1]);
-  if ((!file && !events) || !sessionId.success) {
+  const recording = RECORDING_URI.exec(uri);
+  const sessionId = sessionIdSchema.safeParse(file?.[1] ?? events?.[1] ?? recording?.[1]);
+  if ((!file && !events && !recording) || !sessionId.success) {
     throw resourceError({
       code: 'INPUT_INVALID',
       message: `not a Studio resource: ${uri}`,
-      fix: 'use studio://sessions/<session id>/files/<path> or studio://sessions/<session id>/events',
+      fix: 'use studio://sessions/<session id>/files/<path>, studio://sessions/<session id>/events or studio://sessions/<session id>/recording',
     });
   }
   if (events) return { kind: 'events', sessionId: sessionId.data };
+  if (recording) return { kind: 'recording', sessionId: sessionId.data };
   let raw: string;
   try {
     raw = decodeURIComponent(file?.[2] ?? '');
@@ -283,13 +293,71 @@ export function createStudioMcpServer(options: StudioMcpServerOptions): StudioMc
       }),
   );
 
+  // The session's recording (docs/recording.md): what its terminals printed (asciicast v2) and its event log
+  // (who did what), kept by the API; one text document for an agent to read.
+  server.registerResource(
+    'session-recording',
+    new ResourceTemplate('studio://sessions/{sessionId}/recording', {
+      list: () =>
+        call(async () => ({
+          resources: (await client.sessions.list.query()).map((s) => ({
+            uri: recordingUri(s.id),
+            name: `${s.id} recording`,
+            mimeType: 'text/plain',
+          })),
+        })),
+    }),
+    {
+      title: "A session's recording",
+      description:
+        "What the session's terminals printed (asciicast v2, output only) and its event log (JSON lines: execs with their output and exit, file changes, control taken and released, terminals opened and closed, each with who did it and when).",
+    },
+    (uri) =>
+      call(async () => {
+        const { sessionId } = parseResourceUri(uri.href);
+        return {
+          contents: [{ uri: uri.href, mimeType: 'text/plain', text: await readRecording(sessionId) }],
+        };
+      }),
+  );
+
+  async function readRecording(sessionId: string): Promise<string> {
+    const listing = await client.recordings.list.query({ sessionId });
+    const parts = [
+      `# Recording of session ${sessionId}: recording is ${listing.enabled ? 'on' : 'off (the operator turned it off)'}; ${listing.bytes} of ${listing.maxBytes} bytes${listing.stopped ? '; stopped at the size limit' : ''}`,
+    ];
+    if (listing.files.length === 0) parts.push('(nothing recorded yet)');
+    let budget = RECORDING_RESOURCE_MAX_CHARS;
+    for (const f of listing.files) {
+      const who = f.openedBy ? `, opened by ${f.openedBy.name} (${f.openedBy.kind})` : '';
+      const took = f.durationSec === null ? '' : `, ${f.durationSec} s`;
+      parts.push(
+        `\n## ${f.name} (${f.kind === 'events' ? 'event log, JSON lines' : `terminal, asciicast v2${who}${took}`})`,
+      );
+      if (budget <= 0) {
+        parts.push(
+          `(left out: over ${RECORDING_RESOURCE_MAX_CHARS} characters; read it with recordings.get)`,
+        );
+        continue;
+      }
+      const { text } = await client.recordings.get.query({ sessionId, file: f.name });
+      parts.push(
+        text.length > budget
+          ? `${text.slice(0, budget)}\n(cut here; read the rest with recordings.get)`
+          : text,
+      );
+      budget -= text.length;
+    }
+    return parts.join('\n');
+  }
+
   function onEvent(sessionId: string, watcher: Watcher, event: StudioEvent) {
     watcher.log.push(event);
     if (watcher.log.length > EVENT_LOG_SIZE) watcher.log.shift();
     for (const uri of watcher.uris) {
       const parsed = parseResourceUri(uri);
       const changed =
-        parsed.kind === 'events' ||
+        parsed.kind !== 'file' ||
         (event.type === 'file.changed' &&
           (touches(parsed.path, event.path) || touches(parsed.path, event.to)));
       if (changed) {

@@ -288,6 +288,10 @@ async function checkEgress(input: z.output<typeof sessionEgressCheckInput>, ctx:
   }
 }
 
+/** write_file's NOT_FOUND without createParents: most often the file's folder does not exist yet. */
+export const WRITE_FILE_NOT_FOUND_FIX =
+  "the file's folder does not exist: call write_file again with createParents: true to make it (list_files shows what is there); if the session itself is NOT_FOUND, list_sessions lists yours";
+
 /** Re-raises an API error whose code has a fix of this tool's own (the API's message kept); any other as it was. */
 async function withFixes<T>(call: Promise<T>, fixes: Readonly<Record<string, string>>): Promise<T> {
   try {
@@ -603,7 +607,9 @@ export const studioTools: readonly StudioTool[] = [
     input: filesWriteInput,
     annotations: { idempotentHint: true },
     async run(input, ctx) {
-      return ctx.client.files.write.mutate(input);
+      // Without createParents a missing folder is NOT_FOUND: the fix names this tool's own argument.
+      if (input.createParents === true) return ctx.client.files.write.mutate(input);
+      return withFixes(ctx.client.files.write.mutate(input), { NOT_FOUND: WRITE_FILE_NOT_FOUND_FIX });
     },
   }),
   defineTool({

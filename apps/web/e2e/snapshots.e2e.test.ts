@@ -142,13 +142,10 @@ describe.skipIf(skip !== undefined)(`snapshots e2e${skip ? ` (skipped: ${skip})`
     await form.getByRole('button', { name: 'Take snapshot' }).click();
     await form.getByRole('status').getByText(`Saved snapshot ${SNAPSHOT}`).waitFor({ timeout: 120_000 });
     await e.shot('snapshot-taken');
-    // The same name again: what to do, then the code and the API's words.
+    // The same name again: what to do, the API's words, then the code on its own line.
     await form.getByRole('button', { name: 'Take snapshot' }).click();
     await form.getByRole('alert').getByText('Something with that name already exists.').waitFor();
-    await form
-      .getByRole('alert')
-      .getByText(/^ALREADY_EXISTS: /)
-      .waitFor();
+    await form.getByRole('alert').getByText('Code: ALREADY_EXISTS').waitFor();
 
     await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Snapshots' }).click();
     await page.waitForURL('**/snapshots');

@@ -119,7 +119,7 @@ describe.skipIf(skip !== undefined)(`templates e2e${skip ? ` (skipped: ${skip})`
     await form.getByRole('button', { name: 'Create template' }).click();
     const refusal = form.getByRole('alert');
     await refusal.getByText('The template is not valid').waitFor();
-    await refusal.getByText(/^TEMPLATE_INVALID: .*\/workspace/).waitFor();
+    await refusal.getByText(/\/workspace.*Code: TEMPLATE_INVALID/).waitFor();
     await e.shot('template-refused');
     await form.getByLabel('File 1 path').fill('/opt/hello/greeting.txt');
     await form.getByLabel('File 1 content').fill(`${GREETING}\n`);

@@ -332,6 +332,34 @@ export const sandboxes = pgTable(
   (t) => [index('sandboxes_instance').on(t.instanceId)],
 );
 
+/**
+ * What happened in a session (issue 22): the API's live events (`events.subscribe`), kept so that someone opening
+ * the session later sees what was done before (`events.history`). `cursor` is the event's id on the API's event
+ * bus, from which a client continues live; `id` orders the rows and pages back through them. Bounded per session
+ * by the API (the newest few thousand), and gone with the session: on destroy, or with its row.
+ */
+export const sessionEvents = pgTable(
+  'session_events',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    sessionId: text('session_id').notNull(),
+    cursor: text('cursor').notNull(),
+    at: at('at').notNull(),
+    /** Who caused it (the API's actor: kind, user id, token id, name); null for the sandbox's own changes. */
+    actor: jsonb('actor').$type<Record<string, unknown>>(),
+    /** The event itself (`type` and its fields), without id, session, time and actor. */
+    body: jsonb('body').$type<Record<string, unknown>>().notNull(),
+  },
+  (t) => [
+    foreignKey({
+      name: 'session_events_session_id_fkey',
+      columns: [t.sessionId],
+      foreignColumns: [sessions.id],
+    }).onDelete('cascade'),
+    index('session_events_session_id').on(t.sessionId, t.id),
+  ],
+);
+
 /** One security-relevant event. Never holds secrets (passwords, tokens, cookies). */
 export const auditEvents = pgTable(
   'audit_events',

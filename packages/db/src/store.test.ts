@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { sql } from 'drizzle-orm';
 import { expect } from 'vitest';
 import { isStoreError, StoreError } from './errors.ts';
 import type { NewSession } from './store.ts';
@@ -503,6 +504,70 @@ describeEachDriver('Store', env, test, () => {
     expect(typeof events[1]?.id).toBe('string');
     expect(events[1]?.at).toBeInstanceOf(Date);
     expect(await store.listAudit({ limit: 1 })).toHaveLength(1);
+  });
+
+  test('keeps session events in order, pages back by id, only for the owner, bounded per session', async ({
+    store,
+    alice,
+  }) => {
+    const bob = (
+      await store.createUser({ id: newId('usr_'), username: 'bob', passwordHash: 'x', role: 'user' })
+    ).id;
+    const a = await store.reserveSession(newSession(alice), 5);
+    const b = await store.reserveSession(newSession(alice), 5);
+    const actor = { kind: 'agent', userId: alice, name: 'alice' };
+    const event = (sessionId: string, i: number) => ({
+      sessionId,
+      cursor: `ep-${i}`,
+      at: new Date(Date.UTC(2026, 0, 1, 0, 0, i)),
+      actor: i % 2 === 0 ? actor : null,
+      body: { type: 'exec.output', execId: 'exe_1', stream: 'stdout', data: `line ${i}\n`, truncated: false },
+    });
+    // One batch across two sessions, and an event of a session the store does not have (dropped, not refused).
+    const batch = [
+      ...Array.from({ length: 5 }, (_, i) => event(a.id, i + 1)),
+      event('ses_gone0123456789abcdef', 1),
+      event(b.id, 1),
+    ];
+    expect(await store.appendSessionEvents(batch, 10)).toBe(6);
+    const newest = await store.listSessionEvents(alice, a.id, { limit: 3 });
+    expect(newest.map((e) => e.cursor)).toEqual(['ep-5', 'ep-4', 'ep-3']);
+    expect(newest[0]).toMatchObject({ sessionId: a.id, actor: null, body: { data: 'line 5\n' } });
+    expect(newest[1]).toMatchObject({ actor });
+    expect(newest[0]?.at.toISOString()).toBe('2026-01-01T00:00:05.000Z');
+    expect(typeof newest[0]?.id).toBe('string');
+    const older = await store.listSessionEvents(alice, a.id, { before: newest[2]?.id, limit: 3 });
+    expect(older.map((e) => e.cursor)).toEqual(['ep-2', 'ep-1']);
+    // Another owner sees nothing of it.
+    expect(await store.listSessionEvents(bob, a.id)).toEqual([]);
+    await expect(store.listSessionEvents(alice, a.id, { before: 'x' })).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+    });
+    // Past `keep` only the newest stay; the other session is untouched.
+    await store.appendSessionEvents(
+      Array.from({ length: 8 }, (_, i) => event(a.id, i + 6)),
+      10,
+    );
+    const kept = await store.listSessionEvents(alice, a.id, { limit: 100 });
+    expect(kept.map((e) => e.cursor)).toEqual(Array.from({ length: 10 }, (_, i) => `ep-${13 - i}`));
+    expect(await store.listSessionEvents(alice, b.id)).toHaveLength(1);
+    // Destroyed sessions' events go, by id or in a sweep; a session's row takes its events with it.
+    expect(await store.deleteSessionEvents(b.id)).toBe(1);
+    await store.appendSessionEvents([event(b.id, 2)], 10);
+    await store.transitionSession(b.id, ['creating'], 'destroyed');
+    expect(await store.deleteEndedSessionEvents()).toBe(1);
+    expect(await store.listSessionEvents(alice, a.id)).toHaveLength(10);
+    await store.db.orm.execute(sql`DELETE FROM sessions WHERE id = ${a.id}`);
+    expect(await store.listSessionEvents(alice, a.id)).toEqual([]);
+    const [left] = (
+      (await store.db.orm.execute(sql`SELECT count(*)::int AS n FROM session_events`)) as unknown as {
+        rows: { n: number }[];
+      }
+    ).rows;
+    expect(left?.n).toBe(0);
+    await expect(store.appendSessionEvents([event(a.id, 1)], 0)).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+    });
   });
 
   test('a failed statement is a StoreError without the statement’s parameters', async ({ store, alice }) => {

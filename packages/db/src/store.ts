@@ -14,6 +14,7 @@ import {
   type SessionState,
   sandboxes,
   secrets,
+  sessionEvents,
   sessions,
   snapshots,
   type TemplateState,
@@ -99,6 +100,22 @@ export interface AuditEvent {
 
 /** A stored audit event; `id` is the bigserial as a string (it outgrows JavaScript numbers in theory only). */
 export type AuditRecord = Omit<typeof auditEvents.$inferSelect, 'id'> & { id: string };
+
+/**
+ * One stored event of a session (issue 22). `id` is the bigserial as a string: it orders a session's events and is
+ * the `before` of the next older page. `cursor` is the event's id on the API's event bus.
+ */
+export interface SessionEventRecord {
+  id: string;
+  sessionId: string;
+  cursor: string;
+  at: Date;
+  actor: Record<string, unknown> | null;
+  body: Record<string, unknown>;
+}
+
+/** Input of {@link Store.appendSessionEvents}. */
+export type NewSessionEvent = Omit<SessionEventRecord, 'id'>;
 
 /** Input of {@link Store.reserveSession}. */
 export interface NewSession {
@@ -1032,6 +1049,117 @@ export class Store {
         .where(eq(sandboxes.instanceId, instanceId))
         .orderBy(sandboxes.createdAt, sandboxes.id),
     );
+  }
+
+  // ------------------------------------------------------------------------------------- session events
+
+  /**
+   * Appends events (in order) and then keeps only the newest `keep` of each session they belong to. Events of a
+   * session the store does not have are dropped, not refused, so that one stray event cannot fail its batch.
+   * Returns how many were stored.
+   */
+  appendSessionEvents(events: readonly NewSessionEvent[], keep: number): Promise<number> {
+    if (!Number.isInteger(keep) || keep < 1) {
+      return Promise.reject(new StoreError('INVALID_INPUT', `keep must be a positive integer, not ${keep}`));
+    }
+    if (events.length === 0) return Promise.resolve(0);
+    return guard(async () => {
+      // One parameter for the whole batch; WITH ORDINALITY keeps the ids in the order the events happened.
+      const batch = JSON.stringify(
+        events.map((e) => ({
+          session_id: e.sessionId,
+          cursor: e.cursor,
+          at: e.at.toISOString(),
+          actor: e.actor,
+          body: e.body,
+        })),
+      );
+      const inserted = await this.db.orm.execute(sql`
+        INSERT INTO ${sessionEvents} (session_id, cursor, at, actor, body)
+        SELECT e.v->>'session_id', e.v->>'cursor', (e.v->>'at')::timestamptz,
+               nullif(e.v->'actor', 'null'::jsonb), e.v->'body'
+          FROM jsonb_array_elements(${batch}::jsonb) WITH ORDINALITY AS e(v, n)
+         WHERE EXISTS (SELECT 1 FROM ${sessions} s WHERE s.id = e.v->>'session_id')
+         ORDER BY e.n
+        RETURNING session_id`);
+      // Both drivers answer raw statements with `{ rows }`.
+      const { rows } = inserted as unknown as { rows: { session_id: string }[] };
+      for (const sessionId of new Set(rows.map((r) => r.session_id))) {
+        await this.db.orm.execute(sql`
+          DELETE FROM ${sessionEvents}
+           WHERE session_id = ${sessionId}
+             AND id <= (SELECT id FROM ${sessionEvents} WHERE session_id = ${sessionId}
+                         ORDER BY id DESC OFFSET ${keep} LIMIT 1)`);
+      }
+      return rows.length;
+    });
+  }
+
+  /**
+   * A page of the events of `ownerId`'s session `sessionId`, newest first: the `limit` (1..1000) before the stored
+   * id `before`, or the newest. Empty when `ownerId` has no such session.
+   */
+  listSessionEvents(
+    ownerId: string,
+    sessionId: string,
+    options: { before?: string | undefined; limit?: number } = {},
+  ): Promise<SessionEventRecord[]> {
+    const limit = Math.min(Math.max(options.limit ?? 100, 1), 1000);
+    const before = options.before === undefined ? undefined : Number(options.before);
+    if (before !== undefined && !Number.isSafeInteger(before)) {
+      return Promise.reject(
+        new StoreError('INVALID_INPUT', `before must be the id of a stored event, not ${options.before}`),
+      );
+    }
+    return guard(async () => {
+      const rows = await this.db.orm
+        .select({
+          id: sessionEvents.id,
+          sessionId: sessionEvents.sessionId,
+          cursor: sessionEvents.cursor,
+          at: sessionEvents.at,
+          actor: sessionEvents.actor,
+          body: sessionEvents.body,
+        })
+        .from(sessionEvents)
+        .innerJoin(sessions, eq(sessions.id, sessionEvents.sessionId))
+        .where(
+          and(
+            eq(sessionEvents.sessionId, sessionId),
+            eq(sessions.ownerId, ownerId),
+            before === undefined ? undefined : lt(sessionEvents.id, before),
+          ),
+        )
+        .orderBy(desc(sessionEvents.id))
+        .limit(limit);
+      return rows.map((r) => ({ ...r, id: String(r.id), actor: r.actor ?? null }));
+    });
+  }
+
+  /** Forgets a session's events (it was destroyed); returns how many. */
+  deleteSessionEvents(sessionId: string): Promise<number> {
+    return guard(async () => {
+      const rows = await this.db.orm
+        .delete(sessionEvents)
+        .where(eq(sessionEvents.sessionId, sessionId))
+        .returning({ id: sessionEvents.id });
+      return rows.length;
+    });
+  }
+
+  /** Forgets the events of every destroyed session, however it was destroyed; returns how many. */
+  deleteEndedSessionEvents(): Promise<number> {
+    return guard(async () => {
+      const ended = this.db.orm
+        .select({ id: sessions.id })
+        .from(sessions)
+        .where(eq(sessions.state, 'destroyed'));
+      const rows = await this.db.orm
+        .delete(sessionEvents)
+        .where(inArray(sessionEvents.sessionId, ended))
+        .returning({ id: sessionEvents.id });
+      return rows.length;
+    });
   }
 
   // ---------------------------------------------------------------------------------------------- audit

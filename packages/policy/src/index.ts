@@ -45,6 +45,7 @@ export type {
   Policy,
   PolicyOverrides,
   PreviewLimits,
+  RecordingLimits,
   SandboxLimits,
   SandboxResources,
   SessionLimits,
@@ -98,9 +99,17 @@ export {
   rateLimitedError,
   rateLimitKey,
 } from './rate-limit.ts';
+export type { RecordingsGetInput, RecordingsListInput } from './recording.ts';
+export {
+  RECORDING_FILE_PATTERN,
+  recordingFileSchema,
+  recordingsGetInput,
+  recordingsListInput,
+} from './recording.ts';
 export type {
   Backend,
   ChangePasswordInput,
+  EventsHistoryInput,
   EventsSubscribeInput,
   ExecRunInput,
   FilesListInput,
@@ -133,6 +142,7 @@ export {
   createPolicySchemas,
   cursorSchema,
   envVarsSchema,
+  eventsHistoryInput,
   eventsSubscribeInput,
   execRunInput,
   filesListInput,

@@ -111,6 +111,25 @@ export interface TerminalLimits {
   readonly maxRows: number;
 }
 
+/**
+ * Session recording (terminal output as asciicast v2, and the session's event log) kept under the data dir.
+ * Security meaning: a recording holds what terminals printed (which may include secrets a program echoed), so
+ * it is readable only by the session's owner and deleted `keepDays` after the session ends; the size bound keeps one session
+ * from filling the host's disk; `enabled: false` is the operator's switch to keep no recordings at all.
+ * Terminal input (keystrokes, which include passwords typed at prompts) is never recorded.
+ */
+export interface RecordingLimits {
+  /** Record sessions (default true). False: nothing is written, `recordings.list` says recording is off. */
+  readonly enabled: boolean;
+  /** Bytes one session's recording may take across its files; then it stops with a marker. 64 KiB..1 GiB, default 16 MiB. */
+  readonly maxBytesPerSession: number;
+  /**
+   * Days a destroyed session's recording is kept after its last write, so what happened can be replayed after
+   * the sandbox is gone (an agent ends its own). 0 deletes it with the session. 0..365, default 7.
+   */
+  readonly keepDays: number;
+}
+
 /** Preview proxy limits. */
 export interface PreviewLimits {
   /** Largest proxied response body; the stream is cut after it. 1 KiB..1 GiB, default 50 MiB. */
@@ -178,6 +197,7 @@ export interface Policy {
   readonly session: SessionLimits;
   readonly websocket: WebSocketLimits;
   readonly terminal: TerminalLimits;
+  readonly recording: RecordingLimits;
   readonly preview: PreviewLimits;
   readonly egress: EgressLimits;
   readonly templates: TemplateLimits;
@@ -271,6 +291,11 @@ const websocketShape = z.strictObject({
   heartbeatMs: int(SECOND, 5 * MINUTE),
 });
 const terminalShape = z.strictObject({ maxCols: int(1, 500), maxRows: int(1, 200) });
+const recordingShape = z.strictObject({
+  enabled: z.boolean(),
+  maxBytesPerSession: int(64 * KiB, GiB),
+  keepDays: int(0, 365),
+});
 const previewShape = z.strictObject({
   maxResponseBytes: int(KiB, GiB),
   timeoutMs: int(SECOND, 5 * MINUTE),
@@ -310,6 +335,7 @@ const policySchema = z
     session: sessionShape,
     websocket: websocketShape,
     terminal: terminalShape,
+    recording: recordingShape,
     preview: previewShape,
     egress: egressShape,
     templates: templatesShape,
@@ -385,6 +411,7 @@ const overridesSchema = z.strictObject({
   session: sessionShape.partial().optional(),
   websocket: websocketShape.partial().optional(),
   terminal: terminalShape.partial().optional(),
+  recording: recordingShape.partial().optional(),
   preview: previewShape.partial().optional(),
   egress: egressShape.partial().optional(),
   templates: templatesShape.partial().optional(),
@@ -432,6 +459,7 @@ export const defaultPolicy: Policy = deepFreeze({
     heartbeatMs: 30 * SECOND,
   },
   terminal: { maxCols: 500, maxRows: 200 },
+  recording: { enabled: true, maxBytesPerSession: 16 * MiB, keepDays: 7 },
   preview: { maxResponseBytes: 50 * MiB, timeoutMs: 30 * SECOND },
   egress: {
     allowOpen: false,
@@ -510,6 +538,7 @@ export function parsePolicy(config: unknown): Policy {
     session: defined(defaultPolicy.session, o.session),
     websocket: defined(defaultPolicy.websocket, o.websocket),
     terminal: defined(defaultPolicy.terminal, o.terminal),
+    recording: defined(defaultPolicy.recording, o.recording),
     preview: defined(defaultPolicy.preview, o.preview),
     egress: defined(defaultPolicy.egress, o.egress),
     templates: defined(defaultPolicy.templates, o.templates),

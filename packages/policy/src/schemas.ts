@@ -448,6 +448,29 @@ export const filesMkdirInput = z.strictObject({
   createParents: z.boolean().optional(),
 });
 
+/** The longest text `files.search` looks for. */
+export const MAX_SEARCH_QUERY = 500;
+
+/**
+ * `files.search`: `{ sessionId, query, caseSensitive?, regex? }`. Security meaning: the query is 1-500
+ * characters without control characters (no NUL, no line breaks), and is only ever handed to ripgrep as one argv
+ * element after `-e` (never through a shell, never read as an option); `regex: false` (the default) searches
+ * for it literally. Ownership of the session is still checked by the API.
+ */
+export const filesSearchInput = z.strictObject({
+  sessionId: sessionIdSchema,
+  query: z
+    .string()
+    .min(1)
+    .max(MAX_SEARCH_QUERY)
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+    .refine((q) => !/[\u0000-\u001f\u007f]/.test(q), {
+      error: 'the search text must not hold control characters or line breaks',
+    }),
+  caseSensitive: z.boolean().default(false),
+  regex: z.boolean().default(false),
+});
+
 /** `files.remove`: `{ sessionId, path, recursive? }`. The workspace root itself can never be removed. */
 export const filesRemoveInput = z.strictObject({
   sessionId: sessionIdSchema,
@@ -541,6 +564,20 @@ export const eventsSubscribeInput = z.strictObject({
   cursor: cursorSchema.optional(),
 });
 
+/**
+ * `events.history`: `{ sessionId, before?, limit? }`, a page of a session's kept events (issue 22): `before` is a
+ * page's `nextBefore` (a stored event's id, digits only), `limit` 1..200 (default 100). Security meaning: a page
+ * is bounded, so reading a session's history costs at most 200 rows a call; ownership is checked by the API.
+ */
+export const eventsHistoryInput = z.strictObject({
+  sessionId: sessionIdSchema,
+  before: z
+    .string()
+    .regex(/^[1-9][0-9]{0,14}$/, { error: 'before must be a nextBefore from events.history' })
+    .optional(),
+  limit: z.int().min(1).max(200).default(100),
+});
+
 /** A validated session id (`ses_…`). */
 export type SessionId = z.output<typeof sessionIdSchema>;
 /** The isolation backend a client asked for ('auto' lets the server choose). */
@@ -591,3 +628,5 @@ export type UserPasswordResetInput = z.output<typeof userPasswordResetInput>;
 export type UserSetRoleInput = z.output<typeof userSetRoleInput>;
 /** Parsed event subscription input. */
 export type EventsSubscribeInput = z.output<typeof eventsSubscribeInput>;
+/** Parsed `events.history` input. */
+export type EventsHistoryInput = z.output<typeof eventsHistoryInput>;

@@ -7,6 +7,7 @@ import type { ExecRegistry } from '../exec/exec-registry.ts';
 import type { PreviewGrants } from '../preview/preview.ts';
 import type { EventBus } from '../realtime/event-bus.ts';
 import type { FileWatches } from '../realtime/file-watches.ts';
+import type { Recorder } from '../recording/recorder.ts';
 import type { SecretVault } from '../secrets/secret-vault.ts';
 import type { AuditContext, SessionManager } from '../sessions/session-manager.ts';
 import type { TemplateManager } from '../templates/template-manager.ts';
@@ -39,6 +40,8 @@ export interface AppDeps {
   vault: SecretVault;
   /** Templates: users' images, their builds and what sessions run (issue 19). */
   templates: TemplateManager;
+  /** Session recordings: terminals' output and the event log, under the data dir (issue 22). */
+  recorder: Recorder;
 }
 
 /** Per-request facts the HTTP layer computes before tRPC runs. */

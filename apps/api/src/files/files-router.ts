@@ -6,12 +6,15 @@ import {
   filesRemoveInput,
   filesRenameInput,
   type PolicySchemas,
+  sessionByIdInput,
 } from '@studio/policy';
+import { filesSearchInput } from '@studio/policy/schemas';
 import type { Context } from '../core/context.ts';
 import { auditOf } from '../core/context.ts';
 import { AppError } from '../core/errors.ts';
 import { authedProcedure, principalOf, router, sessionMutationProcedure } from '../core/trpc.ts';
 import { actorOf, type SessionEventBody } from '../realtime/event-bus.ts';
+import { listWorkspaceFiles, searchWorkspace } from './search.ts';
 
 function changed(
   ctx: Context,
@@ -26,6 +29,12 @@ function changed(
 // links out of /workspace (SECURITY.md §2; the host never opens a workspace path).
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** What a write into a folder that does not exist says: the folder, and the argument that makes it. */
+export function missingFolderMessage(path: string): string {
+  const folder = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '.';
+  return `cannot write ${path}: the folder ${folder} does not exist; pass createParents: true to make it`;
+}
 
 /** File procedures; `schemas` are the policy's, bound to the running limits. */
 export const filesRouter = (schemas: PolicySchemas) =>
@@ -80,6 +89,35 @@ export const filesRouter = (schemas: PolicySchemas) =>
       }),
     ),
 
+    /**
+     * Text in the workspace's files (ripgrep inside the sandbox, as its user): matches grouped by file, at most
+     * MAX_SEARCH_MATCHES, lines cut to MAX_SEARCH_LINE characters, within SEARCH_TIMEOUT_MS. Literal unless `regex`.
+     * A read, but a POST: it runs a program in the sandbox, and no GET may start anything (regression test
+     * no-state-changing-get). Allowed while a person holds control, as reads are.
+     */
+    search: authedProcedure
+      .input(filesSearchInput)
+      .mutation(({ ctx, input }) =>
+        ctx.deps.sessions.withSandbox(ctx.principal.userId, input.sessionId, auditOf(ctx), (sandbox) =>
+          searchWorkspace(sandbox, input),
+        ),
+      ),
+
+    /**
+     * Every file's workspace path (at most MAX_PATHS, .git and .gitignore'd files left out), sorted. A POST for
+     * the same reason as `search`.
+     */
+    paths: authedProcedure
+      .input(sessionByIdInput)
+      .mutation(({ ctx, input }) =>
+        ctx.deps.sessions.withSandbox(
+          ctx.principal.userId,
+          input.sessionId,
+          auditOf(ctx),
+          listWorkspaceFiles,
+        ),
+      ),
+
     /** Writes a file atomically (text, or binary as base64), up to `files.maxFileBytes`. */
     write: sessionMutationProcedure.input(schemas.filesWriteInput).mutation(({ ctx, input }) => {
       const bytes =
@@ -92,7 +130,14 @@ export const filesRouter = (schemas: PolicySchemas) =>
         auditOf(ctx),
         async (sandbox) => {
           ctx.deps.fileWatches.noteOwnChange(input.sessionId, input.path);
-          await sandbox.writeFile(input.path, bytes, { createParents: input.createParents === true });
+          try {
+            await sandbox.writeFile(input.path, bytes, { createParents: input.createParents === true });
+          } catch (error) {
+            // The agent's NOT_FOUND names the low-level failure; a caller needs the fix: the folder is missing.
+            if (input.createParents !== true && isIsolationError(error, 'NOT_FOUND'))
+              throw new AppError('NOT_FOUND', missingFolderMessage(input.path), { cause: error });
+            throw error;
+          }
           changed(ctx, input.sessionId, { op: 'write', path: input.path });
           return { path: input.path, size: bytes.byteLength };
         },

@@ -72,4 +72,18 @@ describe('EventBus', () => {
       bus.publish('ses_a', null, { type: 'watcher.left', watcherId: 'w', via: 'events' }),
     ).toBeUndefined();
   });
+
+  it('names its head: subscribing after it gets what comes next, with no gap', async () => {
+    const bus = new EventBus();
+    expect(bus.head('ses_a')).toBe(`${bus.epoch}-0`);
+    const ac = new AbortController();
+    const fromStart = bus.subscribe('ses_a', bus.head('ses_a'), ac.signal);
+    const first = bus.publish('ses_a', actor, write('a'));
+    expect(bus.head('ses_a')).toBe(first?.id);
+    const afterFirst = bus.subscribe('ses_a', bus.head('ses_a'), ac.signal);
+    bus.publish('ses_a', actor, write('b'));
+    expect((await take(fromStart, 2)).map((e) => e.type === 'file.changed' && e.path)).toEqual(['a', 'b']);
+    expect((await take(afterFirst, 1)).map((e) => e.type === 'file.changed' && e.path)).toEqual(['b']);
+    ac.abort();
+  });
 });

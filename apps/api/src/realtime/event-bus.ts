@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Principal } from '../auth/auth.ts';
+import type { EventHistory } from './event-history.ts';
 
 /**
  * Who caused an event: a signed-in user (login JWT), an API token of that user, an agent's API token, or the
@@ -100,6 +101,18 @@ export type StreamedEvent = SessionEvent | GapEvent;
 export interface EventBusOptions {
   /** Events kept per session for reconnecting subscribers; default 1000. */
   bufferSize?: number;
+  /** Where events are kept beyond the ring (issue 22): it is handed each one as it is published. */
+  history?: EventHistory;
+  /** Others handed each event as it is published and told when a session is dropped (the recorder). */
+  sinks?: readonly EventSink[];
+}
+
+/** What keeps a copy of a session's events (the store's history, the recording): handed each, never blocking. */
+export interface EventSink {
+  /** Takes one published event; must not throw or wait (it queues). */
+  record(event: SessionEvent): void;
+  /** The session was destroyed and its channel dropped. */
+  forget(sessionId: string): unknown;
 }
 
 const MAX_OUTPUT_CHARS = 4096;
@@ -131,9 +144,14 @@ export class EventBus {
   readonly epoch = randomBytes(4).toString('hex');
   readonly #size: number;
   readonly #channels = new Map<string, Channel>();
+  /** The store's copy of the events (`events.history`); none in tests that need no store. */
+  readonly history: EventHistory | undefined;
+  readonly #sinks: readonly EventSink[];
 
   constructor(options: EventBusOptions = {}) {
     this.#size = options.bufferSize ?? 1000;
+    this.history = options.history;
+    this.#sinks = [...(options.history ? [options.history] : []), ...(options.sinks ?? [])];
   }
 
   #channel(sessionId: string): Channel {
@@ -169,7 +187,16 @@ export class EventBus {
     }
     for (const wake of c.waiters) wake();
     c.waiters.clear();
+    for (const sink of this.#sinks) sink.record(event);
     return event;
+  }
+
+  /**
+   * The cursor of the session's latest event (`<epoch>-0` before its first): subscribing after it yields what is
+   * published from now on, with no gap.
+   */
+  head(sessionId: string): string {
+    return `${this.epoch}-${(this.#channels.get(sessionId)?.next ?? 1) - 1}`;
   }
 
   /** Who is watching the session now. */
@@ -177,8 +204,9 @@ export class EventBus {
     return [...(this.#channels.get(sessionId)?.watchers.values() ?? [])];
   }
 
-  /** Forgets a session's events (after it is destroyed); subscribers see no more events. */
+  /** Forgets a session's events (after it is destroyed), kept ones too; subscribers see no more events. */
   drop(sessionId: string): void {
+    for (const sink of this.#sinks) void sink.forget(sessionId);
     const c = this.#channels.get(sessionId);
     if (!c) return;
     for (const wake of c.waiters) wake();

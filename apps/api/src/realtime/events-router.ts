@@ -1,4 +1,4 @@
-import { cursorSchema, eventsSubscribeInput, sessionByIdInput } from '@studio/policy';
+import { cursorSchema, eventsHistoryInput, eventsSubscribeInput, sessionByIdInput } from '@studio/policy';
 import { tracked } from '@trpc/server';
 import { auditOf } from '../core/context.ts';
 import { toTRPCError } from '../core/errors.ts';
@@ -14,6 +14,27 @@ export const eventsRouter = router({
   watchers: authedProcedure.input(sessionByIdInput).query(async ({ ctx, input }) => {
     await ctx.deps.sessions.get(ctx.principal.userId, input.sessionId, auditOf(ctx));
     return ctx.deps.events.watchers(input.sessionId);
+  }),
+
+  /**
+   * A page of a session's past events (your sessions only; another user's is NOT_FOUND), as `subscribe` sent them
+   * (each with its actor), oldest first: the newest `limit` (1..200, default 100), or those before `before` (a
+   * page's `nextBefore`, null once the oldest kept is reached). The store keeps each session's newest 2000, not
+   * who watched (watcher.joined/left). To continue live with nothing lost or repeated, subscribe with `cursor`
+   * from the newest page.
+   */
+  history: authedProcedure.input(eventsHistoryInput).query(async ({ ctx, input }) => {
+    const { userId } = ctx.principal;
+    await ctx.deps.sessions.get(userId, input.sessionId, auditOf(ctx));
+    const events = ctx.deps.events;
+    // Taken before the page is read: anything published after it reaches the subscriber from the bus.
+    const head = events.head(input.sessionId);
+    if (!events.history) return { events: [], nextBefore: null, cursor: head };
+    return events.history.page(userId, input.sessionId, {
+      before: input.before,
+      limit: input.limit,
+      head,
+    });
   }),
 
   /**

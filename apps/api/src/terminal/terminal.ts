@@ -9,7 +9,7 @@ import { assertPasswordSettled, type Principal } from '../auth/auth.ts';
 import type { AppDeps } from '../core/context.ts';
 import { AppError, mapError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
-import { actorOf } from '../realtime/event-bus.ts';
+import { type Actor, actorOf } from '../realtime/event-bus.ts';
 import { assertMayMutate } from '../sessions/control.ts';
 
 /** Where the terminal WebSocket is served. */
@@ -45,6 +45,22 @@ export const TERMINAL_MAX_DETACHED_PER_SESSION = 8;
 
 const PENDING_MAX = 64;
 
+/** What a recorder gets of one terminal: output only (input is keystrokes, passwords typed at prompts among them). */
+export interface TerminalRecording {
+  output(chunk: Uint8Array): void;
+  resize(cols: number, rows: number): void;
+  exit(exit: { exitCode: number | null; signal: string | null }): void;
+}
+
+/** Opens the recording of a new terminal (undefined: not recorded). */
+export type TerminalRecorder = (opened: {
+  sessionId: string;
+  terminalId: string;
+  cols: number;
+  rows: number;
+  actor: Actor;
+}) => TerminalRecording | undefined;
+
 /** Options for {@link attachTerminal}. */
 export interface TerminalServerOptions {
   /** Messages per session across all its sockets; default the policy's `websocket.messagesPerMinute`. */
@@ -62,6 +78,8 @@ export interface TerminalServerOptions {
   reattachMs?: number;
   /** Default {@link TERMINAL_REPLAY_BYTES}. */
   replayBytes?: number;
+  /** Records each new terminal's output, resizes and exit (session recording). */
+  recorder?: TerminalRecorder;
 }
 
 /** The last `max` bytes of a stream, addressed by their offset in the whole stream. */
@@ -128,6 +146,7 @@ interface LiveTerminal {
   exit: { exitCode: number | null; signal: string | null } | undefined;
   /** Tells the attached socket the shell exited. */
   onExit: (() => void) | undefined;
+  recording: TerminalRecording | undefined;
 }
 
 function originOk(req: IncomingMessage, deps: AppDeps): boolean {
@@ -267,7 +286,10 @@ export function attachTerminal(
       if (parsed.data.type === 'input') {
         current?.terminal.write(parsed.data.data);
         if (current) deps.sessions.noteActivity(current.sessionId);
-      } else current?.terminal.resize(parsed.data.cols, parsed.data.rows);
+      } else {
+        current?.terminal.resize(parsed.data.cols, parsed.data.rows);
+        current?.recording?.resize(parsed.data.cols, parsed.data.rows);
+      }
     };
 
     // Sends PTY output to this socket. Backpressure: the PTY is push-only, so past the high-water mark output
@@ -304,9 +326,10 @@ export function attachTerminal(
         { actorId: principal.userId, ip: null, requestId: null },
         (sandbox) => sandbox.openTerminal({ cols: 80, rows: 24 }),
       );
+      // 128 random bits: the id is only good with its owner's credential, but must not be guessable either.
+      const id = `trm_${randomBytes(16).toString('base64url')}`;
       const t: LiveTerminal = {
-        // 128 random bits: the id is only good with its owner's credential, but must not be guessable either.
-        id: `trm_${randomBytes(16).toString('base64url')}`,
+        id,
         ownerId: principal.userId,
         sessionId: parsed.sessionId,
         terminal,
@@ -317,14 +340,23 @@ export function attachTerminal(
         detachedAt: 0,
         exit: undefined,
         onExit: undefined,
+        recording: options.recorder?.({
+          sessionId: parsed.sessionId,
+          terminalId: id,
+          cols: 80,
+          rows: 24,
+          actor: actorOf(principal),
+        }),
       };
       live.set(t.id, t);
       terminal.onData((chunk) => {
         t.replay.push(chunk);
+        t.recording?.output(chunk);
         t.sink?.(chunk);
       });
       void terminal.exited.then((exit) => {
         t.exit = exit;
+        t.recording?.exit(exit);
         if (t.onExit) t.onExit();
         else if (live.get(t.id) === t) detach(t); // keeps the exit for a short while, for a reattach to learn it
       });

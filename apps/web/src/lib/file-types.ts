@@ -114,3 +114,92 @@ export function formatAge(iso: string, now: number = Date.now()): string {
   if (s < 86_400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
   return `${Math.floor(s / 86_400)} d`;
 }
+
+/**
+ * Where a name typed in the new-file (or new-folder) form goes: a plain name into the selected folder `dir`; a
+ * path with a slash is relative to the workspace root (`src/a/b.txt` from anywhere is `src/a/b.txt`), a leading
+ * slash or `./` dropped. The API's path policy still checks the result (no `..`, no absolute paths).
+ */
+export function newEntryPath(dir: string, typed: string): string {
+  const name = typed.trim();
+  if (!name.includes('/')) return dir === '' ? name : `${dir}/${name}`;
+  return name.replace(/^(?:\.?\/)+/, '');
+}
+
+/** The picture a tree entry gets: folders open or closed, files by their kind. */
+export type IconKind =
+  | 'folder'
+  | 'folder-open'
+  | 'link'
+  | 'js'
+  | 'ts'
+  | 'json'
+  | 'markdown'
+  | 'html'
+  | 'css'
+  | 'python'
+  | 'image'
+  | 'config'
+  | 'shell'
+  | 'archive'
+  | 'lock'
+  | 'text';
+
+const ICON_BY_EXTENSION: Record<string, IconKind> = {
+  js: 'js',
+  mjs: 'js',
+  cjs: 'js',
+  jsx: 'js',
+  ts: 'ts',
+  mts: 'ts',
+  cts: 'ts',
+  tsx: 'ts',
+  json: 'json',
+  md: 'markdown',
+  markdown: 'markdown',
+  html: 'html',
+  htm: 'html',
+  css: 'css',
+  scss: 'css',
+  py: 'python',
+  png: 'image',
+  jpg: 'image',
+  jpeg: 'image',
+  gif: 'image',
+  webp: 'image',
+  svg: 'image',
+  ico: 'image',
+  yml: 'config',
+  yaml: 'config',
+  toml: 'config',
+  ini: 'config',
+  env: 'config',
+  sh: 'shell',
+  bash: 'shell',
+  zsh: 'shell',
+  zip: 'archive',
+  gz: 'archive',
+  tgz: 'archive',
+  tar: 'archive',
+  lock: 'lock',
+};
+
+const ICON_BY_NAME: Record<string, IconKind> = {
+  dockerfile: 'config',
+  makefile: 'shell',
+  '.gitignore': 'config',
+  '.env': 'config',
+  'package-lock.json': 'lock',
+};
+
+/** The icon of a tree entry from its type (`file`, `directory`, `symlink`), its name and, for folders, whether open. */
+export function iconKindOf(name: string, type: string, open = false): IconKind {
+  if (type === 'directory') return open ? 'folder-open' : 'folder';
+  if (type === 'symlink') return 'link';
+  const lower = name.toLowerCase();
+  const byName = ICON_BY_NAME[lower];
+  if (byName) return byName;
+  const dot = lower.lastIndexOf('.');
+  if (dot < 0 || dot === lower.length - 1) return 'text';
+  return ICON_BY_EXTENSION[lower.slice(dot + 1)] ?? 'text';
+}

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   errorMessage,
   errorParts,
+  humanError,
   isSignedOut,
   isTransient,
   mustChangePassword,
@@ -32,7 +33,7 @@ describe('error messages by studioCode', () => {
     const error = apiError('SESSION_LIMIT', 'you already have 5 live sessions');
     expect(studioCode(error)).toBe('SESSION_LIMIT');
     expect(errorMessage(error)).toBe(
-      'You have reached your limit of live sessions. Destroy one (or stop it) first. (SESSION_LIMIT: you already have 5 live sessions)',
+      'You have reached your limit of live sessions. Destroy one (or stop it) first. you already have 5 live sessions. Code: SESSION_LIMIT',
     );
   });
 
@@ -44,15 +45,13 @@ describe('error messages by studioCode', () => {
     expect(errorParts(error)).toEqual({
       message:
         "The session's network settings do not allow that. Add the host to its allowlist (Network, in the session header).",
-      detail:
-        "EGRESS_DENIED: example.com is not on this session's allowlist; add it with sessions.setNetwork (or ask the session's owner) (not_allowed)",
+      detail: "example.com is not on this session's allowlist · Code: EGRESS_DENIED",
     });
-    expect(errorMessage(error)).toMatch(
-      /^The session's network settings do not allow that\. .* \(EGRESS_DENIED: example\.com /,
-    );
+    expect(errorMessage(error)).not.toContain('sessions.setNetwork');
+    expect(errorMessage(error)).toMatch(/allowlist\. Code: EGRESS_DENIED$/);
     expect(
       errorParts(apiError('HOST_INVALID', 'allowlist entry "localhost" names a local host')).detail,
-    ).toBe('HOST_INVALID: allowlist entry "localhost" names a local host');
+    ).toBe('allowlist entry "localhost" names a local host · Code: HOST_INVALID');
     expect(errorParts(new TypeError('fetch failed')).detail).toBeNull();
   });
 
@@ -64,7 +63,7 @@ describe('error messages by studioCode', () => {
     expect(errorParts(error)).toEqual({
       message: expect.stringMatching(/^The secret is not valid: a name like OPENAI_API_KEY, /),
       detail:
-        'SECRET_INVALID: name: secret name "api_key" must look like an environment variable: upper-case letters, digits and _',
+        'name: secret name "api_key" must look like an environment variable: upper-case letters, digits and _ · Code: SECRET_INVALID',
     });
   });
 
@@ -73,18 +72,21 @@ describe('error messages by studioCode', () => {
       apiError('RESTORE_FAILED', 'session ses_x: its saved memory could not be restored'),
     );
     expect(restore.message).toMatch(/^The paused session could not be restored: it is stopped now/);
-    expect(restore.detail).toBe('RESTORE_FAILED: session ses_x: its saved memory could not be restored');
+    expect(restore.detail).toBe(
+      'session ses_x: its saved memory could not be restored · Code: RESTORE_FAILED',
+    );
     expect(errorParts(apiError('UNSUPPORTED', 'backend docker cannot fork sessions')).message).toMatch(
       /cannot do that: pausing, forks and snapshots/,
     );
     expect(errorParts(apiError('LIMIT_EXCEEDED', 'a fork makes at most 10 sessions here')).detail).toBe(
-      'LIMIT_EXCEEDED: a fork makes at most 10 sessions here',
+      'a fork makes at most 10 sessions here · Code: LIMIT_EXCEEDED',
     );
   });
 
   it('an unknown code: the code and the server message; never a stack', () => {
     const error = apiError('SOMETHING_NEW', 'it broke');
-    expect(errorMessage(error)).toBe('SOMETHING_NEW: it broke');
+    expect(errorMessage(error)).toBe('it broke Code: SOMETHING_NEW');
+    expect(humanError(error)).toEqual({ message: 'it broke', note: null, code: 'SOMETHING_NEW' });
     expect(errorMessage(error)).not.toMatch(/\bat |\.ts:/);
   });
 
@@ -111,8 +113,26 @@ describe('error messages by studioCode', () => {
     expect(isSignedOut(error)).toBe(false);
     expect(errorParts(error)).toEqual({
       message: 'Choose a new password first: yours was set by someone else.',
-      detail: 'PASSWORD_CHANGE_REQUIRED: your password was set by someone else; change it first',
+      detail: 'your password was set by someone else; change it first · Code: PASSWORD_CHANGE_REQUIRED',
     });
     expect(mustChangePassword(apiError('FORBIDDEN', 'users.list is for administrators only'))).toBe(false);
+  });
+});
+
+describe('messages for people carry no developer words', () => {
+  it('INVALID_STATE: the human message, the readable part of the server message, the code apart', () => {
+    const error = apiError('INVALID_STATE', 'session ses_x is stopped: start it with sessions.start');
+    expect(humanError(error)).toEqual({
+      message: 'The session is not in a state that allows this (is it running?).',
+      note: 'session ses_x is stopped',
+      code: 'INVALID_STATE',
+    });
+    expect(errorMessage(error)).not.toMatch(/\(INVALID_STATE|sessions\.start/);
+  });
+
+  it('a message that is all procedure names leaves no note', () => {
+    const error = apiError('FORBIDDEN', 'only a person signed in (auth.login: the web app) can do this');
+    expect(humanError(error).note).toBeNull();
+    expect(errorParts(error).detail).toBe('Code: FORBIDDEN');
   });
 });

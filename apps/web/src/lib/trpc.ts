@@ -98,6 +98,9 @@ const MESSAGES: Record<string, string> = {
   FILE_TOO_LARGE: 'The file is too large to open in the editor.',
   FILE_NOT_TEXT: 'This file is not UTF-8 text; download it instead.',
   INPUT_TOO_LARGE: 'That is too large for the server to accept.',
+  INPUT_INVALID: 'That is not valid: the detail says what to change.',
+  PATH_TRAVERSAL: "Use a path inside the workspace, without '..'.",
+  PATH_ABSOLUTE: 'Use a path relative to the workspace root (src/app.js, not /workspace/src/app.js).',
   LIMIT_EXCEEDED: 'That is more than this server allows: the detail names the limit.',
   ALREADY_EXISTS: 'Something with that name already exists.',
   NOT_FOUND: 'Not found (it may have been removed).',
@@ -108,22 +111,65 @@ const MESSAGES: Record<string, string> = {
   NETWORK: 'Network error: the server could not be reached.',
 };
 
+// A tRPC procedure name (`sessions.start`, `auth.login`): words for developers, never shown to people.
+const PROCEDURE =
+  /\b(?:auth|users|tokens|sessions|files|exec|terminal|events|previews|secrets|snapshots|templates|backends|system)\.[a-z][A-Za-z]*\b/;
+
 /**
- * A failure in two parts, for a display with a detail line: `message` for people (chosen by the API's stable
- * code), `detail` the code and the server's message (`EGRESS_DENIED: example.com is not on …`), or null when
- * there is nothing more to say.
+ * The part of the server's message that people can read: up to the first clause that names a procedure (the
+ * API's messages are written for API clients: "session s is stopped: start it with sessions.start" keeps
+ * "session s is stopped"). Null when nothing is left.
  */
-export function errorParts(error: unknown): { message: string; detail: string | null } {
-  const code = studioCode(error);
-  const known = MESSAGES[code];
-  const detail = error instanceof Error ? error.message : String(error);
-  if (known)
-    return { message: known, detail: code === 'NETWORK' || detail === '' ? null : `${code}: ${detail}` };
-  return { message: `${code}: ${detail}`, detail: null };
+export function readableNote(serverMessage: string): string | null {
+  const parts = serverMessage.split(/(?<=[;:]) /);
+  const kept: string[] = [];
+  for (const part of parts) {
+    if (PROCEDURE.test(part)) break;
+    kept.push(part);
+  }
+  const note = kept
+    .join(' ')
+    .replace(/[;:,\s]+$/, '')
+    .trim();
+  return note === '' ? null : note;
 }
 
-/** A user-facing message for any failure, keyed by the API's stable code; the server's message as detail. */
+/** A failure for people: what happened and what to do, the server's readable words, and the stable code. */
+export interface HumanError {
+  /** Chosen by the code: what happened and the fix. */
+  message: string;
+  /** The server's message without procedure names (the host refused, the limit hit), or null. */
+  note: string | null;
+  /** The API's stable code (`INVALID_STATE`), shown muted as "Code: …"; null for a problem found in the page. */
+  code: string | null;
+}
+
+/** Any failure as a {@link HumanError}: never a stack trace, a procedure name or a raw `(CODE: …)`. */
+export function humanError(error: unknown): HumanError {
+  const code = studioCode(error);
+  const raw = toStudioClientError(error).message;
+  // NETWORK is the page's own word for "no answer": the raw error (fetch failed) says nothing more.
+  if (code === 'NETWORK') return { message: MESSAGES.NETWORK ?? 'Network error.', note: null, code: null };
+  const note = readableNote(raw);
+  const known = MESSAGES[code];
+  if (known) return { message: known, note, code };
+  return { message: note ?? 'The request failed.', note: null, code };
+}
+
+/**
+ * A failure in two parts, for a display with a detail line: `message` for people (chosen by the API's stable
+ * code), `detail` the server's readable words and the code (`example.com is not on … · Code: EGRESS_DENIED`).
+ */
+export function errorParts(error: unknown): { message: string; detail: string | null } {
+  const { message, note, code } = humanError(error);
+  const codeLine = code === null ? null : `Code: ${code}`;
+  return { message, detail: note && codeLine ? `${note} · ${codeLine}` : (note ?? codeLine) };
+}
+
+/** A one-line message for any failure: the human message, the server's readable words, then "Code: …". */
 export function errorMessage(error: unknown): string {
-  const { message, detail } = errorParts(error);
-  return detail === null ? message : `${message} (${detail})`;
+  const { message, note, code } = humanError(error);
+  return [message, note === null ? null : `${note}.`, code === null ? null : `Code: ${code}`]
+    .filter((p) => p !== null)
+    .join(' ');
 }

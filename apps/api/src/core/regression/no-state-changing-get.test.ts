@@ -48,6 +48,12 @@ const READS: Record<string, { why: string; input: (c: Ctx) => unknown }> = {
     input: (c) => ({ sessionId: c.sessionId, path: 'kept.txt' }),
   },
   'events.watchers': { why: 'who watches a session', input: (c) => ({ sessionId: c.sessionId }) },
+  'events.history': { why: "a session's stored events, a page", input: (c) => ({ sessionId: c.sessionId }) },
+  'recordings.list': { why: "a session's recording: its files", input: (c) => ({ sessionId: c.sessionId }) },
+  'recordings.get': {
+    why: "one file of a session's recording (written by the recorder, never by this read)",
+    input: (c) => ({ sessionId: c.sessionId, file: 'events.jsonl' }),
+  },
   'system.ping': { why: 'the API answers', input: () => undefined },
   'events.subscribe': {
     why: "a session's events; its only effect is presence (watcher.joined/left, a file watch while it lasts)",

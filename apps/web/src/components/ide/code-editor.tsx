@@ -25,6 +25,7 @@ import {
 import { useEffect, useRef } from 'react';
 import { type Language, languageOf } from '../../lib/file-types';
 import { useNonce } from '../nonce';
+import { onReveal, takeReveal } from './reveal';
 
 function languageExtension(lang: Language): Extension {
   switch (lang) {
@@ -127,7 +128,19 @@ export function CodeEditor({ path, value, version, onChange, onSave }: CodeEdito
         ],
       }),
     });
-    return () => view.destroy();
+    // A search result or the palette asked for a line of this file: cursor there, scrolled into the middle.
+    const show = (line: number) => {
+      const at = view.state.doc.line(Math.min(Math.max(1, line), view.state.doc.lines)).from;
+      view.dispatch({ selection: { anchor: at }, effects: EditorView.scrollIntoView(at, { y: 'center' }) });
+      view.focus();
+    };
+    const waiting = takeReveal(path);
+    if (waiting !== null) show(waiting);
+    const stop = onReveal(path, show);
+    return () => {
+      stop();
+      view.destroy();
+    };
   }, [path, version, nonce]);
 
   return <div className="code-editor" ref={host} data-path={path} />;

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { type Actor, actorLabel, describeEvent, eventActorLabel, type SessionEvent } from './events.ts';
+import {
+  type Actor,
+  actorLabel,
+  describeEvent,
+  eventActorLabel,
+  eventLines,
+  type SessionEvent,
+} from './events.ts';
 
 // What the activity feed says for each event: text only, built from the event's fields.
 
@@ -114,5 +121,61 @@ describe('describeEvent', () => {
     expect(
       describeEvent(event({ type: 'exec.output', execId: 'x', stream: 'stdout', data: 'hi' })),
     ).toBeNull();
+  });
+});
+
+describe('eventLines', () => {
+  it('turns what was run into console lines, the same for history and live events', () => {
+    const run = [
+      event({ type: 'exec.started', execId: 'x', command: ['sh', '-c', 'echo hi'] }),
+      event({ type: 'exec.output', execId: 'x', stream: 'stdout', data: 'hi\n', truncated: false }),
+      event({ type: 'exec.output', execId: 'x', stream: 'stderr', data: 'oops', truncated: false }),
+      event({
+        type: 'exec.exited',
+        execId: 'x',
+        exitCode: null,
+        signal: 'SIGKILL',
+        timedOut: true,
+        cancelled: false,
+      }),
+    ];
+    expect(run.flatMap(eventLines)).toEqual([
+      { kind: 'info', text: '$ sh -c echo hi' },
+      { kind: 'stdout', text: 'hi' },
+      { kind: 'stderr', text: 'oops' },
+      { kind: 'info', text: '[exit SIGKILL, timed out]' },
+    ]);
+  });
+
+  it('notes status, control, network, refused connections and gaps; leaves out the rest', () => {
+    expect(eventLines(event({ type: 'session.status', state: 'stopped', reason: 'out of memory' }))).toEqual([
+      { kind: 'info', text: '[session.status: stopped (out of memory)]' },
+    ]);
+    expect(eventLines(event({ type: 'control.taken' }))).toEqual([{ kind: 'info', text: '[control.taken]' }]);
+    expect(eventLines(event({ type: 'network.changed', mode: 'open', allow: [] }))).toEqual([
+      { kind: 'info', text: '[network.changed: open]' },
+    ]);
+    expect(eventLines(event({ type: 'gap', missed: null }))).toEqual([
+      { kind: 'info', text: '[missed some events]' },
+    ]);
+    const egress = {
+      type: 'egress',
+      via: 'connect',
+      host: 'example.com',
+      port: 443,
+      allowed: false,
+      reason: 'not_allowed',
+      message: null,
+      bytesOut: 0,
+      bytesIn: 0,
+      durationMs: 1,
+      secrets: [],
+    };
+    expect(eventLines(event(egress))).toEqual([
+      { kind: 'info', text: '[egress → example.com:443 denied: not in the allowlist]' },
+    ]);
+    expect(eventLines(event({ ...egress, allowed: true, reason: null }))).toEqual([]);
+    expect(eventLines(event({ type: 'file.changed', op: 'write', path: 'a' }))).toEqual([]);
+    expect(eventLines(event({ type: 'watcher.joined', watcherId: 'w', via: 'events' }))).toEqual([]);
   });
 });

@@ -125,3 +125,48 @@ export function describeEvent(e: SessionEvent): string | null {
       return null;
   }
 }
+
+/** One console line an event becomes (before it gets its list id). */
+export interface EventLine {
+  kind: 'stdout' | 'stderr' | 'info';
+  text: string;
+}
+
+/**
+ * What an event adds to the console: the commands run (`$ …`), their output and exit, status and network changes,
+ * refused connections, missed events. The same for events read from history and live ones, so a session opened
+ * later shows what its console showed then.
+ */
+export function eventLines(event: SessionEvent): EventLine[] {
+  switch (event.type) {
+    case 'exec.started':
+      return [{ kind: 'info', text: `$ ${event.command.join(' ')}` }];
+    case 'exec.output':
+      return [{ kind: event.stream, text: event.data.replace(/\n$/, '') }];
+    case 'exec.exited':
+      return [
+        {
+          kind: 'info',
+          text: `[exit ${event.exitCode ?? event.signal ?? '?'}${event.timedOut ? ', timed out' : ''}]`,
+        },
+      ];
+    case 'control.taken':
+    case 'control.released':
+      return [{ kind: 'info', text: `[${event.type}]` }];
+    case 'session.status':
+      return [
+        { kind: 'info', text: `[session.status: ${event.state}${event.reason ? ` (${event.reason})` : ''}]` },
+      ];
+    case 'session.forked':
+      return [{ kind: 'info', text: `[session.forked: ${event.forkId}]` }];
+    case 'network.changed':
+      return [{ kind: 'info', text: `[network.changed: ${event.mode}]` }];
+    case 'egress':
+      // A refused connection is why a command run here fails: say so beside its output.
+      return event.allowed ? [] : [{ kind: 'info', text: `[egress ${describeEgress(event)}]` }];
+    case 'gap':
+      return [{ kind: 'info', text: `[missed ${event.missed ?? 'some'} events]` }];
+    default:
+      return [];
+  }
+}

@@ -1,8 +1,10 @@
 'use client';
 import { useMutation, useQueries, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, type KeyboardEvent, useEffect, useRef, useState } from 'react';
-import { formatBytes } from '../../lib/file-types';
-import { errorMessage, useTRPC, useTRPCClient } from '../../lib/trpc';
+import { formatBytes, iconKindOf, newEntryPath } from '../../lib/file-types';
+import { type HumanError, humanError, useTRPC, useTRPCClient } from '../../lib/trpc';
+import { ErrorNote } from './error-note';
+import { FileIcon } from './file-icon';
 
 interface Entry {
   name: string;
@@ -48,6 +50,8 @@ export function FileTree(props: {
   onOpen: (path: string, size: number) => void;
   onRenamed: (from: string, to: string) => void;
   onRemoved: (path: string) => void;
+  /** Bumped to open the new-file form (the command palette's "New file"). */
+  newFileRequest?: number;
 }) {
   const { sessionId } = props;
   const trpc = useTRPC();
@@ -55,12 +59,19 @@ export function FileTree(props: {
   const queryClient = useQueryClient();
   const [expanded, setExpanded] = useState<Set<string>>(new Set(['']));
   const [selected, setSelected] = useState<string | null>(null);
-  const [error, setError] = useState<string | null>(null);
+  const [error, setError] = useState<HumanError | null>(null);
   const [mode, setMode] = useState<Mode>(null);
   const [name, setName] = useState('');
   const upload = useRef<HTMLInputElement>(null);
   const nameInput = useRef<HTMLInputElement>(null);
   const modeKind = mode?.kind;
+  const newFileRequest = props.newFileRequest ?? 0;
+  // biome-ignore lint/correctness/useExhaustiveDependencies: only a new request opens the form
+  useEffect(() => {
+    if (newFileRequest === 0) return;
+    setMode({ kind: 'file', dir: targetDir() });
+    setName('');
+  }, [newFileRequest]);
   useEffect(() => {
     if (modeKind && modeKind !== 'delete') nameInput.current?.focus();
   }, [modeKind]);
@@ -77,7 +88,7 @@ export function FileTree(props: {
   });
   const root = listings[0];
   // A folder removed by someone else fails to list: it shows empty; only the root failing is an error.
-  const rootError = root?.error ? errorMessage(root.error) : null;
+  const rootError = root?.error ? humanError(root.error) : null;
   const reload = () => queryClient.invalidateQueries(trpc.files.list.queryFilter({ sessionId }));
   const write = useMutation(trpc.files.write.mutationOptions()).mutateAsync;
   const mkdir = useMutation(trpc.files.mkdir.mutationOptions()).mutateAsync;
@@ -89,10 +100,19 @@ export function FileTree(props: {
     if (next.has(dir)) next.delete(dir);
     else {
       // Listed before it opens, so the folder does not flash empty.
-      await queryClient.fetchQuery(listOptions(dir)).catch((e) => setError(errorMessage(e)));
+      await queryClient.fetchQuery(listOptions(dir)).catch((e) => setError(humanError(e)));
       next.add(dir);
     }
     setExpanded(next);
+  }
+
+  // Reloads the listings and opens every folder above `path`, so a new entry deep in the tree is visible.
+  async function showPath(path: string) {
+    await reload();
+    const parents: string[] = [];
+    for (let i = path.indexOf('/'); i > 0; i = path.indexOf('/', i + 1)) parents.push(path.slice(0, i));
+    await Promise.all(parents.map((dir) => queryClient.fetchQuery(listOptions(dir)).catch(() => undefined)));
+    setExpanded((prev) => new Set([...prev, ...parents]));
   }
 
   const targetDir = () => {
@@ -110,7 +130,7 @@ export function FileTree(props: {
       setMode(null);
       setName('');
     } catch (e) {
-      setError(errorMessage(e));
+      setError(humanError(e));
     }
   }
 
@@ -119,17 +139,19 @@ export function FileTree(props: {
     if (!mode) return;
     const trimmed = name.trim();
     if (mode.kind === 'file') {
-      const path = join(mode.dir, trimmed);
+      // A name with a slash is from the workspace root; a plain name goes into the selected folder.
+      const path = newEntryPath(mode.dir, trimmed);
       await act(async () => {
         await write({ sessionId, path, content: '', createParents: true });
-        await reload();
+        await showPath(path);
         props.onOpen(path, 0);
         setSelected(path);
       });
     } else if (mode.kind === 'folder') {
+      const path = newEntryPath(mode.dir, trimmed);
       await act(async () => {
-        await mkdir({ sessionId, path: join(mode.dir, trimmed), createParents: true });
-        await reload();
+        await mkdir({ sessionId, path, createParents: true });
+        await showPath(path);
       });
     } else if (mode.kind === 'rename') {
       const to = join(parentOf(mode.path), trimmed);
@@ -215,13 +237,7 @@ export function FileTree(props: {
           onKeyDown={(e) => onKey(e, entry)}
         >
           <span aria-hidden="true" className="tree-icon">
-            {entry.type === 'directory'
-              ? expanded.has(entry.path)
-                ? '▾'
-                : '▸'
-              : entry.type === 'symlink'
-                ? '↪'
-                : '·'}
+            <FileIcon kind={iconKindOf(entry.name, entry.type, expanded.has(entry.path))} />
           </span>
           <span className="tree-name">{entry.name}</span>
         </button>
@@ -314,6 +330,12 @@ export function FileTree(props: {
             value={name}
             onChange={(e) => setName(e.target.value)}
             ref={nameInput}
+            placeholder={mode.kind === 'rename' ? undefined : 'name, or a/b from the root'}
+            title={
+              mode.kind === 'rename'
+                ? undefined
+                : 'A plain name goes into the selected folder; a path with a slash starts at the workspace root'
+            }
             required
             spellCheck={false}
           />
@@ -337,11 +359,7 @@ export function FileTree(props: {
           </button>
         </fieldset>
       )}
-      {(error ?? rootError) && (
-        <p className="error small" role="alert">
-          {error ?? rootError}
-        </p>
-      )}
+      {(error ?? rootError) && <ErrorNote error={(error ?? rootError) as HumanError} />}
       {root?.isPending ? (
         <p className="muted" aria-live="polite">
           Loading files…

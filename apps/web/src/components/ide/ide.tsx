@@ -3,19 +3,25 @@ import { useQuery, useQueryClient } from '@tanstack/react-query';
 import Link from 'next/link';
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { secretsLabel } from '../../lib/secrets';
-import { errorMessage, useTRPC } from '../../lib/trpc';
-import { ErrorBox, type Failure } from '../templates/template-parts';
+import { type HumanError, humanError, useTRPC } from '../../lib/trpc';
 import { TopBar } from '../top-bar';
 import { ActivityFeed } from './activity-feed';
 import { BottomPanel, type BottomTab } from './bottom-panel';
+import { CommandPalette, type PaletteAction } from './command-palette';
 import { ControlBar } from './control-bar';
 import { EditorTabs } from './editor-tabs';
+import { ErrorNote } from './error-note';
 import { FileTree } from './file-tree';
+import { IdeLayout, type IdeLayoutHandle } from './ide-layout';
 import { NetworkBadge, NetworkPanel } from './network-panel';
 import { PreviewPane } from './preview-pane';
+import { requestReveal } from './reveal';
+import { SearchPanel } from './search-panel';
 import {
   ForkPanel,
+  isGone,
   SessionActions,
+  SessionEnded,
   type SessionPanelKind,
   SnapshotPanel,
   usePauseResume,
@@ -39,7 +45,13 @@ export function Ide({ sessionId }: { sessionId: string }) {
   const [bottom, setBottom] = useState<BottomTab>('terminal');
   const [networkOpen, setNetworkOpen] = useState(false);
   const [panel, setPanel] = useState<SessionPanelKind>(null);
-  const [actionError, setActionError] = useState<Failure | null>(null);
+  const [actionError, setActionError] = useState<HumanError | null>(null);
+  const layout = useRef<IdeLayoutHandle>(null);
+  const [sidebarView, setSidebarView] = useState<'files' | 'search'>('files');
+  const [paletteOpen, setPaletteOpen] = useState(false);
+  const [newFileRequest, setNewFileRequest] = useState(0);
+  const searchInput = useRef<HTMLInputElement>(null);
+  const openPalette = useCallback(() => setPaletteOpen(true), []);
   const pauseResume = usePauseResume(sessionId, setActionError);
   const support = useSaveSupport(session.data?.backend ?? '');
 
@@ -68,7 +80,37 @@ export function Ide({ sessionId }: { sessionId: string }) {
     },
     onGap: reloadTree,
   });
-  useIdeShortcuts(editor, setBottom);
+  useIdeShortcuts(editor, setBottom, openPalette);
+  const openAtLine = (path: string, line: number) => {
+    requestReveal(path, line);
+    void editor.open(path, 0);
+  };
+  const paletteActions: PaletteAction[] = [
+    {
+      id: 'new-file',
+      label: 'New file',
+      run: () => {
+        layout.current?.show('sidebar');
+        setSidebarView('files');
+        setNewFileRequest((n) => n + 1);
+      },
+    },
+    { id: 'save', label: 'Save', shortcut: 'Ctrl+S', run: () => void editor.save() },
+    {
+      id: 'search',
+      label: 'Search in files',
+      run: () => {
+        layout.current?.show('sidebar');
+        setSidebarView('search');
+        setTimeout(() => searchInput.current?.focus(), 0);
+      },
+    },
+    { id: 'toggle-sidebar', label: 'Toggle sidebar', run: () => layout.current?.toggle('sidebar') },
+    { id: 'toggle-bottom', label: 'Toggle bottom panel', run: () => layout.current?.toggle('bottom') },
+    { id: 'toggle-side', label: 'Toggle preview and activity', run: () => layout.current?.toggle('side') },
+    { id: 'terminal', label: 'Show terminal', shortcut: 'Alt+3', run: () => setBottom('terminal') },
+    { id: 'console', label: 'Show console', shortcut: 'Alt+4', run: () => setBottom('console') },
+  ];
 
   if (session.isPending) {
     return (
@@ -85,15 +127,25 @@ export function Ide({ sessionId }: { sessionId: string }) {
       <div className="page">
         <TopBar />
         <div className="card center">
-          <p className="error" role="alert">
-            {errorMessage(session.error)}
-          </p>
-          <Link href="/">Back to sessions</Link>
+          <ErrorNote error={humanError(session.error)} />
+          <Link href="/">Back to the dashboard</Link>
         </div>
       </div>
     );
   }
   const s = session.data;
+  // Stopped, destroyed or failed: only what works without a running sandbox (no control, files or terminal).
+  if (s.state === 'stopped' || isGone(s.state)) {
+    return (
+      <div className="page">
+        <TopBar>
+          <span className="mono small">{s.id}</span>{' '}
+          <span className={`badge state-${s.state}`}>{s.state}</span>
+        </TopBar>
+        <SessionEnded sessionId={sessionId} state={s.state} />
+      </div>
+    );
+  }
 
   return (
     <div className="ide">
@@ -145,6 +197,13 @@ export function Ide({ sessionId }: { sessionId: string }) {
             {secretsLabel(s.secrets)}
           </span>
         )}
+        <Link
+          href={`/s/${sessionId}/replay`}
+          className="small"
+          title="The session's recording: its terminals and a timeline of who did what"
+        >
+          Replay
+        </Link>
         <ControlBar sessionId={sessionId} heldBy={s.control?.heldBy ?? null} onError={editor.setNotice} />
         <WatchersList sessionId={sessionId} />
       </TopBar>
@@ -169,7 +228,7 @@ export function Ide({ sessionId }: { sessionId: string }) {
       )}
       {actionError && (
         <div className="banner action-error">
-          <ErrorBox error={actionError} />
+          <ErrorNote error={actionError} />
         </div>
       )}
       {s.state === 'paused' && (
@@ -186,10 +245,9 @@ export function Ide({ sessionId }: { sessionId: string }) {
           action resumes it: opening a file, the terminal, a command or a preview.
         </p>
       )}
-      {s.state !== 'running' && s.state !== 'paused' && (
-        <p className="error banner" role="alert">
-          This session is {s.state}. Start it from the <Link href="/">dashboard</Link> to use files and the
-          terminal.
+      {s.state === 'creating' && (
+        <p className="banner" role="status">
+          This session is starting: files and the terminal work once it is running.
         </p>
       )}
       {live.live && (
@@ -206,18 +264,54 @@ export function Ide({ sessionId }: { sessionId: string }) {
           )}
         </p>
       )}
-      <div className="ide-grid">
-        <aside className="ide-files">
-          <h2 className="panel-title">Files</h2>
-          <FileTree
-            sessionId={sessionId}
-            onOpen={(p, size) => void editor.open(p, size)}
-            onRenamed={editor.renamed}
-            onRemoved={editor.removed}
-          />
-        </aside>
-        <section className="ide-main" aria-label="Editor">
-          <EditorTabs editor={editor} />
+      <IdeLayout
+        sessionId={sessionId}
+        handle={layout}
+        sidebar={
+          <aside className="ide-sidebar ide-panel" aria-label="Sidebar">
+            <div className="sidebar-tabs" role="tablist" aria-label="Sidebar">
+              {(['files', 'search'] as const).map((view) => (
+                <button
+                  key={view}
+                  type="button"
+                  role="tab"
+                  id={`sidebar-tab-${view}`}
+                  aria-selected={sidebarView === view}
+                  aria-controls={`sidebar-${view}`}
+                  onClick={() => setSidebarView(view)}
+                >
+                  {view === 'files' ? 'Files' : 'Search'}
+                </button>
+              ))}
+            </div>
+            <div
+              id="sidebar-files"
+              role="tabpanel"
+              aria-labelledby="sidebar-tab-files"
+              className="sidebar-view"
+              hidden={sidebarView !== 'files'}
+            >
+              <FileTree
+                sessionId={sessionId}
+                onOpen={(p, size) => void editor.open(p, size)}
+                onRenamed={editor.renamed}
+                onRemoved={editor.removed}
+                newFileRequest={newFileRequest}
+              />
+            </div>
+            <div
+              id="sidebar-search"
+              role="tabpanel"
+              aria-labelledby="sidebar-tab-search"
+              className="sidebar-view"
+              hidden={sidebarView !== 'search'}
+            >
+              <SearchPanel sessionId={sessionId} onOpen={openAtLine} inputRef={searchInput} />
+            </div>
+          </aside>
+        }
+        editor={<EditorTabs editor={editor} />}
+        bottom={
           <BottomPanel
             sessionId={sessionId}
             running={s.state === 'running'}
@@ -228,18 +322,18 @@ export function Ide({ sessionId }: { sessionId: string }) {
             lines={live.lines}
             onClearLines={live.clearLines}
           />
-        </section>
-        <aside className="ide-side">
-          <section className="side-preview" aria-label="Preview">
-            <h2 className="panel-title">Preview</h2>
-            <PreviewPane sessionId={sessionId} />
-          </section>
-          <section className="side-activity" aria-label="Activity">
-            <h2 className="panel-title">Activity</h2>
-            <ActivityFeed events={live.events} me={me.data} />
-          </section>
-        </aside>
-      </div>
+        }
+        preview={<PreviewPane sessionId={sessionId} />}
+        activity={<ActivityFeed events={live.events} me={me.data} older={live.older} />}
+      />
+      {paletteOpen && (
+        <CommandPalette
+          sessionId={sessionId}
+          actions={paletteActions}
+          onOpenFile={(path) => void editor.open(path, 0)}
+          onClose={() => setPaletteOpen(false)}
+        />
+      )}
     </div>
   );
 }

@@ -11,7 +11,8 @@ import {
   networkLabel,
   parseAllowList,
 } from '../../lib/network';
-import { errorParts, useTRPC } from '../../lib/trpc';
+import { type HumanError, humanError, useTRPC } from '../../lib/trpc';
+import { ErrorNote } from './error-note';
 
 /** The session's network mode in the header; pressing it opens the settings (see {@link NetworkPanel}). */
 export function NetworkBadge({
@@ -59,7 +60,7 @@ export function NetworkPanel({
   const queryClient = useQueryClient();
   const [mode, setMode] = useState<NetworkMode>(network.mode);
   const [text, setText] = useState(formatAllowList(network.allow));
-  const [error, setError] = useState<{ message: string; detail: string | null } | null>(null);
+  const [error, setError] = useState<HumanError | null>(null);
   const first = useRef<HTMLSelectElement>(null);
   useEffect(() => first.current?.focus(), []);
   const save = useMutation(
@@ -69,7 +70,7 @@ export function NetworkPanel({
         queryClient.setQueryData(trpc.sessions.get.queryKey({ sessionId }), session);
         onClose();
       },
-      onError: (e) => setError(errorParts(e)),
+      onError: (e) => setError(humanError(e)),
     }),
   );
   const submit = (event: FormEvent) => {
@@ -115,12 +116,7 @@ export function NetworkPanel({
           <code>host:port</code>, or an IP block such as <code>203.0.113.0/24</code>. Ports 80 and 443 unless
           one is given. Used in allowlist mode.
         </p>
-        {error && (
-          <div className="error network-error" role="alert">
-            <p>{error.message}</p>
-            {error.detail && <p className="mono small">{error.detail}</p>}
-          </div>
-        )}
+        {error && <ErrorNote error={error} className="network-error" />}
         <div className="network-actions">
           <button type="submit" className="primary" disabled={save.isPending}>
             {save.isPending ? 'Saving…' : 'Save'}

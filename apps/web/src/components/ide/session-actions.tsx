@@ -4,8 +4,8 @@ import Link from 'next/link';
 import { type FormEvent, useEffect, useRef, useState } from 'react';
 import { formatBytes } from '../../lib/file-types';
 import { MAX_FORKS, type Snapshot, snapshotNameProblem, suggestedSnapshotName } from '../../lib/snapshots';
-import { errorParts, useTRPC } from '../../lib/trpc';
-import { ErrorBox, type Failure } from '../templates/template-parts';
+import { type HumanError, humanError, useTRPC } from '../../lib/trpc';
+import { ErrorNote, pageProblem } from './error-note';
 
 /** The form open under the session header: fork, snapshot, or none. */
 export type SessionPanelKind = 'fork' | 'snapshot' | null;
@@ -19,12 +19,12 @@ export interface SaveSupport {
 }
 
 /** Pause and resume of the session (`sessions.pause` / `sessions.resume`), whose answer replaces the cached one. */
-export function usePauseResume(sessionId: string, onError: (failure: Failure) => void) {
+export function usePauseResume(sessionId: string, onError: (failure: HumanError) => void) {
   const trpc = useTRPC();
   const queryClient = useQueryClient();
   const key = trpc.sessions.get.queryKey({ sessionId });
   const failed = (e: unknown) => {
-    onError(errorParts(e));
+    onError(humanError(e));
     // A restore that failed leaves the session stopped: show it as it is now.
     void queryClient.invalidateQueries(trpc.sessions.get.queryFilter({ sessionId }));
   };
@@ -161,7 +161,7 @@ export function ForkPanel({
   const queryClient = useQueryClient();
   const [count, setCount] = useState('1');
   const [forks, setForks] = useState<string[] | null>(null);
-  const [error, setError] = useState<Failure | null>(null);
+  const [error, setError] = useState<HumanError | null>(null);
   const first = useRef<HTMLInputElement>(null);
   useEffect(() => first.current?.focus(), []);
   const fork = useMutation(
@@ -170,7 +170,7 @@ export function ForkPanel({
         setForks(made.map((s) => s.id));
         void queryClient.invalidateQueries(trpc.sessions.list.queryFilter());
       },
-      onError: (e) => setError(errorParts(e)),
+      onError: (e) => setError(humanError(e)),
     }),
   );
   const submit = (event: FormEvent) => {
@@ -178,7 +178,7 @@ export function ForkPanel({
     setError(null);
     const n = Number(count);
     if (!Number.isInteger(n) || n < 1 || n > MAX_FORKS) {
-      setError({ message: `Fork into 1 to ${MAX_FORKS} sessions.`, detail: null });
+      setError(pageProblem(`Fork into 1 to ${MAX_FORKS} sessions.`));
       return;
     }
     setForks(null);
@@ -206,7 +206,7 @@ export function ForkPanel({
           onChange={(e) => setCount(e.target.value)}
           className="count-input"
         />
-        {error && <ErrorBox error={error} />}
+        {error && <ErrorNote error={error} />}
         <div className="session-form-actions">
           <button type="submit" className="primary" disabled={fork.isPending}>
             {fork.isPending ? 'Forking…' : 'Fork'}
@@ -255,7 +255,7 @@ export function SnapshotPanel({
   const queryClient = useQueryClient();
   const [name, setName] = useState(suggestedSnapshotName);
   const [saved, setSaved] = useState<Snapshot | null>(null);
-  const [error, setError] = useState<Failure | null>(null);
+  const [error, setError] = useState<HumanError | null>(null);
   const first = useRef<HTMLInputElement>(null);
   useEffect(() => first.current?.select(), []);
   const create = useMutation(
@@ -264,7 +264,7 @@ export function SnapshotPanel({
         setSaved(snapshot);
         void queryClient.invalidateQueries(trpc.snapshots.list.queryFilter());
       },
-      onError: (e) => setError(errorParts(e)),
+      onError: (e) => setError(humanError(e)),
     }),
   );
   const submit = (event: FormEvent) => {
@@ -273,7 +273,7 @@ export function SnapshotPanel({
     const typed = name.trim();
     const problem = snapshotNameProblem(typed);
     if (problem) {
-      setError({ message: problem, detail: null });
+      setError(pageProblem(problem));
       return;
     }
     setSaved(null);
@@ -301,7 +301,7 @@ export function SnapshotPanel({
           autoComplete="off"
           maxLength={63}
         />
-        {error && <ErrorBox error={error} />}
+        {error && <ErrorNote error={error} />}
         <div className="session-form-actions">
           <button type="submit" className="primary" disabled={create.isPending}>
             {create.isPending ? 'Saving…' : 'Take snapshot'}
@@ -318,6 +318,64 @@ export function SnapshotPanel({
           </p>
         )}
       </form>
+    </section>
+  );
+}
+
+/** The session can no longer be used: destroyed (or being destroyed), or failed to start. */
+export function isGone(state: string): boolean {
+  return state === 'destroyed' || state === 'destroying' || state === 'failed';
+}
+
+/**
+ * The page of a session that is not running and cannot be resumed by use: a stopped one offers Start (its
+ * workspace is kept), a destroyed or failed one only the way back. Nothing here needs a running sandbox.
+ */
+export function SessionEnded({ sessionId, state }: { sessionId: string; state: string }) {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  const [error, setError] = useState<HumanError | null>(null);
+  const start = useMutation(
+    trpc.sessions.start.mutationOptions({
+      onSuccess: (session) => queryClient.setQueryData(trpc.sessions.get.queryKey({ sessionId }), session),
+      onError: (e) => setError(humanError(e)),
+    }),
+  );
+  const gone = isGone(state);
+  return (
+    <section className="card session-ended" aria-labelledby="session-ended-title">
+      <h1 id="session-ended-title">
+        {state === 'stopped'
+          ? 'This session is stopped'
+          : state === 'failed'
+            ? 'This session failed to start'
+            : 'This session was destroyed'}
+      </h1>
+      <p>
+        {state === 'stopped'
+          ? 'Its workspace is kept; its programs are not running. Start it to use its files, the terminal and the preview again.'
+          : state === 'failed'
+            ? 'It never became usable. Destroy it from the dashboard and create another.'
+            : 'Its sandbox and its files are gone for good. Create a new session from the dashboard.'}
+      </p>
+      {error && <ErrorNote error={error} />}
+      <div className="session-ended-actions">
+        {!gone && (
+          <button
+            type="button"
+            className="primary"
+            onClick={() => {
+              setError(null);
+              start.mutate({ sessionId });
+            }}
+            disabled={start.isPending}
+          >
+            {start.isPending ? 'Starting…' : 'Start'}
+          </button>
+        )}
+        <Link href={`/s/${sessionId}/replay`}>Replay what happened</Link>
+        <Link href="/">Back to the dashboard</Link>
+      </div>
     </section>
   );
 }

@@ -1,8 +1,9 @@
 'use client';
-import { useMutation } from '@tanstack/react-query';
-import { useCallback, useRef, useState } from 'react';
+import { useMutation, useQuery } from '@tanstack/react-query';
+import { useCallback, useEffect, useRef, useState } from 'react';
 import { hasBinaryExtension, LARGE_FILE_BYTES, looksBinary } from '../../lib/file-types';
 import { errorMessage, studioCode, useTRPC, useTRPCClient } from '../../lib/trpc';
+import { parseSavedTabs, savedTabsKey, serializeTabs } from './saved-tabs';
 
 /** Why a file is not in the editor: binary, over the soft size guard, over the server's read limit. */
 export type Blocked = 'binary' | 'large' | 'too-large';
@@ -46,9 +47,20 @@ export interface EditorTabs {
   hasUnsaved(): boolean;
 }
 
+/** The browser's storage, or null where there is none (private modes may refuse it). */
+function storage(): Storage | null {
+  try {
+    return typeof window === 'undefined' ? null : window.localStorage;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Editor tabs: file text is read once per open or disk change through the tRPC client (it becomes the tab's
- * state, not cached query data); saves go through `files.write`'s mutation options.
+ * state, not cached query data); saves go through `files.write`'s mutation options. The open tabs and the active
+ * one are kept per session in the browser (issue 22) and reopened on the next load once the session runs (a
+ * paused one is not resumed just to reopen tabs); a file that is gone by then is left closed, quietly.
  */
 export function useEditorTabs(sessionId: string): EditorTabs {
   const trpc = useTRPC();
@@ -62,6 +74,59 @@ export function useEditorTabs(sessionId: string): EditorTabs {
   tabsRef.current = tabs;
   const activeRef = useRef(active);
   activeRef.current = active;
+
+  // What was kept is reopened once, when the session runs; until then nothing is written over it.
+  const session = useQuery(trpc.sessions.get.queryOptions({ sessionId }));
+  const running = session.data?.state === 'running';
+  const restoring = useRef(false);
+  const [restored, setRestored] = useState(false);
+  useEffect(() => {
+    if (!running || restoring.current) return;
+    restoring.current = true;
+    const saved = parseSavedTabs(storage()?.getItem(savedTabsKey(sessionId)) ?? null);
+    if (!saved || saved.tabs.length === 0) {
+      setRestored(true);
+      return;
+    }
+    void (async () => {
+      const reopened = await Promise.all(
+        saved.tabs.map(async ({ path, size }): Promise<Tab | null> => {
+          const base: Tab = { path, saved: '', current: '', version: 0, conflict: null, blocked: null, size };
+          if (hasBinaryExtension(path)) return { ...base, blocked: 'binary' };
+          if (size > LARGE_FILE_BYTES) return { ...base, blocked: 'large' };
+          try {
+            const file = await client.files.read.query({ sessionId, path });
+            if (looksBinary(file.content)) return { ...base, blocked: 'binary' };
+            return { ...base, saved: file.content, current: file.content, size: file.size };
+          } catch (e) {
+            const code = studioCode(e);
+            if (code === 'FILE_NOT_TEXT') return { ...base, blocked: 'binary' };
+            if (code === 'FILE_TOO_LARGE') return { ...base, blocked: 'too-large' };
+            // Gone (or unreadable) since: the tab stays closed, without an error about a file nobody opened.
+            return null;
+          }
+        }),
+      );
+      const kept = reopened.filter((t): t is Tab => t !== null);
+      // Tabs opened meanwhile stay as they are, after the kept ones.
+      setTabs((prev) => [...kept.filter((t) => !prev.some((p) => p.path === t.path)), ...prev]);
+      setActive(
+        (a) => a ?? (kept.some((t) => t.path === saved.active) ? saved.active : (kept[0]?.path ?? null)),
+      );
+      setRestored(true);
+    })();
+  }, [running, client, sessionId]);
+
+  // Written on every change of the tab list or the active tab (not on edits: their text is not kept).
+  const persisted = serializeTabs(tabs, active);
+  useEffect(() => {
+    if (!restored) return;
+    try {
+      storage()?.setItem(savedTabsKey(sessionId), persisted);
+    } catch {
+      // Full or refused: the tabs are simply not reopened next time.
+    }
+  }, [restored, persisted, sessionId]);
 
   const updateTab = useCallback((path: string, fn: (t: Tab) => Tab) => {
     setTabs((prev) => prev.map((t) => (t.path === path ? fn(t) : t)));

@@ -4,16 +4,26 @@ import type { BottomTab } from './bottom-panel';
 import type { EditorTabs } from './use-editor-tabs';
 
 /**
- * Keyboard shortcuts (Ctrl/Cmd+S save, Alt+W close tab, Alt+1..4 focus files / editor / terminal / console)
- * and the browser's own prompt before leaving with unsaved edits.
+ * Keyboard shortcuts (Ctrl/Cmd+S save, Alt+W close tab, Alt+1..4 focus files / editor / terminal / console,
+ * Ctrl/Cmd+Shift+P and Ctrl/Cmd+K the command palette) and the browser's own prompt before leaving with unsaved
+ * edits.
  */
-export function useIdeShortcuts(editor: EditorTabs, showBottom: (tab: BottomTab) => void): void {
+export function useIdeShortcuts(
+  editor: EditorTabs,
+  showBottom: (tab: BottomTab) => void,
+  openPalette?: () => void,
+): void {
   const { save, close, active, hasUnsaved } = editor;
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       // The editor handles its own Ctrl/Cmd+S (and prevents the default): do not save twice.
       if (e.defaultPrevented) return;
-      if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === 's') {
+      const mod = e.ctrlKey || e.metaKey;
+      const key = e.key.toLowerCase();
+      if (openPalette && mod && ((e.shiftKey && key === 'p') || (!e.shiftKey && !e.altKey && key === 'k'))) {
+        e.preventDefault();
+        openPalette();
+      } else if (mod && key === 's') {
         e.preventDefault();
         void save();
       } else if (e.altKey && e.key.toLowerCase() === 'w' && active) {
@@ -35,7 +45,7 @@ export function useIdeShortcuts(editor: EditorTabs, showBottom: (tab: BottomTab)
     };
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);
-  }, [save, close, active, showBottom]);
+  }, [save, close, active, showBottom, openPalette]);
 
   useEffect(() => {
     const onLeave = (e: BeforeUnloadEvent) => {
