@@ -8,7 +8,9 @@ export { openDb, safeHost } from './db.ts';
 export type { StoreErrorCode } from './errors.ts';
 export { isStoreError, isStoreUnavailable, STORE_ERROR_CODES, StoreError } from './errors.ts';
 export type { MigrationReport } from './migrate.ts';
+export type { NodeAvailability, NodeCapacity } from './schema.ts';
 export * as schema from './schema.ts';
+export { NODE_AVAILABILITIES } from './schema.ts';
 export type {
   ApiTokenRecord,
   AuditEvent,
@@ -24,6 +26,8 @@ export type {
   NewSessionEvent,
   NewSnapshot,
   NewTemplate,
+  NodeRecord,
+  NodeReport,
   Role,
   SandboxOwner,
   SecretRecord,

@@ -1,12 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { sql } from 'drizzle-orm';
-import { expect } from 'vitest';
+import { expect, vi } from 'vitest';
 import { type Db, openDb } from './db.ts';
 import { isStoreError } from './errors.ts';
 import { Store } from './store.ts';
 import { describeEachDriver, storeTest as test, testEnv } from './testing/store-test.ts';
 
 const env = testEnv(process.env);
+// Each test opens fresh databases and runs every migration: seconds alone, but in CI beside the runtime suites a
+// PGlite one took 30 to 38 s (three timed out at the default 30 s). A hang still fails, at 120 s.
+vi.setConfig({ testTimeout: 120_000 });
 // Every Drizzle migration this code has, oldest first, from the journal drizzle-kit keeps.
 const MIGRATIONS: string[] = (
   JSON.parse(readFileSync(new URL('../drizzle/meta/_journal.json', import.meta.url), 'utf8')) as {
@@ -195,6 +198,7 @@ async function expectOldRows(store: Store, liveSessions = 1): Promise<void> {
 }
 
 describeEachDriver('Migrations', env, test, () => {
+  // Opens two fresh databases and runs every migration: over 30 s once in CI, with the Swarm stack test beside it.
   test('a new database gets every migration once, recorded in Drizzle’s table', async ({ database }) => {
     const db = await openDb(database.options);
     try {

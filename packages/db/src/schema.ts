@@ -34,10 +34,28 @@ export const SESSION_STATES = [
   'failed',
 ] as const;
 export const AUDIT_OUTCOMES = ['success', 'failure', 'denied'] as const;
+/** Swarm's availability of a node (issue 23): only `active` nodes take new sessions. */
+export const NODE_AVAILABILITIES = ['active', 'pause', 'drain'] as const;
 /** A template's latest build: running, done (its image is usable), or failed (the reason in `failure`). */
 export const TEMPLATE_STATES = ['building', 'ready', 'failed'] as const;
 
 export type Role = (typeof ROLES)[number];
+export type NodeAvailability = (typeof NODE_AVAILABILITIES)[number];
+
+/** What a node service reports of itself with each heartbeat (issue 23); the API places sessions by it. */
+export interface NodeCapacity {
+  /** Backends this node can run (`docker`, `gvisor`). */
+  backends: string[];
+  /** Digests of the templates built on this node. */
+  templates: string[];
+  memoryTotalBytes: number;
+  memoryFreeBytes: number;
+  cpus: number;
+  /** The 1-minute load average. */
+  load1: number;
+  /** At most this many live sessions; null: no limit of its own. */
+  maxSessions: number | null;
+}
 export type SessionState = (typeof SESSION_STATES)[number];
 export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];
 export type TemplateState = (typeof TEMPLATE_STATES)[number];
@@ -227,8 +245,13 @@ export const templates = pgTable(
     digest: text('digest'),
     sizeBytes: bigint('size_bytes', { mode: 'number' }),
     failure: text('failure'),
-    /** The latest build's log, its last 64 KiB. */
+    /** The latest build's log, its last 64 KiB (a cluster's builder writes it as the build runs). */
     log: text('log').notNull().default(''),
+    /**
+     * The instance (a cluster's node) that runs or ran the latest build: only it may mark that build failed when
+     * it finds none running, and a replica fails it when that node is lost. Null: built before scale-out.
+     */
+    builderId: text('builder_id'),
     createdAt: at('created_at').notNull().defaultNow(),
     updatedAt: at('updated_at').notNull().defaultNow(),
     builtAt: at('built_at'),
@@ -393,3 +416,33 @@ export const instances = pgTable('instances', {
   dataDir: text('data_dir').notNull(),
   heartbeatAt: at('heartbeat_at').notNull(),
 });
+
+/**
+ * The node services of a cluster (issue 23), one row per node service, keyed by its instance id (the
+ * `instance_id` of the sessions it runs and the label of its sandboxes). Each renews `reported_at` with its
+ * capacity every few seconds; API replicas read them to place sessions and to reach a session's node at `url`.
+ * `availability` is Swarm's (kept in step by a node service on a manager); `draining` is set by a node service
+ * that is shutting down. Single-box Studio has no rows.
+ */
+export const nodes = pgTable(
+  'nodes',
+  {
+    id: text('id').primaryKey(),
+    /** Where API replicas reach this node service (`http://10.0.1.7:4100`): inside the cluster only. */
+    url: text('url').notNull(),
+    /** Where API replicas reach its preview listener (previews and E2B hosts); null when it has none. */
+    previewUrl: text('preview_url'),
+    host: text('host').notNull(),
+    /** Swarm's id of the node it runs on; null outside Swarm. */
+    swarmNodeId: text('swarm_node_id'),
+    availability: text('availability', { enum: NODE_AVAILABILITIES }).notNull().default('active'),
+    draining: boolean('draining').notNull().default(false),
+    capacity: jsonb('capacity').$type<NodeCapacity>().notNull(),
+    startedAt: at('started_at').notNull().defaultNow(),
+    reportedAt: at('reported_at').notNull().defaultNow(),
+  },
+  (t) => [
+    check('nodes_availability_check', sql`${t.availability} IN ('active', 'pause', 'drain')`),
+    index('nodes_swarm_node_id').on(t.swarmNodeId),
+  ],
+);

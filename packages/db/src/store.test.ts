@@ -17,6 +17,15 @@ const resources = {
   tmpBytes: 2 ** 28,
 };
 
+/** A template to store (its build not yet run). */
+const template = (ownerId: string, name: string, shared = false) => ({
+  id: newId('tpl_'),
+  ownerId,
+  name,
+  shared,
+  spec: { debian: ['jq'] },
+});
+
 function newSession(ownerId: string): NewSession {
   return {
     id: newId('ses_'),
@@ -75,6 +84,9 @@ describeEachDriver('Store', env, test, () => {
     expect((await store.listE2bSandboxes(alice)).map((r) => r.sessionId).sort()).toEqual([a.id, b.id].sort());
     expect((await store.dueE2bSandboxes(new Date(1500))).map((r) => r.sessionId)).toEqual([b.id]);
     expect((await store.dueE2bSandboxes(new Date(3000))).map((r) => r.sessionId)).toEqual([b.id, a.id]);
+    // A node keeps only the deadlines of sessions it runs (instance `test` here).
+    expect((await store.dueE2bSandboxes(new Date(3000), 100, 'test')).length).toBe(2);
+    expect(await store.dueE2bSandboxes(new Date(3000), 100, 'another-node')).toEqual([]);
     expect(await store.setE2bDeadline(b.id, null)).toBe(true);
     expect((await store.dueE2bSandboxes(new Date(3000))).map((r) => r.sessionId)).toEqual([a.id]);
     await store.deleteE2bSandbox(a.id);
@@ -168,13 +180,6 @@ describeEachDriver('Store', env, test, () => {
     const bob = (
       await store.createUser({ id: newId('usr_'), username: 'bob', passwordHash: 'x', role: 'admin' })
     ).id;
-    const template = (ownerId: string, name: string, shared = false) => ({
-      id: newId('tpl_'),
-      ownerId,
-      name,
-      shared,
-      spec: { debian: ['jq'] },
-    });
     const mine = await store.createTemplate(template(alice, 'tools'), 2);
     expect(mine).toMatchObject({ state: 'building', digest: null, log: '', shared: false });
     await expect(store.createTemplate(template(alice, 'tools'), 2)).rejects.toMatchObject({
@@ -661,5 +666,103 @@ describeEachDriver('Store', env, test, () => {
     await expect(store.claimInstance(claim('a', Number.NaN))).rejects.toMatchObject({
       code: 'INVALID_INPUT',
     });
+  });
+
+  test('keeps node services: reports renew, availability and draining stick, live sessions are counted', async ({
+    store,
+    db,
+    alice,
+  }) => {
+    const capacity = {
+      backends: ['docker'],
+      templates: [],
+      memoryTotalBytes: 8 * 2 ** 30,
+      memoryFreeBytes: 6 * 2 ** 30,
+      cpus: 2,
+      load1: 0.5,
+      maxSessions: null,
+    };
+    const report = (id: string, swarmNodeId: string | null) => ({
+      id,
+      url: `http://${id}:4100`,
+      host: id,
+      swarmNodeId,
+      capacity,
+    });
+    await store.reportNode(report('node-a', 'swarm-a'));
+    await store.reportNode(report('node-b', null));
+    await store.reserveSession({ ...newSession(alice), instanceId: 'node-a' }, 5);
+    await store.reserveSession({ ...newSession(alice), instanceId: 'node-a' }, 5);
+    let [a, b] = await store.listNodes();
+    expect(a).toMatchObject({
+      id: 'node-a',
+      availability: 'active',
+      draining: false,
+      liveSessions: 2,
+      capacity,
+    });
+    expect(b).toMatchObject({ id: 'node-b', swarmNodeId: null, liveSessions: 0 });
+    expect(a?.ageMs).toBeGreaterThanOrEqual(0);
+    expect(a?.ageMs).toBeLessThan(60_000);
+
+    expect(await store.setNodeAvailability('swarm-a', 'drain')).toBe(1);
+    expect(await store.setNodeAvailability('swarm-a', 'drain')).toBe(0); // unchanged
+    await store.setNodeDraining('node-b', true);
+    await store.reportNode({ ...report('node-a', 'swarm-a'), capacity: { ...capacity, load1: 1.5 } });
+    await store.reportNode(report('node-b', null));
+    [a, b] = await store.listNodes();
+    expect(a).toMatchObject({ availability: 'drain', capacity: { load1: 1.5 } }); // a report keeps Swarm's word
+    expect(b?.draining).toBe(true); // a heartbeat does not undo a shutdown in progress
+    await store.reportNode(report('node-b', null), { restarted: true });
+    expect((await store.listNodes())[1]?.draining).toBe(false);
+
+    // A node not heard from: its live sessions fail with the reason; others' are untouched.
+    const lost = await store.reserveSession({ ...newSession(alice), instanceId: 'node-b' }, 5);
+    await store.transitionSession(lost.id, ['creating'], 'running');
+    expect(await store.failSessionsOfLostNodes(60_000)).toEqual([]);
+    await store.reportNode(report('node-b', null)); // its last report, then silence
+    await db.orm.execute(
+      sql`UPDATE nodes SET reported_at = now() - interval '2 minutes' WHERE id = 'node-b'`,
+    );
+    const failed = await store.failSessionsOfLostNodes(30_000);
+    expect(failed).toEqual([
+      {
+        sessionId: lost.id,
+        nodeId: 'node-b',
+        reason: expect.stringMatching(
+          /^its node node-b stopped answering \(no report for over 30 s at .+ UTC\); destroy it/,
+        ),
+      },
+    ]);
+    expect(await store.getSessionById(lost.id)).toMatchObject({ state: 'failed' });
+    expect(await store.failSessionsOfLostNodes(30_000)).toEqual([]); // once
+    // Its template builds too (only a build's own node may otherwise fail it); node-a's build runs on.
+    const lostBuild = await store.createTemplate({ ...template(alice, 'lost'), builderId: 'node-b' }, 5);
+    const liveBuild = await store.createTemplate({ ...template(alice, 'live'), builderId: 'node-a' }, 5);
+    expect(await store.failBuildsOfLostNodes(30_000)).toEqual([
+      { templateId: lostBuild.id, nodeId: 'node-b' },
+    ]);
+    expect(await store.getTemplate(lostBuild.id)).toMatchObject({
+      state: 'failed',
+      failure: 'its build ran on node node-b, which stopped answering; run templates.build again',
+    });
+    expect((await store.getTemplate(liveBuild.id))?.state).toBe('building');
+    expect(await store.failBuildsOfLostNodes(30_000)).toEqual([]);
+    await expect(store.failBuildsOfLostNodes(0)).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+    expect((await store.listNodes())[0]?.liveSessions).toBe(2); // node-a's two from before
+    // A node Swarm drained is given up sooner (its service was stopped on purpose), with that reason.
+    const drained = await store.reserveSession({ ...newSession(alice), instanceId: 'node-a' }, 5);
+    await store.transitionSession(drained.id, ['creating'], 'running');
+    await db.orm.execute(
+      sql`UPDATE nodes SET reported_at = now() - interval '15 seconds' WHERE id = 'node-a'`,
+    );
+    const gone = await store.failSessionsOfLostNodes(30_000, 10_000);
+    expect(gone.map((g) => g.nodeId)).toEqual(['node-a', 'node-a', 'node-a']);
+    expect(gone.find((g) => g.sessionId === drained.id)?.reason).toMatch(
+      /^its node node-a was drained in Swarm/,
+    );
+
+    await store.removeNode('node-b');
+    expect((await store.listNodes()).map((n) => n.id)).toEqual(['node-a']);
   });
 });

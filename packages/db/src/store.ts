@@ -8,6 +8,9 @@ import {
   instances,
   LIVE_STATES as LIVE,
   logins,
+  type NodeAvailability,
+  type NodeCapacity,
+  nodes,
   type Role,
   type SessionNetwork,
   type SessionResources,
@@ -24,6 +27,8 @@ import {
 
 export type {
   AuditOutcome,
+  NodeAvailability,
+  NodeCapacity,
   Role,
   SessionNetwork,
   SessionResources,
@@ -59,13 +64,24 @@ export interface NewTemplate {
   description?: string | null;
   shared: boolean;
   spec: Record<string, unknown>;
+  /** The instance that runs its first build (see {@link TemplateRecord.builderId}). */
+  builderId?: string | null;
 }
 
 /** What a build changes on a template ({@link Store.updateTemplate}). */
 export type TemplatePatch = Partial<
   Pick<
     TemplateRecord,
-    'state' | 'recipeHash' | 'digest' | 'sizeBytes' | 'failure' | 'log' | 'builtAt' | 'spec' | 'description'
+    | 'state'
+    | 'recipeHash'
+    | 'digest'
+    | 'sizeBytes'
+    | 'failure'
+    | 'log'
+    | 'builtAt'
+    | 'spec'
+    | 'description'
+    | 'builderId'
   >
 >;
 
@@ -173,6 +189,30 @@ export interface InstanceHolder {
   pid: number;
   dataDir: string;
   heartbeatAt: Date;
+}
+
+/** What a node service reports of itself ({@link Store.reportNode}), renewed with every heartbeat. */
+export interface NodeReport {
+  /** Its instance id. */
+  id: string;
+  url: string;
+  /** Where replicas reach its preview listener; null when previews are off there. */
+  previewUrl?: string | null;
+  host: string;
+  swarmNodeId: string | null;
+  capacity: NodeCapacity;
+}
+
+/** A node service as API replicas see it ({@link Store.listNodes}). */
+export interface NodeRecord extends NodeReport {
+  availability: NodeAvailability;
+  draining: boolean;
+  startedAt: Date;
+  reportedAt: Date;
+  /** Milliseconds since its last report, by the database's clock (hosts' clocks may differ). */
+  ageMs: number;
+  /** Its live sessions now, counted from the sessions table (a report lags behind placements). */
+  liveSessions: number;
 }
 
 export type ClaimResult = { ok: true } | { ok: false; holder: InstanceHolder };
@@ -603,14 +643,18 @@ export class Store {
   }
 
   /**
-   * Marks template `id` `building` unless a build already runs (`expected` lists the states it may move from);
-   * the record, or undefined when it is not in one of them.
+   * Marks template `id` `building` by `builderId` unless a build already runs (`expected` lists the states it may
+   * move from); the record, or undefined when it is not in one of them.
    */
-  startTemplateBuild(id: string, expected: readonly TemplateState[]): Promise<TemplateRecord | undefined> {
+  startTemplateBuild(
+    id: string,
+    expected: readonly TemplateState[],
+    builderId: string | null = null,
+  ): Promise<TemplateRecord | undefined> {
     return guard(async () => {
       const [row] = await this.db.orm
         .update(templates)
-        .set({ state: 'building', failure: null, log: '', updatedAt: sql`now()` })
+        .set({ state: 'building', failure: null, log: '', builderId, updatedAt: sql`now()` })
         .where(and(eq(templates.id, id), inArray(templates.state, [...expected])))
         .returning();
       return row;
@@ -959,12 +1003,20 @@ export class Store {
   }
 
   /** E2B records whose deadline is before `before`, soonest first (at most `limit`). */
-  dueE2bSandboxes(before: Date, limit = 100): Promise<E2bSandboxRecord[]> {
+  dueE2bSandboxes(before: Date, limit = 100, instanceId?: string): Promise<E2bSandboxRecord[]> {
+    // In a cluster each node keeps the deadlines of the sandboxes it runs (issue 23), never another node's.
+    const own =
+      instanceId === undefined
+        ? undefined
+        : inArray(
+            e2bSandboxes.sessionId,
+            this.db.orm.select({ id: sessions.id }).from(sessions).where(eq(sessions.instanceId, instanceId)),
+          );
     return guard(() =>
       this.db.orm
         .select()
         .from(e2bSandboxes)
-        .where(lt(e2bSandboxes.endsAt, before))
+        .where(and(lt(e2bSandboxes.endsAt, before), own))
         .orderBy(e2bSandboxes.endsAt)
         .limit(limit),
     );
@@ -1262,6 +1314,155 @@ export class Store {
   releaseInstance(id: string, holder: string): Promise<void> {
     return guard(async () => {
       await this.db.orm.delete(instances).where(and(eq(instances.id, id), eq(instances.holder, holder)));
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------ nodes (issue 23)
+
+  /**
+   * Records a node service's heartbeat: its address and capacity, `reported_at` set to the database's now. A new
+   * node starts `active` and not draining; a known one keeps its Swarm availability (set by
+   * {@link setNodeAvailability}) and clears `draining` only when `restarted` (a fresh start of its service).
+   */
+  reportNode(report: NodeReport, options: { restarted?: boolean } = {}): Promise<void> {
+    return guard(async () => {
+      const values = {
+        url: report.url,
+        previewUrl: report.previewUrl ?? null,
+        host: report.host,
+        swarmNodeId: report.swarmNodeId,
+        capacity: report.capacity,
+        reportedAt: sql`now()`,
+      };
+      await this.db.orm
+        .insert(nodes)
+        .values({ id: report.id, ...values })
+        .onConflictDoUpdate({
+          target: nodes.id,
+          set: options.restarted ? { ...values, draining: false, startedAt: sql`now()` } : values,
+        });
+    });
+  }
+
+  /** Every node service known, with its age and live sessions; oldest first. */
+  listNodes(): Promise<NodeRecord[]> {
+    return guard(async () => {
+      const live = this.db.orm
+        .select({ instanceId: sessions.instanceId, count: sql<number>`count(*)::int`.as('count') })
+        .from(sessions)
+        .where(liveIn)
+        .groupBy(sessions.instanceId)
+        .as('live');
+      const rows = await this.db.orm
+        .select({
+          node: nodes,
+          ageMs: sql<number>`(extract(epoch from (now() - ${nodes.reportedAt})) * 1000)::float8`,
+          liveSessions: sql<number>`coalesce(${live.count}, 0)::int`,
+        })
+        .from(nodes)
+        .leftJoin(live, eq(live.instanceId, nodes.id))
+        .orderBy(nodes.startedAt, nodes.id);
+      return rows.map((r) => ({ ...r.node, ageMs: Number(r.ageMs), liveSessions: Number(r.liveSessions) }));
+    });
+  }
+
+  /** Sets Swarm's availability of the node service(s) on Swarm node `swarmNodeId`; how many rows changed. */
+  setNodeAvailability(swarmNodeId: string, availability: NodeAvailability): Promise<number> {
+    return guard(async () => {
+      const rows = await this.db.orm
+        .update(nodes)
+        .set({ availability })
+        .where(and(eq(nodes.swarmNodeId, swarmNodeId), ne(nodes.availability, availability)))
+        .returning({ id: nodes.id });
+      return rows.length;
+    });
+  }
+
+  /** Marks node `id` as shutting down (or not): placement leaves a draining node out. */
+  setNodeDraining(id: string, draining: boolean): Promise<void> {
+    return guard(async () => {
+      await this.db.orm.update(nodes).set({ draining }).where(eq(nodes.id, id));
+    });
+  }
+
+  /** Forgets node `id` (an operator removed it from the cluster); its sessions' rows are left as they are. */
+  removeNode(id: string): Promise<void> {
+    return guard(async () => {
+      await this.db.orm.delete(nodes).where(eq(nodes.id, id));
+    });
+  }
+
+  /**
+   * Fails the live sessions of every node not heard from for `staleMs` (its host died, or its service hung), or
+   * for `drainedStaleMs` when Swarm drained it (its service was stopped on purpose: no need to wait as long): a
+   * person sees `failed` and why instead of a session that looks running and answers nothing. One statement, so
+   * any number of API replicas may run it at once. Returns what it failed.
+   */
+  /**
+   * Fails the template builds running on a node not heard from for `staleMs`: the build died with it, and only its
+   * builder may otherwise mark it failed (each node reconciles its own builds). Returns what it failed.
+   */
+  failBuildsOfLostNodes(staleMs: number): Promise<{ templateId: string; nodeId: string }[]> {
+    if (!(Number.isFinite(staleMs) && staleMs > 0)) {
+      return Promise.reject(
+        new StoreError('INVALID_INPUT', `staleMs must be a positive duration, not ${staleMs}`),
+      );
+    }
+    return guard(async () => {
+      const rows = await this.db.orm
+        .update(templates)
+        .set({
+          state: 'failed',
+          failure: sql`'its build ran on node ' || ${nodes.id} || ', which stopped answering; run templates.build again'`,
+          updatedAt: sql`now()`,
+        })
+        .from(nodes)
+        .where(
+          and(
+            eq(templates.builderId, nodes.id),
+            eq(templates.state, 'building'),
+            lt(nodes.reportedAt, sql`now() - make_interval(secs => ${staleMs / 1000})`),
+          ),
+        )
+        .returning({ templateId: templates.id, nodeId: nodes.id });
+      return rows;
+    });
+  }
+
+  failSessionsOfLostNodes(
+    staleMs: number,
+    drainedStaleMs = staleMs,
+  ): Promise<{ sessionId: string; nodeId: string; reason: string }[]> {
+    if (![staleMs, drainedStaleMs].every((ms) => Number.isFinite(ms) && ms > 0)) {
+      return Promise.reject(
+        new StoreError('INVALID_INPUT', `staleMs must be a positive duration, not ${staleMs}`),
+      );
+    }
+    return guard(async () => {
+      const seconds = Math.round(staleMs / 1000);
+      const at = sql`to_char(now() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS')`;
+      const reason = sql<string>`CASE WHEN ${nodes.availability} = 'drain' AND ${nodes.reportedAt} >= now() - make_interval(secs => ${staleMs / 1000})
+        THEN 'its node ' || ${nodes.id} || ' was drained in Swarm and stopped answering (at ' || ${at} || ' UTC); destroy it, or restore it from a snapshot'
+        ELSE 'its node ' || ${nodes.id} || ' stopped answering (no report for over ${sql.raw(String(seconds))} s at ' || ${at} || ' UTC); destroy it, or restore it from a snapshot' END`;
+      const rows = await this.db.orm
+        .update(sessions)
+        .set({ state: 'failed', failureReason: reason })
+        .from(nodes)
+        .where(
+          and(
+            eq(sessions.instanceId, nodes.id),
+            or(
+              lt(nodes.reportedAt, sql`now() - make_interval(secs => ${staleMs / 1000})`),
+              and(
+                eq(nodes.availability, 'drain'),
+                lt(nodes.reportedAt, sql`now() - make_interval(secs => ${drainedStaleMs / 1000})`),
+              ),
+            ),
+            inArray(sessions.state, ['creating', 'running', 'stopped', 'paused']),
+          ),
+        )
+        .returning({ sessionId: sessions.id, nodeId: nodes.id, reason: sessions.failureReason });
+      return rows.map((r) => ({ sessionId: r.sessionId, nodeId: r.nodeId, reason: r.reason ?? '' }));
     });
   }
 }

@@ -61,6 +61,26 @@ export {
   SANDBOX_LIMIT_BOUNDS,
   sandboxResourcesSchema,
 } from './limits.ts';
+export type {
+  NodeAuthRefusalReason,
+  NodeAuthResult,
+  NodeRequestClaims,
+  NodeRequestExpectation,
+  VerifyNodeRequestOptions,
+} from './node-auth.ts';
+export {
+  checkNodeSecret,
+  DEFAULT_NODE_AUTH_MAX_SKEW_MS,
+  EMPTY_BODY_SHA256,
+  MAX_NODE_PATH_LENGTH,
+  MAX_NODE_PRINCIPAL_LENGTH,
+  MIN_NODE_SECRET_BYTES,
+  NODE_AUTH_HEADER,
+  NODE_AUTH_REFUSAL_REASONS,
+  nodeSecretSchema,
+  signNodeRequest,
+  verifyNodeRequest,
+} from './node-auth.ts';
 export type { ResolveWorkspacePathOptions } from './paths.ts';
 export {
   DEFAULT_MAX_PATH_BYTES,
@@ -70,6 +90,33 @@ export {
   joinWorkspacePath,
   resolveWorkspacePath,
 } from './paths.ts';
+export type {
+  NodeAvailability,
+  NodeRecord,
+  NodeReport,
+  PlacementExclusion,
+  PlacementRefusalReason,
+  PlacementRequest,
+  PlacementResult,
+  PlaceSessionOptions,
+} from './placement.ts';
+export {
+  DEFAULT_NODE_STALE_AFTER_MS,
+  DEFAULT_PLACEMENT_CANDIDATES,
+  memoryHeadroomBytes,
+  NODE_AVAILABILITIES,
+  nodeBackendSchema,
+  nodeIdSchema,
+  nodeRecordSchema,
+  nodeReportSchema,
+  PLACEMENT_MEMORY_HEADROOM,
+  PLACEMENT_REFUSAL_REASONS,
+  placementRefusalMessage,
+  placementRequestSchema,
+  placementScore,
+  placeSession,
+  templateDigestSchema,
+} from './placement.ts';
 export type { CanonicalHost, HostKind } from './preview.ts';
 export {
   BLOCKED_PREVIEW_PORTS,
