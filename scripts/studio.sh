@@ -178,6 +178,7 @@ case "$cmd" in
     ensure_node_deps
     require_agent
     prepare_runtimes
+    prepare_test_postgres # the cluster section's store (STUDIO_TEST_DATABASE_URL); without it, its rows skip
     exec npx tsx bench/run.ts "${@:2}"
     ;;
   *) die "usage: scripts/studio.sh start|test|typecheck|bench" ;;

@@ -7,6 +7,7 @@ import { GVisorBackend, RootfsBuilder } from '@studio/isolation-gvisor';
 import { createPolicySchemas, parseSecretHeader, type RateLimiter } from '@studio/policy';
 import { AGENT_DIR } from '@studio/sandbox-agent';
 import { Auth, ensureAdmin, loadJwtKey } from './auth/auth.ts';
+import { NodeReporter } from './cluster/node-reporter.ts';
 import type { AppDeps } from './core/context.ts';
 import { Drain } from './core/drain.ts';
 import { createLogger, type Logger } from './core/logger.ts';
@@ -63,6 +64,8 @@ export type ResolvedEnv = Env & { instanceId: string };
 export interface App {
   deps: AppDeps;
   env: ResolvedEnv;
+  /** Role `node`: its heartbeat in the store, started once the server listens. */
+  node: NodeReporter | null;
   /** Set when this start created the first administrator. */
   bootstrap: { username: string; password: string; generated: boolean } | null;
   close(): Promise<void>;
@@ -86,6 +89,7 @@ export function backendsFromEnv(env: ResolvedEnv): IsolationBackend[] {
       backends.push(
         new DockerBackend({
           dataDir: join(env.dataDir, 'docker'),
+          ...(env.snapshotsDir === undefined ? {} : { snapshotsDir: join(env.snapshotsDir, 'docker') }),
           ...(env.workspaceHeadroomBytes === undefined
             ? {}
             : { workspaceHeadroomBytes: env.workspaceHeadroomBytes }),
@@ -93,12 +97,14 @@ export function backendsFromEnv(env: ResolvedEnv): IsolationBackend[] {
           seccompProfile: env.seccompProfile,
           limits: env.policy.sandbox,
           workspacePool,
+          ...(env.agentDir === undefined ? {} : { agentDir: env.agentDir }),
         }),
       );
     } else if (name === 'gvisor') {
       backends.push(
         new GVisorBackend({
           dataDir: join(env.dataDir, 'gvisor'),
+          ...(env.snapshotsDir === undefined ? {} : { snapshotsDir: join(env.snapshotsDir, 'gvisor') }),
           ...(env.workspaceHeadroomBytes === undefined
             ? {}
             : { workspaceHeadroomBytes: env.workspaceHeadroomBytes }),
@@ -114,6 +120,7 @@ export function backendsFromEnv(env: ResolvedEnv): IsolationBackend[] {
           },
           // Templates built since (issue 19), from where the template manager keeps them.
           resolveImage: (image) => templateRootfs(templatesDir(env), image),
+          ...(env.agentDir === undefined ? {} : { agentDir: env.agentDir }),
         }),
       );
     }
@@ -212,14 +219,19 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     release();
     throw error;
   }
-  const admin = await ensureAdmin(store, env.adminPassword);
+  // The first admin is made by whoever serves people (single box, a replica): a node service that found the store
+  // empty first would make one with a password only its own log shows.
+  const admin: Awaited<ReturnType<typeof ensureAdmin>> =
+    env.role === 'node' ? { created: false } : await ensureAdmin(store, env.adminPassword);
   const key = loadJwtKey({ secret: env.jwtSecret, dataDir: env.dataDir });
   const auth = new Auth({
     store,
     key,
     ...(options.loginLimiter ? { loginLimiter: options.loginLimiter } : {}),
   });
-  const backends = options.backends ?? (await selectBackends(env, backendsFromEnv(env), logger));
+  // An API replica runs no sandboxes: every session's calls go to its node (issue 23, cluster/forwarder.ts).
+  const backends =
+    options.backends ?? (env.role === 'api' ? [] : await selectBackends(env, backendsFromEnv(env), logger));
   const pool = new WarmPool({
     backends,
     sizes: env.warmPool,
@@ -342,6 +354,8 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     egress: buildEgress,
     trustPem: extraCa,
     logger,
+    // A cluster's node records its builds as its own (replicas show their logs, and fail them if it is lost).
+    ...(env.role === 'node' && env.cluster !== null ? { instanceId: env.instanceId } : {}),
   });
   // Then every 10 minutes: what failed builds left, and images no template names any more.
   await templates
@@ -361,6 +375,7 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     orphanGraceMs: env.orphanGraceMs,
     policy: env.policy,
     instanceId: env.instanceId,
+    sharedSnapshots: env.snapshotsDir !== undefined,
     images: env.images,
     logger,
     ...(options.sandboxLabels ? { labels: options.sandboxLabels } : {}),
@@ -384,7 +399,8 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
     logger,
     events,
     fileWatches: new FileWatches({ sessions, events, logger }),
-    execs: new ExecRegistry(),
+    // A node's exec ids name it, so API replicas send exec.stream and the rest to the node that runs the exec.
+    execs: new ExecRegistry({ nodeId: env.role === 'node' ? env.instanceId : null }),
     previews: new PreviewGrants({ hostMode: env.previewHosts }),
     origins: env.origins,
     trustProxy: env.trustProxy,
@@ -398,13 +414,26 @@ export async function createApp(options: CreateAppOptions): Promise<App> {
   if (claim) {
     recorder.sweep(async (id) => ((await store.getSessionById(id))?.state ?? 'destroyed') === 'destroyed');
   }
+  // A node service reports itself to the API replicas once it listens (server.ts starts it).
+  const node =
+    env.role === 'node' && env.cluster !== null
+      ? new NodeReporter({
+          store,
+          id: env.instanceId,
+          backends: async () => (await sessions.listBackends()).filter((b) => b.available).map((b) => b.name),
+          templates: () => templates.held(),
+          logger,
+        })
+      : null;
   return {
     deps,
     env,
+    node,
     bootstrap: admin.created
       ? { username: admin.username, password: admin.password, generated: admin.generated }
       : null,
     async close() {
+      await node?.drain();
       deps.fileWatches.close();
       await templates.close();
       egressProxy.close();

@@ -1,5 +1,10 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseEnv } from './env.ts';
+
+const CLUSTER_SECRET = 'k3J9vQ2mZx8Lw4Rt7Yp1Nc6Hb5Gd0Fs2Ae9Ui3Oq8Wl';
 
 describe('parseEnv', () => {
   it('has defaults that run on one machine', () => {
@@ -67,6 +72,16 @@ describe('parseEnv', () => {
     expect(() => parseEnv({ STUDIO_E2B_DOMAIN: 'https://x.example.com' })).toThrow(/STUDIO_E2B_DOMAIN/);
   });
 
+  it('keeps snapshots under the data dir unless STUDIO_SNAPSHOTS_DIR names a shared folder', () => {
+    expect(parseEnv({}).snapshotsDir).toBeUndefined();
+    expect(parseEnv({ STUDIO_SNAPSHOTS_DIR: '/mnt/studio-snapshots' }).snapshotsDir).toBe(
+      '/mnt/studio-snapshots',
+    );
+    expect(() => parseEnv({ STUDIO_SNAPSHOTS_DIR: 'snapshots' })).toThrow(
+      /STUDIO_SNAPSHOTS_DIR must be an absolute path/,
+    );
+  });
+
   it('refuses previews on the same site as the IDE, naming the fix', () => {
     const sameSite = [
       { STUDIO_PREVIEW_DOMAIN: 'preview.studio.example.com', STUDIO_ORIGINS: 'https://studio.example.com' },
@@ -131,5 +146,51 @@ describe('parseEnv', () => {
     expect(() => parseEnv({ STUDIO_DRAIN_SECONDS: '-1' })).toThrow(/STUDIO_DRAIN_SECONDS/);
     expect(() => parseEnv({ STUDIO_DRAIN_SECONDS: '7200' })).toThrow(/STUDIO_DRAIN_SECONDS: .*3600/);
     expect(() => parseEnv({ STUDIO_MAX_BATCH_CALLS: '0' })).toThrow(/STUDIO_MAX_BATCH_CALLS/);
+  });
+
+  it('runs single-box by default; the cluster roles need PostgreSQL and the shared keys, from files too', () => {
+    expect(parseEnv({})).toMatchObject({ role: 'all', cluster: null });
+    expect(() => parseEnv({ STUDIO_ROLE: 'api' })).toThrow(
+      /STUDIO_ROLE=api needs DATABASE_URL .*STUDIO_CLUSTER_SECRET or STUDIO_CLUSTER_SECRET_FILE, STUDIO_JWT_SECRET/,
+    );
+    expect(() => parseEnv({ STUDIO_ROLE: 'primary' })).toThrow(/STUDIO_ROLE/);
+    const dir = mkdtempSync(join(tmpdir(), 'studio-env-'));
+    try {
+      const secret = (name: string, value: string) => {
+        writeFileSync(join(dir, name), `${value}\n`);
+        return join(dir, name);
+      };
+      const node = parseEnv({
+        STUDIO_ROLE: 'node',
+        STUDIO_PORT: '4100',
+        DATABASE_URL_FILE: secret('db', 'postgres://studio@db/studio'),
+        STUDIO_CLUSTER_SECRET_FILE: secret('cluster', CLUSTER_SECRET),
+        STUDIO_JWT_SECRET_FILE: secret('jwt', 'j'.repeat(48)),
+        STUDIO_SECRETS_KEY: 'A'.repeat(43),
+        STUDIO_SWARM_NODE_ID: 'x1y2z3',
+      });
+      expect(node).toMatchObject({
+        role: 'node',
+        databaseUrl: 'postgres://studio@db/studio',
+        jwtSecret: 'j'.repeat(48),
+        cluster: { secret: CLUSTER_SECRET, swarmNodeId: 'x1y2z3' },
+      });
+      expect(node.cluster?.nodeUrl).toBeNull(); // the address it listens on
+      expect(() => parseEnv({ STUDIO_NODE_URL: 'http://node-1:4100/path' })).toThrow(/STUDIO_NODE_URL/);
+      expect(() =>
+        parseEnv({ STUDIO_JWT_SECRET: 'j'.repeat(48), STUDIO_JWT_SECRET_FILE: secret('j2', 'x') }),
+      ).toThrow(/set STUDIO_JWT_SECRET or STUDIO_JWT_SECRET_FILE, not both/);
+      expect(() => parseEnv({ STUDIO_CLUSTER_SECRET_FILE: join(dir, 'missing') })).toThrow(
+        /STUDIO_CLUSTER_SECRET_FILE: cannot read .*missing \(ENOENT\)/,
+      );
+      expect(() => parseEnv({ STUDIO_CLUSTER_SECRET: 'short' })).toThrow(/at least 32 characters/);
+      const cluster = { DATABASE_URL: 'postgres://db/s', STUDIO_JWT_SECRET: 'j'.repeat(48) };
+      const keys = { ...cluster, STUDIO_SECRETS_KEY: 'A'.repeat(43), STUDIO_ROLE: 'api' };
+      expect(() => parseEnv({ ...keys, STUDIO_CLUSTER_SECRET: 'c'.repeat(48) })).toThrow(
+        /STUDIO_CLUSTER_SECRET: .*openssl rand/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { type Policy, parsePolicy, previewSiteProblem } from '@studio/policy';
+import { checkNodeSecret, type Policy, parsePolicy, previewSiteProblem } from '@studio/policy';
 import { z } from 'zod';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -39,6 +40,10 @@ const schema = z.object({
     })
     .optional(),
   STUDIO_DATA_DIR: z.string().min(1).optional(),
+  STUDIO_SNAPSHOTS_DIR: z
+    .string()
+    .regex(/^\//, { error: 'STUDIO_SNAPSHOTS_DIR must be an absolute path (a directory every node mounts)' })
+    .optional(),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, { error: 'DATABASE_URL must start with postgres:// or postgresql://' })
@@ -93,6 +98,8 @@ const schema = z.object({
     .max(64 * 1024)
     .optional(),
   STUDIO_SANDBOX_ROOTFS: z.string().min(1).optional(),
+  // The sandbox agent's folder as the runtime sees it: a node service in a container gives Docker a host path.
+  STUDIO_AGENT_DIR: z.string().regex(/^\//, { error: 'STUDIO_AGENT_DIR is an absolute path' }).optional(),
   STUDIO_SECCOMP_PROFILE: z.string().min(1).optional(),
   STUDIO_RUNTIME_DIR: z
     .string()
@@ -153,6 +160,31 @@ const schema = z.object({
   // A request's headers and body together must arrive within this time, however slowly they trickle. The
   // largest body (a base64 file at the policy's size, about 21 MiB by default) still fits at ~6 Mbit/s.
   STUDIO_REQUEST_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(600).default(30),
+  // Scale-out (issue 23): `all` is single-box Studio (both roles in one process, the default); `api` serves
+  // people and forwards each session's calls to its node; `node` runs that node's sandboxes for the API replicas.
+  STUDIO_ROLE: z.enum(['all', 'api', 'node']).default('all'),
+  // The secret API replicas sign what they forward to nodes with (a Swarm secret): the same on every replica
+  // and node, 32 bytes or more.
+  STUDIO_CLUSTER_SECRET: z
+    .string()
+    .min(32, {
+      error:
+        'STUDIO_CLUSTER_SECRET must be at least 32 characters (try: openssl rand -base64 48 | docker secret create studio_cluster_secret -)',
+    })
+    .max(4096)
+    .optional(),
+  // Where API replicas reach this node service (role node): an address inside the cluster, never public.
+  STUDIO_NODE_URL: z
+    .string()
+    .regex(/^https?:\/\/[A-Za-z0-9.[\]:-]+$/, {
+      error: 'STUDIO_NODE_URL looks like http://host:port, no path',
+    })
+    .optional(),
+  // The Swarm node this node service runs on (`{{.Node.ID}}` in the stack file), to follow its availability.
+  STUDIO_SWARM_NODE_ID: z
+    .string()
+    .regex(/^[a-z0-9]{1,64}$/, { error: 'STUDIO_SWARM_NODE_ID is a Swarm node id ({{.Node.ID}})' })
+    .optional(),
   // Calls in one batched tRPC request: each runs as its own call, so a batch is a way past per-request limits.
   STUDIO_MAX_BATCH_CALLS: z.coerce.number().int().min(1).max(100).default(10),
 });
@@ -174,6 +206,11 @@ export interface Env {
    */
   e2bDomain: string | undefined;
   dataDir: string;
+  /**
+   * Where backends keep snapshots (`STUDIO_SNAPSHOTS_DIR`, one folder per backend under it); undefined: under the
+   * data dir. On a cluster, a shared filesystem every node mounts: any node starts sessions from any snapshot.
+   */
+  snapshotsDir: string | undefined;
   databaseUrl: string | undefined;
   jwtSecret: string | undefined;
   /** The key secrets are sealed with (`STUDIO_SECRETS_KEY`); unset: `<dataDir>/secrets-key`, made once. */
@@ -197,6 +234,8 @@ export interface Env {
   /** A short folder for sockets and locks (`STUDIO_RUNTIME_DIR`; default /run/studio as root). */
   runtimeDir: string;
   policy: Policy;
+  /** Where the sandbox agent is, as the backends' runtime sees it (`STUDIO_AGENT_DIR`); unset: the package's. */
+  agentDir: string | undefined;
   /** gVisor: the root filesystem of `studio-sandbox:latest`; unset: computed once by {@link resolveSandboxRootfs}. */
   sandboxRootfs: string | undefined;
   /** The seccomp profile both backends apply (`STUDIO_SECCOMP_PROFILE`, default the repository's `infra/seccomp/studio.json`). */
@@ -229,13 +268,52 @@ export interface Env {
    * `STUDIO_REQUEST_TIMEOUT_SECONDS`), and the calls one batched tRPC request may carry (`STUDIO_MAX_BATCH_CALLS`).
    */
   edge: { requestTimeoutMs: number; maxBatchCalls: number };
+  /** Scale-out (issue 23; docs/scale-out.md): which role this process plays; `all` for single-box Studio. */
+  role: 'all' | 'api' | 'node';
+  /**
+   * Roles `api` and `node`: the cluster's shared secret, `url` where API replicas reach this node (role node) and
+   * its Swarm node id. Null for role `all`.
+   */
+  cluster: { secret: string; nodeUrl: string | null; swarmNodeId: string | null } | null;
+}
+
+/**
+ * Variables that may instead be given as a file (`<NAME>_FILE`, as Docker and Swarm secrets are mounted): the
+ * file's content, without its final newline, is the value. Setting both is an error.
+ */
+const FILE_VARIABLES = [
+  'DATABASE_URL',
+  'STUDIO_JWT_SECRET',
+  'STUDIO_SECRETS_KEY',
+  'STUDIO_ADMIN_PASSWORD',
+  'STUDIO_CLUSTER_SECRET',
+] as const;
+
+function withFileVariables(source: Record<string, string | undefined>): Record<string, string | undefined> {
+  const out = { ...source };
+  for (const name of FILE_VARIABLES) {
+    const file = source[`${name}_FILE`];
+    if (file === undefined || file === '') continue;
+    if (source[name] !== undefined && source[name] !== '') {
+      throw new Error(`invalid configuration: set ${name} or ${name}_FILE, not both`);
+    }
+    try {
+      out[name] = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch (error) {
+      throw new Error(
+        `invalid configuration: ${name}_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); check the path and that the secret is mounted`,
+      );
+    }
+  }
+  return out;
 }
 
 /**
  * Parses `source` (default `process.env`) into an {@link Env}. Throws one Error listing every bad variable and
  * what to change; never echoes a secret's value.
  */
-export function parseEnv(source: Record<string, string | undefined> = process.env): Env {
+export function parseEnv(given: Record<string, string | undefined> = process.env): Env {
+  const source = withFileVariables(given);
   const picked: Record<string, string> = {};
   for (const key of Object.keys(schema.shape)) {
     const value = source[key];
@@ -260,6 +338,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     const variable = e.STUDIO_PREVIEW_DOMAIN === undefined ? 'STUDIO_ORIGINS' : 'STUDIO_PREVIEW_DOMAIN';
     throw new Error(`invalid configuration: ${variable}: ${problem}`);
   }
+  const cluster = e.STUDIO_ROLE === 'all' ? null : clusterConfig(e);
   let policy: Policy;
   try {
     policy = parsePolicy(e.STUDIO_POLICY === undefined ? undefined : JSON.parse(e.STUDIO_POLICY));
@@ -276,6 +355,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
         : { domain: e.STUDIO_PREVIEW_DOMAIN, scheme: e.STUDIO_PREVIEW_SCHEME ?? 'https', withPort: false },
     e2bDomain: e.STUDIO_E2B_DOMAIN ?? e.STUDIO_PREVIEW_DOMAIN,
     dataDir: e.STUDIO_DATA_DIR ?? `${REPO_ROOT}.data`,
+    snapshotsDir: e.STUDIO_SNAPSHOTS_DIR,
     databaseUrl: e.DATABASE_URL,
     jwtSecret: e.STUDIO_JWT_SECRET,
     secretsKey: e.STUDIO_SECRETS_KEY,
@@ -288,6 +368,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     runtimeDir: e.STUDIO_RUNTIME_DIR ?? defaultRuntimeDir(e.XDG_RUNTIME_DIR),
     policy,
     sandboxRootfs: e.STUDIO_SANDBOX_ROOTFS,
+    agentDir: e.STUDIO_AGENT_DIR,
     seccompProfile: e.STUDIO_SECCOMP_PROFILE ?? `${REPO_ROOT}infra/seccomp/studio.json`,
     reconcileIntervalMs: e.STUDIO_RECONCILE_INTERVAL_MS,
     orphanGraceMs: e.STUDIO_ORPHAN_GRACE_MS,
@@ -309,6 +390,40 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
       requestTimeoutMs: e.STUDIO_REQUEST_TIMEOUT_SECONDS * 1000,
       maxBatchCalls: e.STUDIO_MAX_BATCH_CALLS,
     },
+    role: e.STUDIO_ROLE,
+    cluster,
+  };
+}
+
+/**
+ * Roles `api` and `node` share one PostgreSQL store and the keys every replica and node must agree on (a login
+ * made through one replica is checked on a node; a secret sealed on one is opened on another).
+ */
+function clusterConfig(e: z.output<typeof schema>): NonNullable<Env['cluster']> {
+  const role = `STUDIO_ROLE=${e.STUDIO_ROLE}`;
+  const missing = [
+    e.DATABASE_URL === undefined
+      ? 'DATABASE_URL (PostgreSQL: every replica and node shares one store)'
+      : null,
+    e.STUDIO_CLUSTER_SECRET === undefined ? 'STUDIO_CLUSTER_SECRET or STUDIO_CLUSTER_SECRET_FILE' : null,
+    e.STUDIO_JWT_SECRET === undefined ? 'STUDIO_JWT_SECRET or STUDIO_JWT_SECRET_FILE' : null,
+    e.STUDIO_SECRETS_KEY === undefined ? 'STUDIO_SECRETS_KEY or STUDIO_SECRETS_KEY_FILE' : null,
+  ].filter((m): m is string => m !== null);
+  if (missing.length > 0) {
+    throw new Error(
+      `invalid configuration: ${role} needs ${missing.join(', ')} (see docs/scale-out.md; the stack file in infra/swarm sets them from Swarm secrets)`,
+    );
+  }
+  try {
+    checkNodeSecret(Buffer.from(e.STUDIO_CLUSTER_SECRET as string, 'utf8'));
+  } catch (error) {
+    throw new Error(`invalid configuration: STUDIO_CLUSTER_SECRET: ${(error as Error).message}`);
+  }
+  return {
+    secret: e.STUDIO_CLUSTER_SECRET as string,
+    // Unset: the address the node listens on (its host name when it listens on every interface).
+    nodeUrl: e.STUDIO_NODE_URL ?? null,
+    swarmNodeId: e.STUDIO_SWARM_NODE_ID ?? null,
   };
 }
 

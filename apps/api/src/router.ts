@@ -2,6 +2,7 @@ import type { PolicySchemas } from '@studio/policy';
 import { authRouter } from './auth/auth-router.ts';
 import { tokensRouter } from './auth/tokens-router.ts';
 import { usersRouter } from './auth/users-router.ts';
+import { clusterRouter } from './cluster/cluster-router.ts';
 import { router } from './core/trpc.ts';
 import { execRouter } from './exec/exec-router.ts';
 import { filesRouter } from './files/files-router.ts';
@@ -35,6 +36,7 @@ export const createAppRouter = (schemas: PolicySchemas) =>
     snapshots: snapshotsRouter,
     previews: previewsRouter,
     system: systemRouter,
+    cluster: clusterRouter,
   });
 
 /** The router's type: the only thing clients (web, MCP, @studio/client) import from the API. */

@@ -1,15 +1,24 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import type { TLSSocket } from 'node:tls';
-import type { TRPCError } from '@trpc/server';
+import { TRPCError } from '@trpc/server';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import { getHTTPStatusCodeFromError } from '@trpc/server/http';
 import { TRPC_ERROR_CODES_BY_KEY } from '@trpc/server/rpc';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { App } from './app.ts';
+import { FORWARDER_IDLE_SOCKET_MS, Forwarder, routedProcedures } from './cluster/forwarder.ts';
+import { LostNodeSweeper } from './cluster/lost-nodes.ts';
+import { NodeGuard } from './cluster/node-guard.ts';
+import { createPlacementHints } from './cluster/placement-hints.ts';
+import { startPreviewRelay } from './cluster/preview-relay.ts';
+import { SwarmAvailability } from './cluster/swarm-availability.ts';
+import { attachTerminalRelay } from './cluster/terminal-relay.ts';
 import { createContextFactory, requestMeta } from './core/context.ts';
 import { DRAIN_RETRY_AFTER_SECONDS } from './core/drain.ts';
-import { MappedCause, mapError } from './core/errors.ts';
+import { type AppError, MappedCause, mapError } from './core/errors.ts';
 import { newId } from './core/ids.ts';
 import { createFastPath } from './core/trpc-fast-path.ts';
 import { createE2bApi, E2B_PATH, ENVD_PORT } from './e2b/control-plane.ts';
@@ -87,6 +96,26 @@ function retryAfterMeta({ errors }: { errors: TRPCError[] }): { headers?: Record
   return retryAfter > 0 ? { headers: { 'Retry-After': String(retryAfter) } } : {};
 }
 
+/** A refusal of the cluster's forwarder (issue 23), in tRPC's error shape, with `Retry-After` when retryable. */
+function trpcError(res: ServerResponse, error: AppError, requestId: string): void {
+  const mapped = mapError(error);
+  const status = getHTTPStatusCodeFromError(new TRPCError({ code: mapped.trpcCode }));
+  if (mapped.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(mapped.retryAfterSeconds));
+  sendJson(res, status, {
+    error: {
+      message: mapped.message,
+      code: TRPC_ERROR_CODES_BY_KEY[mapped.trpcCode],
+      data: {
+        code: mapped.trpcCode,
+        httpStatus: status,
+        studioCode: mapped.studioCode,
+        path: null,
+        requestId,
+      },
+    },
+  });
+}
+
 /** A refusal made before tRPC runs, in the shape tRPC's error formatter gives every other error. */
 function trpcRefusal(
   res: ServerResponse,
@@ -110,6 +139,8 @@ function trpcRefusal(
 // EventSource clients reconnect after this many ms (the SSE `retry:` field): a stream told to go away, or cut
 // by a network blip, comes back in 2 s rather than the EventSource default of 3 s, and never in a tight loop.
 const SSE_RETRY_MS = DRAIN_RETRY_AFTER_SECONDS * 1000;
+/** How long a node keeps an idle connection from a replica: well past the replicas' own limit. */
+const NODE_KEEP_ALIVE_MS = FORWARDER_IDLE_SOCKET_MS + 30_000;
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.statusCode = status;
@@ -170,11 +201,39 @@ export async function startServer(app: App, options: StartServerOptions): Promis
   const trpc = createHTTPHandler(trpcOptions);
   // E2B's API (issue 21): the control plane and envd under /e2b, envd and ports by host name on the preview site.
   const e2b = createE2bApi(deps, {
+    // A node keeps the deadlines of its own sandboxes only.
+    instanceId: app.env.role === 'node' ? app.env.instanceId : undefined,
     domain: () =>
       app.env.e2bDomain ?? `localhost:${previews ? new URL(previews.url).port : app.env.previewPort}`,
   });
   // Single queries and mutations skip the fetch-adapter round trip; everything else goes to tRPC's handler.
   const fast = createFastPath(trpcOptions);
+  // Scale-out (issue 23): a replica forwards each session's calls to its node; a node serves replicas only.
+  const cluster = app.env.cluster;
+  const secret = cluster === null ? null : Buffer.from(cluster.secret, 'utf8');
+  const forwarder =
+    app.env.role === 'api' && secret !== null
+      ? new Forwarder({
+          store: deps.store,
+          secret,
+          logger: deps.logger,
+          routed: routedProcedures(appRouter._def.procedures),
+          defaultMemoryBytes: deps.policy.sandbox.memoryBytes,
+          maxBodyBytes,
+          hints: createPlacementHints(deps),
+        })
+      : null;
+  // The client of a request the replica relays (terminal, preview, E2B), as its other requests see it.
+  const clientOf = (req: IncomingMessage) => ({
+    ip: clientIp(req, deps.trustProxy),
+    https: isHttps(req, deps.trustProxy),
+  });
+  const guard = app.env.role === 'node' && secret !== null ? new NodeGuard({ secret, maxBodyBytes }) : null;
+  // Replicas fail the sessions of a node that stopped reporting; node services on Swarm managers keep each node's
+  // Swarm availability in the store (placement honours drain and pause).
+  const lostNodes =
+    forwarder === null ? null : new LostNodeSweeper({ store: deps.store, logger: deps.logger });
+  const swarm = guard !== null ? new SwarmAvailability({ store: deps.store, logger: deps.logger }) : null;
 
   const handle = async (
     req: IncomingMessage,
@@ -187,6 +246,14 @@ export async function startServer(app: App, options: StartServerOptions): Promis
       // Out of rotation at once (Traefik's health check), while running work finishes here.
       res.setHeader('Retry-After', String(DRAIN_RETRY_AFTER_SECONDS));
       return sendJson(res, 503, { ok: false, draining: true });
+    }
+    if (path === '/readyz' && forwarder !== null) {
+      // A replica is ready when the store answers: it runs no sandboxes (the nodes report their own).
+      const store = await deps.store.ping().then(
+        () => true,
+        () => false,
+      );
+      return sendJson(res, store ? 200 : 503, { ok: store, store, role: 'api' });
     }
     if (path === '/readyz') {
       const store = await deps.store.ping().then(
@@ -238,6 +305,14 @@ export async function startServer(app: App, options: StartServerOptions): Promis
       // A control-plane call finishes before the drain ends; envd streams (a process's output) are told to go.
       const done = path.startsWith(`${E2B_PATH}/envd`) ? () => undefined : drain.track();
       try {
+        if (forwarder !== null) {
+          const outcome = await forwarder.e2b(req, res, path, clientOf(req));
+          if (outcome.kind === 'forwarded') return await new Promise<void>((r) => res.once('close', r));
+          if (outcome.kind === 'refused') {
+            // E2B's error shape; the SDK retries a 503.
+            return sendJson(res, 503, { code: 503, message: mapError(outcome.error).message });
+          }
+        }
         await e2b.handle(req, res, path, meta);
       } finally {
         done();
@@ -245,6 +320,10 @@ export async function startServer(app: App, options: StartServerOptions): Promis
       return;
     }
     if (path === '/files') {
+      if (forwarder !== null) {
+        const outcome = await forwarder.e2b(req, res, path, clientOf(req));
+        if (outcome.kind === 'forwarded') return await new Promise<void>((r) => res.once('close', r));
+      }
       return e2b.handleRootFiles(req, res, { requestId, ip: requestMeta.get(req)?.ip ?? 'unknown' });
     }
     if (path.startsWith(`${TRPC_PATH}/`)) {
@@ -272,6 +351,18 @@ export async function startServer(app: App, options: StartServerOptions): Promis
             `a batched request carries at most ${maxBatchCalls} calls (this one has ${calls}); split it`,
             requestId,
           );
+        }
+      }
+      if (forwarder !== null && new URLSearchParams(query).get('batch') !== '1') {
+        const meta = requestMeta.get(req);
+        const outcome = await forwarder.trpc(req, res, path.slice(TRPC_PATH.length + 1), {
+          ip: meta?.ip ?? 'unknown',
+          https: meta?.https ?? false,
+        });
+        if (outcome.kind === 'refused') return trpcError(res, outcome.error, requestId);
+        if (outcome.kind === 'forwarded') {
+          await new Promise<void>((resolve) => res.once('close', resolve));
+          return;
         }
       }
       if (fast(req, res)) {
@@ -308,11 +399,15 @@ export async function startServer(app: App, options: StartServerOptions): Promis
       requestTimeout: requestTimeoutMs,
       headersTimeout: Math.min(10_000, requestTimeoutMs),
       connectionsCheckingInterval: 1000,
-      keepAliveTimeout: 5_000,
+      // A node's only callers are API replicas, which keep connections to it open (forwarder.ts): it keeps them
+      // longer than the replicas' own idle limit, so a replica never sends a call down a connection the node is
+      // closing at that moment (the keep-alive race: the call fails with ECONNRESET before the node has read it).
+      keepAliveTimeout: app.env.role === 'node' ? NODE_KEEP_ALIVE_MS : 5_000,
     },
     (req, res) => {
       const started = process.hrtime.bigint();
       const requestId = newId('req_');
+      const path = (req.url ?? '/').split('?')[0] ?? '/';
       requestMeta.set(req, {
         requestId,
         ip: clientIp(req, deps.trustProxy),
@@ -323,7 +418,6 @@ export async function startServer(app: App, options: StartServerOptions): Promis
       // Draining: every answer closes its connection, so the client's next request opens a new one (which a
       // proxy sends to another instance).
       if (drain.draining) res.setHeader('Connection', 'close');
-      const path = (req.url ?? '/').split('?')[0] ?? '/';
       const procedure = path.startsWith(`${TRPC_PATH}/`) ? path.slice(TRPC_PATH.length + 1) : undefined;
       const route =
         procedure === undefined
@@ -349,7 +443,19 @@ export async function startServer(app: App, options: StartServerOptions): Promis
           });
         }
       });
-      handle(req, res, path, requestId).catch((error: unknown) => {
+      const admitted = async (): Promise<void> => {
+        // A node answers only what a replica signed; the client it names is the one its limits and records see.
+        if (guard !== null && path !== '/healthz' && path !== '/readyz') {
+          const verdict = await guard.check(req);
+          if (!verdict.ok) {
+            res.setHeader('Connection', 'close');
+            return sendJson(res, verdict.status, { error: { code: 'FORBIDDEN', message: verdict.message } });
+          }
+          requestMeta.set(req, { requestId, ...verdict.client });
+        }
+        await handle(req, res, path, requestId);
+      };
+      admitted().catch((error: unknown) => {
         deps.logger.error('request failed', { requestId, error });
         if (!res.headersSent)
           sendJson(res, 500, { error: { code: 'INTERNAL', message: 'internal error', requestId } });
@@ -370,36 +476,60 @@ export async function startServer(app: App, options: StartServerOptions): Promis
     help: 'PTY output dropped because a terminal client did not keep up',
     registers: [registry],
   });
-  const terminals = attachTerminal(server, deps, {
-    onDropped: (bytes) => dropped.inc(bytes),
-    draining: () => drain.draining,
-    ...(options.terminalRecheckMs === undefined ? {} : { recheckMs: options.terminalRecheckMs }),
-    recorder: deps.recorder.terminal,
-  });
+  // A replica relays terminals to their session's node; a node (and single-box Studio) serves them.
+  const terminals =
+    forwarder !== null
+      ? attachTerminalRelay(server, deps, forwarder, {
+          draining: () => drain.draining,
+          clientOf,
+        })
+      : attachTerminal(server, deps, {
+          onDropped: (bytes) => dropped.inc(bytes),
+          draining: () => drain.draining,
+          ...(options.terminalRecheckMs === undefined ? {} : { recheckMs: options.terminalRecheckMs }),
+          recorder: deps.recorder.terminal,
+          ...(guard === null ? {} : { admit: async (req: IncomingMessage) => (await guard.check(req)).ok }),
+        });
+  // A replica relays the preview site to the node running each session; a node serves only what replicas signed.
   const previews =
     app.env.previewPort === undefined
       ? undefined
-      : await startPreviewServer(
-          {
-            ...deps,
-            e2b: {
-              envdPort: ENVD_PORT,
-              envd: (req, res, sandboxId, path) =>
-                e2b.handleEnvdHost(req, res, sandboxId, path, {
-                  requestId: newId('req_'),
-                  ip: req.socket.remoteAddress ?? 'unknown',
-                }),
-              portAccess: (sandboxId, req) => {
-                const header = req.headers['e2b-traffic-access-token'];
-                return e2b.service.portAccess(sandboxId, Array.isArray(header) ? header[0] : header);
+      : forwarder !== null
+        ? await startPreviewRelay(deps, forwarder, {
+            host: options.host,
+            port: app.env.previewPort,
+            clientOf,
+          })
+        : await startPreviewServer(
+            {
+              ...deps,
+              e2b: {
+                envdPort: ENVD_PORT,
+                envd: (req, res, sandboxId, path) =>
+                  e2b.handleEnvdHost(req, res, sandboxId, path, {
+                    requestId: newId('req_'),
+                    ip: req.socket.remoteAddress ?? 'unknown',
+                  }),
+                portAccess: (sandboxId, req) => {
+                  const header = req.headers['e2b-traffic-access-token'];
+                  return e2b.service.portAccess(sandboxId, Array.isArray(header) ? header[0] : header);
+                },
               },
             },
-          },
-          { host: options.host, port: app.env.previewPort },
-        ).catch(async (error: unknown) => {
-          await new Promise<void>((resolve) => server.close(() => resolve()));
-          throw error;
-        });
+            {
+              host: options.host,
+              port: app.env.previewPort,
+              ...(guard === null
+                ? {}
+                : {
+                    admit: async (req: IncomingMessage) =>
+                      (await guard.check(req, { streamedBody: true })).ok,
+                  }),
+            },
+          ).catch(async (error: unknown) => {
+            await new Promise<void>((resolve) => server.close(() => resolve()));
+            throw error;
+          });
   const metrics =
     app.env.metrics.listen === null
       ? undefined
@@ -409,9 +539,31 @@ export async function startServer(app: App, options: StartServerOptions): Promis
           throw error;
         });
   deps.sessions.startSweeper();
-  e2b.service.start();
+  // E2B deadlines are kept by the node running each sandbox; a replica runs none.
+  if (forwarder === null) e2b.service.start();
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  // Where replicas reach this node: STUDIO_NODE_URL, else the address it listens on.
+  lostNodes?.start();
+  // On Swarm a node learns its node id and the address it advertises from its own Docker.
+  const swarmSelf = (await swarm?.self()) ?? null;
+  if (swarmSelf !== null || cluster?.swarmNodeId) await swarm?.start();
+  const reachable = (a: AddressInfo) =>
+    `http://${['0.0.0.0', '::'].includes(a.address) ? hostname() : a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  const previewAddress = previews?.server.address() as AddressInfo | undefined;
+  const everywhere = ['0.0.0.0', '::'].includes(address.address);
+  const nodeUrl =
+    cluster?.nodeUrl ??
+    (swarmSelf !== null && everywhere ? `http://${swarmSelf.address}:${address.port}` : reachable(address));
+  await app.node?.start({
+    url: nodeUrl,
+    // The preview listener on the same host as the node's own address.
+    previewUrl:
+      previewAddress === undefined
+        ? null
+        : `${new URL(nodeUrl).origin.replace(/:\d+$/, '')}:${previewAddress.port}`,
+    swarmNodeId: cluster?.swarmNodeId ?? swarmSelf?.nodeId ?? null,
+  });
   let closing: Promise<void> | undefined;
   return {
     server,
@@ -422,6 +574,8 @@ export async function startServer(app: App, options: StartServerOptions): Promis
     close(drainMs = app.env.drainMs) {
       closing ??= (async () => {
         drain.start();
+        // A node first leaves placement: no new session lands on it while it drains.
+        await app.node?.drain();
         const busy = () => ({ calls: drain.inFlight, execs: deps.execs.running, terminals: terminals.open });
         deps.logger.info('draining', { drainMs, ...busy() });
         const deadline = Date.now() + drainMs;
@@ -444,6 +598,9 @@ export async function startServer(app: App, options: StartServerOptions): Promis
         const timer = setTimeout(() => server.closeAllConnections(), 500);
         await closed;
         clearTimeout(timer);
+        forwarder?.close();
+        swarm?.stop();
+        await lostNodes?.stop();
         await app.close();
       })();
       return closing;

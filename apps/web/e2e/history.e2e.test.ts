@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createStudioClient, type StudioClient } from '@studio/client';
 import type { ConsoleMessage } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E } from './fixture.ts';
+import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E, until } from './fixture.ts';
 
 // Opening a session shows what happened before (issue 22): an agent (an API token made for one, driving
 // @studio/client from this test) works in a session nobody has open; the person then opens it and finds the
@@ -17,19 +17,6 @@ const MARKER = `agent-marker-${randomBytes(4).toString('hex')}`;
 const LIVE_MARKER = `live-marker-${randomBytes(4).toString('hex')}`;
 // More than one page (100) of events before the person arrives, the oldest of them only behind "Load older".
 const BULK = 110;
-
-async function until(
-  check: () => Promise<boolean> | boolean,
-  what: string,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe.skipIf(skip !== undefined)(`session history e2e${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let e: E2E;

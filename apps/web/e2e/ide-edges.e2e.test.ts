@@ -1,6 +1,6 @@
 import type { ConsoleMessage } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E } from './fixture.ts';
+import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E, until } from './fixture.ts';
 
 // The IDE's rough edges (issue 22, part 6) end to end in chromium against the real API on Docker: new files
 // with a slash, file icons, resizable panels kept over a reload, the preview path bar, search across files,
@@ -9,15 +9,6 @@ import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E } from './fixtu
 
 const skip = missingPrerequisite();
 const MARKER = 'EDGE-MARKER-7319';
-
-async function until(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe.skipIf(skip !== undefined)(`IDE edges e2e${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let e: E2E;

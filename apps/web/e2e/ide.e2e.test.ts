@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createStudioClient, isStudioClientError, type StudioClient } from '@studio/client';
 import type { ConsoleMessage } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E } from './fixture.ts';
+import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E, until } from './fixture.ts';
 
 // The IDE end to end: the real API (child process) on a real Docker backend, the production web build behind
 // its own server, and Debian's chromium driven by playwright-core. Every step saves a screenshot to
@@ -13,19 +13,6 @@ const XSS = '<img src=x onerror=alert(1)>';
 // Secret values typed into the secrets page: neither may ever be on the page again once saved.
 const SECRET_VALUE = 'sk-e2e-first-value-0123456789';
 const ROTATED_VALUE = 'sk-e2e-rotated-value-9876543210';
-
-async function until(
-  check: () => Promise<boolean> | boolean,
-  what: string,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe.skipIf(skip !== undefined)(`web IDE e2e${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let e: E2E;

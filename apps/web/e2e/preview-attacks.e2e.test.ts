@@ -7,7 +7,7 @@ import {
 } from '@studio/client';
 import { EventSource } from 'eventsource';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E } from './fixture.ts';
+import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E, until } from './fixture.ts';
 
 // Hostile pages served from a sandbox's preview, in a real chromium, against the real API on Docker: on the
 // default local setup (IDE on 127.0.0.1, previews on *.localhost) and on a production-shaped one (IDE and
@@ -113,15 +113,6 @@ http.createServer((req, res) => {
   res.end(page());
 }).listen(Number(process.argv[2]), () => console.log('listening'));
 `;
-}
-
-async function until(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
 }
 
 /** Runs `script` in the sandbox as a dev server on `port` and resolves once it prints "listening". */

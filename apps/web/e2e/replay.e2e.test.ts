@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createStudioClient } from '@studio/client';
 import type { ConsoleMessage } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E } from './fixture.ts';
+import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E, until } from './fixture.ts';
 
 // Session recording end to end (issue 22): a command typed in the IDE's terminal and an exec run with an API
 // token are recorded; /s/<id>/replay plays the terminal back (the command's output appears in the replay
@@ -13,15 +13,6 @@ import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E } from './fixtu
 const skip = missingPrerequisite();
 const MARK = randomBytes(4).toString('hex');
 const TOKEN_NAME = 'replay-e2e-token';
-
-async function until(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe.skipIf(skip !== undefined)(`session replay e2e${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let e: E2E;

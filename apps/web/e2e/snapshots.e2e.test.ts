@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ConsoleMessage } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E } from './fixture.ts';
+import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E, until } from './fixture.ts';
 
 // Pause, snapshots and forks in the IDE end to end (issue 20), on the fixture's Docker backend (which saves the
 // workspace, not memory): a session is paused and resumed from its header, follows a pause and a resume made
@@ -13,19 +13,6 @@ const skip = missingPrerequisite();
 // What the session's file holds: unique per run, so no other session can show it by chance.
 const MARK = `kept-across-pause-${randomBytes(6).toString('hex')}`;
 const SNAPSHOT = 'kept-e2e';
-
-async function until(
-  check: () => Promise<boolean> | boolean,
-  what: string,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe.skipIf(skip !== undefined)(`snapshots e2e${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let e: E2E;

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { ConsoleMessage } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E } from './fixture.ts';
+import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E, until } from './fixture.ts';
 
 // Templates in the IDE end to end (issue 19): a recipe typed into the Templates page is built by the real API
 // (in gVisor, as root), its log streams onto the page until it is ready, and a session made from it holds what
@@ -44,19 +44,6 @@ const skip = missingPrerequisite() ?? missingBuilder();
 const NAME = 'hello-e2e';
 // What the template's file holds: unique per run, so the session cannot show it by chance.
 const GREETING = `greetings-from-a-template-${randomBytes(6).toString('hex')}`;
-
-async function until(
-  check: () => Promise<boolean> | boolean,
-  what: string,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe.skipIf(skip !== undefined)(`templates e2e${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let e: E2E;

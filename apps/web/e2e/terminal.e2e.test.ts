@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { inflateSync } from 'node:zlib';
 import type { ConsoleMessage } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E } from './fixture.ts';
+import { ADMIN_PASSWORD, type E2E, missingPrerequisite, startE2E, until } from './fixture.ts';
 
 // The IDE's terminal as a person sees it (issue 22): drawn in the bundled monospace font (served by the IDE
 // itself), in colour, with a visible cursor; its scrollback back after a reload (the same shell, reattached);
@@ -12,19 +12,6 @@ const skip = missingPrerequisite();
 const IMAGE = 'studio-sandbox:latest';
 const BACKGROUND = [0x10, 0x12, 0x16];
 const CURSOR = [0x6a, 0xa9, 0xff];
-
-async function until(
-  check: () => Promise<boolean> | boolean,
-  what: string,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** RGBA pixels of a PNG as chromium writes screenshots: 8-bit RGB or RGBA, not interlaced. */
 function decodePng(png: Buffer): { width: number; height: number; rgba: Uint8Array } {

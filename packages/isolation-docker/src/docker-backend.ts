@@ -38,6 +38,11 @@ import { mapDockerError } from './map-error.ts';
 export interface DockerBackendOptions {
   /** Where workspace images live. Required: packages never guess a host path. */
   dataDir: string;
+  /**
+   * Where snapshots are kept; default `<dataDir>/snapshots`. A directory on a filesystem every node of a cluster
+   * mounts lets a session start on one node from a snapshot taken on another (workspace snapshots).
+   */
+  snapshotsDir?: string;
   /** A dockerode client; default: the local socket. */
   docker?: Docker;
   /** Written as the `studio.instance` label so one API finds what it created. */
@@ -95,7 +100,10 @@ export class DockerBackend implements IsolationBackend {
     this.#options = options;
     this.#docker = options.docker ?? new Docker();
     this.#mode = options.workspaceMode ?? (process.getuid?.() === 0 ? 'loop' : 'volume');
-    this.#snapshots = new SnapshotStore(options.dataDir);
+    this.#snapshots = new SnapshotStore(options.dataDir, {
+      root: options.snapshotsDir,
+      owner: options.instanceId,
+    });
     this.#suspendedDir = join(options.dataDir, 'suspended');
     this.#workspaces = new LoopWorkspaces(options.dataDir, {
       ...(options.workspaceHeadroomBytes === undefined

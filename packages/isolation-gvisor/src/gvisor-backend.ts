@@ -45,6 +45,11 @@ export interface GVisorBackendOptions {
   /** Where bundles, workspaces and runsc's state live. Required: packages never guess a host path. */
   dataDir: string;
   /**
+   * Where snapshots are kept; default `<dataDir>/snapshots`. A directory on a filesystem every node of a cluster
+   * mounts lets a session start on one node from a snapshot taken on another (workspace snapshots).
+   */
+  snapshotsDir?: string;
+  /**
    * Image names a spec may use, each mapped to a root filesystem directory, or a function giving that map
    * (called once, on first use, and again after it threw: `available()` reports its error). Required: packages
    * never locate the repository's image build themselves; the app passes `STUDIO_SANDBOX_ROOTFS` (by default
@@ -162,7 +167,10 @@ export class GVisorBackend implements IsolationBackend {
       ...(options.workspacePool ? { pool: options.workspacePool } : {}),
     });
     this.#sandboxesDir = join(options.dataDir, 'sandboxes');
-    this.#snapshots = new SnapshotStore(options.dataDir);
+    this.#snapshots = new SnapshotStore(options.dataDir, {
+      root: options.snapshotsDir,
+      owner: options.instanceId,
+    });
     this.#reconciled =
       options.reconcileOnStart === false || process.getuid?.() !== 0
         ? Promise.resolve()

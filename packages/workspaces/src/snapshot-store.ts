@@ -26,17 +26,36 @@ export interface StoredSnapshot {
 const RECORD = 'snapshot.json';
 const MAKING = '.making-';
 
+/** Options for {@link SnapshotStore}. */
+export interface SnapshotStoreOptions {
+  /**
+   * Where snapshots are kept instead of `<dataDir>/snapshots`: a directory every node of a cluster mounts (a
+   * shared filesystem), so a snapshot taken on one node starts sessions on another.
+   */
+  root?: string | undefined;
+  /**
+   * Who writes here (the backend's instance id): snapshots being made are named with it, so {@link clean} on one
+   * node of a shared directory never removes what another node is making.
+   */
+  owner?: string | undefined;
+}
+
 /**
- * Snapshots on the host's disk, one directory each under `<dataDir>/snapshots/`: a copy of the workspace image,
- * the backend's saved memory when it has any, and a record. A snapshot is made in a `.making-` directory and
- * renamed into place only when complete, so a crash never leaves a half snapshot that looks whole; {@link clean}
- * removes such leftovers. Directories are 0700: a snapshot holds a workspace and memory, which may hold secrets.
+ * Snapshots on the host's disk, one directory each under `<dataDir>/snapshots/` (or a shared `root`): a copy of
+ * the workspace image, the backend's saved memory when it has any, and a record. A snapshot is made in a `.making-`
+ * directory and renamed into place only when complete, so a crash never leaves a half snapshot that looks whole;
+ * {@link clean} removes such leftovers. Directories are 0700: a snapshot holds a workspace and memory, which may
+ * hold secrets.
  */
 export class SnapshotStore {
   readonly #root: string;
+  /** The prefix of this writer's snapshots in the making (and of its deletes in progress). */
+  readonly #making: string;
 
-  constructor(dataDir: string) {
-    this.#root = join(dataDir, 'snapshots');
+  constructor(dataDir: string, options: SnapshotStoreOptions = {}) {
+    this.#root = options.root ?? join(dataDir, 'snapshots');
+    const owner = options.owner?.replace(/[^A-Za-z0-9_.-]/g, '_');
+    this.#making = owner ? `${MAKING}${owner}-` : MAKING;
   }
 
   /** Starts a snapshot `id`; `ALREADY_EXISTS` when one has that id. */
@@ -46,7 +65,7 @@ export class SnapshotStore {
     if (await exists(join(this.#root, id))) {
       throw new IsolationError('ALREADY_EXISTS', `snapshot ${id} exists: use a new snapshot id`);
     }
-    const dir = join(this.#root, `${MAKING}${id}-${randomBytes(4).toString('hex')}`);
+    const dir = join(this.#root, `${this.#making}${id}-${randomBytes(4).toString('hex')}`);
     await mkdir(dir, { mode: 0o700 });
     await mkdir(join(dir, 'memory'), { mode: 0o700 });
     let done = false;
@@ -113,7 +132,7 @@ export class SnapshotStore {
   async delete(id: string): Promise<void> {
     if (typeof id !== 'string' || !SNAPSHOT_ID_PATTERN.test(id)) return;
     // Renamed away first: a snapshot is either whole or gone, never half-deleted under its name.
-    const doomed = join(this.#root, `${MAKING}deleting-${id}-${randomBytes(4).toString('hex')}`);
+    const doomed = join(this.#root, `${this.#making}deleting-${id}-${randomBytes(4).toString('hex')}`);
     try {
       await rename(join(this.#root, id), doomed);
     } catch {
@@ -122,9 +141,14 @@ export class SnapshotStore {
     await rm(doomed, { recursive: true, force: true });
   }
 
-  /** Removes what interrupted snapshots and deletes left behind. Only call when none is being made. */
+  /**
+   * Removes what this writer's interrupted snapshots and deletes left behind (only its own, in a shared directory).
+   * Only call when it is making none.
+   */
   async clean(): Promise<string[]> {
-    const names = (await readdir(this.#root).catch(() => [] as string[])).filter((n) => n.startsWith(MAKING));
+    const names = (await readdir(this.#root).catch(() => [] as string[])).filter((n) =>
+      n.startsWith(this.#making),
+    );
     for (const name of names) await rm(join(this.#root, name), { recursive: true, force: true });
     return names;
   }

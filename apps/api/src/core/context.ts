@@ -77,6 +77,15 @@ function readCredential(req: IncomingMessage, secureCookie: boolean): Context['c
   return cookie ? { value: cookie, source: 'cookie' } : null;
 }
 
+/**
+ * The credential a request carries (a bearer token, or the sign-in cookie of its origin's kind), as tRPC's
+ * context reads it: for code that must know the caller before tRPC runs (a cluster replica placing a call).
+ */
+export function requestCredential(req: IncomingMessage): string | undefined {
+  const meta = requestMeta.get(req);
+  return readCredential(req, (meta?.https ?? false) || isLoopbackHost(req.headers.host))?.value;
+}
+
 /** Builds tRPC's createContext for the node-http adapter. */
 export function createContextFactory(deps: AppDeps) {
   return ({ req, res }: { req: IncomingMessage; res: ServerResponse }): Context => {

@@ -18,6 +18,33 @@ export function newId(prefix: 'ses_' | 'usr_' | 'tok_' | 'req_' | 'exe_' | 'wat_
   return `${prefix}${id}`;
 }
 
+/**
+ * The 4 bytes that start the exec ids a node service hands out (issue 23): the first bytes of SHA-256 of its id.
+ * An API replica finds an exec's node from its id alone ({@link execNodeTag}), with no shared table and no
+ * question to every node; the other 12 bytes (96 bits) stay random, and the id keeps its usual shape.
+ */
+export function nodeTag(nodeId: string): Buffer {
+  return createHash('sha256').update(nodeId, 'utf8').digest().subarray(0, 4);
+}
+
+/** A random exec id that carries `tag` ({@link nodeTag}) in its first 4 bytes; plain random without one. */
+export function newTaggedId(prefix: 'exe_', tag: Buffer | null): string {
+  if (tag === null) return newId(prefix);
+  const bytes = randomBytes(ID_BYTES);
+  tag.copy(bytes, 0, 0, 4);
+  return `${prefix}${bytes.toString('base64url')}`;
+}
+
+/** The node tag in an id made by {@link newTaggedId} (hex), or null when the id is not one's shape. */
+export function execNodeTag(execId: string): string | null {
+  const m = /^exe_([A-Za-z0-9_-]{22})$/.exec(execId);
+  return m
+    ? Buffer.from(m[1] as string, 'base64url')
+        .subarray(0, 4)
+        .toString('hex')
+    : null;
+}
+
 /** The prefix of every API token, so scanners and the auth layer recognise one without parsing. */
 export const API_TOKEN_PREFIX = 'sst_';
 

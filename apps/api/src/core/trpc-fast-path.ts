@@ -181,6 +181,9 @@ function respond(res: ServerResponse, status: number, body: unknown): void {
 
 /** Reads exactly the declared length (already checked against the cap); more or less is a broken request. */
 function readBody(req: IncomingMessage, length: number): Promise<string> {
+  // Already read by the cluster's forwarder or node guard (issue 23), as tRPC's own handler accepts it.
+  const read = (req as IncomingMessage & { body?: unknown }).body;
+  if (typeof read === 'string') return Promise.resolve(read);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

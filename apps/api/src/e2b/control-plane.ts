@@ -133,9 +133,16 @@ function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.
 }
 
 /** Builds the E2B API over the app's deps. `domain`: what SDKs are told sandboxes live under. */
-export function createE2bApi(deps: AppDeps, options: { domain: () => string }): E2bApi {
+export function createE2bApi(
+  deps: AppDeps,
+  options: { domain: () => string; instanceId?: string | undefined },
+): E2bApi {
   const envd = createEnvdHandler(deps);
-  const service = new E2bService(deps, { domain: options.domain, onGone: (id) => envd.forget(id) });
+  const service = new E2bService(deps, {
+    domain: options.domain,
+    onGone: (id) => envd.forget(id),
+    ...(options.instanceId === undefined ? {} : { instanceId: options.instanceId }),
+  });
   const schemas = e2bSchemas(deps.policy);
 
   const fail = (res: ServerResponse, error: unknown, meta: E2bRequestMeta) => {

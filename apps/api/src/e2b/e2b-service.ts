@@ -64,6 +64,8 @@ export interface E2bServiceOptions {
   domain: () => string;
   /** Called when a sandbox is killed or paused: its envd processes and watches end. */
   onGone?: (sessionId: string) => void;
+  /** A node service's instance id (issue 23): it keeps the deadlines of its own sandboxes only. */
+  instanceId?: string;
 }
 
 const CLIENT_ID = 'studio';
@@ -385,7 +387,7 @@ export class E2bService {
       this.#lastCleanupMs = now;
       await this.#deps.store.deleteEndedE2bSandboxes();
     }
-    const due = await this.#deps.store.dueE2bSandboxes(new Date(now + 50));
+    const due = await this.#deps.store.dueE2bSandboxes(new Date(now + 50), 100, this.#o.instanceId);
     for (const row of due) {
       const audit: AuditContext = { actorId: null, ip: null, requestId: null };
       const record = await this.#deps.store.getSessionById(row.sessionId);
@@ -428,7 +430,9 @@ export class E2bService {
       void this.sweep()
         .catch((error: unknown) => this.#deps.logger.warn('e2b deadline sweep failed', { error }))
         .then(async () => {
-          const [next] = await this.#deps.store.dueE2bSandboxes(new Date(8.64e15), 1).catch(() => []);
+          const [next] = await this.#deps.store
+            .dueE2bSandboxes(new Date(8.64e15), 1, this.#o.instanceId)
+            .catch(() => []);
           const untilNext = next?.endsAt ? next.endsAt.getTime() - Date.now() : DEADLINE_POLL_MS;
           this.#arm(Math.max(0, Math.min(DEADLINE_POLL_MS, untilNext)));
         });

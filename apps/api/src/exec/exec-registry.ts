@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AppError } from '../core/errors.ts';
+import { newTaggedId, nodeTag } from '../core/ids.ts';
 
 /**
  * A process's stdin fed by `exec.write`: an async iterable of chunks. At most `maxPendingBytes` may wait
@@ -236,10 +237,26 @@ export class ExecRegistry {
   /** Ended execs still readable, oldest first. */
   readonly #lingering = new Set<string>();
 
-  constructor(options: { attachMs?: number; lingerMs?: number; lingerMaxBytes?: number } = {}) {
+  readonly #tag: Buffer | null;
+
+  constructor(
+    options: {
+      attachMs?: number;
+      lingerMs?: number;
+      lingerMaxBytes?: number;
+      /** A node service's id (issue 23): its exec ids carry it, so API replicas route exec calls to it. */
+      nodeId?: string | null;
+    } = {},
+  ) {
+    this.#tag = options.nodeId ? nodeTag(options.nodeId) : null;
     this.#attachMs = options.attachMs ?? EXEC_ATTACH_MS;
     this.#lingerMs = options.lingerMs ?? EXEC_LINGER_MS;
     this.#lingerMaxBytes = options.lingerMaxBytes ?? EXEC_LINGER_MAX_BYTES;
+  }
+
+  /** A new exec id (tagged with this node's id in a cluster). */
+  newId(): string {
+    return newTaggedId('exe_', this.#tag);
   }
 
   add(execId: string, entry: ExecEntry): void {

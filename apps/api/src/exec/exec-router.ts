@@ -4,7 +4,6 @@ import { tracked } from '@trpc/server';
 import { z } from 'zod';
 import { auditOf, type Context } from '../core/context.ts';
 import { toTRPCError } from '../core/errors.ts';
-import { newId } from '../core/ids.ts';
 import { authedProcedure, principalOf, router, sessionMutationProcedure } from '../core/trpc.ts';
 import { actorOf } from '../realtime/event-bus.ts';
 import { ExecLog, StdinQueue } from './exec-registry.ts';
@@ -96,7 +95,7 @@ async function startExec(
     Promise.resolve(s),
   );
   const publish = publishExec(ctx, input.sessionId);
-  const execId = newId('exe_');
+  const execId = ctx.deps.execs.newId();
   const stdin = new StdinQueue(limits.maxStdinBytes);
   if (input.stdin !== undefined && input.stdin.length > 0) stdin.push(new TextEncoder().encode(input.stdin));
   if (input.keepStdinOpen !== true) stdin.close();
@@ -192,7 +191,7 @@ export const execRouter = (schemas: PolicySchemas) => {
         ctx.deps.sessions.withSandbox(userId, input.sessionId, auditOf(ctx), async (sandbox) => {
           markStarted();
           const publish = publishExec(ctx, input.sessionId);
-          const execId = newId('exe_');
+          const execId = ctx.deps.execs.newId();
           const decode = utf8Streams();
           publish({ type: 'exec.started', execId, command: [...input.command] });
           const result = await sandbox

@@ -328,7 +328,12 @@ export function e2bHostOf(
  */
 export async function startPreviewServer(
   deps: PreviewServerDeps,
-  options: { host: string; port: number },
+  options: {
+    host: string;
+    port: number;
+    /** A node service's door (issue 23): a request it refuses (not signed by an API replica) gets 403 first. */
+    admit?: (req: IncomingMessage) => Promise<boolean>;
+  },
 ): Promise<PreviewServer> {
   const limits = deps.policy.preview;
   const grants = deps.previews;
@@ -486,12 +491,38 @@ export async function startPreviewServer(
     proxy.ws(req, socket, head, via(stream, resolved.grant.port), () => socket.destroy());
   };
 
+  const admitted = async (req: IncomingMessage): Promise<boolean> =>
+    options.admit === undefined || (await options.admit(req));
   const server = createServer((req, res) => {
-    onRequest(req, res).catch(() => plain(res, 500, 'preview proxy error'));
+    admitted(req)
+      .then((ok) => (ok ? onRequest(req, res) : plain(res, 403, 'this node serves only the API replicas')))
+      .catch(() => plain(res, 500, 'preview proxy error'));
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    onUpgrade(req, socket, head).catch(() => socket.destroy());
+    admitted(req)
+      .then(async (ok) => {
+        if (ok) return onUpgrade(req, socket, head);
+        socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      })
+      .catch(() => socket.destroy());
   });
+  return listenPreviewServer(server, { ...options, grants, connections });
+}
+
+/**
+ * Listens with a preview site's server (the proxy here, or a cluster replica's relay): its URL becomes the grants'
+ * base; `close` ends the connections it tracks (streams to sandboxes, relayed sockets) and every other one.
+ */
+export async function listenPreviewServer(
+  server: Server,
+  options: {
+    host: string;
+    port: number;
+    grants: PreviewGrants;
+    connections: Set<Duplex>;
+    onClose?: () => void;
+  },
+): Promise<PreviewServer> {
   server.headersTimeout = 30_000;
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
@@ -503,15 +534,16 @@ export async function startPreviewServer(
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
-  grants.baseUrl = url;
+  options.grants.baseUrl = url;
   return {
     server,
     url,
     async close() {
-      grants.baseUrl = null;
-      for (const c of connections) c.destroy();
+      options.grants.baseUrl = null;
+      for (const c of options.connections) c.destroy();
       const closed = new Promise<void>((ok) => server.close(() => ok()));
       server.closeAllConnections();
+      options.onClose?.();
       await closed;
     },
   };

@@ -100,6 +100,11 @@ export interface SessionManagerOptions {
   policy: Policy;
   /** This API instance (recorded on sessions; backends label sandboxes with it). */
   instanceId: string;
+  /**
+   * Snapshots are on a filesystem every node mounts (`STUDIO_SNAPSHOTS_DIR`): a workspace snapshot another node
+   * took starts sessions here too (how a lost node's sessions are restored elsewhere).
+   */
+  sharedSnapshots?: boolean;
   /** Images a client may ask for. */
   images: readonly string[];
   /** Extra labels on every sandbox (tests add `studio.test`). */
@@ -1045,12 +1050,30 @@ export class SessionManager {
     return found;
   }
 
+  /**
+   * The backend that keeps a snapshot here: its own backend on the node that took it, or on any node when snapshots
+   * are shared, except a snapshot with memory (a gVisor checkpoint restores on the host that took it).
+   */
   #snapshotBackend(snapshot: SnapshotRecord): IsolationBackend {
+    const name = snapshot.name ?? snapshot.id;
     const backend = this.#backends.get(snapshot.backend);
-    if (!backend || snapshot.instanceId !== this.#o.instanceId) {
+    if (!backend) {
       throw new AppError(
         'BACKEND_UNAVAILABLE',
-        `snapshot ${snapshot.name ?? snapshot.id} is kept by backend ${snapshot.backend} of another server or one not enabled here`,
+        `snapshot ${name} was taken on backend ${snapshot.backend}, which is not enabled here`,
+      );
+    }
+    if (snapshot.instanceId === this.#o.instanceId) return backend;
+    if (!this.#o.sharedSnapshots) {
+      throw new AppError(
+        'BACKEND_UNAVAILABLE',
+        `snapshot ${name} is kept on ${snapshot.instanceId} (another node or server): retry when that node answers again, or keep snapshots on a filesystem every node mounts (STUDIO_SNAPSHOTS_DIR)`,
+      );
+    }
+    if (snapshot.memory) {
+      throw new AppError(
+        'BACKEND_UNAVAILABLE',
+        `snapshot ${name} holds memory, which is restored only on the node that took it (${snapshot.instanceId}): retry when that node answers again`,
       );
     }
     return backend;
@@ -1063,6 +1086,17 @@ export class SessionManager {
   async destroy(ownerId: string, id: string, audit: AuditContext): Promise<SessionRecord> {
     const record = await this.get(ownerId, id, audit);
     if (record.state === 'destroyed') return record;
+    if (record.instanceId !== this.#o.instanceId && !this.#backends.has(record.backend)) {
+      // A cluster's replica (issue 23) destroying the session of a node that is gone: the record ends here, and
+      // the node, should it come back, removes the sandbox as an orphan (its store says destroyed).
+      await this.#o.store.transitionSession(
+        id,
+        ['creating', 'running', 'stopped', 'paused', 'failed', 'destroying'],
+        'destroyed',
+      );
+      await this.#audit({ ...audit, action: 'session.destroy', outcome: 'success', target: id });
+      return this.get(ownerId, id, audit);
+    }
     const backend = this.#backendOf(record);
     if (record.state !== 'destroying') {
       const marked = await this.#o.store.transitionSession(

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { isStoreError, type Role, type Store, type TemplateRecord } from '@studio/db';
 import type { BuildStep, RootfsBuildOptions, RootfsBuildResult } from '@studio/isolation-gvisor';
@@ -19,7 +20,7 @@ import { newId } from '../core/ids.ts';
 import type { Logger } from '../core/logger.ts';
 import { proxyEnvironment, TRUST_DIR, trustEnvironment } from '../egress/egress-gateway.ts';
 import type { EgressEvent, EgressProxy } from '../egress/egress-proxy.ts';
-import { BuildLog } from './build-log.ts';
+import { BuildLog, type BuildLogItem } from './build-log.ts';
 import {
   compileTemplate,
   parseStoredSpec,
@@ -70,7 +71,16 @@ export interface TemplateManagerOptions {
   /** CAs (PEM) builds trust beside the image's roots: the operator's `STUDIO_EGRESS_CA_FILE`. */
   trustPem: readonly string[];
   logger: Logger;
+  /**
+   * In a cluster, this node's id (issue 23): its builds are recorded with it, their log is written to the store
+   * as they run (a replica shows it), and reconciliation fails only its own interrupted builds (a build running on
+   * another node is not this node's to fail). Absent on a single box: every interrupted build is this server's.
+   */
+  instanceId?: string | undefined;
 }
+
+/** How often a cluster node writes a running build's log to the store (ms). */
+const LOG_FLUSH_MS = 1000;
 
 /** Who asks: the user, and whether an admin (admins may share and manage shared templates). */
 export interface TemplateActor {
@@ -240,6 +250,7 @@ export class TemplateManager {
           description: input.description ?? null,
           shared: input.shared ?? false,
           spec: storableSpec(input.spec),
+          builderId: this.#o.instanceId ?? null,
         },
         max,
       )
@@ -261,7 +272,11 @@ export class TemplateManager {
     this.#mayBuild(actor);
     const found = await this.find(actor.userId, ref);
     this.#mayManage(actor, found);
-    let record = await this.#o.store.startTemplateBuild(found.id, ['ready', 'failed']);
+    let record = await this.#o.store.startTemplateBuild(
+      found.id,
+      ['ready', 'failed'],
+      this.#o.instanceId ?? null,
+    );
     if (record && spec !== undefined) {
       record = await this.#o.store.updateTemplate(found.id, { spec: storableSpec(spec) });
       this.#runtimes.delete(found.id);
@@ -312,6 +327,59 @@ export class TemplateManager {
   /** The live log of a template's current build, or undefined when none runs (its last log is on the record). */
   follow(templateId: string): BuildLog | undefined {
     return this.#builds.get(templateId)?.log;
+  }
+
+  /**
+   * The log of a build running on another node (a cluster's replica serves `templates.logs` from the store, where
+   * the builder writes it every second): what is there, each new part, then how the build ended.
+   */
+  async *followStored(
+    templateId: string,
+    signal: AbortSignal,
+    pollMs = LOG_FLUSH_MS,
+  ): AsyncGenerator<BuildLogItem> {
+    let shown = '';
+    while (!signal.aborted) {
+      const t = await this.#o.store.getTemplate(templateId);
+      if (t === undefined) {
+        yield { type: 'end', state: 'failed', failure: 'the template was deleted' };
+        return;
+      }
+      if (t.log !== shown) {
+        // The stored log keeps its last 64 KiB: once it is cut at the front, say so and show what is there.
+        yield { type: 'log', text: t.log.startsWith(shown) ? t.log.slice(shown.length) : `\n# …\n${t.log}` };
+        shown = t.log;
+      }
+      if (t.state !== 'building') {
+        yield { type: 'end', state: t.state, failure: t.failure };
+        return;
+      }
+      await sleep(pollMs, undefined, { signal }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * The builds this server holds, as `sha256:` digests of templates that name them: what a cluster node reports,
+   * so placement sends a template's sessions (and builds from it) to a node that has it.
+   */
+  async held(): Promise<string[]> {
+    const digests = new Set<string>();
+    for (const t of await this.#o.store.allTemplates()) {
+      if (t.digest !== null && existsSync(join(this.#imageDir(t.digest), '.complete')))
+        digests.add(`sha256:${t.digest}`);
+    }
+    return [...digests];
+  }
+
+  /**
+   * The digest (`sha256:…`) of the template a build for `userId` starts from (`spec.base`), or null when it starts
+   * from the operator's image, a host image or something not found (the build itself then says what is wrong).
+   */
+  async baseDigest(userId: string, spec: TemplateSpec | Record<string, unknown>): Promise<string | null> {
+    const ref = compileTemplate(parseStoredSpec(storableSpec(spec as TemplateSpec))).base;
+    if (ref === DEFAULT_TEMPLATE_NAME || this.#o.operatorImages.includes(ref)) return null;
+    const base = await this.find(userId, ref).catch(() => undefined);
+    return base?.digest ? `sha256:${base.digest}` : null;
   }
 
   /** Deletes a template: refused while a live session runs it; its image goes when nothing else names it. */
@@ -405,6 +473,25 @@ export class TemplateManager {
   async #run(record: TemplateRecord, log: BuildLog, signal: AbortSignal): Promise<void> {
     const t0 = performance.now();
     this.#runtimes.delete(record.id);
+    // In a cluster the log goes to the store as it grows: a replica (or a replica after this one) shows it.
+    let flushed = '';
+    let flushing: Promise<unknown> = Promise.resolve();
+    const flush =
+      this.#o.instanceId === undefined
+        ? undefined
+        : setInterval(() => {
+            const text = log.text();
+            if (text === flushed) return;
+            flushed = text;
+            flushing = this.#o.store
+              .updateTemplate(record.id, { log: text })
+              .catch((error: unknown) => this.#o.logger.warn('build log not stored', { error }));
+          }, LOG_FLUSH_MS);
+    // Before the outcome is stored: a flush landing after it would put back an older log.
+    const stopFlushing = async () => {
+      clearInterval(flush);
+      await flushing;
+    };
     try {
       const compiled = compileTemplate(parseStoredSpec(record.spec));
       const base = await this.#base(record, compiled.base);
@@ -423,6 +510,7 @@ export class TemplateManager {
       log.append(
         `# ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: image ${templateImage(digest)}\n`,
       );
+      await stopFlushing();
       await this.#o.store.updateTemplate(record.id, {
         state: 'ready',
         recipeHash: hash,
@@ -438,8 +526,11 @@ export class TemplateManager {
       const failure = signal.aborted ? 'the build was cancelled' : failureOf(error);
       log.append(`# failed: ${failure}\n`);
       this.#o.logger.info('template build failed', { templateId: record.id, failure });
+      await stopFlushing();
       await this.#o.store.updateTemplate(record.id, { state: 'failed', failure, log: log.text() });
       log.end('failed', failure);
+    } finally {
+      clearInterval(flush);
     }
   }
 
@@ -688,7 +779,15 @@ export class TemplateManager {
     // before the API serves, none can be).
     const grace = everyMs === undefined ? 60_000 : 0;
     for (const t of await this.#o.store.allTemplates()) {
-      if (t.state === 'building' && !this.#builds.has(t.id) && Date.now() - t.updatedAt.getTime() >= grace) {
+      // In a cluster only this node's own builds (another node's may be running there; a replica fails those of
+      // lost nodes).
+      const mine = this.#o.instanceId === undefined || t.builderId === this.#o.instanceId;
+      if (
+        mine &&
+        t.state === 'building' &&
+        !this.#builds.has(t.id) &&
+        Date.now() - t.updatedAt.getTime() >= grace
+      ) {
         await this.#o.store.updateTemplate(t.id, {
           state: 'failed',
           failure: 'the server stopped during the build; run templates.build again',

@@ -90,6 +90,11 @@ export const templatesRouter = router({
       throw toTRPCError(error);
     });
     const running = ctx.deps.templates.follow(t.id);
+    if (!running && t.state === 'building') {
+      // Built on another node of a cluster (or just ending here): its log as the builder stores it.
+      yield* ctx.deps.templates.followStored(t.id, signal ?? new AbortController().signal);
+      return;
+    }
     if (!running) {
       if (t.log !== '') yield { type: 'log', text: t.log } satisfies BuildLogItem;
       yield {

@@ -80,6 +80,11 @@ export interface TerminalServerOptions {
   replayBytes?: number;
   /** Records each new terminal's output, resizes and exit (session recording). */
   recorder?: TerminalRecorder;
+  /**
+   * A node service's door (issue 23): an upgrade it refuses (not signed by an API replica) is answered 403
+   * before anything else is looked at.
+   */
+  admit?: (req: IncomingMessage) => Promise<boolean>;
 }
 
 /** The last `max` bytes of a stream, addressed by their offset in the whole stream. */
@@ -149,7 +154,31 @@ interface LiveTerminal {
   recording: TerminalRecording | undefined;
 }
 
-function originOk(req: IncomingMessage, deps: AppDeps): boolean {
+/**
+ * Pings every socket of `wss` each `everyMs` and ends one that did not answer the last ping (a peer gone without
+ * closing); a socket counts as alive while it is in `alive` (add it on connect and on each pong). Returns the timer.
+ */
+export function startHeartbeat(
+  wss: WebSocketServer,
+  alive: WeakSet<WebSocket>,
+  everyMs: number,
+): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    for (const socket of wss.clients) {
+      if (!alive.has(socket)) {
+        socket.terminate();
+        continue;
+      }
+      alive.delete(socket);
+      socket.ping();
+    }
+  }, everyMs);
+  timer.unref();
+  return timer;
+}
+
+/** Whether a terminal upgrade's `Origin` is the API's own or one of the allowed origins (none: not a browser). */
+export function originOk(req: IncomingMessage, deps: Pick<AppDeps, 'origins'>): boolean {
   const origin = req.headers.origin;
   if (origin === undefined) return true;
   const host = req.headers.host;
@@ -213,21 +242,27 @@ export function attachTerminal(
     }
   };
 
-  const heartbeat = setInterval(() => {
-    for (const socket of wss.clients) {
-      if (!alive.has(socket)) {
-        socket.terminate();
-        continue;
-      }
-      alive.delete(socket);
-      socket.ping();
-    }
-  }, ws.heartbeatMs);
-  heartbeat.unref();
+  const heartbeat = startHeartbeat(wss, alive, ws.heartbeatMs);
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== TERMINAL_PATH) return;
+    if (options.admit) {
+      const admit = options.admit;
+      socket.pause();
+      admit(req).then(
+        (ok) => {
+          socket.resume();
+          if (ok) upgrade(req, socket, head);
+          else socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        },
+        () => socket.destroy(),
+      );
+      return;
+    }
+    upgrade(req, socket, head);
+  };
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (!originOk(req, deps)) {
       socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;

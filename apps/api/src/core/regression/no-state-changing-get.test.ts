@@ -55,6 +55,10 @@ const READS: Record<string, { why: string; input: (c: Ctx) => unknown }> = {
     input: (c) => ({ sessionId: c.sessionId, file: 'events.jsonl' }),
   },
   'system.ping': { why: 'the API answers', input: () => undefined },
+  'cluster.nodes': {
+    why: "the cluster's node services as the store has them (admins)",
+    input: () => undefined,
+  },
   'events.subscribe': {
     why: "a session's events; its only effect is presence (watcher.joined/left, a file watch while it lasts)",
     input: (c) => ({ sessionId: c.sessionId }),
