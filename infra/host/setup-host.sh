@@ -36,7 +36,7 @@ DAEMON_JSON=$ROOT/etc/docker/daemon.json
 PACKAGES=(docker.io docker-compose apparmor e2fsprogs)
 # runsc comes from bookworm-backports (Debian 12's own is too old for the gVisor backend): _studio_runsc and
 # STUDIO_RUNSC_MIN of setup-runtimes.sh, which sourcing only defines (it acts only when executed).
-# shellcheck source=../setup-runtimes.sh
+# shellcheck source=SCRIPTDIR/../setup-runtimes.sh
 source "$INFRA/setup-runtimes.sh"
 SECRETS=(jwt_secret admin_password postgres_password database_url)
 # uid of the postgres user in the official postgres image: it reads its password file after dropping root.
@@ -190,11 +190,11 @@ fi
 
 # --- checks: each prints one line and returns 0 (present) or 1 (missing) ---------------------------------
 
-missing=0
+missing_any=0
 ok() { printf 'ok      %s\n' "$1"; }
 miss() {
   printf 'missing %s: %s\n' "$1" "$2"
-  missing=1
+  missing_any=1
 }
 
 pkg_installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
@@ -270,7 +270,7 @@ check_all() {
 
 if [ "$mode" = check ]; then
   check_all
-  exit "$missing"
+  exit "$missing_any"
 fi
 
 # --- install --------------------------------------------------------------------------------------------
