@@ -4,11 +4,11 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { TEST_DATA_DIR } from '@studio/api/testing';
 import { createStudioClient, type EventSourceConstructor, openTerminal } from '@studio/client';
 import { DockerBackend } from '@studio/isolation-docker';
 import { defaultPolicy } from '@studio/policy';
+import { runClientProcess } from './client-process.ts';
 import { createToOutput, type Harness, startHarness } from './harness.ts';
 import { SECCOMP_PROFILE } from './paths.ts';
 import { onCleanup, type Row, ratioOf } from './report.ts';
@@ -26,27 +26,7 @@ function runClient(job: {
   seconds: number;
   rounds: number;
 }): Promise<{ latency: Samples; throughput: Samples }> {
-  return new Promise((resolve, reject) => {
-    const client = spawn(
-      process.execPath,
-      ['--import', 'tsx', fileURLToPath(new URL('./api-client.ts', import.meta.url)), JSON.stringify(job)],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    let out = '';
-    client.stdout.setEncoding('utf8');
-    client.stdout.on('data', (chunk: string) => {
-      out += chunk;
-    });
-    client.once('error', reject);
-    client.once('exit', (code) => {
-      if (code !== 0) return reject(new Error(`bench/api-client.ts exited with ${code}`));
-      try {
-        resolve(JSON.parse(out));
-      } catch (error) {
-        reject(error);
-      }
-    });
-  });
+  return runClientProcess('api-client.ts', job);
 }
 
 /**

@@ -29,6 +29,8 @@ export const TARGETS = {
   resume: { on: 'ratio', max: 1.5, text: 'ratio ≤ 1.5' },
   pausedMemory: { on: 'absolute', max: 1, text: '≤ 1 MiB each' },
   e2bCreate: { on: 'ratio', max: 1.2, text: 'ratio ≤ 1.2' },
+  clusterExec: { on: 'ratio', max: 1.3, text: 'ratio ≤ 1.3' },
+  clusterCreate: { on: 'ratio', max: 1.3, text: 'ratio ≤ 1.3' },
 } as const satisfies Record<
   string,
   { on: 'ratio' | 'absolute' | 'added'; max?: number; min?: number; text: string }
@@ -215,10 +217,21 @@ export function onCleanup(fn: () => Promise<unknown>): () => Promise<void> {
   };
 }
 
-export async function runCleanups(): Promise<void> {
-  const fns = [...cleanups].reverse();
-  cleanups.clear();
-  for (const fn of fns) await fn().catch(() => undefined);
+let cleaning: Promise<void> | undefined;
+
+/**
+ * Runs every registered cleanup, newest first. A second caller while they run (Ctrl-C during the end of a run, or
+ * the run's own `finally` during Ctrl-C's) waits for the same ones to finish instead of finding nothing left to do.
+ */
+export function runCleanups(): Promise<void> {
+  cleaning ??= (async () => {
+    const fns = [...cleanups].reverse();
+    cleanups.clear();
+    for (const fn of fns) await fn().catch(() => undefined);
+  })().finally(() => {
+    cleaning = undefined;
+  });
+  return cleaning;
 }
 
 export interface Report {

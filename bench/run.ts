@@ -1,5 +1,6 @@
 // `npm run bench`: every figure beside a raw baseline measured in the same run, interleaved.
-// Flags: `--quick` for fewer samples; `--only=docker,api,realtime,gvisor,tasks,memory,egress,templates,pause,e2b`
+// Flags: `--quick` for fewer samples;
+// `--only=docker,api,realtime,gvisor,tasks,memory,egress,templates,pause,e2b,cluster`
 // for some sections.
 // `--out=DIR` writes elsewhere; `--with=FILE` adds the rows of an earlier run's latest.json for the sections this
 // run left out (each such row says which run it came from: its baselines are from that same run).
@@ -15,6 +16,7 @@ import { DockerBackend } from '@studio/isolation-docker';
 import { GVisorBackend } from '@studio/isolation-gvisor';
 import { defaultPolicy } from '@studio/policy';
 import { benchApi, benchApiRealtime } from './api.bench.ts';
+import { benchCluster, clusterRows } from './cluster.bench.ts';
 import { benchE2b, e2bRows } from './e2b.bench.ts';
 import { benchEgress, egressRows } from './egress.bench.ts';
 import { benchMemory } from './memory.bench.ts';
@@ -37,7 +39,7 @@ import { benchTemplates, templateRows } from './templates.bench.ts';
 const quick = process.argv.includes('--quick');
 const onlyArg = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
 const only = new Set(
-  (onlyArg ?? 'docker,api,realtime,gvisor,tasks,memory,egress,templates,pause,e2b').split(','),
+  (onlyArg ?? 'docker,api,realtime,gvisor,tasks,memory,egress,templates,pause,e2b,cluster').split(','),
 );
 const root = fileURLToPath(new URL('..', import.meta.url));
 const WORKSPACE_POOL = {
@@ -318,9 +320,15 @@ try {
         quick,
       }),
     );
+  if (only.has('cluster'))
+    await ifDocker('cluster', clusterRows, () =>
+      benchCluster({ quick, databaseUrl: process.env.STUDIO_TEST_DATABASE_URL }),
+    );
 } finally {
   await runCleanups();
 }
+// Interrupted: what ran is cleaned up (the line above waited for it); no report from a partial run.
+if (interrupted) process.exit(130);
 
 const at = new Date().toISOString();
 const wallSeconds = Math.round((performance.now() - started) / 1000);

@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { IsolationBackend } from '@studio/isolation';
+import { runClientProcess } from './client-process.ts';
 import { type Harness, startHarness } from './harness.ts';
 import { onCleanup, type Row, ratioOf, skippedRow, type TargetId } from './report.ts';
 import { summarize } from './stats.ts';
@@ -17,32 +16,9 @@ export const templateRows: [string, TargetId | undefined][] = [
   ['gvisor: create → first exec output, custom template', 'templateCreate'],
 ];
 
+/** Runs bench/templates-client.ts in its own process and returns its samples. */
 function runClient(job: Record<string, unknown>): Promise<Samples> {
-  return new Promise((resolve, reject) => {
-    const client = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        fileURLToPath(new URL('./templates-client.ts', import.meta.url)),
-        JSON.stringify(job),
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    let out = '';
-    client.stdout.setEncoding('utf8').on('data', (s: string) => {
-      out += s;
-    });
-    client.once('error', reject);
-    client.once('exit', (code) => {
-      if (code !== 0) return reject(new Error(`bench/templates-client.ts exited with ${code}`));
-      try {
-        resolve(JSON.parse(out) as Samples);
-      } catch (error) {
-        reject(error);
-      }
-    });
-  });
+  return runClientProcess('templates-client.ts', job);
 }
 
 /**
