@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,4 +33,17 @@ export function which(program: string): string | undefined {
 
 export function tempDir(prefix = 'studio-infra-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Where `infra/swarm/netns-swarm.sh` keeps the test Swarm's state (its `STUDIO_SWARM_DIR`). */
+export const SWARM_DIR = process.env.STUDIO_SWARM_DIR || '/run/studio-swarm';
+
+/** The `export K=V` lines `netns-swarm.sh up` writes to $STUDIO_SWARM_DIR/env. */
+export function readSwarmEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of readFileSync(join(SWARM_DIR, 'env'), 'utf8').split('\n')) {
+    const m = /^export ([A-Z0-9_]+)=(.*)$/.exec(line);
+    if (m?.[1] && m[2] !== undefined) env[m[1]] = m[2];
+  }
+  return env;
 }

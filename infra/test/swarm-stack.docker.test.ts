@@ -13,7 +13,7 @@ import { EventSource } from 'eventsource';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { IN_CI, INFRA, run, which } from './helpers.ts';
+import { IN_CI, INFRA, readSwarmEnv as readEnv, run, SWARM_DIR, which } from './helpers.ts';
 
 // The Swarm stack itself (issue 23: infra/swarm/stack.yml) on the three-node netns Swarm (netns-swarm.sh):
 // PostgreSQL, two API replicas and a node service per node (each a launcher task that runs the real node service
@@ -26,7 +26,6 @@ import { IN_CI, INFRA, run, which } from './helpers.ts';
 const REPO = join(INFRA, '..');
 const SWARM = join(INFRA, 'swarm', 'netns-swarm.sh');
 const STACK_FILE = join(INFRA, 'swarm', 'stack.yml');
-const SWARM_DIR = process.env.STUDIO_SWARM_DIR || '/run/studio-swarm';
 // Host paths the node services use, one folder per node (the netns nodes share this machine's filesystem). A shared
 // mount of its own: the node services' loop mounts must propagate to the sandboxes, and / is private here.
 const NODES_DIR = '/var/lib/studio-swarm-stack';
@@ -86,16 +85,6 @@ function must(command: string, args: string[], options: Parameters<typeof sh>[2]
   if (r.status !== 0)
     throw new Error(`${command} ${args.join(' ')} failed (exit ${r.status}):\n${r.stderr}${r.stdout}`);
   return r.stdout;
-}
-
-/** The `export K=V` lines `up` writes to $STUDIO_SWARM_DIR/env. */
-function readEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const line of readFileSync(join(SWARM_DIR, 'env'), 'utf8').split('\n')) {
-    const m = /^export ([A-Z0-9_]+)=(.*)$/.exec(line);
-    if (m?.[1] && m[2] !== undefined) env[m[1]] = m[2];
-  }
-  return env;
 }
 
 async function waitFor<T>(

@@ -1,16 +1,14 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IN_CI, INFRA, run, which } from './helpers.ts';
+import { IN_CI, INFRA, readSwarmEnv as readEnv, run, which } from './helpers.ts';
 
 // The three-node Swarm that issue 23's CI builds on this one machine (infra/swarm/netns-swarm.sh): each node a
 // network namespace with its own dockerd, wired through a hub bridge. Everything is read through the nodes'
 // own sockets with dockerode, never from CLI output. The machine's own dockerd only supplies the tiny image.
 
-const SWARM_DIR = process.env.STUDIO_SWARM_DIR || '/run/studio-swarm';
 const IMAGE = 'studio-swarm-tiny:latest';
 const SERVICE = 'studio-swarm-test-web';
 // Published in host mode on every node: this kernel has no IPVS, so Swarm's routing mesh (ingress) and
@@ -49,16 +47,6 @@ function mustRun(name: string, ...args: string[]): number {
   const r = script(name, ...args);
   if (r.status !== 0) throw new Error(`${name} ${args.join(' ')} failed (exit ${r.status}):\n${r.stderr}`);
   return r.ms;
-}
-
-/** The `export K=V` lines `up` writes to $STUDIO_SWARM_DIR/env. */
-function readEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const line of readFileSync(join(SWARM_DIR, 'env'), 'utf8').split('\n')) {
-    const m = /^export ([A-Z0-9_]+)=(.*)$/.exec(line);
-    if (m?.[1] && m[2] !== undefined) env[m[1]] = m[2];
-  }
-  return env;
 }
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {

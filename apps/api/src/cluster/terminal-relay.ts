@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import type { AppDeps } from '../core/context.ts';
 import { AppError } from '../core/errors.ts';
-import { CLOSE, originOk, startHeartbeat, TERMINAL_PATH } from '../terminal/terminal.ts';
+import { CLOSE, refusedUpgrade, startHeartbeat, TERMINAL_PATH } from '../terminal/terminal.ts';
 import type { Forwarder } from './forwarder.ts';
 import type { ForwardedClient } from './node-guard.ts';
 
@@ -50,16 +50,7 @@ export function attachTerminalRelay(
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if ((req.url ?? '/').split('?')[0] !== TERMINAL_PATH) return;
-    if (!originOk(req, deps)) {
-      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      return;
-    }
-    if (options.draining?.()) {
-      socket.end(
-        'HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
-      );
-      return;
-    }
+    if (refusedUpgrade(req, socket, deps, options.draining)) return;
     wss.handleUpgrade(req, socket, head, (client) => relay(client, req));
   });
 

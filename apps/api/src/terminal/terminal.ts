@@ -189,6 +189,30 @@ export function originOk(req: IncomingMessage, deps: Pick<AppDeps, 'origins'>): 
 }
 
 /**
+ * Answers a terminal upgrade that must not go ahead and says whether it did: a foreign `Origin` (403, see
+ * {@link originOk}) or a server draining for shutdown (503 with `Retry-After`). The endpoint and a replica's relay
+ * refuse alike through this one check.
+ */
+export function refusedUpgrade(
+  req: IncomingMessage,
+  socket: Duplex,
+  deps: Pick<AppDeps, 'origins'>,
+  draining: (() => boolean) | undefined,
+): boolean {
+  if (!originOk(req, deps)) {
+    socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    return true;
+  }
+  if (draining?.()) {
+    socket.end(
+      'HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
+    );
+    return true;
+  }
+  return false;
+}
+
+/**
  * The terminal endpoint: WebSocket upgrades on {@link TERMINAL_PATH} of the API's server (SECURITY.md §4, §5).
  * A foreign `Origin` is refused before the upgrade (403). The first message must be
  * `{ type: 'auth', token, sessionId, terminalId?, offset? }` within `websocket.authTimeoutMs`; nothing is opened
@@ -263,16 +287,7 @@ export function attachTerminal(
     upgrade(req, socket, head);
   };
   const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (!originOk(req, deps)) {
-      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      return;
-    }
-    if (options.draining?.()) {
-      socket.end(
-        'HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
-      );
-      return;
-    }
+    if (refusedUpgrade(req, socket, deps, options.draining)) return;
     wss.handleUpgrade(req, socket, head, (client) => serve(client));
   };
   server.on('upgrade', onUpgrade);
